@@ -1,0 +1,1 @@
+//! The build: nua-config → image layers → OCI image tarball.

@@ -1,0 +1,1 @@
+//! Find, parse, validate and normalize nua-config files.

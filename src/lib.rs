@@ -1,0 +1,12 @@
+//! Nua: describe an application once in a `nua-config` file, build it into an OCI image
+//! without a Docker daemon and without root, and run it.
+//!
+//! Data flows one way: `cli → build → (config, oci)`. Nothing in [`oci`] knows about Nua;
+//! nothing below [`cli`] prints.
+
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod oci;
+#[cfg(feature = "runtime")]
+pub mod runtime;

@@ -1,0 +1,1 @@
+//! OCI image primitives: digests, canonical JSON, blob store, layers, layouts.
