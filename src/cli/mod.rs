@@ -2,7 +2,9 @@
 
 pub mod args;
 pub mod commands;
+pub mod settings;
 
+use std::fmt;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,16 +30,39 @@ fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Print an error chain once, then its hint, and map it to exit code 1.
+/// What the user can do about an error: attach it with `.context(Hint("…"))`; it is printed
+/// after the error chain as a `hint:` line rather than as part of the chain.
+#[derive(Debug)]
+pub struct Hint(pub &'static str);
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Print an error chain once, then its hints, and map it to exit code 1.
 fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            ExitCode::FAILURE
+    let err = match result {
+        Ok(code) => return code,
+        Err(err) => err,
+    };
+    let mut hints = Vec::new();
+    let mut first = true;
+    for cause in err.chain() {
+        if let Some(hint) = cause.downcast_ref::<Hint>() {
+            hints.push(hint.0.to_owned());
+            continue;
+        }
+        if first {
+            eprintln!("error: {cause}");
+            first = false;
+        } else {
+            eprintln!("  caused by: {cause}");
         }
     }
+    for hint in hints {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::FAILURE
 }

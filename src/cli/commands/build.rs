@@ -1,9 +1,127 @@
-//! `nua-pack build`
+//! `nua-pack build`: load the nua-config, build, write the image, say where it went.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
+
+use crate::build::{self, BuildOptions, Event, Output, Reporter};
 use crate::cli::args::BuildArgs;
+use crate::cli::{settings, Hint};
+use crate::config::{self, LoadOptions};
+use crate::oci;
 
-pub fn run(_args: &BuildArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`build` is not implemented yet")
+pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
+    let cache_dir = settings::cache_dir()?;
+    let source_date_epoch = settings::source_date_epoch()?;
+    let Some(base_rootfs) = args.base_rootfs.clone() else {
+        return Err(anyhow::anyhow!("no base for the image").context(Hint(
+            "pass `--base-rootfs PATH`, a root filesystem tarball such as \
+             `mmdebstrap --variant=essential bookworm rootfs.tar` makes",
+        )));
+    };
+
+    let app = config::load(&path, &LoadOptions { strict: args.strict })?;
+    if !args.quiet {
+        for warning in &app.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    let output = match (&args.output, args.oci_dir) {
+        (Some(p), false) => Output::Tarball(p.clone()),
+        (Some(p), true) => Output::LayoutDir(p.clone()),
+        (None, false) => Output::Tarball(PathBuf::from(app.config.image_file_name())),
+        (None, true) => Output::LayoutDir(PathBuf::from(
+            app.config.image_file_name().trim_end_matches(".tar"),
+        )),
+    };
+    let options = BuildOptions {
+        cache_dir,
+        base_rootfs,
+        output,
+        compression: if args.zstd {
+            oci::Compression::Zstd(oci::DEFAULT_ZSTD_LEVEL)
+        } else {
+            oci::Compression::Gzip(oci::DEFAULT_GZIP_LEVEL)
+        },
+        source_date_epoch,
+    };
+
+    let mut reporter = Lines {
+        quiet: args.quiet || args.json,
+        tty: std::io::stderr().is_terminal(),
+    };
+    let result = build::build(&app, &options, &mut reporter)
+        .with_context(|| format!("cannot build `{}`", app.file.display()))?;
+
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else if !args.quiet {
+        let output = result.output.display();
+        println!("built {}", result.image);
+        println!("  digest  {}", result.manifest_digest);
+        println!(
+            "  size    {} in {} layers",
+            human_bytes(result.size),
+            result.layers.len()
+        );
+        println!("  written {output}");
+        if matches!(options.output, Output::Tarball(_)) {
+            println!("load it with: docker load -i {output}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per step on stderr.
+struct Lines {
+    quiet: bool,
+    tty: bool,
+}
+
+impl Reporter for Lines {
+    fn event(&mut self, event: Event<'_>) {
+        if self.quiet {
+            return;
+        }
+        match event {
+            Event::StepStarted { step } if self.tty => eprint!("{step:>10} …\r"),
+            Event::StepStarted { .. } => {}
+            Event::StepFinished {
+                step,
+                cached,
+                elapsed,
+            } => {
+                let status = if cached { "cached" } else { "done" };
+                eprintln!("{step:>10} {status} in {}", human_duration(elapsed));
+            }
+            Event::Writing { path } => eprintln!("{:>10} {}", "writing", path.display()),
+        }
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -1,0 +1,41 @@
+//! Errors of the build.
+
+use std::path::PathBuf;
+
+use crate::oci;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the base root filesystem `{}`", path.display())]
+    BaseRootfs {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot turn the base root filesystem `{}` into a layer", path.display())]
+    BaseLayer {
+        path: PathBuf,
+        #[source]
+        source: oci::Error,
+    },
+    #[error("cannot read the app source at `{}`", path.display())]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the ignore file `{}`", path.display())]
+    Ignore {
+        path: PathBuf,
+        #[source]
+        source: ignore::Error,
+    },
+    #[error("cannot write the layer cache in `{}`", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Oci(oci::Error),
+}

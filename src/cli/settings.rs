@@ -1,0 +1,34 @@
+//! Environment variables and defaults, resolved in one place before any I/O.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+/// The cache folder (blob store, layer cache); default `$XDG_CACHE_HOME/nua` or
+/// `~/.cache/nua`.
+pub const NUA_CACHE_DIR: &str = "NUA_CACHE_DIR";
+/// The upper bound of every timestamp in a built image (reproducible-builds.org).
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+pub fn cache_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(NUA_CACHE_DIR).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("nua"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .context("cannot find a cache folder: neither `NUA_CACHE_DIR`, `XDG_CACHE_HOME` nor `HOME` is set")?;
+    Ok(PathBuf::from(home).join(".cache/nua"))
+}
+
+/// `SOURCE_DATE_EPOCH`, or 0 when unset.
+pub fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var(SOURCE_DATE_EPOCH) {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
+            format!("`{SOURCE_DATE_EPOCH}` must be a number of seconds since 1970, not `{value}`")
+        }),
+        _ => Ok(0),
+    }
+}

@@ -1,0 +1,318 @@
+//! End-to-end builds: `nua-pack build` of the static-site fixture, loaded and run on the real
+//! Docker Engine, read by skopeo and umoci, and rebuilt for determinism.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Build `app` into `out` with `nua-pack build --json`, the blob store under `cache`.
+fn build(app: &Path, base: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Value {
+    let stdout = run_ok(
+        nua_pack()
+            .arg("build")
+            .arg(app)
+            .arg("--base-rootfs")
+            .arg(base)
+            .arg("--output")
+            .arg(out)
+            .arg("--json")
+            .args(extra)
+            .env("NUA_CACHE_DIR", cache)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("build --json printed no JSON result ({e}):\n{stdout}"))
+}
+
+fn layer_digests(result: &Value) -> Vec<String> {
+    result["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A GET over a plain TCP connection: status line and body.
+fn http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, body.to_owned()))
+}
+
+fn wait_for_http(port: u16, path: &str) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http_get(port, path) {
+            Ok(answer) if !answer.0.is_empty() => return answer,
+            other if Instant::now() > deadline => panic!("no HTTP answer on {port}: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn static_site_loads_and_serves_on_docker() {
+    let base = test_env();
+    let work = temp_dir();
+    let tarball = work.path().join("static-site.tar");
+    let result = build(
+        &fixture_app("static-site"),
+        base,
+        &work.path().join("cache"),
+        &tarball,
+        &[],
+    );
+    assert_eq!(result["image"], "nua-static-site:1.0-1");
+
+    let loaded = run_ok(Command::new("docker").arg("load").arg("-i").arg(&tarball));
+    assert!(
+        loaded.contains("nua-static-site:1.0-1"),
+        "docker load did not name the tag: {loaded}"
+    );
+    let _image = LoadedImage("nua-static-site:1.0-1".into());
+
+    // What Docker reports must be what we wrote: same config digest (the image ID).
+    let id = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "-f",
+        "{{.Id}}",
+        "nua-static-site:1.0-1",
+    ]));
+    assert_eq!(id.trim(), result["config_digest"].as_str().unwrap());
+
+    let name = format!("nua-test-static-{}", std::process::id());
+    run_ok(Command::new("docker").args([
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-p",
+        "127.0.0.1::8080",
+        "nua-static-site:1.0-1",
+    ]));
+    let container = Container(name);
+    let port_line = run_ok(Command::new("docker").args(["port", &container.0, "8080/tcp"]));
+    let port: u16 = port_line
+        .lines()
+        .find_map(|l| l.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no 127.0.0.1 port in {port_line:?}"));
+
+    let (status, body) = wait_for_http(port, "/");
+    assert!(status.contains("200"), "GET / answered {status}");
+    assert!(body.contains("Hello from a Nua static site"), "body: {body}");
+    let (status, body) = wait_for_http(port, "/css/site.css");
+    assert!(status.contains("200") && body.contains("font-family"));
+    // `.nuaignore` keeps drafts out of the image.
+    let (status, _) = wait_for_http(port, "/drafts/wip.html");
+    assert!(status.contains("404"), "an ignored file was served: {status}");
+
+    // The start script runs as the `nua` user (uid 1000), not root.
+    let user = run_ok(Command::new("docker").args([
+        "exec",
+        &container.0,
+        "busybox",
+        "id",
+        "-u",
+    ]));
+    assert_eq!(user.trim(), "1000");
+    let meta = run_ok(Command::new("docker").args([
+        "exec",
+        &container.0,
+        "cat",
+        "/nua/metadata/nua-config.json",
+    ]));
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["metadata"]["id"], "static-site");
+
+    // The image's healthcheck (from [healthcheck]) runs and passes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = run_ok(Command::new("docker").args([
+            "inspect",
+            "-f",
+            "{{.State.Health.Status}}",
+            &container.0,
+        ]));
+        match health.trim() {
+            "healthy" => break,
+            "unhealthy" => panic!("the container became unhealthy"),
+            other if Instant::now() > deadline => panic!("still {other} after 60 s"),
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+#[test]
+fn skopeo_and_umoci_accept_the_tarball() {
+    let base = test_env();
+    let work = temp_dir();
+    let tarball = work.path().join("static-site.tar");
+    let result = build(
+        &fixture_app("static-site"),
+        base,
+        &work.path().join("cache"),
+        &tarball,
+        &[],
+    );
+
+    let inspect = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", tarball.display())),
+    );
+    let inspect: Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Digest"], result["manifest_digest"]);
+    assert_eq!(inspect["Labels"]["APP_ID"], "static-site");
+    assert_eq!(inspect["Labels"]["NUA_TAG"], "nua-static-site:1.0-1");
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 3);
+
+    // umoci reads OCI layouts: unpack the archive and let umoci apply every layer.
+    let layout = work.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&layout),
+    );
+    let bundle = work.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:1.0-1", layout.display()))
+            .arg(&bundle),
+    );
+    let rootfs = bundle.join("rootfs");
+    assert!(rootfs.join("nua/app/index.html").is_file());
+    assert!(!rootfs.join("nua/app/drafts").exists());
+    assert!(!rootfs.join("nua/app/nua-config.toml").exists());
+    assert!(rootfs.join("nua/metadata/nua-config.json").is_file());
+    assert!(rootfs.join("nua/scripts/start").is_file());
+    assert!(rootfs.join("usr/bin/busybox").is_file());
+}
+
+/// A tiny base root filesystem made here, so the digests below depend on nothing outside the
+/// repository (the Debian mirror moves; this does not).
+fn synthetic_base(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("base.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    for (name, body) in [
+        ("etc/os-release", &b"ID=nua-test\n"[..]),
+        ("bin/sh", &b"#!not a real shell\n"[..]),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o755);
+        header.set_mtime(1_700_000_000);
+        builder.append_data(&mut header, name, body).unwrap();
+    }
+    builder.finish().unwrap();
+    path
+}
+
+#[test]
+fn same_inputs_same_digest_from_two_folders() {
+    let work = temp_dir();
+    let base = synthetic_base(work.path());
+    let first = work.path().join("first/static-site");
+    let second = work.path().join("second/elsewhere/static-site");
+    copy_tree(&fixture_app("static-site"), &first);
+    copy_tree(&fixture_app("static-site"), &second);
+    // Different mtimes in the second copy, as if checked out minutes later.
+    run_ok(Command::new("find").arg(&second).args([
+        "-exec",
+        "touch",
+        "-d",
+        "2031-01-02 03:04:05",
+        "{}",
+        "+",
+    ]));
+
+    let a = build(
+        &first,
+        &base,
+        &work.path().join("cache-a"),
+        &work.path().join("a.tar"),
+        &[],
+    );
+    let b = build(
+        &second,
+        &base,
+        &work.path().join("cache-b"),
+        &work.path().join("b.tar"),
+        &[],
+    );
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+    assert_eq!(
+        std::fs::read(work.path().join("a.tar")).unwrap(),
+        std::fs::read(work.path().join("b.tar")).unwrap(),
+        "the two tarballs differ byte for byte"
+    );
+    // Held across runs and machines: a change here means the bytes of every image changed.
+    insta::assert_snapshot!(
+        "static_site_manifest_digest",
+        a["manifest_digest"].as_str().unwrap()
+    );
+
+    // One byte of one source file changes the app layer, and nothing else but the metadata
+    // that records the layer (the config and manifest).
+    let css = second.join("css/site.css");
+    let mut bytes = std::fs::read(&css).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&css, bytes).unwrap();
+    let c = build(
+        &second,
+        &base,
+        &work.path().join("cache-b"),
+        &work.path().join("c.tar"),
+        &[],
+    );
+    let (before, after) = (layer_digests(&a), layer_digests(&c));
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    assert_eq!(changed, vec![1], "layers before {before:?}, after {after:?}");
+}
+
+#[test]
+fn source_date_epoch_moves_every_timestamp() {
+    let work = temp_dir();
+    let base = synthetic_base(work.path());
+    let app = fixture_app("static-site");
+    let cache = work.path().join("cache");
+    let zero = build(&app, &base, &cache, &work.path().join("zero.tar"), &[]);
+    let later = run_ok(
+        nua_pack()
+            .arg("build")
+            .arg(&app)
+            .arg("--base-rootfs")
+            .arg(&base)
+            .arg("--output")
+            .arg(work.path().join("later.tar"))
+            .arg("--json")
+            .env("NUA_CACHE_DIR", &cache)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    let later: Value = serde_json::from_str(later.lines().last().unwrap()).unwrap();
+    assert_ne!(zero["manifest_digest"], later["manifest_digest"]);
+}

@@ -1,0 +1,106 @@
+//! Helpers shared by the integration tests: the real components they drive (Docker Engine,
+//! skopeo, umoci) and the cached base root filesystem.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The crate root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture_app(name: &str) -> PathBuf {
+    root().join("fixtures/apps").join(name)
+}
+
+/// Run `scripts/test-env.sh setup` once per test binary: installs what is missing, starts
+/// dockerd when none answers, and makes the base root filesystem when it is not cached.
+/// Returns the path of that root filesystem tarball.
+pub fn test_env() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let script = root().join("scripts/test-env.sh");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                ". {} setup >&2 && printf %s \"$NUA_TEST_BASE_ROOTFS\"",
+                script.display()
+            ))
+            .output()
+            .expect("run scripts/test-env.sh");
+        assert!(
+            out.status.success(),
+            "scripts/test-env.sh setup failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap())
+    })
+}
+
+/// Run a command, panic with its output when it fails, return its stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+/// `nua-pack` as built by cargo for this test run.
+pub fn nua_pack() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nua-pack"))
+}
+
+/// A cache folder for one test: the blob store starts empty so nothing depends on earlier runs.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("nua-test-").tempdir().unwrap()
+}
+
+/// Copy a folder recursively (files, folders, symlinks), for building a fixture from a second
+/// location.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let ty = entry.file_type().unwrap();
+        let to = dst.join(entry.file_name());
+        if ty.is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// A container started by a test, removed when dropped, whatever the test's outcome.
+pub struct Container(pub String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+/// An image loaded by a test, removed when dropped.
+pub struct LoadedImage(pub String);
+
+impl Drop for LoadedImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
