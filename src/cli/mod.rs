@@ -47,21 +47,17 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
         Ok(code) => return code,
         Err(err) => err,
     };
-    let mut hints = Vec::new();
-    let mut first = true;
-    for cause in err.chain() {
-        if let Some(hint) = cause.downcast_ref::<Hint>() {
-            hints.push(hint.0.to_owned());
-            continue;
-        }
-        if first {
-            eprintln!("error: {cause}");
-            first = false;
-        } else {
-            eprintln!("  caused by: {cause}");
-        }
+    // anyhow finds a context of type `Hint` anywhere in the chain; its text is shown once,
+    // on its own line, rather than as one more cause.
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0);
+    let mut causes = err.chain().map(|c| c.to_string()).filter(|c| Some(c.as_str()) != hint);
+    if let Some(first) = causes.next() {
+        eprintln!("error: {first}");
     }
-    for hint in hints {
+    for cause in causes {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }
     ExitCode::FAILURE
