@@ -316,3 +316,82 @@ fn source_date_epoch_moves_every_timestamp() {
     let later: Value = serde_json::from_str(later.lines().last().unwrap()).unwrap();
     assert_ne!(zero["manifest_digest"], later["manifest_digest"]);
 }
+
+/// Run `nua-pack build` expecting failure; return stderr.
+fn build_fails(app: &Path, extra: &[&str], cache: &Path) -> String {
+    let out = run(nua_pack()
+        .arg("build")
+        .arg(app)
+        .args(extra)
+        .env("NUA_CACHE_DIR", cache));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr:\n{stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn hostile_base_rootfs_is_refused_and_nothing_is_written() {
+    let work = temp_dir();
+    for (file, entry) in [
+        ("rootfs-dotdot-escape.tar", "etc/../../escaped.txt"),
+        ("rootfs-absolute-path.tar", "/etc/passwd"),
+        ("rootfs-hardlink-outside.tar", "../../etc/shadow"),
+    ] {
+        let out = work.path().join(format!("{file}.image.tar"));
+        let base = root().join("fixtures/hostile").join(file);
+        let stderr = build_fails(
+            &fixture_app("static-site"),
+            &[
+                "--base-rootfs",
+                base.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            &work.path().join("cache"),
+        );
+        assert!(stderr.contains(file), "{file}: the error does not name the tarball:\n{stderr}");
+        assert!(stderr.contains(entry), "{file}: the error does not name the entry:\n{stderr}");
+        assert!(!out.exists(), "{file}: an image was written");
+        assert!(!work.path().join("escaped.txt").exists());
+    }
+    // Nothing half-written is visible in the blob store: every blob there has its digest.
+    let blobs = work.path().join("cache/blobs/sha256");
+    if blobs.is_dir() {
+        for entry in std::fs::read_dir(&blobs).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let digest = sha256_hex(&bytes);
+            assert_eq!(path.file_name().unwrap().to_str().unwrap(), digest);
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn missing_base_and_missing_config_say_what_to_do() {
+    let work = temp_dir();
+    let stderr = build_fails(&fixture_app("static-site"), &[], &work.path().join("cache"));
+    assert!(stderr.contains("hint: pass `--base-rootfs PATH`"), "{stderr}");
+
+    let stderr = build_fails(
+        &fixture_app("static-site"),
+        &["--base-rootfs", "/nonexistent/rootfs.tar"],
+        &work.path().join("cache"),
+    );
+    assert!(stderr.contains("/nonexistent/rootfs.tar"), "{stderr}");
+
+    let empty = work.path().join("empty-app");
+    std::fs::create_dir(&empty).unwrap();
+    let stderr = build_fails(
+        &empty,
+        &["--base-rootfs", "/nonexistent/rootfs.tar"],
+        &work.path().join("cache"),
+    );
+    assert!(stderr.contains("nua-config"), "{stderr}");
+    assert!(stderr.contains(empty.to_str().unwrap()), "{stderr}");
+}

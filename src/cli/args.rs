@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// nua-pack: build OCI images from a nua-config, without a Docker daemon and without root
 #[derive(Debug, Parser)]
-#[command(name = "nua-pack", version, about, propagate_version = true)]
+#[command(name = "nua-pack", version, propagate_version = true)]
 pub struct PackCli {
     #[command(subcommand)]
     pub command: PackCommand,
@@ -14,7 +14,7 @@ pub struct PackCli {
 
 /// nua: build and run Nua applications
 #[derive(Debug, Parser)]
-#[command(name = "nua", version, about, propagate_version = true)]
+#[command(name = "nua", version, propagate_version = true)]
 pub struct NuaCli {
     #[command(subcommand)]
     pub command: NuaCommand,
@@ -34,6 +34,18 @@ pub enum PackCommand {
 pub enum NuaCommand {
     #[command(flatten)]
     Pack(PackCommand),
+    /// Load an image tarball into Docker Engine
+    #[cfg(feature = "runtime")]
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The image tarball (`nua-<id>_<version>-<release>.tar`)
+    pub tarball: PathBuf,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,8 @@ pub fn main_nua() -> ExitCode {
     let cli = NuaCli::parse();
     finish(match &cli.command {
         NuaCommand::Pack(cmd) => dispatch_pack(cmd),
+        #[cfg(feature = "runtime")]
+        NuaCommand::Load(args) => commands::load::run(args),
     })
 }
 

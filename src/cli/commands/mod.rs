@@ -2,3 +2,5 @@
 
 pub mod build;
 pub mod check;
+#[cfg(feature = "runtime")]
+pub mod load;
