@@ -24,6 +24,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot add the app source `{}` to its layer", path.display())]
+    SourceLayer {
+        path: PathBuf,
+        #[source]
+        source: oci::Error,
+    },
+    #[error("cannot write the image to `{}`", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: oci::Error,
+    },
     #[error("cannot read the ignore file `{}`", path.display())]
     Ignore {
         path: PathBuf,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::NuaConfig;
+use crate::oci;
 
 /// The uid and gid of the `nua` user that runs the app (and owns `/nua/app`). Base images
 /// create the user with these ids; with a bare root filesystem the numeric ids still work.
@@ -17,29 +18,6 @@ pub const METADATA_FILE: &str = "nua/metadata/nua-config.json";
 pub const START_SCRIPT: &str = "nua/scripts/start";
 
 const PATH: &str = "/nua/bin:/nua/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The image config fields the build sets, independent of the OCI types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageSettings {
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
-    pub working_dir: String,
-    pub user: String,
-    /// `"<port>/<protocol>"`, sorted.
-    pub exposed_ports: Vec<String>,
-    pub labels: BTreeMap<String, String>,
-    pub healthcheck: Option<Healthcheck>,
-}
-
-/// Docker's healthcheck, durations in seconds (0 means the engine's default).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Healthcheck {
-    pub test: Vec<String>,
-    pub interval: u64,
-    pub timeout: u64,
-    pub start_period: u64,
-    pub retries: u64,
-}
 
 /// `/nua/scripts/start`: runs the `start` commands in order in `/nua/app`, stopping at the
 /// first failure; the last one replaces the shell (`exec`) so it is PID 1's child no more and
@@ -77,9 +55,9 @@ pub fn config_json(config: &NuaConfig) -> Vec<u8> {
     bytes
 }
 
-/// Image settings for `config`; `created` is the RFC 3339 build time (from
-/// `SOURCE_DATE_EPOCH`).
-pub fn image_settings(config: &NuaConfig, created: &str) -> ImageSettings {
+/// The labels of the image: Nua's own and the `org.opencontainers.image.*` annotations,
+/// which also go on the manifest. `created` is RFC 3339 (from `SOURCE_DATE_EPOCH`).
+pub fn labels(config: &NuaConfig, created: &str) -> BTreeMap<String, String> {
     let meta = &config.metadata;
     let mut labels = BTreeMap::new();
     labels.insert("APP_ID".to_owned(), config.id().to_owned());
@@ -108,68 +86,32 @@ pub fn image_settings(config: &NuaConfig, created: &str) -> ImageSettings {
             .or(config.build.src_url.as_deref()),
     );
     oci("created", Some(created));
+    labels
+}
 
-    let mut exposed_ports: Vec<String> = config
+/// The run config of the image: command, user, working folder, ports, healthcheck, labels.
+pub fn container_config(config: &NuaConfig, created: &str) -> oci::ContainerConfig {
+    const SECOND: u64 = 1_000_000_000;
+    let exposed_ports = config
         .ports()
         .iter()
-        .map(|p| format!("{}/{}", p.container, p.protocol))
+        .map(|p| (format!("{}/{}", p.container, p.protocol), oci::image::Empty {}))
         .collect();
-    exposed_ports.sort();
-    exposed_ports.dedup();
-
-    let cmd = match start_script(config) {
-        Some(_) => vec![format!("/{START_SCRIPT}")],
-        None => Vec::new(),
-    };
-    ImageSettings {
-        cmd,
-        env: vec![format!("PATH={PATH}"), "LANG=C.UTF-8".to_owned()],
-        working_dir: APP_DIR.to_owned(),
-        user: format!("{NUA_UID}:{NUA_GID}"),
+    oci::ContainerConfig {
+        user: Some(format!("{NUA_UID}:{NUA_GID}")),
         exposed_ports,
-        labels,
-        healthcheck: config.healthcheck().map(|h| Healthcheck {
+        env: vec![format!("PATH={PATH}"), "LANG=C.UTF-8".to_owned()],
+        cmd: start_script(config).map(|_| vec![format!("/{START_SCRIPT}")]),
+        working_dir: Some(APP_DIR.to_owned()),
+        labels: labels(config, created),
+        healthcheck: config.healthcheck().map(|h| oci::Healthcheck {
             test: vec!["CMD-SHELL".to_owned(), h.command.clone()],
-            interval: h.interval.unwrap_or(0),
-            timeout: h.timeout.unwrap_or(0),
-            start_period: h.start_period.unwrap_or(0),
-            retries: h.retries.unwrap_or(0),
+            interval: h.interval.map(|s| s * SECOND),
+            timeout: h.timeout.map(|s| s * SECOND),
+            start_period: h.start_period.map(|s| s * SECOND),
+            retries: h.retries.map(|r| r as u32),
         }),
+        ..oci::ContainerConfig::default()
     }
 }
 
-/// RFC 3339 UTC for a Unix time, without a date library: the days-to-civil algorithm.
-pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-
-    #[rstest]
-    #[case(0, "1970-01-01T00:00:00Z")]
-    #[case(951_782_400, "2000-02-29T00:00:00Z")]
-    #[case(1_700_000_000, "2023-11-14T22:13:20Z")]
-    #[case(4_102_444_799, "2099-12-31T23:59:59Z")]
-    fn formats_rfc3339(#[case] epoch: u64, #[case] expected: &str) {
-        assert_eq!(rfc3339(epoch), expected);
-    }
-}

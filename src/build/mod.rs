@@ -139,23 +139,21 @@ pub fn build(
         parent_key = key;
     }
 
-    let config = &app.config;
-    let created = metadata::rfc3339(options.source_date_epoch);
-    let settings = metadata::image_settings(config, &created);
-    let image = steps::write_image(&store, &settings, &layers, &created)?;
+    let image = steps::write_image(&ctx, &layers)?;
 
     reporter.event(Event::Writing {
         path: options.output.path(),
     });
-    let tag = config.image_tag();
+    let tag = app.config.image_tag();
+    let names = [oci::ImageName::parse(&tag).map_err(Error::Oci)?];
     match &options.output {
-        Output::Tarball(path) => {
-            oci::write_tarball(&store, &image, &tag, path).map_err(Error::Oci)?
-        }
-        Output::LayoutDir(path) => {
-            oci::write_layout_dir(&store, &image, &tag, path).map_err(Error::Oci)?
-        }
+        Output::Tarball(path) => oci::write_tarball(&store, &image, &names, path),
+        Output::LayoutDir(path) => oci::write_layout_dir(&store, &image, &names, path),
     }
+    .map_err(|source| Error::Output {
+        path: options.output.path().to_path_buf(),
+        source,
+    })?;
 
     Ok(BuildResult {
         image: tag,

@@ -5,7 +5,7 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use super::cache::LayerCache;
-use super::metadata::{self, ImageSettings, NUA_GID, NUA_UID};
+use super::metadata::{self, NUA_GID, NUA_UID};
 use super::source::SourceFilter;
 use super::{BuildOptions, Error};
 use crate::config::Loaded;
@@ -83,7 +83,11 @@ impl Step {
 
     /// Write this step's layer into the store.
     pub fn run(self, ctx: &Context<'_>) -> Result<oci::Layer, Error> {
-        let mut writer = oci::LayerWriter::new(ctx.store, layer_options(ctx.options)).map_err(Error::Oci)?;
+        let options = oci::LayerOptions {
+            compression: ctx.options.compression,
+            source_date_epoch: ctx.options.source_date_epoch,
+        };
+        let mut writer = oci::LayerWriter::new(ctx.store, options).map_err(Error::Oci)?;
         match self {
             Step::Base => {
                 let path = &ctx.options.base_rootfs;
@@ -97,36 +101,39 @@ impl Step {
                 })?;
             }
             Step::Source => {
-                let owner = oci::Meta::dir(0o755).owned_by(NUA_UID, NUA_GID);
+                let owner = oci::Meta::new(0o755).owned_by(NUA_UID, NUA_GID);
                 writer.add_dir("nua", &owner).map_err(Error::Oci)?;
                 let root = &ctx.app.root;
                 let filter = SourceFilter::new(root)?;
                 writer
-                    .append_dir_tree(root, "nua/app", Some((NUA_UID, NUA_GID)), &|rel: &Path, is_dir: bool| {
-                        filter.includes(rel, is_dir)
+                    .append_dir_tree(root, "nua/app", Some((NUA_UID, NUA_GID)), |rel, meta| {
+                        filter.includes(rel, meta.is_dir())
                     })
-                    .map_err(Error::Oci)?;
+                    .map_err(|source| Error::SourceLayer {
+                        path: root.clone(),
+                        source,
+                    })?;
                 for dir in ["nua/etc", "nua/bin"] {
                     writer.add_dir(dir, &owner).map_err(Error::Oci)?;
                 }
             }
             Step::Metadata => {
                 let config = &ctx.app.config;
-                let root_dir = oci::Meta::dir(0o755);
+                let root_dir = oci::Meta::new(0o755);
                 writer
                     .add_dir("nua", &root_dir.clone().owned_by(NUA_UID, NUA_GID))
                     .map_err(Error::Oci)?;
                 writer.add_dir("nua/metadata", &root_dir).map_err(Error::Oci)?;
                 let json = metadata::config_json(config);
                 writer
-                    .add_file(metadata::METADATA_FILE, &oci::Meta::file(0o644), json.len() as u64, &json[..])
+                    .add_file(metadata::METADATA_FILE, &oci::Meta::new(0o644), json.len() as u64, &json[..])
                     .map_err(Error::Oci)?;
                 writer.add_dir("nua/scripts", &root_dir).map_err(Error::Oci)?;
                 if let Some(script) = metadata::start_script(config) {
                     writer
                         .add_file(
                             metadata::START_SCRIPT,
-                            &oci::Meta::file(0o755),
+                            &oci::Meta::new(0o755),
                             script.len() as u64,
                             script.as_bytes(),
                         )
@@ -135,13 +142,6 @@ impl Step {
             }
         }
         writer.finish().map_err(Error::Oci)
-    }
-}
-
-fn layer_options(options: &BuildOptions) -> oci::LayerOptions {
-    oci::LayerOptions {
-        compression: options.compression,
-        source_date_epoch: options.source_date_epoch,
     }
 }
 
@@ -194,11 +194,28 @@ fn hash_tree(root: &Path, filter: &SourceFilter, hasher: &mut Sha256) -> Result<
 
 /// Write the image config and manifest for `layers` into the store.
 pub fn write_image(
-    store: &oci::BlobStore,
-    settings: &ImageSettings,
+    ctx: &Context<'_>,
     layers: &[(String, oci::Layer, bool)],
-    created: &str,
-) -> Result<oci::Image, Error> {
-    let _ = (store, settings, layers, created);
-    todo!("wire to the oci image builder")
+) -> Result<oci::ImageRef, Error> {
+    let epoch = ctx.options.source_date_epoch;
+    let created = oci::image::rfc3339(epoch);
+    let config = &ctx.app.config;
+    let mut spec = oci::ImageSpec::new(
+        layers.iter().map(|(_, layer, _)| layer.clone()).collect(),
+        metadata::container_config(config, &created),
+        epoch,
+    );
+    spec.history = layers
+        .iter()
+        .map(|(step, _, _)| oci::History {
+            created: Some(created.clone()),
+            created_by: Some(format!("nua-pack build: {step}")),
+            ..oci::History::default()
+        })
+        .collect();
+    spec.annotations = metadata::labels(config, &created)
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("org.opencontainers.image."))
+        .collect();
+    oci::write_image(ctx.store, &spec).map_err(Error::Oci)
 }

@@ -43,9 +43,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         base_rootfs,
         output,
         compression: if args.zstd {
-            oci::Compression::Zstd(oci::DEFAULT_ZSTD_LEVEL)
+            oci::Compression::Zstd(3)
         } else {
-            oci::Compression::Gzip(oci::DEFAULT_GZIP_LEVEL)
+            oci::Compression::default()
         },
         source_date_epoch,
     };
@@ -53,6 +53,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let mut reporter = Lines {
         quiet: args.quiet || args.json,
         tty: std::io::stderr().is_terminal(),
+        spinner: None,
     };
     let result = build::build(&app, &options, &mut reporter)
         .with_context(|| format!("cannot build `{}`", app.file.display()))?;
@@ -76,10 +77,11 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per step on stderr.
+/// One line per step on stderr; on a terminal, a spinner while the step runs.
 struct Lines {
     quiet: bool,
     tty: bool,
+    spinner: Option<indicatif::ProgressBar>,
 }
 
 impl Reporter for Lines {
@@ -88,13 +90,25 @@ impl Reporter for Lines {
             return;
         }
         match event {
-            Event::StepStarted { step } if self.tty => eprint!("{step:>10} …\r"),
+            Event::StepStarted { step } if self.tty => {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                spinner.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .expect("a valid template"),
+                );
+                spinner.set_message(format!("{step:>10}"));
+                spinner.enable_steady_tick(Duration::from_millis(100));
+                self.spinner = Some(spinner);
+            }
             Event::StepStarted { .. } => {}
             Event::StepFinished {
                 step,
                 cached,
                 elapsed,
             } => {
+                if let Some(spinner) = self.spinner.take() {
+                    spinner.finish_and_clear();
+                }
                 let status = if cached { "cached" } else { "done" };
                 eprintln!("{step:>10} {status} in {}", human_duration(elapsed));
             }
