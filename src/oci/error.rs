@@ -87,7 +87,6 @@ pub enum Error {
 }
 
 /// Attach a path to an `io::Error`: `fs::read(p).at(p)?`.
-#[allow(dead_code)] // `during` is used by the layer writer
 pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
     fn during(self, context: impl FnOnce() -> String) -> Result<T>;

@@ -7,8 +7,16 @@
 pub mod canonical;
 pub mod digest;
 pub mod error;
+pub mod image;
+pub mod layer;
 pub mod store;
+mod tar_writer;
 
 pub use digest::{Digest, Sha256Writer};
 pub use error::{Error, Result};
+pub use image::{
+    write_image, ContainerConfig, Descriptor, Healthcheck, History, ImageConfig, ImageRef,
+    ImageSpec, Manifest,
+};
+pub use layer::{Compression, DeviceKind, Layer, LayerOptions, LayerWriter, Meta};
 pub use store::{BlobInfo, BlobStore, BlobWriter};
