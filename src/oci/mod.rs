@@ -9,6 +9,8 @@ pub mod digest;
 pub mod error;
 pub mod image;
 pub mod layer;
+pub mod layout;
+pub mod name;
 pub mod store;
 mod tar_writer;
 
@@ -19,4 +21,6 @@ pub use image::{
     ImageSpec, Manifest,
 };
 pub use layer::{Compression, DeviceKind, Layer, LayerOptions, LayerWriter, Meta};
+pub use layout::{write_layout_dir, write_tarball};
+pub use name::ImageName;
 pub use store::{BlobInfo, BlobStore, BlobWriter};
