@@ -1,0 +1,115 @@
+//! Pinned compressors for layer blobs.
+
+use std::io::{self, Write};
+
+/// Layer compression; the level is part of the pinned output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip (deflate via zlib-rs) at level 0–9.
+    Gzip(u32),
+    /// zstd at level 1–22 (single-threaded, so the output does not depend on the machine).
+    Zstd(i32),
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Gzip(6)
+    }
+}
+
+impl Compression {
+    /// OCI media type of a layer compressed this way.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip(_) => super::super::image::media_type::LAYER_GZIP,
+            Compression::Zstd(_) => super::super::image::media_type::LAYER_ZSTD,
+        }
+    }
+
+    /// `gzip` or `zstd`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip(_) => "gzip",
+            Compression::Zstd(_) => "zstd",
+        }
+    }
+}
+
+/// Gzip header OS byte: 255 means "unknown", so the header does not depend on the host.
+const GZIP_OS_UNKNOWN: u8 = 255;
+
+pub(crate) enum Compressor<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Compressor<W> {
+    pub fn new(out: W, compression: Compression) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip(level) => Compressor::Gzip(
+                // No file name, no comment, mtime 0: the RFC 1952 header is the same everywhere.
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(GZIP_OS_UNKNOWN)
+                    .write(out, flate2::Compression::new(level.min(9))),
+            ),
+            Compression::Zstd(level) => {
+                let mut encoder = zstd::stream::write::Encoder::new(out, level)?;
+                encoder.include_checksum(true)?;
+                Compressor::Zstd(encoder)
+            }
+        })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(e) => e.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.write_all(buf),
+            Compressor::Zstd(e) => e.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_header_is_fixed() {
+        let mut c = Compressor::new(Vec::new(), Compression::Gzip(6)).unwrap();
+        c.write_all(b"data").unwrap();
+        let out = c.finish().unwrap();
+        // magic, CM=deflate, FLG=0 (no name), MTIME=0, XFL=0, OS=255.
+        assert_eq!(&out[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn zstd_round_trips() {
+        let mut c = Compressor::new(Vec::new(), Compression::Zstd(3)).unwrap();
+        c.write_all(b"data data data").unwrap();
+        let out = c.finish().unwrap();
+        assert_eq!(zstd::decode_all(&out[..]).unwrap(), b"data data data");
+    }
+}

@@ -1,0 +1,276 @@
+//! Writing an image as an OCI image layout: a directory, or a hybrid tarball that is both an
+//! OCI layout and Docker's `docker save` format.
+//!
+//! The tarball carries `oci-layout`, `index.json` (read by skopeo, podman, containerd) and
+//! `manifest.json` (read by `docker load`, which since 20.10 accepts gzip layers referenced
+//! from it), with one copy of each blob under `blobs/sha256/`. Entries and headers are
+//! deterministic; the file is written next to its destination and renamed at the end.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::digest::{Digest, Sha256Writer};
+use super::error::{Error, IoContext, Result};
+use super::image::{json, media_type, Descriptor, ImageRef, Index};
+use super::name::ImageName;
+use super::store::BlobStore;
+use super::tar_writer::{Header, Kind, TarWriter};
+
+/// `oci-layout`: "This JSON object serves as a marker for the base of an Open Container
+/// Image Layout" (image-layout.md).
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Annotation containerd uses for the full image name on import.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// Annotation the OCI spec defines for the reference (tag) of a manifest in an index.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// One entry of Docker's `manifest.json`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifest {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+fn blob_path(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+/// `index.json` for `image`, with one manifest descriptor per name (or one unnamed).
+pub fn index_for(image: &ImageRef, names: &[ImageName]) -> Index {
+    let described = |name: Option<&ImageName>| {
+        let mut d = image.manifest.clone();
+        d.platform = Some(image.platform.clone());
+        if let Some(name) = name {
+            d.annotations
+                .insert(ANNOTATION_CONTAINERD_NAME.into(), name.full());
+            d.annotations
+                .insert(ANNOTATION_REF_NAME.into(), name.tag().into());
+        }
+        d
+    };
+    let manifests = if names.is_empty() {
+        vec![described(None)]
+    } else {
+        names.iter().map(|n| described(Some(n))).collect()
+    };
+    Index {
+        schema_version: 2,
+        media_type: Some(media_type::INDEX.into()),
+        manifests,
+        annotations: Default::default(),
+    }
+}
+
+/// The three small metadata files of a hybrid layout: `oci-layout`, `index.json`,
+/// `manifest.json`.
+fn metadata_files(image: &ImageRef, names: &[ImageName]) -> Result<[(&'static str, Vec<u8>); 3]> {
+    let docker = [DockerManifest {
+        config: blob_path(&image.config.digest),
+        repo_tags: names.iter().map(ImageName::familiar).collect(),
+        layers: image.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+    }];
+    Ok([
+        ("oci-layout", OCI_LAYOUT.to_vec()),
+        ("index.json", json("index.json", &index_for(image, names))?),
+        ("manifest.json", json("manifest.json", &docker)?),
+    ])
+}
+
+/// Every blob of the image once, sorted by digest.
+fn blobs(image: &ImageRef) -> Vec<&Descriptor> {
+    let mut all: Vec<&Descriptor> = [&image.manifest, &image.config]
+        .into_iter()
+        .chain(&image.layers)
+        .collect();
+    all.sort_by(|a, b| a.digest.cmp(&b.digest));
+    all.dedup_by(|a, b| a.digest == b.digest);
+    all
+}
+
+/// Write `image` as an OCI layout directory at `dir` (also carrying `manifest.json`).
+///
+/// Blobs are hard-linked from the store when possible, copied otherwise.
+pub fn write_layout_dir(
+    store: &BlobStore,
+    image: &ImageRef,
+    names: &[ImageName],
+    dir: &Path,
+) -> Result<()> {
+    let blob_dir = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blob_dir).at(&blob_dir)?;
+    for blob in blobs(image) {
+        let from = store.path(&blob.digest);
+        let to = blob_dir.join(blob.digest.hex());
+        if to.exists() {
+            continue;
+        }
+        if fs::hard_link(&from, &to).is_err() {
+            let mut reader = store.open_blob(&blob.digest)?;
+            let temp = tempfile::NamedTempFile::new_in(&blob_dir).at(&blob_dir)?;
+            let mut out = BufWriter::new(temp.as_file());
+            copy_verified(&mut reader, &mut out, blob)?;
+            out.flush().at(temp.path())?;
+            drop(out);
+            temp.persist(&to).map_err(|e| e.error).at(&to)?;
+        }
+    }
+    for (name, bytes) in metadata_files(image, names)? {
+        let path = dir.join(name);
+        fs::write(&path, bytes).at(&path)?;
+    }
+    Ok(())
+}
+
+/// Write `image` as a hybrid OCI layout / `docker save` tarball at `out`.
+///
+/// The archive appears at `out` only once complete (temporary file + rename).
+pub fn write_tarball(
+    store: &BlobStore,
+    image: &ImageRef,
+    names: &[ImageName],
+    out: &Path,
+) -> Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".nua-image-")
+        .suffix(".tar.tmp")
+        .tempfile_in(parent)
+        .at(parent)?;
+    let temp_path = temp.path().to_path_buf();
+    let file = temp.reopen().at(&temp_path)?;
+    let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, file));
+    let no_xattrs = Default::default();
+    let header = |path: &'static str, kind, size| Header {
+        path: path.as_bytes(),
+        kind,
+        mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size,
+        link: b"",
+        device: (0, 0),
+        xattrs: &no_xattrs,
+    };
+    let at = |r: io::Result<()>| r.at(&temp_path);
+    for (name, bytes) in metadata_files(image, names)? {
+        at(tar.header(&header(name, Kind::File, bytes.len() as u64)))?;
+        at(tar.data(&mut &bytes[..], bytes.len() as u64))?;
+    }
+    at(tar.header(&header("blobs/", Kind::Dir, 0)))?;
+    at(tar.header(&header("blobs/sha256/", Kind::Dir, 0)))?;
+    for blob in blobs(image) {
+        let path = blob_path(&blob.digest);
+        let mut h = header("", Kind::File, blob.size);
+        h.path = path.as_bytes();
+        at(tar.header(&h))?;
+        let mut reader = store.open_blob(&blob.digest)?;
+        let mut hashed = HashingReader::new(&mut reader);
+        tar.data(&mut hashed, blob.size)
+            .map_err(|source| copy_error(blob, store, source))?;
+        check(blob, hashed.finish(), &mut reader, store)?;
+    }
+    let writer = tar.finish().at(&temp_path)?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .at(&temp_path)?;
+    file.sync_all().at(&temp_path)?;
+    drop(file);
+    temp.persist(out).map_err(|e| e.error).at(out)?;
+    Ok(())
+}
+
+fn copy_error(blob: &Descriptor, store: &BlobStore, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::UnexpectedEof {
+        Error::ShortRead {
+            entry: store.path(&blob.digest).display().to_string(),
+            expected: blob.size,
+        }
+    } else {
+        Error::Io {
+            path: store.path(&blob.digest),
+            source,
+        }
+    }
+}
+
+/// After copying `blob.size` bytes: the blob must have ended there and hash to its digest.
+fn check(blob: &Descriptor, actual: Digest, rest: &mut dyn Read, store: &BlobStore) -> Result<()> {
+    let path = store.path(&blob.digest);
+    let extra = io::copy(&mut rest.take(1), &mut io::sink()).at(&path)?;
+    if extra != 0 {
+        let size = store.size(&blob.digest)?;
+        return Err(Error::SizeMismatch {
+            blob: format!("blob `{}`", path.display()),
+            expected: blob.size,
+            actual: size,
+        });
+    }
+    if actual != blob.digest {
+        return Err(Error::DigestMismatch {
+            blob: format!("blob `{}`", path.display()),
+            expected: blob.digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn copy_verified(reader: &mut File, out: &mut dyn Write, blob: &Descriptor) -> Result<()> {
+    let path = format!("blob {}", blob.digest);
+    let mut hashed = Sha256Writer::new(out);
+    io::copy(reader, &mut hashed).during(|| format!("copying {path}"))?;
+    let (actual, size, _) = hashed.finish();
+    if size != blob.size {
+        return Err(Error::SizeMismatch {
+            blob: path,
+            expected: blob.size,
+            actual: size,
+        });
+    }
+    if actual != blob.digest {
+        return Err(Error::DigestMismatch {
+            blob: path,
+            expected: blob.digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// A reader that hashes what passes through it.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256Writer<io::Sink>,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256Writer::new(io::sink()),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        self.hasher.finish().0
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
