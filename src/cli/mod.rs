@@ -37,6 +37,12 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if let Some(hint) = err
+                .downcast_ref::<crate::config::Error>()
+                .and_then(|e| e.hint())
+            {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,6 @@
+//! The config module against the nua-compat corpus, the bad fixtures, the schema, and the
+//! `check` command.
+
+mod config {
+    mod conformance;
+}
