@@ -3,5 +3,6 @@
 
 mod config {
     mod conformance;
+    mod fixtures;
     mod schema;
 }

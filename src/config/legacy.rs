@@ -161,10 +161,15 @@ impl Moves {
             );
             return;
         }
+        let renamed = if key == entry.key {
+            String::new()
+        } else {
+            format!(" as `{key}`")
+        };
         self.warnings.push((
             pos,
             format!(
-                "`{}` belongs in {target}, not {place}; moved there",
+                "`{}` belongs in {target}, not {place}; moved there{renamed}",
                 entry.key
             ),
         ));

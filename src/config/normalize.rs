@@ -49,7 +49,8 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
         }
     }
     if let Some(sum) = build.src_checksum.as_mut() {
-        let hex = sum.trim().trim_start_matches("sha256:").to_lowercase();
+        let lower = sum.trim().to_lowercase();
+        let hex = lower.strip_prefix("sha256:").unwrap_or(&lower).to_string();
         if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             issues.push(issue(
                 &["build", "src-checksum"],
@@ -95,14 +96,28 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
         }
     }
     if let Some(cycle) = super::providers::find_cycle(&dependencies(config)) {
+        // Point at the `from` that starts the cycle.
         let first = config
             .provider
             .iter()
             .position(|p| p.name == cycle[0])
-            .unwrap_or(0)
-            .to_string();
+            .unwrap_or(0);
+        let key = config.provider[first]
+            .env
+            .iter()
+            .find_map(|(k, v)| match v {
+                EnvValue::Spec(s) if s.from.as_deref() == Some(cycle[1].as_str()) => {
+                    Some(k.clone())
+                }
+                _ => None,
+            });
+        let index = first.to_string();
+        let mut path = vec!["provider", &index, "env"];
+        if let Some(key) = &key {
+            path.extend([key.as_str(), "from"]);
+        }
         issues.push(issue(
-            &["provider", &first, "env"],
+            &path,
             format!("providers depend on each other in a cycle: {}", cycle.join(" → ")),
             Some("a provider's env `from` must not lead back to itself; remove one of these references".into()),
         ));

@@ -90,15 +90,8 @@ fn walk(node: &mut Node, schema: &Value, root: &Value, path: &mut Vec<String>, o
         return;
     }
     if !type_matches(node, schema) {
-        out.problems.push(Problem::new(
-            node.pos,
-            format!(
-                "`{}` must be {}, found {}",
-                display_path(path),
-                expected(schema, root).join(" or "),
-                shown(node)
-            ),
-        ));
+        out.problems
+            .push(type_problem(node, path, &expected(schema, root)));
         return;
     }
     match &mut node.kind {
@@ -170,7 +163,13 @@ fn walk_any(
             }
         }
     }
-    out.problems.push(Problem::new(
+    out.problems.push(type_problem(node, path, &words));
+}
+
+/// "`port.web.container` must be an integer …, found the string "80"", with a hint when a
+/// number was written as a string.
+fn type_problem(node: &Node, path: &[String], words: &[String]) -> Problem {
+    let mut problem = Problem::new(
         node.pos,
         format!(
             "`{}` must be {}, found {}",
@@ -178,7 +177,13 @@ fn walk_any(
             words.join(" or "),
             shown(node)
         ),
-    ));
+    );
+    if let Kind::Str(s) = &node.kind {
+        if s.parse::<i64>().is_ok() && words.iter().any(|w| w.contains("integer")) {
+            problem.hint = Some(format!("write the number without quotes: `{s}`"));
+        }
+    }
+    problem
 }
 
 fn walk_table(
@@ -354,7 +359,20 @@ fn expected(schema: &Value, root: &Value) -> Vec<String> {
             "array" => "a list",
             _ => "a table",
         })
-        .map(String::from)
+        .map(
+            |word| match schema.get("required").and_then(Value::as_array) {
+                // `{ key = ... }` rather than "a table", when the table is that small.
+                Some(req) if word == "a table" && !req.is_empty() => {
+                    let keys: Vec<String> = req
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|k| format!("{k} = ..."))
+                        .collect();
+                    format!("`{{ {} }}`", keys.join(", "))
+                }
+                _ => word.to_string(),
+            },
+        )
         .collect()
 }
 
@@ -391,7 +409,10 @@ mod tests {
     const HEAD: &str = "[metadata]\nid = \"a\"\nversion = \"1\"\n";
 
     #[rstest]
-    #[case("[metadata]\nid = \"a\"\n", "1:1: `[metadata]` is missing the required key `version`")]
+    #[case(
+        "[metadata]\nid = \"a\"\n",
+        "1:1: `[metadata]` is missing the required key `version`"
+    )]
     #[case(
         "[metadata]\nid = \"a\"\nversion = \"1\"\nrelease = \"x\"\n",
         "4:11: `metadata.release` must be an integer"
