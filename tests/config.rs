@@ -2,6 +2,7 @@
 //! `check` command.
 
 mod config {
+    mod check_command;
     mod conformance;
     mod fixtures;
     mod schema;
