@@ -10,12 +10,14 @@
 pub mod discover;
 pub mod error;
 mod legacy;
+mod messages;
 pub mod model;
 mod normalize;
 pub(crate) mod parse;
 pub mod providers;
 pub mod schema;
 pub mod services;
+mod tree;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -114,7 +116,7 @@ pub fn load_str(
     }
     let mut config: NuaConfig = serde_path_to_error::deserialize(json).map_err(|e| {
         let path = path_of(e.path());
-        let message = format!("`{}`: {}", validate::display_path(&path), e.inner());
+        let message = format!("`{}`: {}", messages::display_path(&path), e.inner());
         invalid(vec![Problem::new(tree.locate(&path), message)])
     })?;
     let issues = normalize::normalize(&mut config);

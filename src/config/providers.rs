@@ -38,7 +38,7 @@ pub(crate) fn merge_module(provider: &Value) -> Result<Value, MergeError> {
     };
     let names: Vec<String> = MODULES.iter().map(|(n, _)| n.to_string()).collect();
     let Some(mut merged) = module(name) else {
-        let hint = match super::validate::did_you_mean(name, &names) {
+        let hint = match super::messages::did_you_mean(name, &names) {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!("the modules are {}", names.join(", ")),
         };

@@ -6,6 +6,9 @@
 use serde_json::Value;
 
 use super::error::{Pos, Problem};
+use super::messages::{
+    describe_table, did_you_mean, display_path, expected, plain, shown, type_problem, RETIRED,
+};
 use super::parse::{Kind, Node};
 
 /// What the walk found: errors, and warnings for keys it renamed.
@@ -14,16 +17,6 @@ pub(crate) struct Findings {
     pub problems: Vec<Problem>,
     pub warnings: Vec<(Pos, String)>,
 }
-
-/// Keys the original accepted that have no place any more: why, and what to write instead.
-/// They are errors rather than moved keys because their meaning changed: a script path is not
-/// a command, and the build no longer runs as root or serves files by itself.
-const RETIRED: &[(&str, &str, &str)] = &[
-    ("build-script", "`build-script` is no longer supported", "list the commands in `[build] build`, e.g. `build = [\"sh ./build.sh\"]`"),
-    ("start-script", "`start-script` is no longer supported", "put the command in `[run] start`, e.g. `start = \"sh ./start.sh\"`"),
-    ("build-as-root", "`build-as-root` is no longer supported: build commands run as user `nua`", "prefix the commands that need root with `sudo`"),
-    ("document-root", "`document-root` is no longer supported: Nua does not serve static files by itself", "serve the folder from a `[run] start` command (e.g. a web server) and declare its `[port.web]`"),
-];
 
 /// Check `node` against the root schema, renaming keys written with `_` or capitals to
 /// their kebab-case names (with a warning).
@@ -34,7 +27,7 @@ pub(crate) fn check(node: &mut Node, schema: &Value) -> Findings {
     findings
 }
 
-fn resolve<'s>(mut schema: &'s Value, root: &'s Value) -> &'s Value {
+pub(crate) fn resolve<'s>(mut schema: &'s Value, root: &'s Value) -> &'s Value {
     while let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         let name = r.trim_start_matches("#/$defs/");
         match root.get("$defs").and_then(|d| d.get(name)) {
@@ -43,22 +36,6 @@ fn resolve<'s>(mut schema: &'s Value, root: &'s Value) -> &'s Value {
         }
     }
     schema
-}
-
-/// `port.web`, `provider[0].env`: where in the file a value sits, for messages.
-pub(crate) fn display_path(path: &[String]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        if seg.parse::<usize>().is_ok() {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(seg);
-        }
-    }
-    out
 }
 
 fn walk(node: &mut Node, schema: &Value, root: &Value, path: &mut Vec<String>, out: &mut Findings) {
@@ -166,26 +143,6 @@ fn walk_any(
     out.problems.push(type_problem(node, path, &words));
 }
 
-/// "`port.web.container` must be an integer …, found the string "80"", with a hint when a
-/// number was written as a string.
-fn type_problem(node: &Node, path: &[String], words: &[String]) -> Problem {
-    let mut problem = Problem::new(
-        node.pos,
-        format!(
-            "`{}` must be {}, found {}",
-            display_path(path),
-            words.join(" or "),
-            shown(node)
-        ),
-    );
-    if let Kind::Str(s) = &node.kind {
-        if s.parse::<i64>().is_ok() && words.iter().any(|w| w.contains("integer")) {
-            problem.hint = Some(format!("write the number without quotes: `{s}`"));
-        }
-    }
-    problem
-}
-
 fn walk_table(
     node: &mut Node,
     schema: &Value,
@@ -279,37 +236,6 @@ fn walk_table(
     }
 }
 
-/// How to name the table at `path` in a "missing key" message, and the hint.
-fn describe_table(path: &[String], key: &str) -> (String, String) {
-    match path {
-        [] => ("the config".into(), format!("add a `[{key}]` table")),
-        [.., parent, index] if index.parse::<usize>().is_ok() => {
-            let n: usize = index.parse().unwrap_or(0) + 1;
-            (
-                format!("the `[[{parent}]]` entry #{n} (`{}`)", display_path(path)),
-                format!("add `{key} = ...` to this `[[{parent}]]` entry"),
-            )
-        }
-        _ => {
-            let at = display_path(path);
-            (
-                format!("`[{at}]`"),
-                format!("add `{key} = ...` to `[{at}]`"),
-            )
-        }
-    }
-}
-
-/// The known key closest to `key`, if it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'n>(key: &str, names: &'n [String]) -> Option<&'n str> {
-    names
-        .iter()
-        .map(|n| (strsim::jaro_winkler(&key.to_lowercase(), n), n))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n.as_str())
-}
-
 fn type_matches(node: &Node, schema: &Value) -> bool {
     let types: Vec<&str> = match schema.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
@@ -328,66 +254,6 @@ fn type_matches(node: &Node, schema: &Value) -> bool {
                 | ("object", Kind::Table(_))
         )
     })
-}
-
-/// What a schema accepts, in words.
-fn expected(schema: &Value, root: &Value) -> Vec<String> {
-    let schema = resolve(schema, root);
-    if let Some(branches) = schema
-        .get("anyOf")
-        .or_else(|| schema.get("oneOf"))
-        .and_then(Value::as_array)
-    {
-        return branches.iter().flat_map(|b| expected(b, root)).collect();
-    }
-    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        return values.iter().map(|v| format!("`{}`", plain(v))).collect();
-    }
-    let types: Vec<&str> = match schema.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => vec![],
-    };
-    types
-        .into_iter()
-        .filter(|t| *t != "null")
-        .map(|t| match t {
-            "boolean" => "a boolean (`true` or `false`)",
-            "integer" => "an integer",
-            "number" => "a number",
-            "string" => "a string",
-            "array" => "a list",
-            _ => "a table",
-        })
-        .map(
-            |word| match schema.get("required").and_then(Value::as_array) {
-                // `{ key = ... }` rather than "a table", when the table is that small.
-                Some(req) if word == "a table" && !req.is_empty() => {
-                    let keys: Vec<String> = req
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(|k| format!("{k} = ..."))
-                        .collect();
-                    format!("`{{ {} }}`", keys.join(", "))
-                }
-                _ => word.to_string(),
-            },
-        )
-        .collect()
-}
-
-fn plain(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), String::from)
-}
-
-fn shown(node: &Node) -> String {
-    match &node.kind {
-        Kind::Str(s) => format!("the string \"{s}\""),
-        Kind::Int(i) => format!("the integer {i}"),
-        Kind::Float(f) => format!("the float {f}"),
-        Kind::Bool(b) => format!("`{b}`"),
-        _ => node.describe().to_string(),
-    }
 }
 
 #[cfg(test)]
