@@ -143,12 +143,18 @@ impl Scanner<'_> {
         match &mut node.kind {
             Kind::Table(entries) => {
                 for entry in entries {
-                    if let Some(at) = self.find_key(&entry.key) {
-                        self.cursor = at;
+                    match self.find_key(&entry.key) {
+                        Some((key_at, value_at)) => {
+                            entry.pos = Pos::from_offset(self.text, key_at);
+                            self.cursor = value_at;
+                        }
+                        None => entry.pos = Pos::from_offset(self.text, self.cursor),
                     }
-                    entry.pos = Pos::from_offset(self.text, self.cursor);
-                    self.cursor += entry.key.len();
                     self.place(&mut entry.value);
+                    // A table is where its key is, as a TOML table is where its header is.
+                    if entry.value.entries().is_some() {
+                        entry.value.pos = entry.pos;
+                    }
                 }
             }
             Kind::Array(items) => {
@@ -163,16 +169,16 @@ impl Scanner<'_> {
         }
     }
 
-    /// The offset of the next occurrence of `key` written as a key (quoted in JSON, followed
-    /// by `:` in YAML).
-    fn find_key(&self, key: &str) -> Option<usize> {
+    /// The offsets of the next occurrence of `key` written as a key (quoted in JSON, followed
+    /// by `:` in both) and of what follows its `:` on the same line.
+    fn find_key(&self, key: &str) -> Option<(usize, usize)> {
         let rest = &self.text[self.cursor..];
         let candidates: Vec<String> = if self.json {
             vec![serde_json::to_string(key).ok()?]
         } else {
             vec![format!("\"{key}\""), format!("'{key}'"), key.to_string()]
         };
-        let mut best: Option<usize> = None;
+        let mut best: Option<(usize, usize)> = None;
         for needle in candidates {
             let mut from = 0;
             while let Some(i) = rest[from..].find(&needle) {
@@ -181,13 +187,17 @@ impl Scanner<'_> {
                 let before = rest[..start].chars().next_back();
                 let boundary = before.is_none_or(|c| " \t\n-{,".contains(c));
                 if after.starts_with(':') && boundary {
-                    best = Some(best.map_or(start, |b: usize| b.min(start)));
+                    let value = after[1..].trim_start_matches([' ', '\t']);
+                    let value_at = rest.len() - value.len();
+                    if best.is_none_or(|(b, _)| start < b) {
+                        best = Some((start, value_at));
+                    }
                     break;
                 }
                 from = start + needle.len();
             }
         }
-        best.map(|b| self.cursor + b)
+        best.map(|(k, v)| (self.cursor + k, self.cursor + v))
     }
 }
 
@@ -214,6 +224,21 @@ mod tests {
         let path = ["port", "web", "container"].map(String::from);
         assert_eq!(tree.locate(&path), Pos { line, col });
         assert_eq!(tree.to_json()["port"]["web"]["container"], 80);
+    }
+
+    #[rstest]
+    #[case(TOML, Format::Toml, 5, 13)]
+    #[case(JSON, Format::Json, 5, 20)]
+    #[case(YAML, Format::Yaml, 5, 16)]
+    fn values_know_where_they_were_written(
+        #[case] text: &str,
+        #[case] format: Format,
+        #[case] line: usize,
+        #[case] col: usize,
+    ) {
+        let tree = parse(text, format).unwrap();
+        let web = &tree.get("port").unwrap().value.get("web").unwrap().value;
+        assert_eq!(web.get("container").unwrap().value.pos, Pos { line, col });
     }
 
     #[rstest]

@@ -22,3 +22,56 @@ pub fn json_schema_text() -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::Value;
+
+    fn def<'s>(schema: &'s Value, name: &str) -> &'s Value {
+        &schema["$defs"][name]
+    }
+
+    #[rstest]
+    #[case("Metadata", "id")]
+    #[case("Build", "src-url")]
+    #[case("Port", "container")]
+    #[case("Volume", "options")]
+    #[case("Provider", "module-version")]
+    fn fields_carry_their_doc_comments(#[case] ty: &str, #[case] field: &str) {
+        let schema = json_schema();
+        let description = def(&schema, ty)["properties"][field]["description"].as_str();
+        assert!(
+            description.is_some_and(|d| !d.is_empty()),
+            "{ty}.{field} has no description"
+        );
+    }
+
+    #[rstest]
+    #[case("Metadata")]
+    #[case("Build")]
+    #[case("Run")]
+    #[case("Port")]
+    #[case("Volume")]
+    #[case("Provider")]
+    #[case("EnvSpec")]
+    fn structured_tables_reject_unknown_keys(#[case] ty: &str) {
+        assert_eq!(
+            def(&json_schema(), ty)["additionalProperties"],
+            Value::Bool(false)
+        );
+    }
+
+    #[test]
+    fn free_form_tables_accept_any_key() {
+        let schema = json_schema();
+        let options = &def(&schema, "Volume")["properties"]["options"];
+        assert_ne!(
+            options.get("additionalProperties"),
+            Some(&Value::Bool(false)),
+            "{options}"
+        );
+        assert_eq!(schema["required"], serde_json::json!(["metadata"]));
+    }
+}

@@ -159,12 +159,25 @@ fn walk_table(
     let Some(entries) = node.entries_mut() else {
         return;
     };
+    let written: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
     let mut seen: Vec<String> = Vec::new();
     for entry in entries.iter_mut() {
         let known = props.is_some_and(|p| p.contains_key(&entry.key));
         if !known && props.is_some() && additional == Some(&Value::Bool(false)) {
             let kebab = entry.key.to_lowercase().replace('_', "-");
-            if names.contains(&kebab) && !seen.contains(&kebab) {
+            if names.contains(&kebab) && written.contains(&kebab) {
+                out.problems.push(
+                    Problem::new(
+                        entry.pos,
+                        format!(
+                            "`{}` and `{kebab}` are the same key, given twice",
+                            entry.key
+                        ),
+                    )
+                    .with_hint(format!("keep only `{kebab}`")),
+                );
+                continue;
+            } else if names.contains(&kebab) && !seen.contains(&kebab) {
                 out.warnings.push((
                     entry.pos,
                     format!(
@@ -298,6 +311,17 @@ mod tests {
     fn bad_trees_are_reported_with_positions(#[case] text: &str, #[case] start: &str) {
         let found = problems(text);
         assert!(found.iter().any(|p| p.starts_with(start)), "{found:?}");
+    }
+
+    #[test]
+    fn a_key_spelled_two_ways_is_given_twice() {
+        let found = problems(&format!(
+            "{HEAD}[build]\nsrc_url = \"a\"\nsrc-url = \"b\"\n"
+        ));
+        assert_eq!(
+            found,
+            ["5:1: `src_url` and `src-url` are the same key, given twice"]
+        );
     }
 
     #[test]
