@@ -24,7 +24,11 @@ pub fn find(path: &Path) -> Result<Found, Error> {
         let format = format_of(path).ok_or_else(|| Error::Extension {
             path: path.to_path_buf(),
         })?;
-        let folder = path.parent().unwrap_or(Path::new(""));
+        // `nua-config.toml` alone has the empty path as parent: the current folder.
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         return Ok(Found {
             file: path.to_path_buf(),
             format,

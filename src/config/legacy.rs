@@ -6,6 +6,7 @@
 //! | written | moved to |
 //! |---|---|
 //! | `[metadata] license, src-url, src-checksum, git-url, git-branch` | `[build]` |
+//! | `[metadata] licence`, `checksum`, `image` (names the original code also read) | `[build] license`, `src-checksum`, `base-image` |
 //! | `base-image` in `[[provider]]` | `[provider.build] base-image` |
 //! | volume `prefix` | volume `name` |
 //! | `ports` (plural), top level or in a provider | `port` |
@@ -13,13 +14,16 @@
 use super::error::{Pos, Problem};
 use super::parse::{Entry, Kind, Node};
 
-/// Keys of `[metadata]` that belong in `[build]`.
-const METADATA_TO_BUILD: &[&str] = &[
-    "license",
-    "src-url",
-    "src-checksum",
-    "git-url",
-    "git-branch",
+/// Keys of `[metadata]` that belong in `[build]`: as written, and their name there.
+const METADATA_TO_BUILD: &[(&str, &str)] = &[
+    ("license", "license"),
+    ("licence", "license"),
+    ("src-url", "src-url"),
+    ("src-checksum", "src-checksum"),
+    ("checksum", "src-checksum"),
+    ("git-url", "git-url"),
+    ("git-branch", "git-branch"),
+    ("image", "base-image"),
 ];
 
 /// Apply the moves to the whole tree; warnings for each move, problems when the new place is
@@ -54,7 +58,14 @@ pub(crate) fn apply(root: &mut Node) -> (Vec<(Pos, String)>, Vec<Problem>) {
             };
             moves.rename(provider, "ports", "port", &place);
             if let Some(entry) = provider.take("base-image") {
-                moves.move_into(provider, entry, "build", "[provider.build]", &label);
+                moves.move_into(
+                    provider,
+                    entry,
+                    "base-image",
+                    "build",
+                    "[provider.build]",
+                    &label,
+                );
             }
             for_each_item(provider, "volume", |vol, j| {
                 moves.rename(vol, "prefix", "name", &format!("{place}.volume[{j}]"))
@@ -96,17 +107,17 @@ impl Moves {
             return;
         }
         let mut taken = Vec::new();
-        for key in METADATA_TO_BUILD {
+        for (key, new) in METADATA_TO_BUILD {
             // The original also read these with `_` (`src_url`).
             let found = [key.to_string(), key.replace('-', "_")]
                 .into_iter()
                 .find(|k| meta.get(k).is_some());
             if let Some(k) = found {
-                taken.push(meta.take(&k).expect("found above"));
+                taken.push((meta.take(&k).expect("found above"), *new));
             }
         }
-        for entry in taken {
-            self.move_into(root, entry, "build", "[build]", "[metadata]");
+        for (entry, new) in taken {
+            self.move_into(root, entry, new, "build", "[build]", "[metadata]");
         }
     }
 
@@ -139,9 +150,17 @@ impl Moves {
 
     /// Move `entry`, taken out of `table`, into its sub-table `sub` (created if needed).
     /// `target` and `place` name the new and old places in messages.
-    fn move_into(&mut self, table: &mut Node, entry: Entry, sub: &str, target: &str, place: &str) {
+    fn move_into(
+        &mut self,
+        table: &mut Node,
+        entry: Entry,
+        key: &str,
+        sub: &str,
+        target: &str,
+        place: &str,
+    ) {
         let pos = entry.pos;
-        let key = entry.key.replace('_', "-");
+        let key = key.to_string();
         if table.get(sub).is_none() {
             let entries = table.entries_mut().expect("a table");
             entries.push(Entry {
@@ -192,6 +211,8 @@ mod tests {
     #[case("[metadata]\nsrc_url = \"u\"\n", &["build", "src-url"], "`src_url` belongs in [build]")]
     #[case("[[provider]]\nname = \"d\"\nbase-image = \"pg\"\n", &["provider", "0", "build", "base-image"], "`base-image` belongs in [provider.build], not [[provider]] `d`")]
     #[case("[[volume]]\nprefix = \"v\"\ntarget = \"/t\"\n", &["volume", "0", "name"], "`prefix` in `volume[0]` is now spelled `name`")]
+    #[case("[metadata]\nimage = \"x:1\"\n", &["build", "base-image"], "`image` belongs in [build], not [metadata]; moved there as `base-image`")]
+    #[case("[metadata]\nlicence = \"MIT\"\n", &["build", "license"], "as `license`")]
     #[case("[ports.web]\ncontainer = 80\n", &["port", "web", "container"], "`ports` is now spelled `port`")]
     fn legacy_keys_move_with_a_warning(
         #[case] text: &str,

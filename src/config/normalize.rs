@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{BuildMethod, EnvValue, NuaConfig};
-use super::services::{Port, Protocol, VolumeType};
+use super::services::{Port, Protocol, Volume, VolumeType};
 
 /// A problem at a path of keys (`["build", "src-checksum"]`).
 #[derive(Debug, PartialEq)]
@@ -76,9 +76,7 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
         _ => {}
     }
     normalize_ports(&mut config.port, &["port"], &mut issues);
-    for v in &mut config.volume {
-        v.kind.get_or_insert(VolumeType::Managed);
-    }
+    normalize_volumes(&mut config.volume, &["volume"], &mut issues);
     let mut names: Vec<&str> = Vec::new();
     for (i, p) in config.provider.iter_mut().enumerate() {
         let index = i.to_string();
@@ -91,10 +89,9 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
         }
         names.push(&p.name);
         normalize_ports(&mut p.port, &["provider", &index, "port"], &mut issues);
-        for v in &mut p.volume {
-            v.kind.get_or_insert(VolumeType::Managed);
-        }
+        normalize_volumes(&mut p.volume, &["provider", &index, "volume"], &mut issues);
     }
+    check_env_sources(config, &mut issues);
     if let Some(cycle) = super::providers::find_cycle(&dependencies(config)) {
         // Point at the `from` that starts the cycle.
         let first = config
@@ -123,6 +120,57 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
         ));
     }
     issues
+}
+
+/// Volume type defaults to `managed`; a `directory` or `bind` volume names the host folder.
+fn normalize_volumes(volumes: &mut [Volume], at: &[&str], issues: &mut Vec<Issue>) {
+    for (i, v) in volumes.iter_mut().enumerate() {
+        let kind = *v.kind.get_or_insert(VolumeType::Managed);
+        if matches!(kind, VolumeType::Directory | VolumeType::Bind) && v.name.is_none() {
+            let index = i.to_string();
+            let mut path = at.to_vec();
+            path.extend([index.as_str(), "type"]);
+            let word = if kind == VolumeType::Bind {
+                "bind"
+            } else {
+                "directory"
+            };
+            issues.push(issue(
+                &path,
+                format!("a `{word}` volume mounts a host folder, but `name` does not say which"),
+                Some(format!(
+                    "add `name = \"/path/on/the/host\"` to this `[[volume]]` (target `{}`)",
+                    v.target
+                )),
+            ));
+        }
+    }
+}
+
+/// An env value of the app taking its value `from` something that is neither a provider nor
+/// a volume is a typo: nothing would provide it at deployment.
+fn check_env_sources(config: &NuaConfig, issues: &mut Vec<Issue>) {
+    let mut sources: Vec<String> = config.provider.iter().map(|p| p.name.clone()).collect();
+    sources.extend(config.volume.iter().filter_map(|v| v.name.clone()));
+    for (key, value) in &config.env {
+        let EnvValue::Spec(spec) = value else {
+            continue;
+        };
+        let Some(from) = spec.from.as_deref().filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        if !sources.iter().any(|s| s == from) {
+            let hint = match super::messages::did_you_mean(from, &sources) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => "declare a `[[provider]]` with that name, or use `from = \"\"` for a value of the deployment".into(),
+            };
+            issues.push(issue(
+                &["env", key, "from"],
+                format!("`env.{key}` takes its value from `{from}`, but there is no provider or volume named `{from}`"),
+                Some(hint),
+            ));
+        }
+    }
 }
 
 /// For each provider, the other providers its env takes values `from`.
