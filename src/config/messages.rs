@@ -41,16 +41,38 @@ pub(crate) fn type_problem(node: &Node, path: &[String], words: &[String]) -> Pr
         format!(
             "`{}` must be {}, found {}",
             display_path(path),
-            words.join(" or "),
+            alternatives(words),
             shown(node)
         ),
     );
-    if let Kind::Str(s) = &node.kind {
-        if s.parse::<i64>().is_ok() && words.iter().any(|w| w.contains("integer")) {
-            problem.hint = Some(format!("write the number without quotes: `{s}`"));
+    let wants = |word: &str| words.iter().any(|w| w.contains(word));
+    problem.hint = match &node.kind {
+        Kind::Str(s) if s.parse::<i64>().is_ok() && wants("integer") => {
+            Some(format!("write the number without quotes: `{s}`"))
+        }
+        Kind::Int(_) | Kind::Float(_) if wants("a string") => Some(format!(
+            "write it in quotes: `\"{}\"`",
+            plain(&node.to_json())
+        )),
+        _ => None,
+    };
+    problem
+}
+
+/// `a`, `a or b`, `a, b or c`; "an integer" is left out when "a number" is there.
+pub(crate) fn alternatives(words: &[String]) -> String {
+    let words: Vec<&String> = words
+        .iter()
+        .filter(|w| !(w.as_str() == "an integer" && words.iter().any(|o| o == "a number")))
+        .collect();
+    match words.as_slice() {
+        [] => "something else".into(),
+        [one] => one.to_string(),
+        [rest @ .., last] => {
+            let rest: Vec<&str> = rest.iter().map(|w| w.as_str()).collect();
+            format!("{} or {last}", rest.join(", "))
         }
     }
-    problem
 }
 
 /// How to name the table at `path` in a "missing key" message, and the hint.
@@ -94,6 +116,9 @@ pub(crate) fn expected(schema: &Value, root: &Value) -> Vec<String> {
     {
         return branches.iter().flat_map(|b| expected(b, root)).collect();
     }
+    if let Some(only) = schema.get("const") {
+        return vec![format!("`{}`", plain(only))];
+    }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         return values.iter().map(|v| format!("`{}`", plain(v))).collect();
     }
@@ -106,7 +131,7 @@ pub(crate) fn expected(schema: &Value, root: &Value) -> Vec<String> {
         .into_iter()
         .filter(|t| *t != "null")
         .map(|t| match t {
-            "boolean" => "a boolean (`true` or `false`)",
+            "boolean" => "a boolean",
             "integer" => "an integer",
             "number" => "a number",
             "string" => "a string",
@@ -138,7 +163,7 @@ pub(crate) fn shown(node: &Node) -> String {
     match &node.kind {
         Kind::Str(s) => format!("the string \"{s}\""),
         Kind::Int(i) => format!("the integer {i}"),
-        Kind::Float(f) => format!("the float {f}"),
+        Kind::Float(f) => format!("the float {f:?}"),
         Kind::Bool(b) => format!("`{b}`"),
         _ => node.describe().to_string(),
     }

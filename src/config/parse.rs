@@ -84,9 +84,19 @@ fn strip_position(message: &str) -> String {
 
 fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
     use toml::de::{DeTable, DeValue};
-    let table = DeTable::parse(text).map_err(|e| SyntaxError {
-        pos: Pos::from_offset(text, e.span().map_or(0, |s| s.start)),
-        message: e.message().trim_end().to_string(),
+    let table = DeTable::parse(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let mut message = e.message().trim_end().to_string();
+        // toml does not say which key is duplicated; its span does.
+        if message == "duplicate key" {
+            if let Some(key) = text.get(span.clone()) {
+                message = format!("duplicate key `{key}`");
+            }
+        }
+        SyntaxError {
+            pos: Pos::from_offset(text, span.start),
+            message,
+        }
     })?;
     fn convert(value: &DeValue, start: usize, text: &str) -> Node {
         let pos = Pos::from_offset(text, start);

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::error::{Pos, Problem};
 use super::messages::{
-    describe_table, did_you_mean, display_path, expected, plain, shown, type_problem, RETIRED,
+    describe_table, did_you_mean, display_path, expected, plain, type_problem, RETIRED,
 };
 use super::parse::{Kind, Node};
 
@@ -50,19 +50,18 @@ fn walk(node: &mut Node, schema: &Value, root: &Value, path: &mut Vec<String>, o
     {
         return walk_any(node, branches, root, path, out);
     }
+    if let Some(only) = schema.get("const") {
+        if &node.to_json() != only {
+            out.problems
+                .push(type_problem(node, path, &[format!("`{}`", plain(only))]));
+        }
+        return;
+    }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         let value = node.to_json();
         if !allowed.contains(&value) {
             let words: Vec<String> = allowed.iter().map(|v| format!("`{}`", plain(v))).collect();
-            out.problems.push(Problem::new(
-                node.pos,
-                format!(
-                    "`{}` must be one of {}, found {}",
-                    display_path(path),
-                    words.join(", "),
-                    shown(node)
-                ),
-            ));
+            out.problems.push(type_problem(node, path, &words));
         }
         return;
     }
@@ -295,6 +294,14 @@ mod tests {
     #[case(
         "[metadata]\nid = \"a\"\nversion = \"1\"\nrelease = \"x\"\n",
         "4:11: `metadata.release` must be an integer"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[build]\nmethod = \"docker\"\n",
+        "5:10: `build.method` must be `build` or `wrap`, found the string \"docker\""
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = 1.0\n",
+        "3:11: `metadata.version` must be a string, found the float 1.0"
     )]
     #[case(
         "[metadata]\nid = \"a\"\nversion = \"1\"\n[port.web]\ncontainer = \"80\"\n",
