@@ -92,7 +92,7 @@ pub fn load_str(
         return Err(invalid(vec![problem]));
     }
     let (mut raw_warnings, mut problems) = legacy::apply(&mut tree);
-    let findings = validate::check(&mut tree, &schema::json_schema());
+    let findings = validate::check(&mut tree, schema::cached());
     raw_warnings.extend(findings.warnings);
     problems.extend(findings.problems);
     if !problems.is_empty() {

@@ -16,6 +16,12 @@ pub fn json_schema() -> serde_json::Value {
     value
 }
 
+/// The schema, generated once per process: [`super::load`] walks it for every file.
+pub(crate) fn cached() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(json_schema)
+}
+
 /// The schema rendered as the checked-in file: pretty JSON with a final newline.
 pub fn json_schema_text() -> String {
     let mut text = serde_json::to_string_pretty(&json_schema()).expect("a schema serializes");

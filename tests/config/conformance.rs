@@ -266,3 +266,18 @@ fn compare(config: &NuaConfig, exp: &Value) -> Vec<String> {
     );
     diffs
 }
+
+#[test]
+fn the_same_app_in_toml_json_and_yaml_loads_the_same() {
+    let load = |format: &str| {
+        let dir = corpus().join(format!("apps/sample-apps/echo_two_ports_{format}"));
+        let mut config = config::load(&dir, &LoadOptions::default()).unwrap().config;
+        // Only the names differ between the three files.
+        config.metadata.id.clear();
+        config.metadata.title = None;
+        config.normalized_json()
+    };
+    let toml = load("toml");
+    assert_eq!(load("json"), toml);
+    assert_eq!(load("yaml"), toml);
+}
