@@ -2,9 +2,9 @@
 //!
 //! [`load`] is the whole pipeline: find the file ([`discover`]), parse it into a tree that
 //! knows the line and column of every key (TOML, JSON or YAML), move legacy keys with a
-//! warning ([`legacy`]), check the tree against the schema generated from the [`model`]
+//! warning (`legacy`), check the tree against the schema generated from the [`model`]
 //! types, fill providers from their built-in modules ([`providers`]), deserialize, and
-//! normalize ([`normalize`]). Every problem names the file and a line:col. This module
+//! normalize (`normalize`). Every problem names the file and a line:col. This module
 //! never prints; warnings are returned in [`Loaded`].
 
 pub mod discover;
@@ -54,7 +54,8 @@ pub struct Loaded {
 /// Load the nua-config of `path`, a folder or a file.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, Error> {
     let found = discover::find(path)?;
-    let text = fs_err::read_to_string(&found.file).map_err(|source| Error::Io {
+    // std, not fs_err: `Error::Io` names the path already.
+    let text = std::fs::read_to_string(&found.file).map_err(|source| Error::Io {
         path: found.file.clone(),
         source,
     })?;
