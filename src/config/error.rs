@@ -116,7 +116,7 @@ pub enum Error {
         problems: Vec<Problem>,
     },
     /// `--strict`: warnings are errors.
-    #[error("{}", fmt_strict(warnings))]
+    #[error("{}", fmt_strict(file, warnings))]
     Strict {
         file: PathBuf,
         warnings: Vec<Warning>,
@@ -212,11 +212,13 @@ fn fmt_problems(file: &std::path::Path, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
-fn fmt_strict(warnings: &[Warning]) -> String {
-    let lines: Vec<String> = warnings
-        .iter()
-        .map(|w| format!("{w} (an error with --strict)"))
-        .collect();
+fn fmt_strict(file: &std::path::Path, warnings: &[Warning]) -> String {
+    let mut lines = vec![format!(
+        "--strict: {} warning(s) in `{}`, each an error:",
+        warnings.len(),
+        file.display()
+    )];
+    lines.extend(warnings.iter().map(Warning::to_string));
     lines.join("\n")
 }
 

@@ -15,6 +15,11 @@ pub(crate) const RETIRED: &[(&str, &str, &str)] = &[
     ("start-script", "`start-script` is no longer supported", "put the command in `[run] start`, e.g. `start = \"sh ./start.sh\"`"),
     ("build-as-root", "`build-as-root` is no longer supported: build commands run as user `nua`", "prefix the commands that need root with `sudo`"),
     ("document-root", "`document-root` is no longer supported: Nua does not serve static files by itself", "serve the folder from a `[run] start` command (e.g. a web server) and declare its `[port.web]`"),
+    (
+        "assign",
+        "`[[assign]]` is no longer supported: generated values are declared in `[env]`",
+        "write each one in `[env]`, e.g. `POSTGRES_PASSWORD = { random = true, length = 24 }`",
+    ),
 ];
 
 /// `port.web`, `provider[0].env`: where in the file a value sits, for messages.
