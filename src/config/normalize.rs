@@ -51,10 +51,15 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
     if let Some(sum) = build.src_checksum.as_mut() {
         let lower = sum.trim().to_lowercase();
         let hex = lower.strip_prefix("sha256:").unwrap_or(&lower).to_string();
-        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        let found = match hex.chars().find(|c| !c.is_ascii_hexdigit()) {
+            Some(c) => Some(format!("`{c}`, which is not hexadecimal")),
+            None if hex.len() != 64 => Some(format!("{} characters", hex.len())),
+            None => None,
+        };
+        if let Some(found) = found {
             issues.push(issue(
                 &["build", "src-checksum"],
-                format!("`build.src-checksum` must be a SHA-256 digest of 64 hexadecimal characters, found {} characters", hex.chars().count()),
+                format!("`build.src-checksum` must be a SHA-256 digest of 64 hexadecimal characters, found {found}"),
                 Some("compute it with `sha256sum <archive>`".into()),
             ));
         }

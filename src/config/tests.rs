@@ -89,6 +89,10 @@ fn strict_turns_warnings_into_errors() {
 #[rstest]
 #[case("[build]\nmethod = \"wrap\"\n", "no `build.base-image` to wrap")]
 #[case("[build]\nsrc-checksum = \"abc\"\n", "found 3 characters")]
+#[case(
+    "[build]\nsrc-checksum = \"sha256:zz\"\n",
+    "found `z`, which is not hexadecimal"
+)]
 #[case("[port.smtp]\ncontainer = 25\n", "published nowhere")]
 #[case(
     "[[provider]]\nname = \"a\"\n[[provider]]\nname = \"a\"\n",
