@@ -117,21 +117,21 @@ fn static_site_loads_and_serves_on_docker() {
 
     let (status, body) = wait_for_http(port, "/");
     assert!(status.contains("200"), "GET / answered {status}");
-    assert!(body.contains("Hello from a Nua static site"), "body: {body}");
+    assert!(
+        body.contains("Hello from a Nua static site"),
+        "body: {body}"
+    );
     let (status, body) = wait_for_http(port, "/css/site.css");
     assert!(status.contains("200") && body.contains("font-family"));
     // `.nuaignore` keeps drafts out of the image.
     let (status, _) = wait_for_http(port, "/drafts/wip.html");
-    assert!(status.contains("404"), "an ignored file was served: {status}");
+    assert!(
+        status.contains("404"),
+        "an ignored file was served: {status}"
+    );
 
     // The start script runs as the `nua` user (uid 1000), not root.
-    let user = run_ok(Command::new("docker").args([
-        "exec",
-        &container.0,
-        "busybox",
-        "id",
-        "-u",
-    ]));
+    let user = run_ok(Command::new("docker").args(["exec", &container.0, "busybox", "id", "-u"]));
     assert_eq!(user.trim(), "1000");
     let meta = run_ok(Command::new("docker").args([
         "exec",
@@ -291,7 +291,11 @@ fn same_inputs_same_digest_from_two_folders() {
     let changed: Vec<usize> = (0..before.len())
         .filter(|&i| before[i] != after[i])
         .collect();
-    assert_eq!(changed, vec![1], "layers before {before:?}, after {after:?}");
+    assert_eq!(
+        changed,
+        vec![1],
+        "layers before {before:?}, after {after:?}"
+    );
 }
 
 #[test]
@@ -325,7 +329,11 @@ fn build_fails(app: &Path, extra: &[&str], cache: &Path) -> String {
         .args(extra)
         .env("NUA_CACHE_DIR", cache));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1, stderr:\n{stderr}"
+    );
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");
     stderr
 }
@@ -350,8 +358,14 @@ fn hostile_base_rootfs_is_refused_and_nothing_is_written() {
             ],
             &work.path().join("cache"),
         );
-        assert!(stderr.contains(file), "{file}: the error does not name the tarball:\n{stderr}");
-        assert!(stderr.contains(entry), "{file}: the error does not name the entry:\n{stderr}");
+        assert!(
+            stderr.contains(file),
+            "{file}: the error does not name the tarball:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(entry),
+            "{file}: the error does not name the entry:\n{stderr}"
+        );
         assert!(!out.exists(), "{file}: an image was written");
         assert!(!work.path().join("escaped.txt").exists());
     }
@@ -376,7 +390,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn missing_base_and_missing_config_say_what_to_do() {
     let work = temp_dir();
     let stderr = build_fails(&fixture_app("static-site"), &[], &work.path().join("cache"));
-    assert!(stderr.contains("hint: pass `--base-rootfs PATH`"), "{stderr}");
+    assert!(
+        stderr.contains("hint: pass `--base-rootfs PATH`"),
+        "{stderr}"
+    );
 
     let stderr = build_fails(
         &fixture_app("static-site"),

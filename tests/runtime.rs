@@ -56,12 +56,15 @@ fn nua_load_refuses_what_is_not_an_image() {
 #[test]
 fn nua_load_without_a_daemon_says_how_to_start_one() {
     let work = temp_dir();
-    let out = run(nua()
-        .arg("load")
-        .arg(work.path().join("x.tar"))
-        .env("DOCKER_HOST", format!("unix://{}/no.sock", work.path().display())));
+    let out = run(nua().arg("load").arg(work.path().join("x.tar")).env(
+        "DOCKER_HOST",
+        format!("unix://{}/no.sock", work.path().display()),
+    ));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot reach the Docker daemon"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Docker daemon"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint: start Docker"), "{stderr}");
 }

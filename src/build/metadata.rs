@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::NuaConfig;
+use crate::config::{NuaConfig, PortNumber, Protocol};
 use crate::oci;
 
 /// The uid and gid of the `nua` user that runs the app (and owns `/nua/app`). Base images
@@ -17,7 +17,8 @@ pub const APP_DIR: &str = "/nua/app";
 pub const METADATA_FILE: &str = "nua/metadata/nua-config.json";
 pub const START_SCRIPT: &str = "nua/scripts/start";
 
-const PATH: &str = "/nua/bin:/nua/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const PATH: &str =
+    "/nua/bin:/nua/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `/nua/scripts/start`: runs the `start` commands in order in `/nua/app`, stopping at the
 /// first failure; the last one replaces the shell (`exec`) so it is PID 1's child no more and
@@ -92,10 +93,20 @@ pub fn labels(config: &NuaConfig, created: &str) -> BTreeMap<String, String> {
 /// The run config of the image: command, user, working folder, ports, healthcheck, labels.
 pub fn container_config(config: &NuaConfig, created: &str) -> oci::ContainerConfig {
     const SECOND: u64 = 1_000_000_000;
+    // Ports given as an env variable or `auto` are only known at deployment.
     let exposed_ports = config
         .ports()
-        .iter()
-        .map(|p| (format!("{}/{}", p.container, p.protocol), oci::image::Empty {}))
+        .values()
+        .filter_map(|port| match port.container {
+            PortNumber::Number(n) => {
+                let protocol = match port.protocol.unwrap_or(Protocol::Tcp) {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                };
+                Some((format!("{n}/{protocol}"), oci::image::Empty {}))
+            }
+            _ => None,
+        })
         .collect();
     oci::ContainerConfig {
         user: Some(format!("{NUA_UID}:{NUA_GID}")),
@@ -114,4 +125,3 @@ pub fn container_config(config: &NuaConfig, created: &str) -> oci::ContainerConf
         ..oci::ContainerConfig::default()
     }
 }
-

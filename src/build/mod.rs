@@ -83,9 +83,17 @@ pub struct LayerSummary {
 /// Progress of a build, as it happens.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
-    StepStarted { step: &'a str },
-    StepFinished { step: &'a str, cached: bool, elapsed: Duration },
-    Writing { path: &'a Path },
+    StepStarted {
+        step: &'a str,
+    },
+    StepFinished {
+        step: &'a str,
+        cached: bool,
+        elapsed: Duration,
+    },
+    Writing {
+        path: &'a Path,
+    },
 }
 
 /// Receives the build's [`Event`]s; the CLI draws them, tests ignore them.
@@ -111,7 +119,6 @@ pub fn build(
     let ctx = steps::Context {
         app,
         store: &store,
-        cache: &cache,
         options,
     };
 

@@ -2,7 +2,7 @@
 //! `.dockerignore` exclude (gitignore syntax, read with the `ignore` crate), version control
 //! folders, and the files that describe the build rather than the app.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
@@ -82,7 +82,10 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    fn filter_with(nuaignore: &str, dockerignore: Option<&str>) -> (tempfile::TempDir, SourceFilter) {
+    fn filter_with(
+        nuaignore: &str,
+        dockerignore: Option<&str>,
+    ) -> (tempfile::TempDir, SourceFilter) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".nuaignore"), nuaignore).unwrap();
         if let Some(text) = dockerignore {

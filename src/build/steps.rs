@@ -4,7 +4,6 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::cache::LayerCache;
 use super::metadata::{self, NUA_GID, NUA_UID};
 use super::source::SourceFilter;
 use super::{BuildOptions, Error};
@@ -18,7 +17,6 @@ const STEP_FORMAT: &str = "nua-step-v1";
 pub struct Context<'a> {
     pub app: &'a Loaded,
     pub store: &'a oci::BlobStore,
-    pub cache: &'a LayerCache,
     pub options: &'a BuildOptions,
 }
 
@@ -69,7 +67,11 @@ impl Step {
                     source: e,
                 })?;
             }
-            Step::Source => hash_tree(&ctx.app.root, &SourceFilter::new(&ctx.app.root)?, &mut hasher)?,
+            Step::Source => hash_tree(
+                &ctx.app.root,
+                &SourceFilter::new(&ctx.app.root)?,
+                &mut hasher,
+            )?,
             Step::Metadata => {
                 hasher.update(metadata::config_json(&ctx.app.config));
                 hasher.update([0]);
@@ -95,10 +97,12 @@ impl Step {
                     path: path.clone(),
                     source: e,
                 })?;
-                writer.append_tar_stream(file).map_err(|e| Error::BaseLayer {
-                    path: path.clone(),
-                    source: e,
-                })?;
+                writer
+                    .append_tar_stream(file)
+                    .map_err(|e| Error::BaseLayer {
+                        path: path.clone(),
+                        source: e,
+                    })?;
             }
             Step::Source => {
                 let owner = oci::Meta::new(0o755).owned_by(NUA_UID, NUA_GID);
@@ -123,12 +127,21 @@ impl Step {
                 writer
                     .add_dir("nua", &root_dir.clone().owned_by(NUA_UID, NUA_GID))
                     .map_err(Error::Oci)?;
-                writer.add_dir("nua/metadata", &root_dir).map_err(Error::Oci)?;
+                writer
+                    .add_dir("nua/metadata", &root_dir)
+                    .map_err(Error::Oci)?;
                 let json = metadata::config_json(config);
                 writer
-                    .add_file(metadata::METADATA_FILE, &oci::Meta::new(0o644), json.len() as u64, &json[..])
+                    .add_file(
+                        metadata::METADATA_FILE,
+                        &oci::Meta::new(0o644),
+                        json.len() as u64,
+                        &json[..],
+                    )
                     .map_err(Error::Oci)?;
-                writer.add_dir("nua/scripts", &root_dir).map_err(Error::Oci)?;
+                writer
+                    .add_dir("nua/scripts", &root_dir)
+                    .map_err(Error::Oci)?;
                 if let Some(script) = metadata::start_script(config) {
                     writer
                         .add_file(

@@ -51,14 +51,21 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     };
     // anyhow finds a context of type `Hint` anywhere in the chain; its text is shown once,
     // on its own line, rather than as one more cause.
-    let hint = err.downcast_ref::<Hint>().map(|h| h.0);
-    let mut causes = err.chain().map(|c| c.to_string()).filter(|c| Some(c.as_str()) != hint);
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0.to_owned());
+    let mut causes = err
+        .chain()
+        .map(|c| c.to_string())
+        .filter(|c| Some(c) != hint.as_ref());
     if let Some(first) = causes.next() {
         eprintln!("error: {first}");
     }
     for cause in causes {
         eprintln!("  caused by: {cause}");
     }
+    let hint = hint.or_else(|| {
+        err.downcast_ref::<crate::config::Error>()
+            .and_then(|e| e.hint())
+    });
     if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }

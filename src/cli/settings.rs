@@ -17,9 +17,9 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("nua"));
     }
-    let home = std::env::var_os("HOME")
-        .filter(|d| !d.is_empty())
-        .context("cannot find a cache folder: neither `NUA_CACHE_DIR`, `XDG_CACHE_HOME` nor `HOME` is set")?;
+    let home = std::env::var_os("HOME").filter(|d| !d.is_empty()).context(
+        "cannot find a cache folder: neither `NUA_CACHE_DIR`, `XDG_CACHE_HOME` nor `HOME` is set",
+    )?;
     Ok(PathBuf::from(home).join(".cache/nua"))
 }
 

@@ -66,7 +66,10 @@ pub fn nua_pack() -> Command {
 
 /// A cache folder for one test: the blob store starts empty so nothing depends on earlier runs.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("nua-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("nua-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Copy a folder recursively (files, folders, symlinks), for building a fixture from a second

@@ -24,7 +24,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         )));
     };
 
-    let app = config::load(&path, &LoadOptions { strict: args.strict })?;
+    let app = config::load(
+        &path,
+        &LoadOptions {
+            strict: args.strict,
+        },
+    )?;
     if !args.quiet {
         for warning in &app.warnings {
             eprintln!("warning: {warning}");
