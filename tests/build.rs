@@ -222,6 +222,8 @@ fn synthetic_base(dir: &Path) -> std::path::PathBuf {
         let mut header = tar::Header::new_gnu();
         header.set_size(body.len() as u64);
         header.set_mode(0o755);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_700_000_000);
         builder.append_data(&mut header, name, body).unwrap();
     }
