@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 use nua::oci::image::media_type;
 use nua::oci::{
     write_image, write_layout_dir, write_tarball, BlobStore, Compression, ContainerConfig, Digest,
-    Error, Healthcheck, ImageName, ImageRef, ImageSpec, Layer, LayerOptions, LayerWriter, Meta,
+    Error, Healthcheck, ImageArchive, ImageName, ImageRef, ImageSpec, Layer, LayerOptions,
+    LayerWriter, Meta, ReadOptions,
 };
 
 const EPOCH: u64 = 1_700_000_000;
@@ -576,4 +577,97 @@ fn umoci_unpacks_the_layout_dir() {
         Path::new("index.html")
     );
     assert!(rootfs.join("nua/metadata/nua-config.json").is_file());
+}
+
+fn named() -> [ImageName; 1] {
+    [ImageName::parse("nua-foo:1.0-1").unwrap()]
+}
+
+#[test]
+fn reader_round_trips_tarball_and_layout_dir() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("image.tar");
+    let dir = out.path().join("layout");
+    write_tarball(&store, &image, &named(), &tar).unwrap();
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    for path in [&tar, &dir] {
+        let archive = ImageArchive::open(path).unwrap();
+        let info = archive
+            .image(ReadOptions {
+                verify_diff_ids: true,
+            })
+            .unwrap();
+        assert_eq!(info.manifest_descriptor.digest, image.manifest.digest);
+        assert_eq!(info.config_descriptor, image.config);
+        assert_eq!(info.layers, image.layers);
+        assert_eq!(info.names, ["docker.io/library/nua-foo:1.0-1"]);
+        assert_eq!(
+            info.config.config.unwrap().user.as_deref(),
+            Some("1000:1000")
+        );
+    }
+}
+
+#[test]
+fn reader_accepts_docker_save_format_alone() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("layout");
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    fs::remove_file(dir.join("index.json")).unwrap();
+    fs::remove_file(dir.join("oci-layout")).unwrap();
+    let info = ImageArchive::open(&dir)
+        .unwrap()
+        .image(ReadOptions {
+            verify_diff_ids: true,
+        })
+        .unwrap();
+    assert_eq!(info.config_descriptor.digest, image.config.digest);
+    let digests: Vec<_> = info.layers.iter().map(|l| &l.digest).collect();
+    let expected: Vec<_> = image.layers.iter().map(|l| &l.digest).collect();
+    assert_eq!(digests, expected);
+    assert_eq!(info.names, ["nua-foo:1.0-1"]);
+}
+
+#[test]
+fn reader_refuses_a_tampered_layer_naming_it() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("layout");
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    let layer = dir.join("blobs/sha256").join(image.layers[1].digest.hex());
+    let mut bytes = fs::read(&layer).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::remove_file(&layer).unwrap(); // a hard link into the store: replace, do not modify
+    fs::write(&layer, bytes).unwrap();
+    let err = ImageArchive::open(&dir)
+        .unwrap()
+        .image(ReadOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(image.layers[1].digest.hex()), "{message}");
+    assert!(
+        message.contains(&image.layers[1].digest.to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn reader_refuses_escaping_paths_in_the_outer_archive() {
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("evil.tar");
+    let mut bytes = Vec::new();
+    raw_entry(&mut bytes, "index.json", b'0', "", b"{}");
+    raw_entry(&mut bytes, "../evil", b'0', "", b"x");
+    bytes.extend_from_slice(&[0; 1024]);
+    fs::write(&tar, bytes).unwrap();
+    let err = ImageArchive::open(&tar).err().unwrap();
+    assert!(matches!(err, Error::PathEscape { .. }), "{err}");
+    assert!(err.to_string().contains("../evil"), "{err}");
 }

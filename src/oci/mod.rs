@@ -11,6 +11,7 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod name;
+pub mod reader;
 pub mod store;
 mod tar_writer;
 
@@ -23,4 +24,5 @@ pub use image::{
 pub use layer::{Compression, DeviceKind, Layer, LayerOptions, LayerWriter, Meta};
 pub use layout::{write_layout_dir, write_tarball};
 pub use name::ImageName;
+pub use reader::{ImageArchive, ImageInfo, ReadOptions};
 pub use store::{BlobInfo, BlobStore, BlobWriter};
