@@ -41,6 +41,8 @@ measure() {
 
 measure "nua LayerWriter gzip-6" "$WORK/store-gz/blobs" \
     "$BIN" write "$WORK/tree" "$WORK/store-gz" gzip 6
+measure "nua LayerWriter parallel gzip-6" "$WORK/store-pgz/blobs" \
+    "$BIN" write "$WORK/tree" "$WORK/store-pgz" pgzip 6
 measure "nua LayerWriter zstd-3" "$WORK/store-zst/blobs" \
     "$BIN" write "$WORK/tree" "$WORK/store-zst" zstd 3
 measure "tar -c \| gzip -6" "$WORK/gzip.tar.gz" \

@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes));
     for (name, compression) in [
         ("gzip-6", Compression::Gzip(6)),
+        ("parallel-gzip-6", Compression::ParallelGzip(6)),
         ("zstd-3", Compression::Zstd(3)),
     ] {
         let store_dir = tempfile::tempdir().unwrap();

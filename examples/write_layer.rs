@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! write_layer gen DIR SIZE_MIB          # deterministic mixed tree of about SIZE_MIB
-//! write_layer write DIR STORE [gzip|zstd] [LEVEL]
+//! write_layer write DIR STORE [gzip|pgzip|zstd] [LEVEL]
 //! ```
 //! Used by `benches/compare_layer_writer.sh`.
 
@@ -19,7 +19,9 @@ fn main() -> ExitCode {
         ["gen", dir, size] => generate(Path::new(dir), size.parse().expect("SIZE_MIB")),
         ["write", dir, store, ref rest @ ..] => write(Path::new(dir), Path::new(store), rest),
         _ => {
-            eprintln!("usage: write_layer gen DIR SIZE_MIB | write DIR STORE [gzip|zstd] [LEVEL]");
+            eprintln!(
+                "usage: write_layer gen DIR SIZE_MIB | write DIR STORE [gzip|pgzip|zstd] [LEVEL]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -41,6 +43,7 @@ fn write(dir: &Path, store: &Path, rest: &[&str]) -> Result<(), Box<dyn std::err
     let level = rest.get(1).map(|l| l.parse()).transpose()?;
     let compression = match rest.first().copied().unwrap_or("gzip") {
         "gzip" => Compression::Gzip(level.unwrap_or(6)),
+        "pgzip" => Compression::ParallelGzip(level.unwrap_or(6)),
         "zstd" => Compression::Zstd(level.unwrap_or(3) as i32),
         other => return Err(format!("unknown compression `{other}`").into()),
     };

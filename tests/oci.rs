@@ -671,3 +671,39 @@ fn reader_refuses_escaping_paths_in_the_outer_archive() {
     assert!(matches!(err, Error::PathEscape { .. }), "{err}");
     assert!(err.to_string().contains("../evil"), "{err}");
 }
+
+#[test]
+fn parallel_gzip_layers_are_deterministic_and_readable() {
+    let src = tempfile::tempdir().unwrap();
+    build_tree(src.path(), EPOCH);
+    let big: Vec<u8> = (0..700_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    fs::write(src.path().join("app/big.bin"), &big).unwrap();
+    set_mtime(&src.path().join("app/big.bin"), EPOCH);
+    let (_store_dir, store) = temp_store();
+    let write = || {
+        let opts = LayerOptions {
+            compression: Compression::ParallelGzip(6),
+            source_date_epoch: EPOCH,
+        };
+        let mut w = LayerWriter::new(&store, opts).unwrap();
+        w.append_dir_tree(
+            &src.path().join("app"),
+            "nua/app",
+            Some((1000, 1000)),
+            |_, _| true,
+        )
+        .unwrap();
+        w.finish().unwrap()
+    };
+    let (a, b) = (write(), write());
+    assert_eq!(a, b);
+    assert_eq!(a.descriptor.media_type, media_type::LAYER_GZIP);
+    let list = listing(&layer_tar(&store, &a));
+    assert!(list.contains(" 700000 nua/app/big.bin\n"), "{list}");
+    insta::assert_snapshot!(
+        "parallel_gzip_layer_digest",
+        format!("{}\n{}", a.descriptor.digest, a.diff_id)
+    );
+}

@@ -12,6 +12,7 @@
 //! Paths inside a layer are relative (`nua/app/index.html`), directories end with `/`.
 
 mod compress;
+mod pgzip;
 mod stream;
 mod tree;
 
