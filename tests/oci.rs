@@ -707,3 +707,32 @@ fn parallel_gzip_layers_are_deterministic_and_readable() {
         format!("{}\n{}", a.descriptor.digest, a.diff_id)
     );
 }
+
+/// `docker load` of the hybrid tarball, when a Docker daemon answers (the runtime tests start
+/// one; here it is only used when already running).
+#[test]
+fn docker_loads_the_tarball() {
+    let Some(docker) = tool("docker") else { return };
+    if !Command::new(&docker)
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        println!("skipped: no Docker daemon answers `docker info`");
+        return;
+    }
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("image.tar");
+    let name = ImageName::parse("nua-oci-test:1.0-1").unwrap();
+    write_tarball(&store, &image, std::slice::from_ref(&name), &tar).unwrap();
+    let loaded = run(Command::new(&docker).arg("load").arg("-i").arg(&tar));
+    let loaded = String::from_utf8_lossy(&loaded);
+    assert!(loaded.contains("nua-oci-test:1.0-1"), "{loaded}");
+    let config = run(Command::new(&docker).args(["image", "inspect", "nua-oci-test:1.0-1"]));
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(config[0]["Config"]["WorkingDir"], "/nua/app");
+    assert_eq!(config[0]["Config"]["Healthcheck"]["Retries"], 3);
+    run(Command::new(&docker).args(["rmi", "nua-oci-test:1.0-1"]));
+}
