@@ -413,11 +413,10 @@ fn sample_image(store: &BlobStore) -> ImageRef {
     let mut w = LayerWriter::new(store, opts()).unwrap();
     let config_json = br#"{"metadata":{"id":"foo"}}"#;
     w.add_dir("nua/metadata", &Meta::new(0o755)).unwrap();
-    w.add_file(
+    w.add_bytes(
         "nua/metadata/nua-config.json",
         &Meta::new(0o644),
-        config_json.len() as u64,
-        &config_json[..],
+        config_json,
     )
     .unwrap();
     let meta = w.finish().unwrap();
@@ -546,6 +545,22 @@ fn skopeo_accepts_the_tarball() {
     assert_eq!(Digest::of(&manifest), image.manifest.digest);
     let config = run(Command::new(&skopeo).args(["inspect", "--config", "--raw", &archive]));
     assert_eq!(Digest::of(&config), image.config.digest);
+    // What skopeo writes from it, our reader reads back with every blob verified.
+    let copy = out.path().join("copy.tar");
+    run(Command::new(&skopeo).args([
+        "copy",
+        "--quiet",
+        &archive,
+        &format!("oci-archive:{}:nua-foo:1.0-1", copy.display()),
+    ]));
+    let info = ImageArchive::open(&copy)
+        .unwrap()
+        .image(ReadOptions {
+            verify_diff_ids: true,
+        })
+        .unwrap();
+    assert_eq!(info.config_descriptor.digest, image.config.digest);
+    assert_eq!(info.layers.len(), 2);
 }
 
 #[test]
@@ -734,5 +749,19 @@ fn docker_loads_the_tarball() {
     let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(config[0]["Config"]["WorkingDir"], "/nua/app");
     assert_eq!(config[0]["Config"]["Healthcheck"]["Retries"], 3);
+    // And what `docker save` writes (legacy layout, uncompressed layers), we read back.
+    let saved = out.path().join("saved.tar");
+    run(Command::new(&docker)
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg("nua-oci-test:1.0-1"));
+    let info = ImageArchive::open(&saved)
+        .unwrap()
+        .image(ReadOptions {
+            verify_diff_ids: true,
+        })
+        .unwrap();
+    assert_eq!(info.config_descriptor.digest, image.config.digest);
+    assert_eq!(info.names, ["nua-oci-test:1.0-1"]);
     run(Command::new(&docker).args(["rmi", "nua-oci-test:1.0-1"]));
 }

@@ -121,6 +121,11 @@ impl LayerWriter {
         self.write_file(&path, meta, size, data)
     }
 
+    /// Add a regular file whose content is in memory (metadata files, scripts).
+    pub fn add_bytes(&mut self, path: &str, meta: &Meta, content: &[u8]) -> Result<()> {
+        self.add_file(path, meta, content.len() as u64, content)
+    }
+
     /// Add a symbolic link to `target` (kept as is: absolute targets are normal in a rootfs).
     pub fn add_symlink(&mut self, path: &str, target: &str, meta: &Meta) -> Result<()> {
         let path = entry_path(path.as_bytes(), false)?;
