@@ -39,6 +39,16 @@ fn run(cmd: &mut Command) -> Vec<u8> {
     output.stdout
 }
 
+/// Open an image and verify every blob, DiffIDs included.
+fn read_verified(path: &Path) -> nua::oci::ImageInfo {
+    ImageArchive::open(path)
+        .unwrap()
+        .image(ReadOptions {
+            verify_diff_ids: true,
+        })
+        .unwrap()
+}
+
 fn set_mtime(path: &Path, secs: u64) {
     let file = File::open(path).unwrap();
     file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
@@ -553,12 +563,7 @@ fn skopeo_accepts_the_tarball() {
         &archive,
         &format!("oci-archive:{}:nua-foo:1.0-1", copy.display()),
     ]));
-    let info = ImageArchive::open(&copy)
-        .unwrap()
-        .image(ReadOptions {
-            verify_diff_ids: true,
-        })
-        .unwrap();
+    let info = read_verified(&copy);
     assert_eq!(info.config_descriptor.digest, image.config.digest);
     assert_eq!(info.layers.len(), 2);
 }
@@ -608,12 +613,7 @@ fn reader_round_trips_tarball_and_layout_dir() {
     write_tarball(&store, &image, &named(), &tar).unwrap();
     write_layout_dir(&store, &image, &named(), &dir).unwrap();
     for path in [&tar, &dir] {
-        let archive = ImageArchive::open(path).unwrap();
-        let info = archive
-            .image(ReadOptions {
-                verify_diff_ids: true,
-            })
-            .unwrap();
+        let info = read_verified(path);
         assert_eq!(info.manifest_descriptor.digest, image.manifest.digest);
         assert_eq!(info.config_descriptor, image.config);
         assert_eq!(info.layers, image.layers);
@@ -634,12 +634,7 @@ fn reader_accepts_docker_save_format_alone() {
     write_layout_dir(&store, &image, &named(), &dir).unwrap();
     fs::remove_file(dir.join("index.json")).unwrap();
     fs::remove_file(dir.join("oci-layout")).unwrap();
-    let info = ImageArchive::open(&dir)
-        .unwrap()
-        .image(ReadOptions {
-            verify_diff_ids: true,
-        })
-        .unwrap();
+    let info = read_verified(&dir);
     assert_eq!(info.config_descriptor.digest, image.config.digest);
     let digests: Vec<_> = info.layers.iter().map(|l| &l.digest).collect();
     let expected: Vec<_> = image.layers.iter().map(|l| &l.digest).collect();
@@ -755,12 +750,7 @@ fn docker_loads_the_tarball() {
         .args(["save", "-o"])
         .arg(&saved)
         .arg("nua-oci-test:1.0-1"));
-    let info = ImageArchive::open(&saved)
-        .unwrap()
-        .image(ReadOptions {
-            verify_diff_ids: true,
-        })
-        .unwrap();
+    let info = read_verified(&saved);
     assert_eq!(info.config_descriptor.digest, image.config.digest);
     assert_eq!(info.names, ["nua-oci-test:1.0-1"]);
     run(Command::new(&docker).args(["rmi", "nua-oci-test:1.0-1"]));
