@@ -2,7 +2,7 @@
 //!
 //! Our own serde types rather than oci-spec's: the Docker `Healthcheck` extension of the
 //! config has no place in oci-spec's `Config`, and maps here are `BTreeMap`s. Everything is
-//! written through [`canonical::to_vec`](super::canonical::to_vec) anyway.
+//! written through [`canonical::to_vec`] anyway.
 
 use std::collections::BTreeMap;
 

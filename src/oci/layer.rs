@@ -12,6 +12,7 @@
 //! Paths inside a layer are relative (`nua/app/index.html`), directories end with `/`.
 
 mod compress;
+mod pgzip;
 mod stream;
 mod tree;
 
@@ -118,6 +119,11 @@ impl LayerWriter {
     pub fn add_file(&mut self, path: &str, meta: &Meta, size: u64, data: impl Read) -> Result<()> {
         let path = entry_path(path.as_bytes(), false)?;
         self.write_file(&path, meta, size, data)
+    }
+
+    /// Add a regular file whose content is in memory (metadata files, scripts).
+    pub fn add_bytes(&mut self, path: &str, meta: &Meta, content: &[u8]) -> Result<()> {
+        self.add_file(path, meta, content.len() as u64, content)
     }
 
     /// Add a symbolic link to `target` (kept as is: absolute targets are normal in a rootfs).

@@ -265,6 +265,11 @@ impl<R: Read> HashingReader<R> {
     pub fn finish(self) -> Digest {
         self.hasher.finish().0
     }
+
+    pub fn finish_with_size(self) -> (Digest, u64) {
+        let (digest, size, _) = self.hasher.finish();
+        (digest, size)
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -2,11 +2,17 @@
 
 use std::io::{self, Write};
 
+use super::pgzip::ParallelGzEncoder;
+
 /// Layer compression; the level is part of the pinned output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     /// gzip (deflate via zlib-rs) at level 0–9.
     Gzip(u32),
+    /// gzip compressed on every core, pigz style (see `pgzip.rs`): a different byte stream
+    /// than [`Compression::Gzip`] at the same level, but the same on any machine whatever
+    /// its number of cores.
+    ParallelGzip(u32),
     /// zstd at level 1–22 (single-threaded, so the output does not depend on the machine).
     Zstd(i32),
 }
@@ -21,7 +27,9 @@ impl Compression {
     /// OCI media type of a layer compressed this way.
     pub fn media_type(self) -> &'static str {
         match self {
-            Compression::Gzip(_) => super::super::image::media_type::LAYER_GZIP,
+            Compression::Gzip(_) | Compression::ParallelGzip(_) => {
+                super::super::image::media_type::LAYER_GZIP
+            }
             Compression::Zstd(_) => super::super::image::media_type::LAYER_ZSTD,
         }
     }
@@ -29,7 +37,7 @@ impl Compression {
     /// `gzip` or `zstd`.
     pub fn name(self) -> &'static str {
         match self {
-            Compression::Gzip(_) => "gzip",
+            Compression::Gzip(_) | Compression::ParallelGzip(_) => "gzip",
             Compression::Zstd(_) => "zstd",
         }
     }
@@ -40,6 +48,7 @@ const GZIP_OS_UNKNOWN: u8 = 255;
 
 pub(crate) enum Compressor<W: Write> {
     Gzip(flate2::write::GzEncoder<W>),
+    ParallelGzip(ParallelGzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -53,6 +62,17 @@ impl<W: Write> Compressor<W> {
                     .operating_system(GZIP_OS_UNKNOWN)
                     .write(out, flate2::Compression::new(level.min(9))),
             ),
+            Compression::ParallelGzip(level) => {
+                let level = level.min(9);
+                // XFL as zlib sets it: 2 for maximum compression, 4 for fastest.
+                let xfl = match level {
+                    9 => 2,
+                    1 => 4,
+                    _ => 0,
+                };
+                let header = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, GZIP_OS_UNKNOWN];
+                Compressor::ParallelGzip(ParallelGzEncoder::new(out, level, header)?)
+            }
             Compression::Zstd(level) => {
                 let mut encoder = zstd::stream::write::Encoder::new(out, level)?;
                 encoder.include_checksum(true)?;
@@ -64,6 +84,7 @@ impl<W: Write> Compressor<W> {
     pub fn finish(self) -> io::Result<W> {
         match self {
             Compressor::Gzip(e) => e.finish(),
+            Compressor::ParallelGzip(e) => e.finish(),
             Compressor::Zstd(e) => e.finish(),
         }
     }
@@ -73,6 +94,7 @@ impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Compressor::Gzip(e) => e.write(buf),
+            Compressor::ParallelGzip(e) => e.write(buf),
             Compressor::Zstd(e) => e.write(buf),
         }
     }
@@ -80,6 +102,7 @@ impl<W: Write> Write for Compressor<W> {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Compressor::Gzip(e) => e.write_all(buf),
+            Compressor::ParallelGzip(e) => e.write_all(buf),
             Compressor::Zstd(e) => e.write_all(buf),
         }
     }
@@ -87,6 +110,7 @@ impl<W: Write> Write for Compressor<W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Compressor::Gzip(e) => e.flush(),
+            Compressor::ParallelGzip(e) => e.flush(),
             Compressor::Zstd(e) => e.flush(),
         }
     }
