@@ -68,3 +68,70 @@ fn nua_load_without_a_daemon_says_how_to_start_one() {
     );
     assert!(stderr.contains("hint: start Docker"), "{stderr}");
 }
+
+#[test]
+fn nua_load_refuses_a_tampered_layer_before_docker_sees_it() {
+    test_env();
+    let work = temp_dir();
+    let base = work.path().join("base.tar");
+    // A small base of our own: the check happens before any container runs.
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&base)
+            .arg("-C")
+            .arg(root())
+            .arg("fixtures/apps/static-site/index.html"),
+    );
+    let tarball = work.path().join("image.tar");
+    run_ok(
+        nua()
+            .arg("build")
+            .arg(fixture_app("static-site"))
+            .arg("--base-rootfs")
+            .arg(&base)
+            .arg("--output")
+            .arg(&tarball)
+            .arg("-q")
+            .env("NUA_CACHE_DIR", work.path().join("cache")),
+    );
+    // Unpack, flip one byte of the first layer, pack again.
+    let layout = work.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&layout),
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    let layer = layout.join(manifest[0]["Layers"][0].as_str().unwrap());
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+    let tampered = work.path().join("tampered.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tampered)
+            .arg("-C")
+            .arg(&layout)
+            .arg("."),
+    );
+
+    let out = run(nua().arg("load").arg(&tampered));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nothing was loaded"), "{stderr}");
+    let digest = manifest[0]["Layers"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("blobs/sha256/");
+    assert!(
+        stderr.contains(digest),
+        "the error does not name the layer: {stderr}"
+    );
+}

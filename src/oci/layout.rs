@@ -112,7 +112,10 @@ pub fn write_layout_dir(
         }
         if fs::hard_link(&from, &to).is_err() {
             let mut reader = store.open_blob(&blob.digest)?;
-            let temp = tempfile::NamedTempFile::new_in(&blob_dir).at(&blob_dir)?;
+            let temp = tempfile::Builder::new()
+                .permissions(super::readable_by_all())
+                .tempfile_in(&blob_dir)
+                .at(&blob_dir)?;
             let mut out = BufWriter::new(temp.as_file());
             copy_verified(&mut reader, &mut out, blob)?;
             out.flush().at(temp.path())?;
@@ -143,6 +146,7 @@ pub fn write_tarball(
     let temp = tempfile::Builder::new()
         .prefix(".nua-image-")
         .suffix(".tar.tmp")
+        .permissions(super::readable_by_all())
         .tempfile_in(parent)
         .at(parent)?;
     let temp_path = temp.path().to_path_buf();

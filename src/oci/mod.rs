@@ -63,3 +63,10 @@ pub use layout::{write_layout_dir, write_tarball};
 pub use name::ImageName;
 pub use reader::{ImageArchive, ImageInfo, ReadOptions};
 pub use store::{BlobInfo, BlobStore, BlobWriter};
+
+/// Mode of the files this module writes (before the umask): temporary files are private by
+/// default, but blobs and images are meant to be read by others, as `docker save` output is.
+pub(crate) fn readable_by_all() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o644)
+}

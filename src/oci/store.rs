@@ -105,6 +105,7 @@ impl BlobStore {
         let dir = self.tmp_dir();
         let temp = tempfile::Builder::new()
             .prefix("blob-")
+            .permissions(super::readable_by_all())
             .tempfile_in(&dir)
             .at(&dir)?;
         let path = temp.path().to_path_buf();

@@ -48,6 +48,14 @@ impl Engine for Docker {
             path: tarball.to_path_buf(),
             source,
         };
+        // Refuse a truncated or tampered archive before the engine sees any of it.
+        let image = crate::oci::ImageArchive::open(tarball)
+            .and_then(|archive| archive.image(crate::oci::ReadOptions::default()))
+            .map_err(|source| Error::NotAnImage {
+                path: tarball.to_path_buf(),
+                source,
+            })?;
+        let expected = image.config_descriptor.digest.to_string();
         self.runtime.block_on(async {
             let file = tokio::fs::File::open(tarball).await.map_err(io)?;
             // The body streams from the file; a read error ends the body early, and the
@@ -91,9 +99,18 @@ impl Engine for Docker {
                     call: "GET /images/{name}/json",
                     source,
                 })?;
+            let image_id = inspect.id.unwrap_or_default();
+            if image_id != expected {
+                return Err(Error::IdMismatch {
+                    path: tarball.to_path_buf(),
+                    tag: first.clone(),
+                    expected,
+                    actual: image_id,
+                });
+            }
             let bytes_sent = tokio::fs::metadata(tarball).await.map_err(io)?.len();
             Ok(Loaded {
-                image_id: inspect.id.unwrap_or_default(),
+                image_id,
                 tags,
                 bytes_sent,
             })

@@ -22,7 +22,8 @@ pub struct Loaded {
 
 /// A container engine.
 pub trait Engine {
-    /// Stream an image tarball into the engine.
+    /// Verify an image tarball (every digest and size), stream it into the engine, and check
+    /// that the engine's image ID is the tarball's config digest.
     fn load_image(&self, tarball: &Path) -> Result<Loaded, Error>;
 }
 
@@ -42,6 +43,22 @@ pub enum Error {
     },
     #[error("Docker refused the image `{}`: {message}", path.display())]
     LoadRefused { path: PathBuf, message: String },
+    #[error("`{}` is not a valid image; nothing was loaded", path.display())]
+    NotAnImage {
+        path: PathBuf,
+        #[source]
+        source: crate::oci::Error,
+    },
+    #[error(
+        "Docker gave `{tag}` the image ID {actual}, but `{}` has the config {expected}",
+        path.display()
+    )]
+    IdMismatch {
+        path: PathBuf,
+        tag: String,
+        expected: String,
+        actual: String,
+    },
     #[error("Docker loaded `{}` but named no image", path.display())]
     NothingLoaded { path: PathBuf },
     #[error("the Docker API call `{call}` failed")]
