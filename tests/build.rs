@@ -414,3 +414,55 @@ fn missing_base_and_missing_config_say_what_to_do() {
     assert!(stderr.contains("nua-config"), "{stderr}");
     assert!(stderr.contains(empty.to_str().unwrap()), "{stderr}");
 }
+
+#[test]
+fn tags_name_the_image_in_both_indexes() {
+    let work = temp_dir();
+    let base = synthetic_base(work.path());
+    let tarball = work.path().join("tagged.tar");
+    let result = build(
+        &fixture_app("static-site"),
+        &base,
+        &work.path().join("cache"),
+        &tarball,
+        &["-t", "registry.example:5000/team/site:v2", "--tag", "site"],
+    );
+    assert_eq!(result["image"], "registry.example:5000/team/site:v2");
+    let layout = work.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&layout),
+    );
+    let docker: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    let repo_tags = docker[0]["RepoTags"].to_string();
+    assert!(
+        repo_tags.contains("registry.example:5000/team/site:v2"),
+        "{repo_tags}"
+    );
+    assert!(repo_tags.contains("site:latest"), "{repo_tags}");
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    assert!(index.contains("docker.io/library/site:latest"), "{index}");
+
+    let stderr = build_fails(
+        &fixture_app("static-site"),
+        &[
+            "--base-rootfs",
+            base.to_str().unwrap(),
+            "-t",
+            "Not A Name",
+            "--output",
+            work.path().join("never.tar").to_str().unwrap(),
+        ],
+        &work.path().join("cache"),
+    );
+    assert!(
+        stderr.contains("`Not A Name` is not a valid image name"),
+        "{stderr}"
+    );
+    assert!(!work.path().join("never.tar").exists());
+}

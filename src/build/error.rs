@@ -48,6 +48,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{tag}` is not a valid image name")]
+    Tag {
+        tag: String,
+        #[source]
+        source: oci::Error,
+    },
     #[error(transparent)]
     Oci(oci::Error),
 }

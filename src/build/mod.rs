@@ -39,6 +39,8 @@ pub struct BuildOptions {
     pub compression: oci::Compression,
     /// Upper bound of every timestamp in the image (`SOURCE_DATE_EPOCH`, default 0).
     pub source_date_epoch: u64,
+    /// Names of the image; empty means the config's `nua-<id>:<version>-<release>`.
+    pub tags: Vec<String>,
 }
 
 /// Where the image is written.
@@ -61,8 +63,10 @@ impl Output {
 /// What a build produced.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BuildResult {
-    /// `nua-<id>:<version>-<release>`
+    /// The image's first name (`nua-<id>:<version>-<release>` unless tagged otherwise).
     pub image: String,
+    /// Every name the image carries.
+    pub tags: Vec<String>,
     pub manifest_digest: String,
     pub config_digest: String,
     pub layers: Vec<LayerSummary>,
@@ -114,6 +118,21 @@ pub fn build(
     options: &BuildOptions,
     reporter: &mut dyn Reporter,
 ) -> Result<BuildResult, Error> {
+    // Names are checked first: a typo in `--tag` should not cost a build.
+    let tags = if options.tags.is_empty() {
+        vec![app.config.image_tag()]
+    } else {
+        options.tags.clone()
+    };
+    let names = tags
+        .iter()
+        .map(|tag| {
+            oci::ImageName::parse(tag).map_err(|source| Error::Tag {
+                tag: tag.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let store = oci::BlobStore::open(&options.cache_dir).map_err(Error::Oci)?;
     let cache = cache::LayerCache::new(&options.cache_dir);
     let ctx = steps::Context {
@@ -151,8 +170,6 @@ pub fn build(
     reporter.event(Event::Writing {
         path: options.output.path(),
     });
-    let tag = app.config.image_tag();
-    let names = [oci::ImageName::parse(&tag).map_err(Error::Oci)?];
     match &options.output {
         Output::Tarball(path) => oci::write_tarball(&store, &image, &names, path),
         Output::LayoutDir(path) => oci::write_layout_dir(&store, &image, &names, path),
@@ -163,7 +180,8 @@ pub fn build(
     })?;
 
     Ok(BuildResult {
-        image: tag,
+        image: tags[0].clone(),
+        tags,
         manifest_digest: image.manifest.digest.to_string(),
         config_digest: image.config.digest.to_string(),
         size: layers.iter().map(|(_, l, _)| l.descriptor.size).sum(),

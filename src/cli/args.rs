@@ -65,8 +65,11 @@ pub struct BuildArgs {
     /// The app folder or the nua-config file [default: .]
     pub path: Option<PathBuf>,
     /// Where to write the image tarball [default: ./nua-<id>_<version>-<release>.tar]
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Name the image NAME[:TAG] (repeatable) [default: nua-<id>:<version>-<release>]
+    #[arg(short, long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
     /// Write an OCI image layout directory instead of a tarball
     #[arg(long)]
     pub oci_dir: bool,

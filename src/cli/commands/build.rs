@@ -53,6 +53,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             oci::Compression::default()
         },
         source_date_epoch,
+        tags: args.tags.clone(),
     };
 
     let mut reporter = Lines {
@@ -67,7 +68,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&result)?);
     } else if !args.quiet {
         let output = result.output.display();
-        println!("built {}", result.image);
+        println!("built {}", result.tags.join(", "));
         println!("  digest  {}", result.manifest_digest);
         println!(
             "  size    {} in {} layers",
