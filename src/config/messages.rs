@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::error::Problem;
+use super::error::{Pos, Problem};
+use super::services::{MAX_RETRIES, MAX_SECONDS};
 use super::tree::{Kind, Node};
 use super::validate::resolve;
 
@@ -55,9 +56,43 @@ pub(crate) fn type_problem(node: &Node, path: &[String], words: &[String]) -> Pr
         Kind::Str(s) if s.parse::<i64>().is_ok() && wants("integer") => {
             Some(format!("write the number without quotes: `{s}`"))
         }
-        Kind::Int(_) | Kind::Float(_) if wants("a string") => Some(format!(
+        Kind::Int(_) | Kind::BigInt(_) | Kind::Float(_) if wants("a string") => Some(format!(
             "write it in quotes: `\"{}\"`",
             plain(&node.to_json())
+        )),
+        _ => None,
+    };
+    problem
+}
+
+/// "`metadata.release` is out of range: 99999999999999999999 (at most …)", with what the
+/// key means when its unit is not obvious (`healthcheck` durations are seconds).
+pub(crate) fn range_problem(
+    pos: Pos,
+    path: &[String],
+    value: &str,
+    below: bool,
+    (min, max): (i128, i128),
+) -> Problem {
+    let bound = if below {
+        format!("at least {min}")
+    } else {
+        format!("at most {max}")
+    };
+    let mut problem = Problem::new(
+        pos,
+        format!(
+            "`{}` is out of range: {value} ({bound})",
+            display_path(path)
+        ),
+    );
+    let key = path.last().map(String::as_str);
+    problem.hint = match (path.first().map(String::as_str), key) {
+        (Some("healthcheck"), Some(key @ ("interval" | "timeout" | "start-period"))) => Some(format!(
+            "`{key}` is a number of seconds; the most is {MAX_SECONDS}, which is 10 years"
+        )),
+        (Some("healthcheck"), Some("retries")) => Some(format!(
+            "`retries` counts failed checks in a row before the container is unhealthy; the most is {MAX_RETRIES}"
         )),
         _ => None,
     };
@@ -168,6 +203,7 @@ pub(crate) fn shown(node: &Node) -> String {
     match &node.kind {
         Kind::Str(s) => format!("the string \"{s}\""),
         Kind::Int(i) => format!("the integer {i}"),
+        Kind::BigInt(digits) => format!("the integer {digits}"),
         Kind::Float(f) => format!("the float {f:?}"),
         Kind::Bool(b) => format!("`{b}`"),
         _ => node.describe().to_string(),

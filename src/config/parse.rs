@@ -104,7 +104,17 @@ fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
             DeValue::String(s) => Kind::Str(s.to_string()),
             DeValue::Integer(i) => {
                 let digits = i.as_str().replace('_', "");
-                Kind::Int(i64::from_str_radix(&digits, i.radix()).unwrap_or_default())
+                match i64::from_str_radix(&digits, i.radix()) {
+                    Ok(n) => Kind::Int(n),
+                    // Too large for 64 bits (the only way a valid TOML integer fails to
+                    // parse): kept as written so that validation reports it where it is.
+                    Err(_) => Kind::BigInt(match i.radix() {
+                        16 => format!("0x{digits}"),
+                        8 => format!("0o{digits}"),
+                        2 => format!("0b{digits}"),
+                        _ => digits,
+                    }),
+                }
             }
             DeValue::Float(f) => {
                 Kind::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
@@ -151,6 +161,20 @@ impl Scanner<'_> {
     fn place(&mut self, node: &mut Node) {
         node.pos = Pos::from_offset(self.text, self.cursor);
         match &mut node.kind {
+            // serde_json reads an integer beyond 64 bits as a float: when the text written
+            // here is that integer, keep it as one so that it is reported as out of range.
+            Kind::Float(f) if self.json => {
+                let rest = &self.text[self.cursor..];
+                let end = rest
+                    .char_indices()
+                    .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && *c == '-')))
+                    .map_or(rest.len(), |(i, _)| i);
+                let literal = &rest[..end];
+                let integer = !rest[end..].starts_with(['.', 'e', 'E']);
+                if integer && literal.parse::<f64>().ok() == Some(*f) {
+                    node.kind = Kind::BigInt(literal.to_string());
+                }
+            }
             Kind::Table(entries) => {
                 for entry in entries {
                     match self.find_key(&entry.key) {
@@ -258,6 +282,41 @@ mod tests {
     fn syntax_errors_have_a_line(#[case] text: &str, #[case] format: Format, #[case] line: usize) {
         let err = parse(text, format).unwrap_err();
         assert_eq!(err.pos.line, line, "{}", err.message);
+    }
+
+    #[rstest]
+    #[case("a = 99999999999999999999\n", Format::Toml, "99999999999999999999")]
+    #[case(
+        "a = -9_223_372_036_854_775_809\n",
+        Format::Toml,
+        "-9223372036854775809"
+    )]
+    #[case("a = 0xff_ffff_ffff_ffff_ffff\n", Format::Toml, "0xffffffffffffffffff")]
+    #[case("{\"a\": 99999999999999999999}", Format::Json, "99999999999999999999")]
+    #[case("{\"a\": 18446744073709551615}", Format::Json, "18446744073709551615")]
+    #[case(
+        "{\"a\": -99999999999999999999}",
+        Format::Json,
+        "-99999999999999999999"
+    )]
+    #[case("a: 99999999999999999999\n", Format::Yaml, "99999999999999999999")]
+    #[case("a: 9223372036854775808\n", Format::Yaml, "9223372036854775808")]
+    fn integers_beyond_64_bits_are_kept_as_written(
+        #[case] text: &str,
+        #[case] format: Format,
+        #[case] want: &str,
+    ) {
+        let tree = parse(text, format).unwrap();
+        assert_eq!(tree.get("a").unwrap().value.kind, Kind::BigInt(want.into()));
+    }
+
+    #[rstest]
+    #[case("{\"a\": 1e20}")]
+    #[case("{\"a\": 100000000000000000000.0}")]
+    #[case("{\"a\": 1.5}")]
+    fn json_floats_stay_floats(#[case] text: &str) {
+        let tree = parse(text, Format::Json).unwrap();
+        assert!(matches!(tree.get("a").unwrap().value.kind, Kind::Float(_)));
     }
 
     #[test]

@@ -100,7 +100,16 @@ pub enum VolumeType {
     Tmpfs,
 }
 
-/// `[healthcheck]`: Docker health check of the app container (times in seconds).
+/// The longest healthcheck duration, in seconds: 10 years. Docker takes durations in
+/// nanoseconds (as a 64-bit integer); this keeps `seconds * 1e9` far from overflowing.
+pub const MAX_SECONDS: u64 = 10 * 365 * 24 * 60 * 60;
+
+/// The most healthcheck retries: Docker reads them as a 32-bit integer, and a million failed
+/// checks in a row is already no health check at all.
+pub const MAX_RETRIES: u64 = 1_000_000;
+
+/// `[healthcheck]`: Docker health check of the app container (times in seconds, at most 10
+/// years; `retries` at most a million).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Healthcheck {
@@ -108,15 +117,19 @@ pub struct Healthcheck {
     pub command: String,
     /// Seconds between checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_SECONDS))]
     pub interval: Option<u64>,
     /// Seconds before failures count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_SECONDS))]
     pub start_period: Option<u64>,
     /// Seconds before a check is considered failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_SECONDS))]
     pub timeout: Option<u64>,
     /// Failures in a row before unhealthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETRIES))]
     pub retries: Option<u64>,
 }
 

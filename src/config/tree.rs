@@ -20,6 +20,10 @@ pub(crate) enum Kind {
     Null,
     Bool(bool),
     Int(i64),
+    /// An integer written in the file that does not fit in 64 bits, as written. Never reaches
+    /// serde: validation reports it as out of range (TOML requires that, and a silent 0 or a
+    /// rounded float would be worse).
+    BigInt(String),
     Float(f64),
     Str(String),
     Array(Vec<Node>),
@@ -105,7 +109,7 @@ impl Node {
         match self.kind {
             Kind::Null => "null",
             Kind::Bool(_) => "a boolean",
-            Kind::Int(_) => "an integer",
+            Kind::Int(_) | Kind::BigInt(_) => "an integer",
             Kind::Float(_) => "a float",
             Kind::Str(_) => "a string",
             Kind::Array(_) => "a list",
@@ -120,6 +124,12 @@ impl Node {
             Kind::Null => Value::Null,
             Kind::Bool(b) => Value::Bool(*b),
             Kind::Int(i) => Value::from(*i),
+            // Only reached for a tree that failed validation; the nearest float will do.
+            Kind::BigInt(digits) => digits
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Value::Null, Value::Number),
             Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Kind::Str(s) => Value::String(s.clone()),
             Kind::Array(items) => Value::Array(items.iter().map(Node::to_json).collect()),
@@ -169,10 +179,20 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
         Ok(node(Kind::Int(v)))
     }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Node, E> {
-        i64::try_from(v)
-            .map(|i| node(Kind::Int(i)))
-            .map_err(|_| E::custom("integer too large"))
+    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+        Ok(node(
+            i64::try_from(v).map_or_else(|_| Kind::BigInt(v.to_string()), Kind::Int),
+        ))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Node, E> {
+        Ok(node(
+            i64::try_from(v).map_or_else(|_| Kind::BigInt(v.to_string()), Kind::Int),
+        ))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Node, E> {
+        Ok(node(
+            i64::try_from(v).map_or_else(|_| Kind::BigInt(v.to_string()), Kind::Int),
+        ))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
         Ok(node(Kind::Float(v)))

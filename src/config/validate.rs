@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::error::{Pos, Problem};
 use super::messages::{
-    describe_table, did_you_mean, display_path, expected, plain, type_problem, RETIRED,
+    describe_table, did_you_mean, display_path, expected, plain, range_problem, type_problem,
+    RETIRED,
 };
 use super::parse::{Kind, Node};
 
@@ -41,7 +42,9 @@ pub(crate) fn resolve<'s>(mut schema: &'s Value, root: &'s Value) -> &'s Value {
 fn walk(node: &mut Node, schema: &Value, root: &Value, path: &mut Vec<String>, out: &mut Findings) {
     let schema = resolve(schema, root);
     if schema == &Value::Bool(true) {
-        return;
+        // Free-form values (`[docker]`, volume `options`) pass as written, but an integer
+        // beyond 64 bits cannot be passed at all.
+        return big_ints(node, path, out);
     }
     if let Some(branches) = schema
         .get("anyOf")
@@ -72,20 +75,24 @@ fn walk(node: &mut Node, schema: &Value, root: &Value, path: &mut Vec<String>, o
     }
     match &mut node.kind {
         Kind::Int(i) => {
-            let too_small = schema
-                .get("minimum")
-                .and_then(Value::as_i64)
-                .is_some_and(|m| *i < m);
-            let too_big = schema
-                .get("maximum")
-                .and_then(Value::as_i64)
-                .is_some_and(|m| *i > m);
-            if too_small || too_big {
-                out.problems.push(Problem::new(
+            let (min, max) = bounds(schema);
+            let value = i128::from(*i);
+            if value < min || value > max {
+                out.problems.push(range_problem(
                     node.pos,
-                    format!("`{}` is out of range: {i}", display_path(path)),
+                    path,
+                    &i.to_string(),
+                    value < min,
+                    (min, max),
                 ));
             }
+        }
+        // Beyond 64 bits: out of range for every integer the config holds.
+        Kind::BigInt(digits) => {
+            let (min, max) = bounds(schema);
+            let below = digits.starts_with('-');
+            out.problems
+                .push(range_problem(node.pos, path, digits, below, (min, max)));
         }
         Kind::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
@@ -97,6 +104,32 @@ fn walk(node: &mut Node, schema: &Value, root: &Value, path: &mut Vec<String>, o
             }
         }
         Kind::Table(_) => walk_table(node, schema, root, path, out),
+        _ => {}
+    }
+}
+
+fn big_ints(node: &Node, path: &mut Vec<String>, out: &mut Findings) {
+    match &node.kind {
+        Kind::BigInt(digits) => {
+            let all = (i128::from(i64::MIN), i128::from(i64::MAX));
+            let below = digits.starts_with('-');
+            out.problems
+                .push(range_problem(node.pos, path, digits, below, all));
+        }
+        Kind::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                big_ints(item, path, out);
+                path.pop();
+            }
+        }
+        Kind::Table(entries) => {
+            for entry in entries {
+                path.push(entry.key.clone());
+                big_ints(&entry.value, path, out);
+                path.pop();
+            }
+        }
         _ => {}
     }
 }
@@ -118,11 +151,18 @@ fn walk_any(
             out.warnings.extend(findings.warnings);
             return;
         }
-        // A table or list that fails a table or list branch: that branch's problems are the
-        // precise ones (an unknown key inside an env spec, say).
-        if type_matches(node, resolve(branch, root))
-            && matches!(node.kind, Kind::Table(_) | Kind::Array(_))
-        {
+        // A table or list that fails a table or list branch, or an integer that fails an
+        // integer branch: that branch's problems are the precise ones (an unknown key inside
+        // an env spec, a port number out of range).
+        let branch = resolve(branch, root);
+        let precise = match node.kind {
+            Kind::Table(_) | Kind::Array(_) => type_matches(node, branch),
+            Kind::Int(_) | Kind::BigInt(_) => {
+                branch.get("type").is_some() && type_matches(node, branch)
+            }
+            _ => false,
+        };
+        if precise {
             best = Some((findings, attempt));
         }
     }
@@ -248,6 +288,33 @@ fn walk_table(
     }
 }
 
+/// The smallest and largest integer `schema` accepts: its `minimum` and `maximum`, the range
+/// of its `format` (`uint16`, `uint32`, …), and the 64 bits the tree holds.
+fn bounds(schema: &Value) -> (i128, i128) {
+    let (mut min, mut max) = (i128::from(i64::MIN), i128::from(i64::MAX));
+    let format: Option<(i128, i128)> = match schema.get("format").and_then(Value::as_str) {
+        Some("uint8") => Some((0, u8::MAX.into())),
+        Some("uint16") => Some((0, u16::MAX.into())),
+        Some("uint32") => Some((0, u32::MAX.into())),
+        Some("uint64" | "uint") => Some((0, u64::MAX.into())),
+        Some("int8") => Some((i8::MIN.into(), i8::MAX.into())),
+        Some("int16") => Some((i16::MIN.into(), i16::MAX.into())),
+        Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+        _ => None,
+    };
+    if let Some((lo, hi)) = format {
+        min = min.max(lo);
+        max = max.min(hi);
+    }
+    if let Some(m) = schema.get("minimum").and_then(Value::as_i64) {
+        min = min.max(m.into());
+    }
+    if let Some(m) = schema.get("maximum").and_then(Value::as_i64) {
+        max = max.min(m.into());
+    }
+    (min, max)
+}
+
 fn type_matches(node: &Node, schema: &Value) -> bool {
     let types: Vec<&str> = match schema.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
@@ -259,8 +326,8 @@ fn type_matches(node: &Node, schema: &Value) -> bool {
             (*t, &node.kind),
             ("null", Kind::Null)
                 | ("boolean", Kind::Bool(_))
-                | ("integer", Kind::Int(_))
-                | ("number", Kind::Int(_) | Kind::Float(_))
+                | ("integer", Kind::Int(_) | Kind::BigInt(_))
+                | ("number", Kind::Int(_) | Kind::BigInt(_) | Kind::Float(_))
                 | ("string", Kind::Str(_))
                 | ("array", Kind::Array(_))
                 | ("object", Kind::Table(_))
@@ -315,6 +382,46 @@ mod tests {
         "[metadata]\nid = \"a\"\nversion = \"1\"\n[env]\nA = { random = true, lenght = 3 }\n",
         "5:22: unknown key `lenght` in `env.A`"
     )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\nrelease = 99999999999999999999\n",
+        "4:11: `metadata.release` is out of range: 99999999999999999999 (at most 9223372036854775807)"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\nrelease = -1\n",
+        "4:11: `metadata.release` is out of range: -1 (at least 0)"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\nrelease = 2.0\n",
+        "4:11: `metadata.release` must be an integer, found the float 2.0"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[port.web]\ncontainer = 70000\n",
+        "5:13: `port.web.container` is out of range: 70000 (at most 65535)"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[env]\nA = { random = true, length = 99999999999 }\n",
+        "5:31: `env.A.length` is out of range: 99999999999 (at most 4294967295)"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[env]\nA = 99999999999999999999\n",
+        "5:5: `env.A` is out of range: 99999999999999999999"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[docker]\nx = { y = [99999999999999999999] }\n",
+        "5:12: `docker.x.y[0]` is out of range: 99999999999999999999"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = 99999999999999999999\n",
+        "3:11: `metadata.version` must be a string, found the integer 99999999999999999999"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[healthcheck]\ncommand = \"true\"\ntimeout = 315360001\n",
+        "6:11: `healthcheck.timeout` is out of range: 315360001 (at most 315360000)"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[healthcheck]\ncommand = \"true\"\nretries = 1000001\n",
+        "6:11: `healthcheck.retries` is out of range: 1000001 (at most 1000000)"
+    )]
     fn bad_trees_are_reported_with_positions(#[case] text: &str, #[case] start: &str) {
         let found = problems(text);
         assert!(found.iter().any(|p| p.starts_with(start)), "{found:?}");
@@ -329,6 +436,17 @@ mod tests {
             found,
             ["5:1: `src_url` and `src-url` are the same key, given twice"]
         );
+    }
+
+    #[test]
+    fn the_largest_healthcheck_values_are_valid() {
+        let text = format!("{HEAD}[healthcheck]\ncommand = \"true\"\ninterval = 315360000\ntimeout = 0\nstart-period = 315360000\nretries = 1000000\n");
+        assert_eq!(problems(&text), Vec::<String>::new());
+        // Docker's nanoseconds and retries still fit.
+        assert!(crate::config::services::MAX_SECONDS
+            .checked_mul(1_000_000_000)
+            .is_some_and(|ns| i64::try_from(ns).is_ok()));
+        assert!(u32::try_from(crate::config::services::MAX_RETRIES).is_ok());
     }
 
     #[test]
