@@ -1,11 +1,12 @@
 //! Normalization of a deserialized config: placeholders expanded, ports and volumes
 //! completed with their defaults, the build method made explicit, the checksum in canonical
-//! form; and the checks that need the whole config (duplicate providers, dependency cycles,
-//! where a port is published). Problems carry the path of the key they concern; the caller
-//! turns paths into positions.
+//! form; and the checks that need the whole config (the image name and tag it makes,
+//! duplicate providers, dependency cycles, where a port is published). Problems carry the
+//! path of the key they concern; the caller turns paths into positions.
 
 use std::collections::BTreeMap;
 
+use super::image_name;
 use super::model::{BuildMethod, EnvValue, NuaConfig};
 use super::services::{Port, Protocol, Volume, VolumeType};
 
@@ -28,6 +29,13 @@ fn issue(path: &[&str], message: String, hint: Option<String>) -> Issue {
 /// Normalize `config` in place; the issues found, none if it is valid.
 pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
     let mut issues = Vec::new();
+    let meta = &config.metadata;
+    if let Some((message, hint)) = image_name::id_problem(&meta.id) {
+        issues.push(issue(&["metadata", "id"], message, Some(hint)));
+    }
+    if let Some((message, hint)) = image_name::tag_problem(&meta.version, meta.release) {
+        issues.push(issue(&["metadata", "version"], message, Some(hint)));
+    }
     let vars = metadata_vars(config);
     let build = &mut config.build;
     for (key, field) in [

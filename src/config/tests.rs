@@ -104,3 +104,20 @@ fn whole_config_checks(#[case] extra: &str, #[case] message: &str) {
         .to_string();
     assert!(err.contains(message), "{err}");
 }
+
+/// The image name and tag are checked where the key is written.
+#[rstest]
+#[case("id = \"Foo\"\nversion = \"1.0\"\n", "nua-config.toml:2:1: `metadata.id` is not a valid image name: `Foo` has the upper-case letter `F`")]
+#[case(
+    "version = \"1.0\"\nid = \"../../x\"\n",
+    "nua-config.toml:3:1: `metadata.id` is not a valid image name: `../../x` has `/`"
+)]
+#[case(
+    "id = \"app\"\nversion = \"1 0\"\n",
+    "nua-config.toml:3:1: `metadata.version` cannot be part of an image tag: `1 0` has a space"
+)]
+fn image_names_are_checked_at_their_key(#[case] metadata: &str, #[case] message: &str) {
+    let err = load_toml(&format!("[metadata]\n{metadata}")).unwrap_err();
+    assert_eq!(err.to_string(), message);
+    assert!(err.hint().is_some_and(|h| h.starts_with("use ")), "{err:?}");
+}

@@ -98,6 +98,30 @@ fn json_reports_validity_config_warnings_and_errors() {
 }
 
 #[test]
+fn an_id_or_version_that_cannot_name_an_image_exits_1() {
+    for (fixture, message) in [
+        (
+            "id-has-uppercase",
+            "nua-config.toml:2:1: `metadata.id` is not a valid image name",
+        ),
+        (
+            "id-is-a-path",
+            "nua-config.toml:3:1: `metadata.id` is not a valid image name",
+        ),
+        (
+            "version-has-a-space",
+            "nua-config.toml:3:1: `metadata.version` cannot be part of an image tag",
+        ),
+    ] {
+        let out = check(&[&format!("fixtures/configs/bad/{fixture}")]);
+        assert_eq!(out.status.code(), Some(1), "{fixture}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(message), "{fixture}: {stderr}");
+        assert!(stderr.contains("\nhint: use "), "{fixture}: {stderr}");
+    }
+}
+
+#[test]
 fn a_usage_error_exits_2() {
     assert_eq!(check(&["--no-such-flag"]).status.code(), Some(2));
 }
