@@ -1,6 +1,12 @@
-//! Find the nua-config file of an app: given a file, that file; given a folder, the first of
-//! `<root>`, `<root>/nua`, `<root>/nua/metadata` holding a `nua-config.{toml,json,yaml,yml}`.
-//! The app root is the folder above `nua/` when the file sits in `nua/` or `nua/metadata/`.
+//! Find the nua-config file of an app and the app root (the folder whose tree is the source).
+//!
+//! - Given a folder, the config is the first `nua-config.{toml,json,yaml,yml}` of `<folder>`,
+//!   `<folder>/nua`, `<folder>/nua/metadata`, and the root is always the folder given: the
+//!   user said which folder the app is. A folder that holds its config directly is its own
+//!   root whatever its name, so `build proj/nua` builds `proj/nua`, not `proj`.
+//! - Given a file, the root is its folder, or the folder above `nua/` when the file sits in
+//!   `<root>/nua/` or `<root>/nua/metadata/`: naming `proj/nua/nua-config.toml` points at the
+//!   config of the app `proj` in its usual place.
 
 use std::path::{Path, PathBuf};
 
@@ -40,7 +46,7 @@ pub fn find(path: &Path) -> Result<Found, Error> {
             path: path.to_path_buf(),
         });
     }
-    let root = root_of(path);
+    let root = path.to_path_buf();
     let mut searched = Vec::new();
     for folder in [
         root.clone(),
@@ -86,22 +92,23 @@ fn format_of(path: &Path) -> Option<Format> {
     }
 }
 
-/// `app/nua/metadata` and `app/nua` → `app`; anything else is its own root.
+/// The root of the app whose config file is in `folder`: `app/nua/metadata` and `app/nua` →
+/// `app` (`.` for a relative `nua`); anything else is its own root.
 fn root_of(folder: &Path) -> PathBuf {
     let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(String::from);
-    let parent = folder.parent();
-    if name(folder).as_deref() == Some("nua") {
-        return parent.unwrap_or(folder).to_path_buf();
+    let above_nua = match name(folder).as_deref() {
+        Some("nua") => folder.parent(),
+        Some("metadata") => folder
+            .parent()
+            .filter(|p| name(p).as_deref() == Some("nua"))
+            .and_then(Path::parent),
+        _ => None,
+    };
+    match above_nua {
+        Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        Some(p) => p.to_path_buf(),
+        None => folder.to_path_buf(),
     }
-    if name(folder).as_deref() == Some("metadata")
-        && parent.and_then(name).as_deref() == Some("nua")
-    {
-        return parent
-            .and_then(Path::parent)
-            .unwrap_or(folder)
-            .to_path_buf();
-    }
-    folder.to_path_buf()
 }
 
 #[cfg(test)]
@@ -131,12 +138,54 @@ mod tests {
         assert_eq!(found.root, dir.path());
     }
 
-    #[test]
-    fn a_file_in_nua_metadata_has_the_app_as_root() {
-        let dir = tree(&["nua/metadata/nua-config.toml"]);
-        let found = find(&dir.path().join("nua/metadata/nua-config.toml")).unwrap();
+    #[rstest]
+    #[case("nua/nua-config.toml")]
+    #[case("nua/metadata/nua-config.toml")]
+    fn a_file_in_nua_or_nua_metadata_has_the_app_as_root(#[case] file: &str) {
+        let dir = tree(&[file]);
+        let found = find(&dir.path().join(file)).unwrap();
         assert_eq!(found.root, dir.path());
-        assert_eq!(find(&dir.path().join("nua")).unwrap().root, dir.path());
+    }
+
+    #[test]
+    fn a_file_elsewhere_has_its_folder_as_root() {
+        let dir = tree(&["app/nua-config.toml", "metadata/nua-config.toml"]);
+        let found = find(&dir.path().join("app/nua-config.toml")).unwrap();
+        assert_eq!(found.root, dir.path().join("app"));
+        // `metadata` is special only under `nua`.
+        let found = find(&dir.path().join("metadata/nua-config.toml")).unwrap();
+        assert_eq!(found.root, dir.path().join("metadata"));
+    }
+
+    /// `nua-pack build proj/nua`, with the config directly in `proj/nua`: the user pointed at
+    /// `proj/nua`, so that is what is built.
+    #[rstest]
+    #[case("proj/nua", "proj/nua/nua-config.toml")]
+    #[case("proj/nua/metadata", "proj/nua/metadata/nua-config.toml")]
+    fn a_folder_named_nua_holding_the_config_is_its_own_root(
+        #[case] given: &str,
+        #[case] file: &str,
+    ) {
+        let dir = tree(&[file]);
+        let found = find(&dir.path().join(given)).unwrap();
+        assert_eq!(found.file, dir.path().join(file));
+        assert_eq!(found.root, dir.path().join(given));
+    }
+
+    #[test]
+    fn a_folder_named_nua_searches_its_own_nua_folder() {
+        let dir = tree(&["nua/nua/nua-config.toml"]);
+        let found = find(&dir.path().join("nua")).unwrap();
+        assert_eq!(found.file, dir.path().join("nua/nua/nua-config.toml"));
+        assert_eq!(found.root, dir.path().join("nua"));
+    }
+
+    #[rstest]
+    #[case("nua/nua-config.toml", ".")]
+    #[case("nua/metadata/nua-config.toml", ".")]
+    #[case("app/nua/nua-config.toml", "app")]
+    fn relative_files_have_a_nonempty_root(#[case] file: &str, #[case] root: &str) {
+        assert_eq!(root_of(Path::new(file).parent().unwrap()), Path::new(root));
     }
 
     #[test]

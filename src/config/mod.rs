@@ -46,7 +46,8 @@ pub struct Loaded {
     pub config: NuaConfig,
     /// The config file, as found from the path given.
     pub file: PathBuf,
-    /// The app folder: the folder holding `nua/` when the file is in `<root>/nua` or
+    /// The app folder: the folder given, when a folder was given (wherever in it the file was
+    /// found); for a file given, the folder holding `nua/` when the file is in `<root>/nua` or
     /// `<root>/nua/metadata`, else the file's folder.
     pub root: PathBuf,
     pub warnings: Vec<Warning>,
