@@ -92,7 +92,7 @@ pub enum Error {
     #[error("`{}` does not exist", path.display())]
     Missing { path: PathBuf },
     /// A file whose extension is none of toml, json, yaml, yml.
-    #[error("`{}` is not a nua-config: the extension must be one of .toml, .json, .yaml, .yml", path.display())]
+    #[error("`{}` is not a nua-config: the extension must be one of `.toml`, `.json`, `.yaml`, `.yml`", path.display())]
     Extension { path: PathBuf },
     /// The file could not be read.
     #[error("cannot read `{}`", path.display())]
@@ -137,6 +137,10 @@ impl Error {
             )),
             // With several problems, each hint is printed under its problem by `Display`.
             Error::Invalid { problems, .. } if problems.len() == 1 => problems[0].hint.clone(),
+            Error::Missing { .. } => Some("give the app folder or its nua-config file".into()),
+            Error::Extension { .. } => {
+                Some("name the file `nua-config.toml` (or `.json`, `.yaml`)".into())
+            }
             Error::Strict { .. } => {
                 Some("move the keys where the warnings say, or drop `--strict`".into())
             }

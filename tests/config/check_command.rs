@@ -122,6 +122,30 @@ fn an_id_or_version_that_cannot_name_an_image_exits_1() {
 }
 
 #[test]
+fn a_path_that_is_no_config_says_what_to_give_instead() {
+    let out = check(&["fixtures/configs/bad/path-does-not-exist/no-such-folder"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("hint: give the app folder or its nua-config file"),
+        "{stderr}"
+    );
+
+    let out = check(&["fixtures/configs/bad/config-file-extension-is-txt/nua-config.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the extension must be one of `.toml`, `.json`, `.yaml`, `.yml`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: name the file `nua-config.toml` (or `.json`, `.yaml`)"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_usage_error_exits_2() {
     assert_eq!(check(&["--no-such-flag"]).status.code(), Some(2));
 }
