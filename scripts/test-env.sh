@@ -32,6 +32,13 @@ docker_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/de
 start_dockerd() {
     docker_answers && return 0
     log "no Docker daemon answers: starting dockerd"
+    # A dockerd killed without a chance to clean up leaves its pid file behind, and a new
+    # one refuses to start while that file names a live process.
+    local stale
+    stale=$(cat /var/run/docker.pid 2>/dev/null || true)
+    if [ -n "$stale" ] && ! kill -0 "$stale" 2>/dev/null; then
+        as_root rm -f /var/run/docker.pid
+    fi
     as_root sh -c "nohup dockerd >'$state_dir/dockerd.log' 2>&1 & echo \$! >'$state_dir/dockerd.pid'"
     for _ in $(seq 1 60); do
         if docker_answers; then

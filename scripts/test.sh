@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# test-env.sh records the pid of a dockerd it starts; stop it afterwards only when this run
+# is the one that started it (a daemon that was already answering is left alone).
+pidfile="${NUA_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nua-tests}/state/dockerd.pid"
+before=$(cat "$pidfile" 2>/dev/null || true)
 bash scripts/test-env.sh setup
-started_here=false
-[ -f "${NUA_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nua-tests}/state/dockerd.pid" ] && started_here=true
+after=$(cat "$pidfile" 2>/dev/null || true)
 cleanup() {
-    if $started_here; then bash scripts/test-env.sh stop; fi
+    if [ -n "$after" ] && [ "$after" != "$before" ]; then bash scripts/test-env.sh stop; fi
 }
 trap cleanup EXIT
 
