@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use nua::oci::image::media_type;
 use nua::oci::{
-    write_image, write_layout_dir, write_tarball, BlobStore, Compression, ContainerConfig, Digest,
-    Error, Healthcheck, ImageArchive, ImageName, ImageRef, ImageSpec, Layer, LayerOptions,
-    LayerWriter, Meta, ReadOptions,
+    tree_diff_id, write_image, write_layout_dir, write_tarball, BlobStore, Compression,
+    ContainerConfig, Digest, Error, Healthcheck, ImageArchive, ImageName, ImageRef, ImageSpec,
+    Layer, LayerOptions, LayerWriter, Meta, ReadOptions,
 };
 
 const EPOCH: u64 = 1_700_000_000;
@@ -293,6 +293,97 @@ fn tree_xattrs_are_recorded_when_the_file_system_has_them() {
         .unwrap();
     let list = listing(&layer_tar(&store, &w.finish().unwrap()));
     assert!(list.contains("x/f user.color=blue\n"), "{list}");
+}
+
+/// `mkfifo`, for trees that hold a FIFO (there is no FIFO constructor in std).
+fn mkfifo(path: &Path) {
+    run(Command::new("mkfifo").arg(path));
+}
+
+#[test]
+fn tree_diff_id_is_the_diff_id_of_the_written_layer() {
+    let src = tempfile::tempdir().unwrap();
+    build_tree(src.path(), EPOCH - 50);
+    let app = src.path().join("app");
+    mkfifo(&app.join("pipe"));
+    symlink("/etc/passwd", app.join("absolute")).unwrap();
+    if xattr::set(app.join("run.sh"), "user.nua", b"yes").is_err() {
+        println!("note: the temp file system has no user xattrs, none in this tree");
+    }
+    set_mtime(&app, EPOCH - 50);
+    let (_store_dir, store) = temp_store();
+    let skip_static = |rel: &Path, _: &fs::Metadata| !rel.starts_with("static");
+    let zstd = LayerOptions {
+        compression: Compression::Zstd(3),
+        source_date_epoch: EPOCH - 10,
+    };
+    type Filter = fn(&Path, &fs::Metadata) -> bool;
+    type Case = (&'static str, Option<(u32, u32)>, LayerOptions, Filter);
+    let cases: [Case; 4] = [
+        ("nua/app", Some((1000, 1000)), opts(), |_, _| true),
+        ("", None, opts(), |_, _| true),
+        ("srv/www/app", Some((33, 33)), zstd, skip_static),
+        ("nua/app", None, zstd, |_, _| true),
+    ];
+    for (prefix, ownership, opts, filter) in cases {
+        let mut w = LayerWriter::new(&store, opts).unwrap();
+        w.append_dir_tree(&app, prefix, ownership, filter).unwrap();
+        let layer = w.finish().unwrap();
+        let diff_id = tree_diff_id(&app, prefix, ownership, &opts, filter).unwrap();
+        assert_eq!(diff_id, layer.diff_id, "{prefix:?} {ownership:?} {opts:?}");
+        // The listing shows that the case is not trivially empty.
+        let list = listing(&layer_tar(&store, &layer));
+        assert!(list.contains("Fifo "), "{list}");
+        assert!(list.contains("absolute -> /etc/passwd\n"), "{list}");
+    }
+}
+
+#[test]
+fn tree_diff_id_sees_hard_links_xattrs_mtimes_and_the_root_mode() {
+    let src = tempfile::tempdir().unwrap();
+    build_tree(src.path(), EPOCH - 1000);
+    let app = src.path().join("app");
+    for name in ["a.txt", "b.txt"] {
+        fs::write(app.join(name), "same\n").unwrap();
+        fs::set_permissions(app.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+        set_mtime(&app.join(name), EPOCH - 1000);
+    }
+    // Adding or removing entries touches the folder's mtime; keep it fixed so each step
+    // changes one thing only.
+    let id = || {
+        set_mtime(&app, EPOCH - 1000);
+        tree_diff_id(&app, "nua/app", Some((1000, 1000)), &opts(), |_, _| true).unwrap()
+    };
+    let mut seen = vec![id()];
+    let mut changed = |what: &str, id: Digest| {
+        assert!(!seen.contains(&id), "{what} did not change the DiffID");
+        seen.push(id);
+    };
+
+    fs::remove_file(app.join("b.txt")).unwrap();
+    fs::hard_link(app.join("a.txt"), app.join("b.txt")).unwrap();
+    changed("an identical file becoming a hard link", id());
+
+    match xattr::set(app.join("run.sh"), "user.color", b"blue") {
+        Ok(()) => changed("an xattr", id()),
+        Err(e) => println!("skipped the xattr case: no user xattrs here ({e})"),
+    }
+
+    set_mtime(&app.join("run.sh"), EPOCH - 10);
+    changed("an mtime under the epoch", id());
+    // Above the epoch every mtime is clamped to it: moving from one to another is invisible.
+    set_mtime(&app.join("run.sh"), EPOCH + 10);
+    let clamped = id();
+    changed("an mtime moving above the epoch", clamped.clone());
+    set_mtime(&app.join("run.sh"), EPOCH + 20);
+    assert_eq!(id(), clamped, "mtimes above the epoch are clamped");
+
+    fs::set_permissions(&app, fs::Permissions::from_mode(0o750)).unwrap();
+    changed("the root folder's mode", id());
+
+    // And the last state is still what a written layer has.
+    let (_store_dir, store) = temp_store();
+    assert_eq!(tree_layer(&store, &app).diff_id, *seen.last().unwrap());
 }
 
 /// A raw ustar header, bypassing the `tar` crate's own path checks.
