@@ -473,6 +473,109 @@ fn rootfs_tarball_with_escaping_paths_is_refused() {
     }
 }
 
+/// The whole error chain, each message checked free of control characters.
+fn printable_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let message = e.to_string();
+        assert!(
+            !message.chars().any(char::is_control),
+            "control characters in {message:?}"
+        );
+        messages.push(message);
+        next = e.source();
+    }
+    messages.join(": ")
+}
+
+#[test]
+fn input_that_is_not_a_tar_is_refused_clearly() {
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80)
+        .collect();
+    let text = "Nua is a self-hosting platform.\n".repeat(40);
+    let mut zeros_only = vec![0u8; 1024];
+    zeros_only.extend_from_slice(&[0; 9216]);
+    for (what, input, reason) in [
+        ("empty input", Vec::new(), "the archive is empty"),
+        ("empty gzip", gzip(b""), "the archive is empty"),
+        (
+            "end-of-archive blocks only",
+            zeros_only.clone(),
+            "the archive is empty (it holds only end-of-archive blocks)",
+        ),
+        (
+            "gzip of end-of-archive blocks",
+            gzip(&zeros_only),
+            "the archive is empty (it holds only end-of-archive blocks)",
+        ),
+        (
+            "random bytes",
+            random.clone(),
+            "the first block has no `ustar` magic and a bad checksum",
+        ),
+        (
+            "gzip of random bytes",
+            gzip(&random),
+            "the first block has no `ustar` magic and a bad checksum",
+        ),
+        (
+            "a text file",
+            text.into_bytes(),
+            "the first block has no `ustar` magic and a bad checksum",
+        ),
+        (
+            "a short text file",
+            b"hello\n".to_vec(),
+            "the input ends after 6 bytes, before the end of the first 512-byte header",
+        ),
+    ] {
+        let (_store_dir, store) = temp_store();
+        let mut w = LayerWriter::new(&store, opts()).unwrap();
+        let err = w.append_tar_stream(&input[..]).unwrap_err();
+        assert!(matches!(err, Error::NotATar { .. }), "{what}: {err:?}");
+        assert_eq!(
+            printable_chain(&err),
+            format!("not a tar archive: {reason}"),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn hostile_entry_names_are_escaped_in_errors() {
+    // A name with an escape sequence and invalid UTF-8 that escapes the root.
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, "../\x1b[2Jevil", b'0', "", b"");
+    tar[7] = 0xff;
+    let mut h = tar::Header::from_byte_slice(&tar[..512]).clone();
+    h.set_cksum();
+    tar[..512].copy_from_slice(h.as_bytes());
+    tar.extend_from_slice(&[0; 1024]);
+    let (_store_dir, store) = temp_store();
+    let mut w = LayerWriter::new(&store, opts()).unwrap();
+    let err = w.append_tar_stream(&tar[..]).unwrap_err();
+    assert!(matches!(err, Error::PathEscape { .. }), "{err:?}");
+    let message = printable_chain(&err);
+    assert!(message.contains("../\\u{1b}[2J\u{fffd}vil"), "{message}");
+
+    // A header the tar parser itself refuses: its message quotes the name and the field.
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, "ok", b'0', "", b"fine");
+    let start = tar.len();
+    raw_entry(&mut tar, "bell\x07name", b'0', "", b"");
+    tar[start + 100..start + 108].copy_from_slice(b"\x07\x1bzz\0\0\0\0");
+    let mut h = tar::Header::from_byte_slice(&tar[start..start + 512]).clone();
+    h.set_cksum();
+    tar[start..start + 512].copy_from_slice(h.as_bytes());
+    tar.extend_from_slice(&[0; 1024]);
+    let mut w = LayerWriter::new(&store, opts()).unwrap();
+    let err = w.append_tar_stream(&tar[..]).unwrap_err();
+    let message = printable_chain(&err);
+    assert!(message.contains("bell\\u{7}name"), "{message}");
+}
+
 #[test]
 fn zstd_layers_have_their_media_type() {
     let (_store_dir, store) = temp_store();

@@ -29,7 +29,7 @@ pub use self::compress::Compression;
 use self::compress::Compressor;
 pub use self::tree::tree_diff_id;
 use super::digest::{Digest, Sha256Writer};
-use super::error::{Error, IoContext, Result};
+use super::error::{printable, Error, IoContext, Result};
 use super::image::Descriptor;
 use super::store::{BlobStore, BlobWriter};
 use super::tar_writer::{Header, Kind, TarWriter};
@@ -277,7 +277,7 @@ impl LayerWriter {
     ) -> Result<()> {
         self.write_header(path, Kind::File, meta, size, b"", (0, 0))?;
         self.tar.data(&mut data, size).map_err(|source| {
-            let entry = String::from_utf8_lossy(path).into_owned();
+            let entry = printable(path);
             if source.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::ShortRead {
                     entry,
@@ -326,7 +326,7 @@ impl LayerWriter {
         };
         self.tar
             .header(&header)
-            .during(|| format!("writing `{}` into a layer", String::from_utf8_lossy(path)))
+            .during(|| format!("writing `{}` into a layer", printable(path)))
     }
 }
 
@@ -351,7 +351,7 @@ impl From<DeviceKind> for Kind {
 /// Normalize a path for a layer: drop `.` and empty components, refuse `..` and absolute
 /// paths; directories get a trailing `/`. `None` for the root itself (`.`, `./`).
 pub(crate) fn normalize(path: &[u8], dir: bool) -> Result<Option<Vec<u8>>> {
-    let shown = || String::from_utf8_lossy(path).into_owned();
+    let shown = || printable(path);
     let trimmed = {
         let mut p = path;
         while let Some(rest) = p.strip_prefix(b"./") {
@@ -387,7 +387,7 @@ pub(crate) fn normalize(path: &[u8], dir: bool) -> Result<Option<Vec<u8>>> {
 /// [`normalize`] for the entries API, where the root itself is not a valid entry.
 fn entry_path(path: &[u8], dir: bool) -> Result<Vec<u8>> {
     normalize(path, dir)?.ok_or_else(|| Error::InvalidPath {
-        path: String::from_utf8_lossy(path).into_owned(),
+        path: printable(path),
         reason: "an entry needs a name (the layer root cannot be added)",
     })
 }
