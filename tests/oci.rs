@@ -820,6 +820,82 @@ fn reader_round_trips_tarball_and_layout_dir() {
 }
 
 #[test]
+fn tarball_into_a_missing_folder_names_the_output() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("missing/image.tar");
+    let err = write_tarball(&store, &image, &named(), &tar).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    let message = printable_chain(&err);
+    assert!(message.contains(&tar.display().to_string()), "{message}");
+    // The temporary file is `.image.tar.<random>.tmp` next to the output.
+    assert!(!message.contains(".image.tar."), "{message}");
+    assert!(message.contains("No such file or directory"), "{message}");
+}
+
+#[test]
+fn layout_dir_metadata_files_are_replaced_not_written_through() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("layout");
+    fs::create_dir_all(&dir).unwrap();
+    let outside = out.path().join("outside.json");
+    fs::write(&outside, "keep").unwrap();
+    fs::hard_link(&outside, dir.join("index.json")).unwrap();
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+    read_verified(&dir);
+    let mut left: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["blobs", "index.json", "manifest.json", "oci-layout"],
+        "no temporary file left"
+    );
+    let mode = fs::metadata(dir.join("index.json")).unwrap().permissions();
+    assert_eq!(mode.mode() & 0o044, 0o044, "readable by others, as before");
+}
+
+#[test]
+fn layout_dir_checks_the_size_of_linked_blobs() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+
+    // A layout blob of the wrong size (an interrupted copy by another tool) is replaced.
+    let dir = out.path().join("layout");
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    let blob = dir.join(image.layers[0].digest.blob_path());
+    fs::remove_file(&blob).unwrap();
+    fs::write(&blob, "short").unwrap();
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    read_verified(&dir);
+
+    // A truncated blob in the store is refused, and not left in the layout.
+    let in_store = store.path(&image.layers[0].digest);
+    File::options()
+        .write(true)
+        .open(&in_store)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    let dir = out.path().join("other");
+    let err = write_layout_dir(&store, &image, &named(), &dir).unwrap_err();
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&in_store.display().to_string()),
+        "{message}"
+    );
+    assert!(!dir.join(image.layers[0].digest.blob_path()).exists());
+}
+
+#[test]
 fn reader_accepts_docker_save_format_alone() {
     let (_store_dir, store) = temp_store();
     let image = sample_image(&store);
