@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use nua::oci::image::media_type;
 use nua::oci::{
-    write_image, write_layout_dir, write_tarball, BlobStore, Compression, ContainerConfig, Digest,
-    Error, Healthcheck, ImageArchive, ImageName, ImageRef, ImageSpec, Layer, LayerOptions,
-    LayerWriter, Meta, ReadOptions,
+    tree_diff_id, write_image, write_layout_dir, write_tarball, BlobStore, Compression,
+    ContainerConfig, Digest, Error, Healthcheck, ImageArchive, ImageName, ImageRef, ImageSpec,
+    Layer, LayerOptions, LayerWriter, Meta, ReadOptions,
 };
 
 const EPOCH: u64 = 1_700_000_000;
@@ -295,6 +295,97 @@ fn tree_xattrs_are_recorded_when_the_file_system_has_them() {
     assert!(list.contains("x/f user.color=blue\n"), "{list}");
 }
 
+/// `mkfifo`, for trees that hold a FIFO (there is no FIFO constructor in std).
+fn mkfifo(path: &Path) {
+    run(Command::new("mkfifo").arg(path));
+}
+
+#[test]
+fn tree_diff_id_is_the_diff_id_of_the_written_layer() {
+    let src = tempfile::tempdir().unwrap();
+    build_tree(src.path(), EPOCH - 50);
+    let app = src.path().join("app");
+    mkfifo(&app.join("pipe"));
+    symlink("/etc/passwd", app.join("absolute")).unwrap();
+    if xattr::set(app.join("run.sh"), "user.nua", b"yes").is_err() {
+        println!("note: the temp file system has no user xattrs, none in this tree");
+    }
+    set_mtime(&app, EPOCH - 50);
+    let (_store_dir, store) = temp_store();
+    let skip_static = |rel: &Path, _: &fs::Metadata| !rel.starts_with("static");
+    let zstd = LayerOptions {
+        compression: Compression::Zstd(3),
+        source_date_epoch: EPOCH - 10,
+    };
+    type Filter = fn(&Path, &fs::Metadata) -> bool;
+    type Case = (&'static str, Option<(u32, u32)>, LayerOptions, Filter);
+    let cases: [Case; 4] = [
+        ("nua/app", Some((1000, 1000)), opts(), |_, _| true),
+        ("", None, opts(), |_, _| true),
+        ("srv/www/app", Some((33, 33)), zstd, skip_static),
+        ("nua/app", None, zstd, |_, _| true),
+    ];
+    for (prefix, ownership, opts, filter) in cases {
+        let mut w = LayerWriter::new(&store, opts).unwrap();
+        w.append_dir_tree(&app, prefix, ownership, filter).unwrap();
+        let layer = w.finish().unwrap();
+        let diff_id = tree_diff_id(&app, prefix, ownership, &opts, filter).unwrap();
+        assert_eq!(diff_id, layer.diff_id, "{prefix:?} {ownership:?} {opts:?}");
+        // The listing shows that the case is not trivially empty.
+        let list = listing(&layer_tar(&store, &layer));
+        assert!(list.contains("Fifo "), "{list}");
+        assert!(list.contains("absolute -> /etc/passwd\n"), "{list}");
+    }
+}
+
+#[test]
+fn tree_diff_id_sees_hard_links_xattrs_mtimes_and_the_root_mode() {
+    let src = tempfile::tempdir().unwrap();
+    build_tree(src.path(), EPOCH - 1000);
+    let app = src.path().join("app");
+    for name in ["a.txt", "b.txt"] {
+        fs::write(app.join(name), "same\n").unwrap();
+        fs::set_permissions(app.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+        set_mtime(&app.join(name), EPOCH - 1000);
+    }
+    // Adding or removing entries touches the folder's mtime; keep it fixed so each step
+    // changes one thing only.
+    let id = || {
+        set_mtime(&app, EPOCH - 1000);
+        tree_diff_id(&app, "nua/app", Some((1000, 1000)), &opts(), |_, _| true).unwrap()
+    };
+    let mut seen = vec![id()];
+    let mut changed = |what: &str, id: Digest| {
+        assert!(!seen.contains(&id), "{what} did not change the DiffID");
+        seen.push(id);
+    };
+
+    fs::remove_file(app.join("b.txt")).unwrap();
+    fs::hard_link(app.join("a.txt"), app.join("b.txt")).unwrap();
+    changed("an identical file becoming a hard link", id());
+
+    match xattr::set(app.join("run.sh"), "user.color", b"blue") {
+        Ok(()) => changed("an xattr", id()),
+        Err(e) => println!("skipped the xattr case: no user xattrs here ({e})"),
+    }
+
+    set_mtime(&app.join("run.sh"), EPOCH - 10);
+    changed("an mtime under the epoch", id());
+    // Above the epoch every mtime is clamped to it: moving from one to another is invisible.
+    set_mtime(&app.join("run.sh"), EPOCH + 10);
+    let clamped = id();
+    changed("an mtime moving above the epoch", clamped.clone());
+    set_mtime(&app.join("run.sh"), EPOCH + 20);
+    assert_eq!(id(), clamped, "mtimes above the epoch are clamped");
+
+    fs::set_permissions(&app, fs::Permissions::from_mode(0o750)).unwrap();
+    changed("the root folder's mode", id());
+
+    // And the last state is still what a written layer has.
+    let (_store_dir, store) = temp_store();
+    assert_eq!(tree_layer(&store, &app).diff_id, *seen.last().unwrap());
+}
+
 /// A raw ustar header, bypassing the `tar` crate's own path checks.
 fn raw_entry(out: &mut Vec<u8>, path: &str, kind: u8, link: &str, data: &[u8]) {
     let mut h = tar::Header::new_ustar();
@@ -380,6 +471,109 @@ fn rootfs_tarball_with_escaping_paths_is_refused() {
             0
         );
     }
+}
+
+/// The whole error chain, each message checked free of control characters.
+fn printable_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let message = e.to_string();
+        assert!(
+            !message.chars().any(char::is_control),
+            "control characters in {message:?}"
+        );
+        messages.push(message);
+        next = e.source();
+    }
+    messages.join(": ")
+}
+
+#[test]
+fn input_that_is_not_a_tar_is_refused_clearly() {
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80)
+        .collect();
+    let text = "Nua is a self-hosting platform.\n".repeat(40);
+    let mut zeros_only = vec![0u8; 1024];
+    zeros_only.extend_from_slice(&[0; 9216]);
+    for (what, input, reason) in [
+        ("empty input", Vec::new(), "the archive is empty"),
+        ("empty gzip", gzip(b""), "the archive is empty"),
+        (
+            "end-of-archive blocks only",
+            zeros_only.clone(),
+            "the archive is empty (it holds only end-of-archive blocks)",
+        ),
+        (
+            "gzip of end-of-archive blocks",
+            gzip(&zeros_only),
+            "the archive is empty (it holds only end-of-archive blocks)",
+        ),
+        (
+            "random bytes",
+            random.clone(),
+            "the first block has no `ustar` magic and a bad checksum",
+        ),
+        (
+            "gzip of random bytes",
+            gzip(&random),
+            "the first block has no `ustar` magic and a bad checksum",
+        ),
+        (
+            "a text file",
+            text.into_bytes(),
+            "the first block has no `ustar` magic and a bad checksum",
+        ),
+        (
+            "a short text file",
+            b"hello\n".to_vec(),
+            "the input ends after 6 bytes, before the end of the first 512-byte header",
+        ),
+    ] {
+        let (_store_dir, store) = temp_store();
+        let mut w = LayerWriter::new(&store, opts()).unwrap();
+        let err = w.append_tar_stream(&input[..]).unwrap_err();
+        assert!(matches!(err, Error::NotATar { .. }), "{what}: {err:?}");
+        assert_eq!(
+            printable_chain(&err),
+            format!("not a tar archive: {reason}"),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn hostile_entry_names_are_escaped_in_errors() {
+    // A name with an escape sequence and invalid UTF-8 that escapes the root.
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, "../\x1b[2Jevil", b'0', "", b"");
+    tar[7] = 0xff;
+    let mut h = tar::Header::from_byte_slice(&tar[..512]).clone();
+    h.set_cksum();
+    tar[..512].copy_from_slice(h.as_bytes());
+    tar.extend_from_slice(&[0; 1024]);
+    let (_store_dir, store) = temp_store();
+    let mut w = LayerWriter::new(&store, opts()).unwrap();
+    let err = w.append_tar_stream(&tar[..]).unwrap_err();
+    assert!(matches!(err, Error::PathEscape { .. }), "{err:?}");
+    let message = printable_chain(&err);
+    assert!(message.contains("../\\u{1b}[2J\u{fffd}vil"), "{message}");
+
+    // A header the tar parser itself refuses: its message quotes the name and the field.
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, "ok", b'0', "", b"fine");
+    let start = tar.len();
+    raw_entry(&mut tar, "bell\x07name", b'0', "", b"");
+    tar[start + 100..start + 108].copy_from_slice(b"\x07\x1bzz\0\0\0\0");
+    let mut h = tar::Header::from_byte_slice(&tar[start..start + 512]).clone();
+    h.set_cksum();
+    tar[start..start + 512].copy_from_slice(h.as_bytes());
+    tar.extend_from_slice(&[0; 1024]);
+    let mut w = LayerWriter::new(&store, opts()).unwrap();
+    let err = w.append_tar_stream(&tar[..]).unwrap_err();
+    let message = printable_chain(&err);
+    assert!(message.contains("bell\\u{7}name"), "{message}");
 }
 
 #[test]
@@ -623,6 +817,82 @@ fn reader_round_trips_tarball_and_layout_dir() {
             Some("1000:1000")
         );
     }
+}
+
+#[test]
+fn tarball_into_a_missing_folder_names_the_output() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("missing/image.tar");
+    let err = write_tarball(&store, &image, &named(), &tar).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    let message = printable_chain(&err);
+    assert!(message.contains(&tar.display().to_string()), "{message}");
+    // The temporary file is `.image.tar.<random>.tmp` next to the output.
+    assert!(!message.contains(".image.tar."), "{message}");
+    assert!(message.contains("No such file or directory"), "{message}");
+}
+
+#[test]
+fn layout_dir_metadata_files_are_replaced_not_written_through() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("layout");
+    fs::create_dir_all(&dir).unwrap();
+    let outside = out.path().join("outside.json");
+    fs::write(&outside, "keep").unwrap();
+    fs::hard_link(&outside, dir.join("index.json")).unwrap();
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+    read_verified(&dir);
+    let mut left: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["blobs", "index.json", "manifest.json", "oci-layout"],
+        "no temporary file left"
+    );
+    let mode = fs::metadata(dir.join("index.json")).unwrap().permissions();
+    assert_eq!(mode.mode() & 0o044, 0o044, "readable by others, as before");
+}
+
+#[test]
+fn layout_dir_checks_the_size_of_linked_blobs() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+
+    // A layout blob of the wrong size (an interrupted copy by another tool) is replaced.
+    let dir = out.path().join("layout");
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    let blob = dir.join(image.layers[0].digest.blob_path());
+    fs::remove_file(&blob).unwrap();
+    fs::write(&blob, "short").unwrap();
+    write_layout_dir(&store, &image, &named(), &dir).unwrap();
+    read_verified(&dir);
+
+    // A truncated blob in the store is refused, and not left in the layout.
+    let in_store = store.path(&image.layers[0].digest);
+    File::options()
+        .write(true)
+        .open(&in_store)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    let dir = out.path().join("other");
+    let err = write_layout_dir(&store, &image, &named(), &dir).unwrap_err();
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&in_store.display().to_string()),
+        "{message}"
+    );
+    assert!(!dir.join(image.layers[0].digest.blob_path()).exists());
 }
 
 #[test]

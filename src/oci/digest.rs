@@ -56,6 +56,11 @@ impl Digest {
         &self.hex
     }
 
+    /// Path of the blob in an OCI image layout (and in a blob store): `blobs/sha256/<hex>`.
+    pub fn blob_path(&self) -> String {
+        format!("blobs/{}/{}", Self::ALGORITHM, self.hex)
+    }
+
     /// Algorithm name (always `sha256`).
     pub fn algorithm(&self) -> &'static str {
         Self::ALGORITHM
@@ -187,6 +192,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{EMPTY}\""));
         let back: Digest = serde_json::from_str(&format!("\"{EMPTY}\"")).unwrap();
         assert_eq!(back, d);
+        assert_eq!(d.blob_path(), format!("blobs/sha256/{}", d.hex()));
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub enum Error {
     #[error("tar entry `{entry}` has unsupported type {kind}")]
     UnsupportedEntry { entry: String, kind: String },
 
+    /// Input handed in as a tar archive (after gzip/zstd detection) that is not one.
+    #[error("not a tar archive: {reason}")]
+    NotATar { reason: String },
+
     /// A file gave fewer bytes than its declared size.
     #[error("`{entry}` is shorter than its declared size of {expected} bytes")]
     ShortRead { entry: String, expected: u64 },
@@ -86,6 +90,37 @@ pub enum Error {
     InvalidImage { location: PathBuf, reason: String },
 }
 
+/// Bytes from untrusted input (a tar entry name, a tar library message quoting one) made safe
+/// to show: invalid UTF-8 becomes U+FFFD and control characters are escaped (`\u{1b}`), so an
+/// error message can never carry terminal escape sequences or raw binary.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// An `io::Error` whose message may quote untrusted bytes, with its message made
+/// [`printable`] (same kind; the tar crate puts entry names and raw header fields in its).
+pub(crate) fn printable_io(e: std::io::Error) -> std::io::Error {
+    let message = e.to_string();
+    let clean = printable(message.as_bytes());
+    if clean == message {
+        e
+    } else {
+        std::io::Error::new(e.kind(), clean)
+    }
+}
+
 /// Attach a path to an `io::Error`: `fs::read(p).at(p)?`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
@@ -105,5 +140,19 @@ impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
             context: context(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_and_invalid_utf8() {
+        assert_eq!(printable(b"nua/app/index.html"), "nua/app/index.html");
+        assert_eq!(printable("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(printable(b"a\x1b[31mb\n\xff"), "a\\u{1b}[31mb\\n\u{fffd}");
+        let e = printable_io(std::io::Error::other("bad \x07 field"));
+        assert_eq!(e.to_string(), "bad \\u{7} field");
     }
 }

@@ -10,6 +10,10 @@
 //! implementation and level are pinned (flate2 on zlib-rs, zstd from `zstd-sys`).
 //!
 //! Paths inside a layer are relative (`nua/app/index.html`), directories end with `/`.
+//!
+//! The same writer also runs with its compressor and blob replaced by a null sink, to get the
+//! DiffID a layer would have without writing it ([`tree_diff_id`]): one code path produces the
+//! tar bytes, so the two cannot disagree.
 
 mod compress;
 mod pgzip;
@@ -17,14 +21,15 @@ mod stream;
 mod tree;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
+use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
 pub use self::compress::Compression;
 use self::compress::Compressor;
+pub use self::tree::tree_diff_id;
 use super::digest::{Digest, Sha256Writer};
-use super::error::{Error, IoContext, Result};
+use super::error::{printable, Error, IoContext, Result};
 use super::image::Descriptor;
 use super::store::{BlobStore, BlobWriter};
 use super::tar_writer::{Header, Kind, TarWriter};
@@ -83,9 +88,41 @@ pub struct Layer {
     pub diff_id: Digest,
 }
 
+/// Where the tar stream of a layer goes once hashed for its DiffID.
+enum Sink {
+    /// Compressed into a blob of the store: a real layer (boxed: one allocation per layer
+    /// keeps the hash-only writer small).
+    Blob(Box<Compressor<BlobWriter>>),
+    /// Nowhere: only the DiffID is wanted.
+    Null,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Blob(c) => c.write(buf),
+            Sink::Null => Ok(buf.len()),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Blob(c) => c.write_all(buf),
+            Sink::Null => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Blob(c) => c.flush(),
+            Sink::Null => Ok(()),
+        }
+    }
+}
+
 /// Writes one layer into a [`BlobStore`]; call [`LayerWriter::finish`] to commit it.
 pub struct LayerWriter {
-    tar: TarWriter<Sha256Writer<Compressor<BlobWriter>>>,
+    tar: TarWriter<Sha256Writer<Sink>>,
     opts: LayerOptions,
     /// Directories already written, so parents of a tree's prefix are written once.
     dirs: HashSet<Vec<u8>>,
@@ -97,11 +134,23 @@ impl LayerWriter {
         let blob = store.writer()?;
         let compressor = Compressor::new(blob, opts.compression)
             .during(|| format!("starting the {} compressor", opts.compression.name()))?;
-        Ok(LayerWriter {
-            tar: TarWriter::new(Sha256Writer::new(compressor)),
+        Ok(LayerWriter::with_sink(
+            Sink::Blob(Box::new(compressor)),
+            opts,
+        ))
+    }
+
+    /// A writer that only hashes its tar stream: no compressor, no blob.
+    fn hash_only(opts: LayerOptions) -> LayerWriter {
+        LayerWriter::with_sink(Sink::Null, opts)
+    }
+
+    fn with_sink(sink: Sink, opts: LayerOptions) -> LayerWriter {
+        LayerWriter {
+            tar: TarWriter::new(Sha256Writer::new(sink)),
             opts,
             dirs: HashSet::new(),
-        })
+        }
     }
 
     /// The options this layer is written with.
@@ -172,15 +221,29 @@ impl LayerWriter {
 
     /// Finish the tar stream, the compressor and the blob; commit it to the store.
     pub fn finish(self) -> Result<Layer> {
-        let context = || "finishing a layer".to_owned();
-        let hashed = self.tar.finish().during(context)?;
-        let (diff_id, _, compressor) = hashed.finish();
-        let blob = compressor.finish().during(context)?;
+        let media_type = self.opts.compression.media_type();
+        let (diff_id, sink) = self.finish_tar()?;
+        let Sink::Blob(compressor) = sink else {
+            unreachable!("hash-only writers are private to `tree_diff_id`, which never commits")
+        };
+        let blob = compressor
+            .finish()
+            .during(|| "finishing a layer".to_owned())?;
         let info = blob.commit(None)?;
         Ok(Layer {
-            descriptor: Descriptor::new(self.opts.compression.media_type(), info.digest, info.size),
+            descriptor: Descriptor::new(media_type, info.digest, info.size),
             diff_id,
         })
+    }
+
+    /// End the tar stream: its DiffID, and the sink it went to.
+    fn finish_tar(self) -> Result<(Digest, Sink)> {
+        let hashed = self
+            .tar
+            .finish()
+            .during(|| "finishing a layer".to_owned())?;
+        let (diff_id, _, sink) = hashed.finish();
+        Ok((diff_id, sink))
     }
 
     fn clamp(&self, mtime: Option<u64>) -> u64 {
@@ -214,7 +277,7 @@ impl LayerWriter {
     ) -> Result<()> {
         self.write_header(path, Kind::File, meta, size, b"", (0, 0))?;
         self.tar.data(&mut data, size).map_err(|source| {
-            let entry = String::from_utf8_lossy(path).into_owned();
+            let entry = printable(path);
             if source.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::ShortRead {
                     entry,
@@ -263,7 +326,7 @@ impl LayerWriter {
         };
         self.tar
             .header(&header)
-            .during(|| format!("writing `{}` into a layer", String::from_utf8_lossy(path)))
+            .during(|| format!("writing `{}` into a layer", printable(path)))
     }
 }
 
@@ -288,7 +351,7 @@ impl From<DeviceKind> for Kind {
 /// Normalize a path for a layer: drop `.` and empty components, refuse `..` and absolute
 /// paths; directories get a trailing `/`. `None` for the root itself (`.`, `./`).
 pub(crate) fn normalize(path: &[u8], dir: bool) -> Result<Option<Vec<u8>>> {
-    let shown = || String::from_utf8_lossy(path).into_owned();
+    let shown = || printable(path);
     let trimmed = {
         let mut p = path;
         while let Some(rest) = p.strip_prefix(b"./") {
@@ -324,7 +387,7 @@ pub(crate) fn normalize(path: &[u8], dir: bool) -> Result<Option<Vec<u8>>> {
 /// [`normalize`] for the entries API, where the root itself is not a valid entry.
 fn entry_path(path: &[u8], dir: bool) -> Result<Vec<u8>> {
     normalize(path, dir)?.ok_or_else(|| Error::InvalidPath {
-        path: String::from_utf8_lossy(path).into_owned(),
+        path: printable(path),
         reason: "an entry needs a name (the layer root cannot be added)",
     })
 }

@@ -37,10 +37,6 @@ struct DockerManifest {
     layers: Vec<String>,
 }
 
-fn blob_path(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
-}
-
 /// `index.json` for `image`, with one manifest descriptor per name (or one unnamed).
 pub fn index_for(image: &ImageRef, names: &[ImageName]) -> Index {
     let described = |name: Option<&ImageName>| {
@@ -71,9 +67,9 @@ pub fn index_for(image: &ImageRef, names: &[ImageName]) -> Index {
 /// `manifest.json`.
 fn metadata_files(image: &ImageRef, names: &[ImageName]) -> Result<[(&'static str, Vec<u8>); 3]> {
     let docker = [DockerManifest {
-        config: blob_path(&image.config.digest),
+        config: image.config.digest.blob_path(),
         repo_tags: names.iter().map(ImageName::familiar).collect(),
-        layers: image.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+        layers: image.layers.iter().map(|l| l.digest.blob_path()).collect(),
     }];
     Ok([
         ("oci-layout", OCI_LAYOUT.to_vec()),
@@ -95,7 +91,13 @@ fn blobs(image: &ImageRef) -> Vec<&Descriptor> {
 
 /// Write `image` as an OCI layout directory at `dir` (also carrying `manifest.json`).
 ///
-/// Blobs are hard-linked from the store when possible, copied otherwise.
+/// Blobs are hard-linked from the store when possible, copied (and verified) otherwise. A
+/// hard-linked blob is only checked for its size: blobs in the store were hashed when they
+/// were committed and are never rewritten, so the size catches a truncated or replaced store
+/// file without reading every layer back. A blob already in `dir` with the right size is kept;
+/// one with a wrong size is replaced. `index.json`, `oci-layout` and `manifest.json` are each
+/// written to a temporary file in `dir` and renamed into place, so a reader never sees half a
+/// file, and a file hard-linked elsewhere is replaced rather than written through.
 pub fn write_layout_dir(
     store: &BlobStore,
     image: &ImageRef,
@@ -107,27 +109,72 @@ pub fn write_layout_dir(
     for blob in blobs(image) {
         let from = store.path(&blob.digest);
         let to = blob_dir.join(blob.digest.hex());
-        if to.exists() {
-            continue;
+        match fs::symlink_metadata(&to) {
+            Ok(md) if md.is_file() && md.len() == blob.size => continue,
+            Ok(_) => fs::remove_file(&to).at(&to)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&to),
         }
-        if fs::hard_link(&from, &to).is_err() {
+        if fs::hard_link(&from, &to).is_ok() {
+            let size = fs::metadata(&to).at(&to)?.len();
+            if size != blob.size {
+                // Do not leave a blob in the layout that does not match its descriptor.
+                let _ = fs::remove_file(&to);
+                return Err(Error::SizeMismatch {
+                    blob: format!("blob `{}`", from.display()),
+                    expected: blob.size,
+                    actual: size,
+                });
+            }
+        } else {
             let mut reader = store.open_blob(&blob.digest)?;
-            let temp = tempfile::Builder::new()
-                .permissions(super::readable_by_all())
-                .tempfile_in(&blob_dir)
-                .at(&blob_dir)?;
+            let temp = temp_file_for(&to)?;
             let mut out = BufWriter::new(temp.as_file());
             copy_verified(&mut reader, &mut out, blob)?;
-            out.flush().at(temp.path())?;
+            out.flush().at(&to)?;
             drop(out);
             temp.persist(&to).map_err(|e| e.error).at(&to)?;
         }
     }
     for (name, bytes) in metadata_files(image, names)? {
-        let path = dir.join(name);
-        fs::write(&path, bytes).at(&path)?;
+        write_atomic(&dir.join(name), &bytes)?;
     }
     Ok(())
+}
+
+/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut temp = temp_file_for(path)?;
+    temp.write_all(bytes).map_err(without_temp_name).at(path)?;
+    temp.as_file().sync_all().at(path)?;
+    temp.persist(path).map_err(|e| e.error).at(path)?;
+    Ok(())
+}
+
+/// A temporary file (readable by all once renamed) in the folder of `dest`, to be renamed to
+/// `dest`. Errors name `dest`: the temporary name means nothing to the caller.
+fn temp_file_for(dest: &Path) -> Result<tempfile::NamedTempFile> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(super::readable_by_all())
+        .tempfile_in(parent)
+        .map_err(without_temp_name)
+        .at(dest)
+}
+
+/// tempfile adds ` at path "<temporary name>"` to its I/O errors; keep the cause only.
+fn without_temp_name(e: io::Error) -> io::Error {
+    let message = e.to_string();
+    match message.split_once(" at path ") {
+        Some((cause, _)) if e.get_ref().is_some() => io::Error::new(e.kind(), cause.to_owned()),
+        _ => e,
+    }
 }
 
 /// Write `image` as a hybrid OCI layout / `docker save` tarball at `out`.
@@ -139,18 +186,9 @@ pub fn write_tarball(
     names: &[ImageName],
     out: &Path,
 ) -> Result<()> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".nua-image-")
-        .suffix(".tar.tmp")
-        .permissions(super::readable_by_all())
-        .tempfile_in(parent)
-        .at(parent)?;
-    let temp_path = temp.path().to_path_buf();
-    let file = temp.reopen().at(&temp_path)?;
+    // Every error names `out`, the path the caller gave, not the temporary file next to it.
+    let temp = temp_file_for(out)?;
+    let file = temp.reopen().map_err(without_temp_name).at(out)?;
     let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, file));
     let no_xattrs = Default::default();
     let header = |path: &'static str, kind, size| Header {
@@ -165,7 +203,7 @@ pub fn write_tarball(
         device: (0, 0),
         xattrs: &no_xattrs,
     };
-    let at = |r: io::Result<()>| r.at(&temp_path);
+    let at = |r: io::Result<()>| r.at(out);
     for (name, bytes) in metadata_files(image, names)? {
         at(tar.header(&header(name, Kind::File, bytes.len() as u64)))?;
         at(tar.data(&mut &bytes[..], bytes.len() as u64))?;
@@ -173,7 +211,7 @@ pub fn write_tarball(
     at(tar.header(&header("blobs/", Kind::Dir, 0)))?;
     at(tar.header(&header("blobs/sha256/", Kind::Dir, 0)))?;
     for blob in blobs(image) {
-        let path = blob_path(&blob.digest);
+        let path = blob.digest.blob_path();
         let mut h = header("", Kind::File, blob.size);
         h.path = path.as_bytes();
         at(tar.header(&h))?;
@@ -183,12 +221,9 @@ pub fn write_tarball(
             .map_err(|source| copy_error(blob, store, source))?;
         check(blob, hashed.finish(), &mut reader, store)?;
     }
-    let writer = tar.finish().at(&temp_path)?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .at(&temp_path)?;
-    file.sync_all().at(&temp_path)?;
+    let writer = tar.finish().at(out)?;
+    let file = writer.into_inner().map_err(|e| e.into_error()).at(out)?;
+    file.sync_all().at(out)?;
     drop(file);
     temp.persist(out).map_err(|e| e.error).at(out)?;
     Ok(())

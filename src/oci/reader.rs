@@ -56,12 +56,12 @@ impl ImageArchive {
 
     /// Read a blob of the layout by digest, checking digest and size as it is read.
     pub fn blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
-        self.json_bytes(&blob_path(&descriptor.digest), Some(descriptor))
+        self.json_bytes(&descriptor.digest.blob_path(), Some(descriptor))
     }
 
     /// Open a layer (or any blob) for streaming, unverified: check with [`Self::image`].
     pub fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + '_>> {
-        self.source.open(&blob_path(digest))
+        self.source.open(&digest.blob_path())
     }
 
     /// Find the image, read its manifest and config, verify every blob.
@@ -88,7 +88,7 @@ impl ImageArchive {
     }
 
     fn layer_path(&self, layer: &Descriptor) -> String {
-        let path = blob_path(&layer.digest);
+        let path = layer.digest.blob_path();
         if self.source.exists(&path) {
             return path;
         }
@@ -116,7 +116,7 @@ impl ImageArchive {
         // A multi-platform index: pick linux/amd64, else the first manifest.
         if manifest_descriptor.media_type == media_type::INDEX {
             let nested: Index = self.parse(
-                &blob_path(&manifest_descriptor.digest),
+                &manifest_descriptor.digest.blob_path(),
                 Some(&manifest_descriptor),
             )?;
             let pick = nested.manifests.iter().find(|m| {
@@ -132,11 +132,11 @@ impl ImageArchive {
             })?;
         }
         let manifest: Manifest = self.parse(
-            &blob_path(&manifest_descriptor.digest),
+            &manifest_descriptor.digest.blob_path(),
             Some(&manifest_descriptor),
         )?;
         let config: ImageConfig =
-            self.parse(&blob_path(&manifest.config.digest), Some(&manifest.config))?;
+            self.parse(&manifest.config.digest.blob_path(), Some(&manifest.config))?;
         Ok(ImageInfo {
             config_descriptor: manifest.config.clone(),
             layers: manifest.layers.clone(),
@@ -311,10 +311,6 @@ impl ImageArchive {
 
 /// Annotation key (ours, internal) keeping the archive path of a docker-save layer.
 const DOCKER_PATH: &str = "dev.nua.docker-save.path";
-
-fn blob_path(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
-}
 
 /// A blob named by its digest (`blobs/sha256/<hex>`, `<hex>.json`) must hash to that name.
 fn check_name(path: &str, actual: &Digest) -> Result<()> {

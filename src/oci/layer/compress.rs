@@ -34,6 +34,18 @@ impl Compression {
         }
     }
 
+    /// Name and level for cache keys: `gzip-6`, `pgzip-6`, `zstd-3`.
+    ///
+    /// Stable: a layer's bytes depend on the compressor and its level, so caches key on this
+    /// name. Changing what it returns for an existing variant invalidates every cache.
+    pub fn cache_name(&self) -> String {
+        match self {
+            Compression::Gzip(level) => format!("gzip-{level}"),
+            Compression::ParallelGzip(level) => format!("pgzip-{level}"),
+            Compression::Zstd(level) => format!("zstd-{level}"),
+        }
+    }
+
     /// `gzip` or `zstd`.
     pub fn name(self) -> &'static str {
         match self {
@@ -127,6 +139,14 @@ mod tests {
         let out = c.finish().unwrap();
         // magic, CM=deflate, FLG=0 (no name), MTIME=0, XFL=0, OS=255.
         assert_eq!(&out[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn cache_names_are_stable() {
+        assert_eq!(Compression::Gzip(6).cache_name(), "gzip-6");
+        assert_eq!(Compression::ParallelGzip(6).cache_name(), "pgzip-6");
+        assert_eq!(Compression::Zstd(3).cache_name(), "zstd-3");
+        assert_eq!(Compression::Zstd(-1).cache_name(), "zstd--1");
     }
 
     #[test]

@@ -167,7 +167,6 @@ fn stopped() -> io::Error {
 }
 
 fn worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>) {
-    let mut compress = Compress::new(flate2::Compression::new(level), false);
     loop {
         let job = match jobs.lock() {
             Ok(rx) => match rx.recv() {
@@ -176,7 +175,10 @@ fn worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>) {
             },
             Err(_) => return,
         };
-        compress.reset();
+        // A fresh compressor per chunk: a reset one kept state from the chunk it compressed
+        // before (seen as different bytes from run to run, since which worker gets which chunk
+        // varies), and the output must depend on nothing but the data.
+        let mut compress = Compress::new(flate2::Compression::new(level), false);
         let result = deflate_chunk(&mut compress, &job);
         if done.send((job.seq, result)).is_err() {
             return;

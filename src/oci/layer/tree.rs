@@ -7,7 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use super::{normalize, LayerWriter, Meta};
+use super::{normalize, LayerOptions, LayerWriter, Meta};
+use crate::oci::digest::Digest;
 use crate::oci::error::{Error, IoContext, Result};
 use crate::oci::tar_writer::Kind;
 
@@ -15,6 +16,30 @@ use crate::oci::tar_writer::Kind;
 /// differs from machine to machine and POSIX ACLs (`system.*`) are not carried by OCI layers.
 fn host_specific_xattr(name: &str) -> bool {
     name == "security.selinux" || name.starts_with("system.")
+}
+
+/// The DiffID (sha256 of the uncompressed tar) of the layer that
+/// [`LayerWriter::append_dir_tree`] would write from these arguments, computed without
+/// compressing or writing anything: a cache key for "this folder as it would appear in a layer".
+///
+/// It is the `diff_id` of a fresh [`LayerWriter`] given only this tree then finished: the same
+/// walker writes the same tar bytes (names, modes, owners, clamped mtimes, xattrs, hard links,
+/// symlinks, devices and FIFOs, and with a non-empty `dest_prefix` the root folder's own
+/// metadata and the prefix's parents), they are only hashed instead of compressed.
+/// `opts.compression` has no effect on it; `opts.source_date_epoch` does.
+pub fn tree_diff_id<F>(
+    src: &Path,
+    dest_prefix: &str,
+    ownership: Option<(u32, u32)>,
+    opts: &LayerOptions,
+    filter: F,
+) -> Result<Digest>
+where
+    F: FnMut(&Path, &Metadata) -> bool,
+{
+    let mut writer = LayerWriter::hash_only(*opts);
+    writer.append_dir_tree(src, dest_prefix, ownership, filter)?;
+    Ok(writer.finish_tar()?.0)
 }
 
 struct Walk {
