@@ -12,8 +12,20 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Build `app` into `out` with `nua-pack build --json`, the blob store under `cache`.
+/// Build `app` into `out` with `nua-pack build --json`, the blob store under `cache`,
+/// `SOURCE_DATE_EPOCH=0`.
 fn build(app: &Path, base: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Value {
+    build_at_epoch(app, base, cache, out, extra, 0)
+}
+
+fn build_at_epoch(
+    app: &Path,
+    base: &Path,
+    cache: &Path,
+    out: &Path,
+    extra: &[&str],
+    epoch: u64,
+) -> Value {
     let stdout = run_ok(
         nua_pack()
             .arg("build")
@@ -25,7 +37,7 @@ fn build(app: &Path, base: &Path, cache: &Path, out: &Path, extra: &[&str]) -> V
             .arg("--json")
             .args(extra)
             .env("NUA_CACHE_DIR", cache)
-            .env_remove("SOURCE_DATE_EPOCH"),
+            .env("SOURCE_DATE_EPOCH", epoch.to_string()),
     );
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("build --json printed no JSON result ({e}):\n{stdout}"))
@@ -307,19 +319,14 @@ fn source_date_epoch_moves_every_timestamp() {
     let app = fixture_app("static-site");
     let cache = work.path().join("cache");
     let zero = build(&app, &base, &cache, &work.path().join("zero.tar"), &[]);
-    let later = run_ok(
-        nua_pack()
-            .arg("build")
-            .arg(&app)
-            .arg("--base-rootfs")
-            .arg(&base)
-            .arg("--output")
-            .arg(work.path().join("later.tar"))
-            .arg("--json")
-            .env("NUA_CACHE_DIR", &cache)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    let later = build_at_epoch(
+        &app,
+        &base,
+        &cache,
+        &work.path().join("later.tar"),
+        &[],
+        1_700_000_000,
     );
-    let later: Value = serde_json::from_str(later.lines().last().unwrap()).unwrap();
     assert_ne!(zero["manifest_digest"], later["manifest_digest"]);
 }
 
@@ -391,11 +398,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn missing_base_and_missing_config_say_what_to_do() {
     let work = temp_dir();
-    let stderr = build_fails(&fixture_app("static-site"), &[], &work.path().join("cache"));
-    assert!(
-        stderr.contains("hint: pass `--base-rootfs PATH`"),
-        "{stderr}"
-    );
+    // A missing flag is a usage error: exit 2, as clap reports it.
+    let out = run(nua_pack().arg("build").arg(fixture_app("static-site")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--base-rootfs <TARBALL>"));
 
     let stderr = build_fails(
         &fixture_app("static-site"),
@@ -464,5 +470,121 @@ fn tags_name_the_image_in_both_indexes() {
         stderr.contains("`Not A Name` is not a valid image name"),
         "{stderr}"
     );
+    assert!(!work.path().join("never.tar").exists());
+}
+
+/// After a change that keeps every file's bytes, a build reusing the cache must give the
+/// image a build from an empty cache gives: the cache key sees what the layer sees.
+#[test]
+fn a_warm_cache_builds_what_a_cold_one_would() {
+    let work = temp_dir();
+    let base = synthetic_base(work.path());
+    let app = work.path().join("app");
+    copy_tree(&fixture_app("static-site"), &app);
+    let warm = work.path().join("warm-cache");
+    let epoch = 1_700_000_000;
+    let mut cold_caches = 0;
+    let mut check = |what: &str| {
+        let out = work.path().join("image.tar");
+        let warm_build = build_at_epoch(&app, &base, &warm, &out, &[], epoch);
+        cold_caches += 1;
+        let cold = work.path().join(format!("cold-{cold_caches}"));
+        let cold_build = build_at_epoch(&app, &base, &cold, &out, &[], epoch);
+        assert_eq!(
+            warm_build["manifest_digest"], cold_build["manifest_digest"],
+            "after {what}, the cached build differs from a fresh one"
+        );
+        warm_build["layers"][1]["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut seen = vec![check("nothing")];
+    let changed = |seen: &mut Vec<String>, what: &str, digest: String| {
+        assert!(
+            !seen.contains(&digest),
+            "{what} did not change the source layer"
+        );
+        seen.push(digest);
+    };
+
+    // Modes are normalized the way git records them (only the executable bit counts), so a
+    // checkout under another umask gives the same image.
+    run_ok(Command::new("chmod").arg("700").arg(&app));
+    run_ok(Command::new("chmod").arg("g+w").arg(app.join("index.html")));
+    assert_eq!(&check("chmod 700 and g+w"), seen.last().unwrap());
+    run_ok(Command::new("chmod").arg("+x").arg(app.join("about.txt")));
+    let digest = check("chmod +x");
+    changed(&mut seen, "chmod +x", digest);
+
+    std::fs::hard_link(app.join("about.txt"), app.join("about-again.txt")).unwrap();
+    let digest = check("a hard link");
+    changed(&mut seen, "a hard link", digest);
+
+    // Older than SOURCE_DATE_EPOCH, so kept rather than clamped.
+    run_ok(
+        Command::new("touch")
+            .args(["-d", "2020-01-01 00:00:00"])
+            .arg(app.join("index.html")),
+    );
+    let digest = check("an mtime before the epoch");
+    changed(&mut seen, "an mtime before the epoch", digest);
+}
+
+#[test]
+fn an_output_inside_the_app_folder_is_not_packed_into_the_next_image() {
+    let work = temp_dir();
+    let base = synthetic_base(work.path());
+    let app = work.path().join("app");
+    copy_tree(&fixture_app("static-site"), &app);
+    let cache = work.path().join("cache");
+    let out = app.join("image.tar");
+    let first = build(&app, &base, &cache, &out, &[]);
+    let second = build(&app, &base, &cache, &out, &[]);
+    assert_eq!(first["manifest_digest"], second["manifest_digest"]);
+    assert_eq!(second["layers"][1]["cached"], true);
+}
+
+#[test]
+fn bad_outputs_and_bases_are_refused_before_building() {
+    let work = temp_dir();
+    let base = synthetic_base(work.path());
+    let cache = work.path().join("cache");
+    let stderr = build_fails(
+        &fixture_app("static-site"),
+        &[
+            "--base-rootfs",
+            base.to_str().unwrap(),
+            "--output",
+            work.path().to_str().unwrap(),
+        ],
+        &cache,
+    );
+    assert!(stderr.contains("is a folder"), "{stderr}");
+    assert!(
+        stderr.contains("hint: give `--output` a file name"),
+        "{stderr}"
+    );
+
+    // A folder that does not exist yet is made.
+    let nested = work.path().join("dist/images/site.tar");
+    build(&fixture_app("static-site"), &base, &cache, &nested, &[]);
+    assert!(nested.is_file());
+
+    let text = work.path().join("not-a-tar.txt");
+    std::fs::write(&text, "just some words, not an archive\n".repeat(40)).unwrap();
+    let stderr = build_fails(
+        &fixture_app("static-site"),
+        &[
+            "--base-rootfs",
+            text.to_str().unwrap(),
+            "--output",
+            work.path().join("never.tar").to_str().unwrap(),
+        ],
+        &cache,
+    );
+    assert!(stderr.contains("not-a-tar.txt"), "{stderr}");
+    assert!(stderr.contains("not a tar archive"), "{stderr}");
+    assert!(stderr.contains("hint: `--base-rootfs` takes"), "{stderr}");
     assert!(!work.path().join("never.tar").exists());
 }

@@ -18,12 +18,6 @@ pub enum Error {
         #[source]
         source: oci::Error,
     },
-    #[error("cannot read the app source at `{}`", path.display())]
-    Source {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("cannot add the app source `{}` to its layer", path.display())]
     SourceLayer {
         path: PathBuf,

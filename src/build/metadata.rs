@@ -21,8 +21,10 @@ const PATH: &str =
     "/nua/bin:/nua/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `/nua/scripts/start`: runs the `start` commands in order in `/nua/app`, stopping at the
-/// first failure; the last one replaces the shell (`exec`) so it is PID 1's child no more and
-/// receives the container's signals. `None` when the config has no start command.
+/// first failure. When the last one is a simple command, it replaces the shell (`exec`) so
+/// that it receives the container's signals; a compound one (`cd web && app`, a pipeline, a
+/// shell builtin, `VAR=1 app`) runs as written, since `exec` would break it. `None` when the
+/// config has no start command.
 pub fn start_script(config: &NuaConfig) -> Option<String> {
     let commands = config.start_commands();
     let (last, first) = commands.split_last()?;
@@ -37,14 +39,44 @@ pub fn start_script(config: &NuaConfig) -> Option<String> {
         script.push('\n');
     }
     let last = last.trim();
-    if last.starts_with("exec ") {
-        script.push_str(last);
-    } else {
+    if is_simple_command(last) {
         script.push_str("exec ");
-        script.push_str(last);
     }
+    script.push_str(last);
     script.push('\n');
     Some(script)
+}
+
+/// Shell words that `exec` cannot run: builtins and keywords. `exec` itself is among them
+/// so that a command already starting with it is left alone.
+const NOT_EXECUTABLE: &[&str] = &[
+    "!", ".", ":", "{", "alias", "case", "cd", "eval", "exec", "exit", "export", "for", "if",
+    "read", "set", "shift", "source", "trap", "ulimit", "umask", "unset", "until", "wait", "while",
+];
+
+/// Whether `command` is one simple command that `exec` can replace the shell with: no
+/// control operator (`;`, `&`, `|`, parentheses, newline) outside quotes, and a first word
+/// that is a program rather than a builtin, keyword or variable assignment.
+pub fn is_simple_command(command: &str) -> bool {
+    let first = command.split_whitespace().next().unwrap_or_default();
+    let assignment = first.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    if first.is_empty() || assignment || NOT_EXECUTABLE.contains(&first) {
+        return false;
+    }
+    let (mut single, mut double, mut escaped) = (false, false, false);
+    for c in command.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if !single => escaped = true,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            ';' | '&' | '|' | '(' | ')' | '\n' | '`' if !single && !double => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// The content of `/nua/metadata/nua-config.json`: the normalized config, keys sorted,
@@ -117,11 +149,40 @@ pub fn container_config(config: &NuaConfig, created: &str) -> oci::ContainerConf
         labels: labels(config, created),
         healthcheck: config.healthcheck().map(|h| oci::Healthcheck {
             test: vec!["CMD-SHELL".to_owned(), h.command.clone()],
-            interval: h.interval.map(|s| s * SECOND),
-            timeout: h.timeout.map(|s| s * SECOND),
-            start_period: h.start_period.map(|s| s * SECOND),
-            retries: h.retries.map(|r| r as u32),
+            // The config bounds these; saturate rather than wrap should that ever change.
+            interval: h.interval.map(|s| s.saturating_mul(SECOND)),
+            timeout: h.timeout.map(|s| s.saturating_mul(SECOND)),
+            start_period: h.start_period.map(|s| s.saturating_mul(SECOND)),
+            retries: h.retries.map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
         }),
         ..oci::ContainerConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("gunicorn -b :$PORT app:wsgi", true)]
+    #[case(
+        "python -c 'from echos.echo_server import echos; echos(8764, 8765)'",
+        true
+    )]
+    #[case("sh -c \"a && b\"", true)]
+    #[case("busybox httpd -f -p 8080 -h /nua/app", true)]
+    #[case("cd web && gunicorn app", false)]
+    #[case("FOO=1 app", false)]
+    #[case("app | tee log", false)]
+    #[case("app; other", false)]
+    #[case("app &", false)]
+    #[case("exec app", false)]
+    #[case("export A=1", false)]
+    #[case("(cd x; app)", false)]
+    #[case("echo a\\;b", true)]
+    #[case("", false)]
+    fn tells_simple_commands(#[case] command: &str, #[case] simple: bool) {
+        assert_eq!(is_simple_command(command), simple, "{command}");
     }
 }

@@ -139,6 +139,7 @@ pub fn build(
         app,
         store: &store,
         options,
+        filter: SourceFilter::new(&app.root)?.excluding(&app.root, options.output.path()),
     };
 
     let mut layers: Vec<(String, oci::Layer, bool)> = Vec::new();

@@ -2,7 +2,7 @@
 //! `.dockerignore` exclude (gitignore syntax, read with the `ignore` crate), version control
 //! folders, and the files that describe the build rather than the app.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
@@ -24,6 +24,9 @@ const NEVER: &[&str] = &[".git", ".hg", ".svn"];
 /// Decides, for a path relative to the app root, whether it belongs to the app's source.
 pub struct SourceFilter {
     ignore: Gitignore,
+    /// Paths relative to the root never included, such as the image being written when the
+    /// output lands inside the app folder (else each build would pack the previous image).
+    excluded: Vec<PathBuf>,
 }
 
 impl SourceFilter {
@@ -43,7 +46,33 @@ impl SourceFilter {
             path: root.join(".nuaignore"),
             source,
         })?;
-        Ok(Self { ignore })
+        Ok(Self {
+            ignore,
+            excluded: Vec::new(),
+        })
+    }
+
+    /// Also leave out `path` (absolute, or relative to the working folder) when it lies
+    /// under `root`.
+    pub fn excluding(mut self, root: &Path, path: &Path) -> Self {
+        let absolute = |p: &Path| std::path::absolute(p).ok();
+        let canonical_root = fs_err::canonicalize(root).ok().or_else(|| absolute(root));
+        // The output may not exist yet: resolve its folder, keep its name.
+        let resolved = path.parent().and_then(|parent| {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            let parent = fs_err::canonicalize(parent).ok()?;
+            Some(parent.join(path.file_name()?))
+        });
+        if let (Some(root), Some(path)) = (canonical_root, resolved) {
+            if let Ok(rel) = path.strip_prefix(&root) {
+                self.excluded.push(rel.to_path_buf());
+            }
+        }
+        self
     }
 
     /// Whether `rel` (relative to the app root, no leading `/`) is part of the source.
@@ -67,6 +96,7 @@ impl SourceFilter {
         if rel
             .components()
             .any(|c| NEVER.iter().any(|n| c.as_os_str() == *n))
+            || self.excluded.iter().any(|e| e == rel)
         {
             return false;
         }
@@ -112,6 +142,23 @@ mod tests {
     fn decides(#[case] rel: &str, #[case] is_dir: bool, #[case] included: bool) {
         let (_dir, filter) = filter_with("*.swp\n/drafts/\n!keep.swp\n", None);
         assert_eq!(filter.includes(Path::new(rel), is_dir), included, "{rel}");
+    }
+
+    #[test]
+    fn the_output_inside_the_app_folder_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("dist/app.tar");
+        std::fs::create_dir(dir.path().join("dist")).unwrap();
+        let filter = SourceFilter::new(dir.path())
+            .unwrap()
+            .excluding(dir.path(), &out);
+        assert!(!filter.includes(Path::new("dist/app.tar"), false));
+        assert!(filter.includes(Path::new("dist/other.tar"), false));
+        let elsewhere = tempfile::tempdir().unwrap();
+        let filter = SourceFilter::new(dir.path())
+            .unwrap()
+            .excluding(dir.path(), &elsewhere.path().join("app.tar"));
+        assert!(filter.includes(Path::new("app.tar"), false));
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! The steps of a build: what each one puts in its layer and what its cache key is made of.
 
-use std::path::Path;
-
 use sha2::{Digest as _, Sha256};
 
 use super::metadata::{self, NUA_GID, NUA_UID};
@@ -12,12 +10,23 @@ use crate::oci;
 
 /// Bump when the bytes a step writes change for the same inputs, so old cache entries are
 /// not reused.
-const STEP_FORMAT: &str = "nua-step-v1";
+const STEP_FORMAT: &str = "nua-step-v2";
+
+/// Where the app's source lands in the image.
+const APP_PREFIX: &str = "nua/app";
+
+/// The app's files belong to the `nua` user, with the modes git would record for them.
+const APP_TREE: oci::TreeOptions = oci::TreeOptions {
+    ownership: Some((NUA_UID, NUA_GID)),
+    git_modes: true,
+};
 
 pub struct Context<'a> {
     pub app: &'a Loaded,
     pub store: &'a oci::BlobStore,
     pub options: &'a BuildOptions,
+    /// What of the app folder is its source.
+    pub filter: SourceFilter,
 }
 
 /// One layer of the image.
@@ -49,7 +58,7 @@ impl Step {
             STEP_FORMAT,
             self.name(),
             parent,
-            &format!("{:?}", ctx.options.compression),
+            &ctx.options.compression.cache_name(),
             &ctx.options.source_date_epoch.to_string(),
         ] {
             hasher.update(part.as_bytes());
@@ -57,21 +66,29 @@ impl Step {
         }
         match self {
             Step::Base => {
-                let path = &ctx.options.base_rootfs;
-                let mut file = fs_err::File::open(path).map_err(|e| Error::BaseRootfs {
-                    path: path.clone(),
-                    source: e,
-                })?;
-                std::io::copy(&mut file, &mut hasher).map_err(|e| Error::BaseRootfs {
-                    path: path.clone(),
-                    source: e,
+                let mut file = open_base(ctx)?;
+                std::io::copy(&mut file, &mut hasher).map_err(|source| Error::BaseRootfs {
+                    path: ctx.options.base_rootfs.clone(),
+                    source,
                 })?;
             }
-            Step::Source => hash_tree(
-                &ctx.app.root,
-                &SourceFilter::new(&ctx.app.root)?,
-                &mut hasher,
-            )?,
+            // The DiffID the app tree would have: everything that reaches the layer (content,
+            // modes, links, xattrs, clamped times), read by the walker that writes it.
+            Step::Source => {
+                let root = &ctx.app.root;
+                let diff_id = oci::tree_diff_id(
+                    root,
+                    APP_PREFIX,
+                    APP_TREE,
+                    &layer_options(ctx),
+                    |rel, meta| ctx.filter.includes(rel, meta.is_dir()),
+                )
+                .map_err(|source| Error::SourceLayer {
+                    path: root.clone(),
+                    source,
+                })?;
+                hasher.update(diff_id.to_string().as_bytes());
+            }
             Step::Metadata => {
                 hasher.update(metadata::config_json(&ctx.app.config));
                 hasher.update([0]);
@@ -85,39 +102,31 @@ impl Step {
 
     /// Write this step's layer into the store.
     pub fn run(self, ctx: &Context<'_>) -> Result<oci::Layer, Error> {
-        let options = oci::LayerOptions {
-            compression: ctx.options.compression,
-            source_date_epoch: ctx.options.source_date_epoch,
-        };
-        let mut writer = oci::LayerWriter::new(ctx.store, options).map_err(Error::Oci)?;
+        let mut writer =
+            oci::LayerWriter::new(ctx.store, layer_options(ctx)).map_err(Error::Oci)?;
         match self {
             Step::Base => {
-                let path = &ctx.options.base_rootfs;
-                let file = fs_err::File::open(path).map_err(|e| Error::BaseRootfs {
-                    path: path.clone(),
-                    source: e,
-                })?;
                 writer
-                    .append_tar_stream(file)
-                    .map_err(|e| Error::BaseLayer {
-                        path: path.clone(),
-                        source: e,
+                    .append_tar_stream(open_base(ctx)?)
+                    .map_err(|source| Error::BaseLayer {
+                        path: ctx.options.base_rootfs.clone(),
+                        source,
                     })?;
             }
             Step::Source => {
+                // Entries in name order: `nua/`, `nua/app/…`, `nua/bin/`, `nua/etc/`.
                 let owner = oci::Meta::new(0o755).owned_by(NUA_UID, NUA_GID);
                 writer.add_dir("nua", &owner).map_err(Error::Oci)?;
                 let root = &ctx.app.root;
-                let filter = SourceFilter::new(root)?;
                 writer
-                    .append_dir_tree(root, "nua/app", Some((NUA_UID, NUA_GID)), |rel, meta| {
-                        filter.includes(rel, meta.is_dir())
+                    .append_dir_tree(root, APP_PREFIX, APP_TREE, |rel, meta| {
+                        ctx.filter.includes(rel, meta.is_dir())
                     })
                     .map_err(|source| Error::SourceLayer {
                         path: root.clone(),
                         source,
                     })?;
-                for dir in ["nua/etc", "nua/bin"] {
+                for dir in ["nua/bin", "nua/etc"] {
                     writer.add_dir(dir, &owner).map_err(Error::Oci)?;
                 }
             }
@@ -158,51 +167,19 @@ impl Step {
     }
 }
 
-/// Hash what a layer of `root` would contain: for each included entry in walk order, its
-/// relative path, kind, permission bits, and content or link target. Never mtimes or owners
-/// (the layer forces both).
-fn hash_tree(root: &Path, filter: &SourceFilter, hasher: &mut Sha256) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Source { path, source }
-    };
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let mut entries: Vec<_> = fs_err::read_dir(&dir)
-            .map_err(io(&dir))?
-            .collect::<Result<_, _>>()
-            .map_err(io(&dir))?;
-        entries.sort_by_key(|e| e.file_name());
-        // Entries in name order, folders visited after their parent's files: a fixed order,
-        // which is all a key needs.
-        for entry in &entries {
-            let path = entry.path();
-            let rel = path.strip_prefix(root).expect("walk stays under its root");
-            let meta = fs_err::symlink_metadata(&path).map_err(io(&path))?;
-            if !filter.includes(rel, meta.is_dir()) {
-                continue;
-            }
-            hasher.update(rel.as_os_str().as_encoded_bytes());
-            hasher.update([0]);
-            hasher.update((meta.permissions().mode() & 0o7777).to_le_bytes());
-            if meta.is_dir() {
-                hasher.update(b"d");
-                stack.push(path);
-            } else if meta.file_type().is_symlink() {
-                hasher.update(b"l");
-                let target = fs_err::read_link(&path).map_err(io(&path))?;
-                hasher.update(target.as_os_str().as_encoded_bytes());
-            } else {
-                hasher.update(b"f");
-                hasher.update(meta.len().to_le_bytes());
-                let mut file = fs_err::File::open(&path).map_err(io(&path))?;
-                std::io::copy(&mut file, hasher).map_err(io(&path))?;
-            }
-            hasher.update([0]);
-        }
+fn layer_options(ctx: &Context<'_>) -> oci::LayerOptions {
+    oci::LayerOptions {
+        compression: ctx.options.compression,
+        source_date_epoch: ctx.options.source_date_epoch,
     }
-    Ok(())
+}
+
+fn open_base(ctx: &Context<'_>) -> Result<std::fs::File, Error> {
+    let path = &ctx.options.base_rootfs;
+    std::fs::File::open(path).map_err(|source| Error::BaseRootfs {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Write the image config and manifest for `layers` into the store.

@@ -73,9 +73,10 @@ pub struct BuildArgs {
     /// Write an OCI image layout directory instead of a tarball
     #[arg(long)]
     pub oci_dir: bool,
-    /// A root filesystem tarball to use as the base layer (temporary, until base images)
-    #[arg(long, value_name = "PATH")]
-    pub base_rootfs: Option<PathBuf>,
+    /// The base layer: a root filesystem tarball, plain, gzip or zstd (until base images
+    /// are bootstrapped by nua-pack itself)
+    #[arg(long, value_name = "TARBALL")]
+    pub base_rootfs: PathBuf,
     /// Compress layers with zstd instead of gzip (Docker 23+ and podman read zstd)
     #[arg(long)]
     pub zstd: bool,

@@ -1,6 +1,6 @@
 //! Environment variables and defaults, resolved in one place before any I/O.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -23,12 +23,29 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache/nua"))
 }
 
-/// `SOURCE_DATE_EPOCH`, or 0 when unset.
-pub fn source_date_epoch() -> anyhow::Result<u64> {
+/// `SOURCE_DATE_EPOCH` when set; else the time of the last commit when `app_root` is in a
+/// git work tree (so that images of a commit say when it was made, and still reproduce);
+/// else 0.
+pub fn source_date_epoch(app_root: &Path) -> anyhow::Result<u64> {
     match std::env::var(SOURCE_DATE_EPOCH) {
         Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
             format!("`{SOURCE_DATE_EPOCH}` must be a number of seconds since 1970, not `{value}`")
         }),
-        _ => Ok(0),
+        _ => Ok(git_commit_time(app_root).unwrap_or(0)),
     }
+}
+
+/// `git log -1 --format=%ct` in `dir`; `None` when git is missing or `dir` is not in a repo.
+fn git_commit_time(dir: &Path) -> Option<u64> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%ct"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
 }

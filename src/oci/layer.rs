@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::compress::Compression;
 use self::compress::Compressor;
-pub use self::tree::tree_diff_id;
+pub use self::tree::{tree_diff_id, TreeOptions};
 use super::digest::{Digest, Sha256Writer};
 use super::error::{printable, Error, IoContext, Result};
 use super::image::Descriptor;

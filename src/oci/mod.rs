@@ -58,7 +58,9 @@ pub use image::{
     write_image, ContainerConfig, Descriptor, Healthcheck, History, ImageConfig, ImageRef,
     ImageSpec, Manifest,
 };
-pub use layer::{tree_diff_id, Compression, DeviceKind, Layer, LayerOptions, LayerWriter, Meta};
+pub use layer::{
+    tree_diff_id, Compression, DeviceKind, Layer, LayerOptions, LayerWriter, Meta, TreeOptions,
+};
 pub use layout::{write_layout_dir, write_tarball};
 pub use name::ImageName;
 pub use reader::{ImageArchive, ImageInfo, ReadOptions};

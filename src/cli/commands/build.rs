@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use crate::build::{self, BuildOptions, Event, Output, Reporter};
 use crate::cli::args::BuildArgs;
 use crate::cli::{settings, Hint};
@@ -16,13 +14,7 @@ use crate::oci;
 pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
     let cache_dir = settings::cache_dir()?;
-    let source_date_epoch = settings::source_date_epoch()?;
-    let Some(base_rootfs) = args.base_rootfs.clone() else {
-        return Err(anyhow::anyhow!("no base for the image").context(Hint(
-            "pass `--base-rootfs PATH`, a root filesystem tarball such as \
-             `mmdebstrap --variant=essential bookworm rootfs.tar` makes",
-        )));
-    };
+    let base_rootfs = args.base_rootfs.clone();
 
     let app = config::load(
         &path,
@@ -35,6 +27,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: {warning}");
         }
     }
+    let source_date_epoch = settings::source_date_epoch(&app.root)?;
     let output = match (&args.output, args.oci_dir) {
         (Some(p), false) => Output::Tarball(p.clone()),
         (Some(p), true) => Output::LayoutDir(p.clone()),
@@ -43,6 +36,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             app.config.image_file_name().trim_end_matches(".tar"),
         )),
     };
+    prepare_output(&output)?;
     let options = BuildOptions {
         cache_dir,
         base_rootfs,
@@ -61,8 +55,22 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         tty: std::io::stderr().is_terminal(),
         spinner: None,
     };
-    let result = build::build(&app, &options, &mut reporter)
-        .with_context(|| format!("cannot build `{}`", app.file.display()))?;
+    let result = match build::build(&app, &options, &mut reporter) {
+        Ok(result) => result,
+        Err(err @ build::Error::BaseLayer { .. }) => {
+            return Err(anyhow::Error::new(err)
+                .context(format!("cannot build `{}`", app.file.display()))
+                .context(Hint(
+                    "`--base-rootfs` takes a root filesystem as a tar archive (plain, gzip or \
+                     zstd), such as `mmdebstrap --variant=essential bookworm rootfs.tar` makes",
+                )))
+        }
+        Err(err) => {
+            return Err(
+                anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()))
+            )
+        }
+    };
 
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
@@ -81,6 +89,33 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuse an output that cannot be written before building anything; create the folder
+/// the tarball goes in.
+fn prepare_output(output: &Output) -> anyhow::Result<()> {
+    match output {
+        Output::Tarball(path) => {
+            if path.is_dir() {
+                return Err(
+                    anyhow::anyhow!("`{}` is a folder", path.display()).context(Hint(
+                        "give `--output` a file name for the tarball, or add `--oci-dir` to write \
+                     an OCI layout folder",
+                    )),
+                );
+            }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs_err::create_dir_all(parent)?;
+            }
+        }
+        Output::LayoutDir(path) => {
+            if path.exists() && !path.is_dir() {
+                anyhow::bail!("`{}` exists and is not a folder", path.display());
+            }
+            fs_err::create_dir_all(path)?;
+        }
+    }
+    Ok(())
 }
 
 /// One line per step on stderr; on a terminal, a spinner while the step runs.

@@ -30,7 +30,7 @@ fn host_specific_xattr(name: &str) -> bool {
 pub fn tree_diff_id<F>(
     src: &Path,
     dest_prefix: &str,
-    ownership: Option<(u32, u32)>,
+    tree: impl Into<TreeOptions>,
     opts: &LayerOptions,
     filter: F,
 ) -> Result<Digest>
@@ -38,12 +38,33 @@ where
     F: FnMut(&Path, &Metadata) -> bool,
 {
     let mut writer = LayerWriter::hash_only(*opts);
-    writer.append_dir_tree(src, dest_prefix, ownership, filter)?;
+    writer.append_dir_tree(src, dest_prefix, tree, filter)?;
     Ok(writer.finish_tar()?.0)
 }
 
+/// How files of a tree become entries, beyond what the file system says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeOptions {
+    /// One `(uid, gid)` for every entry instead of the file system's owners.
+    pub ownership: Option<(u32, u32)>,
+    /// Permissions as git records them, so a checkout under any umask gives the same bytes:
+    /// folders `0755`, files `0755` when their owner may execute them and `0644` otherwise,
+    /// symlinks `0777`, other entries `0644`; setuid, setgid and sticky bits dropped.
+    pub git_modes: bool,
+}
+
+/// `Some((uid, gid))` forces owners and keeps modes, as before [`TreeOptions`] existed.
+impl From<Option<(u32, u32)>> for TreeOptions {
+    fn from(ownership: Option<(u32, u32)>) -> Self {
+        TreeOptions {
+            ownership,
+            git_modes: false,
+        }
+    }
+}
+
 struct Walk {
-    ownership: Option<(u32, u32)>,
+    options: TreeOptions,
     /// First path written for each (dev, ino) with more than one link.
     hardlinks: HashMap<(u64, u64), Vec<u8>>,
 }
@@ -54,15 +75,15 @@ impl LayerWriter {
     /// Entries are walked in byte order of their names, parents first. Symlinks are kept as
     /// symlinks and never followed; files with several links become hard-link entries to the
     /// first one written; xattrs are recorded (except host-specific ones); mtimes are clamped
-    /// to `source_date_epoch`. Owners come from the file system unless `ownership` forces
-    /// one `(uid, gid)` for every entry. Missing ancestors of `dest_prefix` are written as
+    /// to `source_date_epoch`. Owners and modes come from the file system unless `tree`
+    /// ([`TreeOptions`], or just `Some((uid, gid))`) says otherwise. Missing ancestors of `dest_prefix` are written as
     /// root-owned `0755` directories. `filter(relative_path, metadata)` returning `false`
     /// skips an entry (and, for a directory, everything below it). Sockets are skipped.
     pub fn append_dir_tree<F>(
         &mut self,
         src: &Path,
         dest_prefix: &str,
-        ownership: Option<(u32, u32)>,
+        tree: impl Into<TreeOptions>,
         mut filter: F,
     ) -> Result<()>
     where
@@ -76,7 +97,7 @@ impl LayerWriter {
             });
         }
         let mut walk = Walk {
-            ownership,
+            options: tree.into(),
             hardlinks: HashMap::new(),
         };
         let prefix = normalize(dest_prefix.as_bytes(), true)?.unwrap_or_default();
@@ -158,9 +179,21 @@ impl LayerWriter {
 
 impl Walk {
     fn meta(&self, path: &Path, md: &Metadata) -> Result<Meta> {
-        let (uid, gid) = self.ownership.unwrap_or((md.uid(), md.gid()));
+        let (uid, gid) = self.options.ownership.unwrap_or((md.uid(), md.gid()));
+        let ft = md.file_type();
+        let mode = if !self.options.git_modes {
+            md.mode() & 0o7777
+        } else if ft.is_dir() {
+            0o755
+        } else if ft.is_symlink() {
+            0o777
+        } else if ft.is_file() && md.mode() & 0o100 != 0 {
+            0o755
+        } else {
+            0o644
+        };
         Ok(Meta {
-            mode: md.mode() & 0o7777,
+            mode,
             uid,
             gid,
             mtime: Some(md.mtime().max(0) as u64),
