@@ -51,6 +51,7 @@ fn nua_load_refuses_what_is_not_an_image() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not-an-image.tar"), "{stderr}");
+    assert!(stderr.contains("not a tar archive"), "{stderr}");
 }
 
 #[test]

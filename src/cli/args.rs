@@ -64,10 +64,10 @@ pub struct CheckArgs {
 pub struct BuildArgs {
     /// The app folder or the nua-config file [default: .]
     pub path: Option<PathBuf>,
-    /// Where to write the image tarball [default: ./nua-<id>_<version>-<release>.tar]
+    /// Where to write the image tarball [default: ./nua-ID_VERSION-RELEASE.tar]
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Name the image NAME[:TAG] (repeatable) [default: nua-<id>:<version>-<release>]
+    /// Name the image NAME or NAME:TAG (repeatable) [default: nua-ID:VERSION-RELEASE]
     #[arg(short, long = "tag", value_name = "NAME")]
     pub tags: Vec<String>,
     /// Write an OCI image layout directory instead of a tarball

@@ -17,7 +17,7 @@
 
 mod compress;
 mod pgzip;
-mod stream;
+pub(crate) mod stream;
 mod tree;
 
 use std::collections::{BTreeMap, HashSet};

@@ -159,7 +159,7 @@ impl LayerWriter {
 /// A header is accepted when its checksum matches (POSIX ustar, GNU, or old v7 without
 /// magic, as the tar parser accepts them); an all-zero first block is an end-of-archive
 /// marker, so an archive with no entry at all.
-fn check_first_block(block: &[u8]) -> Result<()> {
+pub(crate) fn check_first_block(block: &[u8]) -> Result<()> {
     let not_a_tar = |reason: String| Err(Error::NotATar { reason });
     if block.is_empty() {
         return not_a_tar("the archive is empty".into());

@@ -52,6 +52,11 @@ impl Source {
                         .into(),
             });
         }
+        // Say plainly when the file is no archive at all, rather than a parser's complaint.
+        file.seek(SeekFrom::Start(0)).at(path)?;
+        let mut first = Vec::with_capacity(512);
+        (&mut file).take(512).read_to_end(&mut first).at(path)?;
+        crate::oci::layer::stream::check_first_block(&first)?;
         file.seek(SeekFrom::Start(0)).at(path)?;
         let mut entries = HashMap::new();
         let mut archive = tar::Archive::new(&file);
