@@ -588,3 +588,43 @@ fn bad_outputs_and_bases_are_refused_before_building() {
     assert!(stderr.contains("hint: `--base-rootfs` takes"), "{stderr}");
     assert!(!work.path().join("never.tar").exists());
 }
+
+/// A build killed half-way leaves nothing corrupt behind: every blob in the store has its
+/// digest, no layer cache entry points at a missing blob, and the next build completes.
+#[test]
+fn a_killed_build_leaves_no_corrupt_cache() {
+    let base = test_env();
+    let work = temp_dir();
+    let cache = work.path().join("cache");
+    let out = work.path().join("image.tar");
+    let mut child = nua_pack()
+        .arg("build")
+        .arg(fixture_app("static-site"))
+        .arg("--base-rootfs")
+        .arg(base)
+        .arg("--output")
+        .arg(&out)
+        .arg("-q")
+        .env("NUA_CACHE_DIR", &cache)
+        .spawn()
+        .unwrap();
+    // The base layer (140 MB of rootfs) takes seconds: stop the build inside it.
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists(), "a killed build left an image behind");
+    let blobs = cache.join("blobs/sha256");
+    if blobs.is_dir() {
+        for entry in std::fs::read_dir(&blobs).unwrap() {
+            let path = entry.unwrap().path();
+            let digest = sha256_hex(&std::fs::read(&path).unwrap());
+            assert_eq!(path.file_name().unwrap().to_str().unwrap(), digest);
+        }
+    }
+    let result = build(&fixture_app("static-site"), base, &cache, &out, &[]);
+    assert_eq!(
+        result["layers"][0]["cached"], false,
+        "the base was never finished"
+    );
+    assert!(out.is_file());
+}
