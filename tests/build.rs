@@ -197,15 +197,7 @@ fn skopeo_and_umoci_accept_the_tarball() {
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 3);
 
     // umoci reads OCI layouts: unpack the archive and let umoci apply every layer.
-    let layout = work.path().join("layout");
-    std::fs::create_dir(&layout).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&layout),
-    );
+    let layout = unpack(&tarball, work.path());
     let bundle = work.path().join("bundle");
     run_ok(
         Command::new("umoci")
@@ -378,21 +370,7 @@ fn hostile_base_rootfs_is_refused_and_nothing_is_written() {
         assert!(!out.exists(), "{file}: an image was written");
         assert!(!work.path().join("escaped.txt").exists());
     }
-    // Nothing half-written is visible in the blob store: every blob there has its digest.
-    let blobs = work.path().join("cache/blobs/sha256");
-    if blobs.is_dir() {
-        for entry in std::fs::read_dir(&blobs).unwrap() {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            let digest = sha256_hex(&bytes);
-            assert_eq!(path.file_name().unwrap().to_str().unwrap(), digest);
-        }
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+    assert_store_intact(&work.path().join("cache"));
 }
 
 #[test]
@@ -434,15 +412,7 @@ fn tags_name_the_image_in_both_indexes() {
         &["-t", "registry.example:5000/team/site:v2", "--tag", "site"],
     );
     assert_eq!(result["image"], "registry.example:5000/team/site:v2");
-    let layout = work.path().join("layout");
-    std::fs::create_dir(&layout).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&layout),
-    );
+    let layout = unpack(&tarball, work.path());
     let docker: Value =
         serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
     let repo_tags = docker[0]["RepoTags"].to_string();
@@ -613,14 +583,7 @@ fn a_killed_build_leaves_no_corrupt_cache() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!out.exists(), "a killed build left an image behind");
-    let blobs = cache.join("blobs/sha256");
-    if blobs.is_dir() {
-        for entry in std::fs::read_dir(&blobs).unwrap() {
-            let path = entry.unwrap().path();
-            let digest = sha256_hex(&std::fs::read(&path).unwrap());
-            assert_eq!(path.file_name().unwrap().to_str().unwrap(), digest);
-        }
-    }
+    assert_store_intact(&cache);
     let result = build(&fixture_app("static-site"), base, &cache, &out, &[]);
     assert_eq!(
         result["layers"][0]["cached"], false,

@@ -97,15 +97,7 @@ fn nua_load_refuses_a_tampered_layer_before_docker_sees_it() {
             .env("NUA_CACHE_DIR", work.path().join("cache")),
     );
     // Unpack, flip one byte of the first layer, pack again.
-    let layout = work.path().join("layout");
-    std::fs::create_dir(&layout).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&layout),
-    );
+    let layout = unpack(&tarball, work.path());
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
     let layer = layout.join(manifest[0]["Layers"][0].as_str().unwrap());

@@ -107,3 +107,32 @@ impl Drop for LoadedImage {
         let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
     }
 }
+
+/// Unpack an image tarball into `dir/layout` with GNU tar; returns that folder.
+pub fn unpack(tarball: &Path, dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(&layout),
+    );
+    layout
+}
+
+/// Every blob of the store under `cache` is named by its own digest: nothing corrupt or
+/// half-written is visible there.
+pub fn assert_store_intact(cache: &Path) {
+    use sha2::Digest;
+    let blobs = cache.join("blobs/sha256");
+    if !blobs.is_dir() {
+        return;
+    }
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let path = entry.unwrap().path();
+        let digest = hex::encode(sha2::Sha256::digest(std::fs::read(&path).unwrap()));
+        assert_eq!(path.file_name().unwrap().to_str().unwrap(), digest);
+    }
+}
