@@ -78,8 +78,9 @@ fn wait_for_http(port: u16, path: &str) -> (String, String) {
     }
 }
 
-#[test]
-fn static_site_loads_and_serves_on_docker() {
+/// The static-site fixture built on the bootstrapped Debian root filesystem, in a fresh
+/// cache: the temporary folder, the tarball and the `--json` result.
+fn build_static_site_on_debian() -> (tempfile::TempDir, std::path::PathBuf, Value) {
     let base = test_env();
     let work = temp_dir();
     let tarball = work.path().join("static-site.tar");
@@ -90,6 +91,12 @@ fn static_site_loads_and_serves_on_docker() {
         &tarball,
         &[],
     );
+    (work, tarball, result)
+}
+
+#[test]
+fn static_site_loads_and_serves_on_docker() {
+    let (_work, tarball, result) = build_static_site_on_debian();
     assert_eq!(result["image"], "nua-static-site:1.0-1");
 
     let loaded = run_ok(Command::new("docker").arg("load").arg("-i").arg(&tarball));
@@ -174,16 +181,7 @@ fn static_site_loads_and_serves_on_docker() {
 
 #[test]
 fn skopeo_and_umoci_accept_the_tarball() {
-    let base = test_env();
-    let work = temp_dir();
-    let tarball = work.path().join("static-site.tar");
-    let result = build(
-        &fixture_app("static-site"),
-        base,
-        &work.path().join("cache"),
-        &tarball,
-        &[],
-    );
+    let (work, tarball, result) = build_static_site_on_debian();
 
     let inspect = run_ok(
         Command::new("skopeo")
