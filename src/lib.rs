@@ -10,3 +10,4 @@ pub mod config;
 pub mod oci;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod sandbox;

@@ -26,20 +26,7 @@ impl LayerWriter {
     /// or a first block that is not a tar header) is refused with [`Error::NotATar`]. Entry
     /// names and messages of the tar parser are shown with control characters escaped.
     pub fn append_tar_stream(&mut self, reader: impl Read) -> Result<()> {
-        let mut buffered = BufReader::with_capacity(64 * 1024, reader);
-        let head = buffered
-            .fill_buf()
-            .during(|| "reading the start of a tar stream".to_owned())?;
-        let mut input: Box<dyn Read + '_> = if head.starts_with(GZIP_MAGIC) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-        } else if head.starts_with(ZSTD_MAGIC) {
-            Box::new(
-                zstd::stream::read::Decoder::with_buffer(buffered)
-                    .during(|| "starting a zstd decoder".to_owned())?,
-            )
-        } else {
-            Box::new(buffered)
-        };
+        let mut input = decompressed(reader)?;
         // Look at the first block ourselves: on anything else the tar parser's messages are
         // about checksums and numeric fields, and quote the garbage they found.
         let mut first = [0u8; BLOCK];
@@ -152,6 +139,24 @@ impl LayerWriter {
             }
         }
     }
+}
+
+/// The uncompressed bytes of a tar stream that is plain, gzip or zstd (detected by magic).
+pub(crate) fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    let mut buffered = BufReader::with_capacity(64 * 1024, reader);
+    let head = buffered
+        .fill_buf()
+        .during(|| "reading the start of a tar stream".to_owned())?;
+    Ok(if head.starts_with(GZIP_MAGIC) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .during(|| "starting a zstd decoder".to_owned())?,
+        )
+    } else {
+        Box::new(buffered)
+    })
 }
 
 /// Refuse input that is not a tar archive, from its first (up to) 512 bytes.
