@@ -24,7 +24,19 @@ install_packages() {
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v pigz >/dev/null || missing+=(pigz)
     [ -x /usr/bin/time ] || missing+=(time)
+    command -v newuidmap >/dev/null || missing+=(uidmap)
     apt_install "${missing[@]}"
+}
+
+# The unprivileged user the sandbox tests re-run themselves as, with subordinate id ranges
+# (as `useradd` gives a new user on Debian; added explicitly when missing).
+ensure_rootless_user() {
+    local user=nua-rootless
+    id "$user" >/dev/null 2>&1 || as_root useradd --create-home --shell /bin/sh "$user"
+    grep -qE "^($user|$(id -u "$user")):" /etc/subuid 2>/dev/null ||
+        as_root usermod --add-subuids 200000-265535 "$user"
+    grep -qE "^($user|$(id -u "$user")):" /etc/subgid 2>/dev/null ||
+        as_root usermod --add-subgids 200000-265535 "$user"
 }
 
 docker_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
@@ -68,6 +80,7 @@ stop_dockerd() {
 case "${1:-setup}" in
     setup)
         install_packages
+        ensure_rootless_user
         start_dockerd
         NUA_TEST_BASE_ROOTFS="$NUA_TEST_CACHE/rootfs-bookworm-essential-busybox.tar"
         make_rootfs "$NUA_TEST_BASE_ROOTFS"

@@ -20,7 +20,7 @@
 //! already.
 //!
 //! Overlay is always mounted inside the namespace with `userxattr`, `index=off`,
-//! `metacopy=off`, `redirect_dir=off`, so the upper directory stays a plain diff whose
+//! `metacopy=off`, `redirect_dir=nofollow`, so the upper directory stays a plain diff whose
 //! markers are `user.overlay.*`. Lower paths are short relative links (`l/0`, `l/1`, …) to
 //! stay under the page-size limit of mount options with many layers. The mount points the
 //! sandbox needs (`/proc`, `/dev`, `/tmp`, `/etc/resolv.conf`, bind targets) live in a

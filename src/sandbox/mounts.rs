@@ -86,6 +86,8 @@ pub(crate) fn setup(plan: &MountPlan) -> Result<(), (u32, io::Error)> {
         Some(c"mode=755,size=65536k"),
     )
     .map_err(at(2))?;
+    // The descriptor above is the directory under the tmpfs: reopen it to reach the tmpfs.
+    let dev = dir(b"dev", 2)?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let mut host = *b"/dev/\0\0\0\0\0\0\0\0";
         host[5..5 + name.len()].copy_from_slice(name.as_bytes());

@@ -112,5 +112,5 @@ fn try_overlay(base: &Path) -> std::result::Result<(), String> {
 
 /// Options every overlay mount uses: `userxattr` (overlay's markers are `user.overlay.*`,
 /// the only ones settable in a user namespace), and nothing that would put anything but
-/// plain files into the upper directory (no index, no metacopy, no redirects).
-pub(crate) const OVERLAY_OPTIONS: &str = "userxattr,index=off,metacopy=off,redirect_dir=off";
+/// plain files into the upper directory (no index, no metacopy, redirects neither made nor followed).
+pub(crate) const OVERLAY_OPTIONS: &str = "userxattr,index=off,metacopy=off,redirect_dir=nofollow";

@@ -96,10 +96,9 @@ impl Root {
                     .map(|b| (b.source.clone(), b.target.clone())),
             );
         for (source, target) in host_binds {
-            let rel = oci::layer::normalize(target.as_bytes(), false)
-                .ok()
-                .flatten()
-                .filter(|_| target.starts_with('/'))
+            let rel = target
+                .strip_prefix('/')
+                .and_then(|t| oci::layer::normalize(t.as_bytes(), false).ok().flatten())
                 .ok_or_else(|| {
                     bad(format!(
                         "bind target `{target}` must be absolute, without `..`"

@@ -1,0 +1,412 @@
+//! The sandbox on the real kernel: runs over a Debian root, commits checked with umoci,
+//! hostile layers. Run as root, and again as the unprivileged `nua-rootless` user
+//! (`as_unprivileged_user` re-runs this binary under `setpriv`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Proc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nua::oci::{self, BlobStore, Compression, Descriptor, Layer, LayerOptions, LayerWriter};
+use nua::sandbox::{Bind, Command, Network, Root, Sandbox, Status, Stream};
+
+const INNER: &str = "NUA_SANDBOX_TEST_INNER";
+const ROOTFS: &str = "NUA_SANDBOX_TEST_ROOTFS";
+const ROOTLESS_USER: &str = "nua-rootless";
+
+struct Env {
+    store: BlobStore,
+    sandbox: Sandbox,
+    base: Layer,
+    dir: PathBuf,
+}
+
+/// One store, sandbox and base layer per test binary and user (unpacked once, reused).
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let rootfs = match std::env::var_os(ROOTFS) {
+            Some(p) => PathBuf::from(p),
+            None => common::test_env().to_owned(),
+        };
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let dir = std::env::temp_dir().join(format!("nua-sandbox-tests-{uid}"));
+        let store = BlobStore::open(dir.join("store")).unwrap();
+        let opts = LayerOptions {
+            compression: Compression::Zstd(1),
+            source_date_epoch: 0,
+        };
+        let mut writer = LayerWriter::new(&store, opts).unwrap();
+        writer
+            .append_tar_stream(std::fs::File::open(&rootfs).unwrap())
+            .unwrap();
+        let base = writer.finish().unwrap();
+        let sandbox = Sandbox::new(&dir.join("sandbox"), &store).unwrap();
+        // Unpack the base once, before tests run concurrently.
+        drop(sandbox.root(std::slice::from_ref(&base)).unwrap());
+        Env {
+            store,
+            sandbox,
+            base,
+            dir,
+        }
+    })
+}
+
+fn root() -> Root {
+    env()
+        .sandbox
+        .root(std::slice::from_ref(&env().base))
+        .unwrap()
+}
+
+/// Run a shell script; its status and output lines.
+fn sh(root: &mut Root, cmd: Command) -> (Status, Vec<(Stream, String)>) {
+    let mut lines = Vec::new();
+    let status = root
+        .run(&cmd, &mut |s, l| lines.push((s, l.to_owned())))
+        .unwrap();
+    (status, lines)
+}
+
+fn stdout(lines: &[(Stream, String)]) -> Vec<&str> {
+    lines
+        .iter()
+        .filter(|(s, _)| *s == Stream::Stdout)
+        .map(|(_, l)| l.as_str())
+        .collect()
+}
+
+#[test]
+fn exit_codes_and_signals_pass_through() {
+    let mut root = root();
+    assert_eq!(sh(&mut root, Command::shell("exit 0")).0, Status::Exited(0));
+    assert_eq!(
+        sh(&mut root, Command::shell("exit 42")).0,
+        Status::Exited(42)
+    );
+    assert_eq!(
+        sh(&mut root, Command::shell("kill -TERM $$")).0,
+        Status::Signaled(15)
+    );
+    let err = root
+        .run(&Command::new(["no-such-command"]), &mut |_, _| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("executing the command"), "{err}");
+}
+
+#[test]
+fn timeout_kills_the_whole_namespace() {
+    let mut root = root();
+    // Unique per test process: the root and unprivileged runs go on at the same time.
+    let marker = format!("sleep {}", 100_000 + std::process::id());
+    let mut cmd = Command::shell(&format!("{marker}1 & {marker}2; echo never"));
+    cmd.timeout = Some(Duration::from_millis(1500));
+    let (status, lines) = sh(&mut root, cmd);
+    assert_eq!(status, Status::TimedOut);
+    assert!(lines.is_empty(), "{lines:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&marker))
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let mut root = root();
+    let script = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
+    let mut cmd = Command::shell(script);
+    cmd.network = Network::None;
+    let (status, lines) = sh(&mut root, cmd);
+    assert!(status.success());
+    assert_eq!(stdout(&lines), ["lo"]);
+    let (_, host) = sh(&mut root, Command::shell(script));
+    assert!(
+        stdout(&host).len() > 1,
+        "the host network has more than lo: {host:?}"
+    );
+}
+
+#[test]
+fn read_only_bind_is_visible_not_writable_nor_committed() {
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("ca.pem"), "CERT\n").unwrap();
+    set_readable(host.path());
+    let mut root = root();
+    let mut cmd = Command::shell("cat /opt/host/ca.pem; echo x > /opt/host/ca.pem || echo refused");
+    cmd.mounts.push(Bind {
+        source: host.path().to_owned(),
+        target: "/opt/host".into(),
+    });
+    let (status, lines) = sh(&mut root, cmd);
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(stdout(&lines), ["CERT", "refused"]);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("ca.pem")).unwrap(),
+        "CERT\n"
+    );
+    let listing = listing(&root.commit(&LayerOptions::default()).unwrap());
+    assert!(listing.iter().all(|e| !e.starts_with("opt")), "{listing:?}");
+}
+
+#[test]
+fn proc_dev_env_cwd_and_user_are_set() {
+    let mut root = root();
+    let mut cmd = Command::new(["sh", "-c", "echo $FOO ${HOME-nohome}; pwd; id -u; id -g; \
+        head -c 8 /dev/urandom | wc -c; echo gone > /dev/null; test -r /proc/self/status && echo proc; hostname"]);
+    cmd.env = vec![
+        ("PATH".into(), "/usr/bin:/bin".into()),
+        ("FOO".into(), "bar".into()),
+    ];
+    cmd.cwd = "/usr/share".into();
+    let id = if env().sandbox.mapping().maps(1000) {
+        1000
+    } else {
+        0
+    };
+    cmd.user = (id, id);
+    cmd.hostname = "step-3".into();
+    let (status, lines) = sh(&mut root, cmd);
+    assert!(status.success(), "{lines:?}");
+    let (id, id8) = (id.to_string(), "8".to_string());
+    assert_eq!(
+        stdout(&lines),
+        ["bar nohome", "/usr/share", &id, &id, &id8, "proc", "step-3"]
+    );
+}
+
+#[test]
+fn output_lines_arrive_in_order() {
+    let mut root = root();
+    let (status, lines) = sh(
+        &mut root,
+        Command::shell("seq 1 500; echo oops >&2; printf 'no newline'"),
+    );
+    assert!(status.success());
+    let out = stdout(&lines);
+    let expected: Vec<String> = (1..=500).map(|i| i.to_string()).collect();
+    assert_eq!(
+        out[..500],
+        expected.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(out[500], "no newline");
+    assert!(lines.contains(&(Stream::Stderr, "oops".into())));
+}
+
+#[test]
+fn deleted_file_and_replaced_directory_survive_commit_and_umoci() {
+    let mut root = root();
+    let script = "rm /etc/debian_version && rm -rf /usr/share/doc && mkdir /usr/share/doc \
+        && touch /usr/share/doc/new-file && echo hi > /etc/added";
+    let (status, lines) = sh(&mut root, Command::shell(script));
+    assert!(status.success(), "{lines:?}");
+    // A second run sees the first one's changes.
+    assert!(
+        sh(&mut root, Command::shell("test ! -e /etc/debian_version"))
+            .0
+            .success()
+    );
+    assert_eq!(root.read_file("/etc/debian_version").unwrap(), None);
+    assert_eq!(root.read_file("/etc/added").unwrap().unwrap(), b"hi\n");
+    assert!(root.read_file("/etc/os-release").unwrap().is_some());
+    let layer = root.commit(&LayerOptions::default()).unwrap();
+    insta::assert_snapshot!(listing(&layer).join("\n"));
+
+    let e = env();
+    let spec = oci::ImageSpec::new(
+        vec![e.base.clone(), layer],
+        oci::ContainerConfig::default(),
+        0,
+    );
+    let image = oci::write_image(&e.store, &spec).unwrap();
+    let work = tempfile::tempdir_in(&e.dir).unwrap();
+    let layout = work.path().join("layout");
+    let name = oci::ImageName::parse("sandbox-test:1").unwrap();
+    oci::write_layout_dir(&e.store, &image, &[name], &layout).unwrap();
+    let bundle = work.path().join("bundle");
+    let image_arg = format!("{}:1", layout.display());
+    let umoci = ["unpack", "--rootless", "--image", &image_arg];
+    common::run_ok(Proc::new("umoci").args(umoci).arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    assert!(rootfs.join("etc/os-release").exists());
+    assert!(!rootfs.join("etc/debian_version").exists());
+    let doc: Vec<_> = std::fs::read_dir(rootfs.join("usr/share/doc"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(doc, ["new-file"]);
+}
+
+/// The hostile fixture as a registry layer would arrive: raw tar straight into the store.
+fn hostile(name: &str) -> Result<Root, nua::sandbox::Error> {
+    let bytes = std::fs::read(common::root().join("fixtures/hostile").join(name)).unwrap();
+    let info = env().store.put_bytes(&bytes).unwrap();
+    let layer = Layer {
+        descriptor: Descriptor::new(
+            "application/vnd.oci.image.layer.v1.tar",
+            info.digest.clone(),
+            info.size,
+        ),
+        diff_id: info.digest,
+    };
+    env().sandbox.root(&[layer])
+}
+
+/// Hostile layers one at a time, so each sees only its own traces in the cache.
+static HOSTILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn refused(name: &str, entry: &str) {
+    let _one = HOSTILE.lock().unwrap_or_else(|e| e.into_inner());
+    let before = tree(&env().dir.join("sandbox"));
+    let err = hostile(name).map(drop).unwrap_err().to_string();
+    assert!(
+        err.contains("refusing entry") && err.contains(entry),
+        "{name}: {err}"
+    );
+    let after = tree(&env().dir.join("sandbox"));
+    let new: Vec<_> = after.difference(&before).collect();
+    assert!(new.is_empty(), "{name} left files behind: {new:?}");
+}
+
+#[test]
+fn hostile_dotdot_is_refused() {
+    refused("rootfs-dotdot-escape.tar", "etc/../../escaped.txt");
+    assert!(!env().dir.join("sandbox/escaped.txt").exists() && !Path::new("/escaped.txt").exists());
+}
+
+#[test]
+fn hostile_absolute_path_is_refused() {
+    let passwd = std::fs::read("/etc/passwd").unwrap();
+    refused("rootfs-absolute-path.tar", "/etc/passwd");
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd);
+}
+
+#[test]
+fn hostile_hardlink_outside_is_refused() {
+    refused("rootfs-hardlink-outside.tar", "etc/shadow");
+}
+
+#[test]
+fn hostile_symlink_escape_is_refused() {
+    let outside = Path::new("/tmp/nua-hostile-symlink-target");
+    let _ = std::fs::create_dir(outside);
+    refused("rootfs-symlink-escape.tar", "evil/pwned.txt");
+    assert!(!outside.join("pwned.txt").exists());
+}
+
+#[test]
+fn hostile_device_node_is_skipped() {
+    let _one = HOSTILE.lock().unwrap_or_else(|e| e.into_inner());
+    let root = hostile("rootfs-device-node.tar").unwrap();
+    assert_eq!(root.read_file("ok.txt").unwrap().unwrap(), b"ok\n");
+    assert_eq!(root.read_file("mem").unwrap(), None);
+}
+
+#[test]
+fn as_unprivileged_user() {
+    if std::env::var_os(INNER).is_some() || unsafe { libc::getuid() } != 0 {
+        return;
+    }
+    let rootfs = common::test_env();
+    // The user cannot read root's cache: give it a copy of the base root filesystem.
+    let copy = Path::new("/var/tmp/nua-sandbox-rootfs.tar");
+    let stale = std::fs::metadata(copy).ok().map(|m| m.len())
+        != std::fs::metadata(rootfs).ok().map(|m| m.len());
+    if stale {
+        std::fs::copy(rootfs, copy).unwrap();
+    }
+    set_readable(copy);
+    let exe = std::env::current_exe().unwrap();
+    let out = common::run(
+        Proc::new("setpriv")
+            .args([
+                "--reuid",
+                ROOTLESS_USER,
+                "--regid",
+                ROOTLESS_USER,
+                "--init-groups",
+                "--",
+            ])
+            .arg(&exe)
+            .args([
+                "--include-ignored",
+                "--skip",
+                "as_unprivileged_user",
+                "--test-threads",
+                "2",
+            ])
+            .env(INNER, "1")
+            .env(ROOTFS, copy)
+            .env("HOME", format!("/home/{ROOTLESS_USER}"))
+            .env_remove("TMPDIR")
+            .current_dir("/"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "as {ROOTLESS_USER}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("12 passed"), "{text}");
+}
+
+fn set_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { 0o755 } else { 0o644 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Entry names of a layer blob, in order (type prefix for non-files).
+fn listing(layer: &Layer) -> Vec<String> {
+    let blob = env().store.open_blob(&layer.descriptor.digest).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            let kind = format!("{:?}", h.entry_type());
+            format!(
+                "{kind} {} {}:{}",
+                e.path().unwrap().display(),
+                h.uid().unwrap(),
+                h.gid().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Every path under `dir`, sorted (to compare before and after).
+fn tree(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| !p.starts_with(dir.join("roots")))
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            let mut v = vec![p.clone()];
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                v.extend(walk(&p));
+            }
+            v
+        })
+        .collect()
+}
