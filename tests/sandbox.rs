@@ -36,7 +36,7 @@ fn env() -> &'static Env {
         let dir = std::env::temp_dir().join(format!("nua-sandbox-tests-{uid}"));
         let store = BlobStore::open(dir.join("store")).unwrap();
         let opts = LayerOptions {
-            compression: Compression::Zstd(1),
+            compression: Compression::Gzip(1),
             source_date_epoch: 0,
         };
         let mut writer = LayerWriter::new(&store, opts).unwrap();

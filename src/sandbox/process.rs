@@ -272,27 +272,23 @@ fn pump(
 
 /// Turn the report pipe's messages into a status or a setup error.
 fn decode(report: &[u8]) -> Result<Status> {
-    for msg in report.chunks_exact(9) {
+    if let Some(msg) = report.chunks_exact(9).next() {
         let value = i32::from_ne_bytes(msg[5..9].try_into().expect("4 bytes"));
-        match msg[0] {
-            REPORT_STATUS => {
-                return Ok(if libc::WIFSIGNALED(value) {
-                    Status::Signaled(libc::WTERMSIG(value))
-                } else {
-                    Status::Exited(libc::WEXITSTATUS(value))
-                })
-            }
-            _ => {
-                let step = u32::from_ne_bytes(msg[1..5].try_into().expect("4 bytes")) as usize;
-                return Err(Error::Setup {
-                    step: STEPS
-                        .get(step)
-                        .unwrap_or(&"setting up the sandbox")
-                        .to_string(),
-                    source: std::io::Error::from_raw_os_error(value),
-                });
-            }
+        if msg[0] == REPORT_STATUS {
+            return Ok(if libc::WIFSIGNALED(value) {
+                Status::Signaled(libc::WTERMSIG(value))
+            } else {
+                Status::Exited(libc::WEXITSTATUS(value))
+            });
         }
+        let step = u32::from_ne_bytes(msg[1..5].try_into().expect("4 bytes")) as usize;
+        return Err(Error::Setup {
+            step: STEPS
+                .get(step)
+                .unwrap_or(&"setting up the sandbox")
+                .to_string(),
+            source: std::io::Error::from_raw_os_error(value),
+        });
     }
     Err(Error::Setup {
         step: "running the command (the sandbox ended without a status: killed?)".into(),
@@ -307,7 +303,7 @@ mod tests {
     #[test]
     fn reports_decode_to_status_or_step() {
         let mut msg = vec![REPORT_STATUS, 0, 0, 0, 0];
-        msg.extend_from_slice(&(3 << 8i32).to_ne_bytes());
+        msg.extend_from_slice(&(3i32 << 8).to_ne_bytes());
         assert!(matches!(decode(&msg), Ok(Status::Exited(3))));
         let mut msg = vec![REPORT_SETUP];
         msg.extend_from_slice(&12u32.to_ne_bytes());

@@ -35,6 +35,7 @@ pub(crate) fn unpack(store: &BlobStore, layer: &Layer, dest: &Path) -> Result<()
     std::fs::create_dir(dest).at(dest)?;
     let root = open_dir(libc::AT_FDCWD, &path_c(dest)?).at(dest)?;
     let mut archive = tar::Archive::new(&mut hashed);
+    let archive = &mut archive;
     let entries = archive
         .entries()
         .map_err(|e| stream_error(&name, "reading", e))?;
@@ -46,7 +47,6 @@ pub(crate) fn unpack(store: &BlobStore, layer: &Layer, dest: &Path) -> Result<()
         }
         .entry(&mut entry)?;
     }
-    drop(archive);
     // Trailing padding after the end-of-archive blocks is part of the DiffID too.
     io::copy(&mut hashed, &mut io::sink()).map_err(|e| stream_error(&name, "draining", e))?;
     let actual = Digest::from_hash(hashed.hasher.finalize().into());
