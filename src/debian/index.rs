@@ -186,6 +186,11 @@ fn fetch_release(src: &Source, http: &Http) -> Result<Release> {
     verify_release(src, &bytes, release::now())
 }
 
+/// The raw (unverified) InRelease of `src`, for callers that keep or inspect it.
+pub fn fetch_in_release(src: &Source) -> Result<Vec<u8>> {
+    Http::new()?.get_bytes(&src.dists_url("InRelease"), 64 << 20)
+}
+
 /// Verify an InRelease as fetched (`now` in Unix seconds) and parse it.
 pub fn verify_release(src: &Source, in_release: &[u8], now: u64) -> Result<Release> {
     let keyring = Keyring::load(&src.keyring)?;

@@ -83,6 +83,11 @@ impl Index {
                 })?;
             seeds.push((dep, None));
         }
+        // unpack_layer makes a merged-/usr root: say so to the packages that ask
+        // (`usrmerge | usr-is-merged`), instead of installing the converter, as debootstrap does.
+        if req.essential && self.packages.contains_key("usr-is-merged") {
+            seeds.push((plain("usr-is-merged"), None));
+        }
         for p in self.packages.values() {
             if (req.essential && p.essential) || (req.required && p.priority == "required") {
                 seeds.push((plain(&p.name), None));
@@ -208,7 +213,11 @@ mod tests {
         ];
         let mut text = String::new();
         for (name, version, extra) in pkgs {
-            let extra = if extra.is_empty() { "Priority: optional" } else { extra };
+            let extra = if extra.is_empty() {
+                "Priority: optional"
+            } else {
+                extra
+            };
             text.push_str(&format!(
                 "Package: {name}\nVersion: {version}\nArchitecture: amd64\n{extra}\n\
                  Filename: pool/{name}.deb\nSize: 1\nSHA256: {}\n\n",
