@@ -169,6 +169,8 @@ fn bootstrap_configures_in_a_chroot_and_dpkg_and_apt_work() {
         t.elapsed(),
         layer.descriptor.size
     );
+    let again = unpack_layer(pkgs, &store, None, &source(), &opts).unwrap();
+    assert_eq!(again, layer, "same packages, same layer digest");
     let script = configure_script(pkgs, &store).unwrap();
     assert!(
         script.contains("preinst base-files base-files amd64\n"),
