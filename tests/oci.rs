@@ -250,8 +250,12 @@ fn in_memory_entries_whiteouts_and_xattrs() {
         &body[..],
     )
     .unwrap();
-    w.add_hardlink("nua/metadata/copy.json", "nua/metadata/nua-config.json")
-        .unwrap();
+    w.add_hardlink(
+        "nua/metadata/copy.json",
+        "nua/metadata/nua-config.json",
+        &Meta::new(0o644),
+    )
+    .unwrap();
     w.add_symlink("nua/current", "/nua/metadata", &Meta::new(0o777))
         .unwrap();
     w.add_whiteout("nua/build").unwrap();

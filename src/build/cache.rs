@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Error;
+use std::time::Instant;
+
+use super::{Event, Reporter};
 use crate::oci;
 
 pub struct LayerCache {
@@ -31,15 +33,42 @@ impl LayerCache {
         store.contains(&layer.descriptor.digest).then_some(layer)
     }
 
-    pub fn put(&self, key: &str, layer: &oci::Layer) -> Result<(), Error> {
-        let io = |source| Error::Cache {
-            path: self.dir.clone(),
-            source,
-        };
-        fs_err::create_dir_all(&self.dir).map_err(io)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
-        serde_json::to_writer(&mut tmp, layer).map_err(|e| io(e.into()))?;
-        tmp.persist(self.entry(key)).map_err(|e| io(e.error))?;
+    pub fn put(&self, key: &str, layer: &oci::Layer) -> std::io::Result<()> {
+        fs_err::create_dir_all(&self.dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        serde_json::to_writer(&mut tmp, layer)?;
+        tmp.persist(self.entry(key)).map_err(|e| e.error)?;
         Ok(())
+    }
+
+    /// A build step: the layer cached under `key`, else the one `make` writes (then cached),
+    /// reported as step `label`. `cache_error` turns a failure to write the entry into `E`.
+    pub fn step<E>(
+        &self,
+        store: &oci::BlobStore,
+        key: &str,
+        label: &str,
+        reporter: &mut dyn Reporter,
+        make: impl FnOnce(&mut dyn Reporter) -> Result<oci::Layer, E>,
+        cache_error: impl FnOnce(PathBuf, std::io::Error) -> E,
+    ) -> Result<(String, oci::Layer, bool), E> {
+        reporter.event(Event::StepStarted { step: label });
+        let started = Instant::now();
+        let (layer, cached) = match self.get(key, store) {
+            Some(layer) => (layer, true),
+            None => {
+                let layer = make(reporter)?;
+                if let Err(source) = self.put(key, &layer) {
+                    return Err(cache_error(self.dir.clone(), source));
+                }
+                (layer, false)
+            }
+        };
+        reporter.event(Event::StepFinished {
+            step: label,
+            cached,
+            elapsed: started.elapsed(),
+        });
+        Ok((label.to_owned(), layer, cached))
     }
 }

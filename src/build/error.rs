@@ -6,18 +6,8 @@ use crate::oci;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read the base root filesystem `{}`", path.display())]
-    BaseRootfs {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot turn the base root filesystem `{}` into a layer", path.display())]
-    BaseLayer {
-        path: PathBuf,
-        #[source]
-        source: oci::Error,
-    },
+    #[error(transparent)]
+    Base(#[from] super::base::BaseError),
     #[error("cannot add the app source `{}` to its layer", path.display())]
     SourceLayer {
         path: PathBuf,

@@ -122,8 +122,21 @@ pub fn labels(config: &NuaConfig, created: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// The image's variables, sorted: the base's, then `PATH` and `LANG` of the image spec.
+pub fn image_env(base_env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut env = base_env.clone();
+    env.insert("PATH".to_owned(), PATH.to_owned());
+    env.insert("LANG".to_owned(), "C.UTF-8".to_owned());
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 /// The run config of the image: command, user, working folder, ports, healthcheck, labels.
-pub fn container_config(config: &NuaConfig, created: &str) -> oci::ContainerConfig {
+/// `base_env` comes from the base image's layers; `PATH` and `LANG` are the image spec's.
+pub fn container_config(
+    config: &NuaConfig,
+    created: &str,
+    base_env: &BTreeMap<String, String>,
+) -> oci::ContainerConfig {
     const SECOND: u64 = 1_000_000_000;
     // Ports given as an env variable or `auto` are only known at deployment.
     let exposed_ports = config
@@ -143,7 +156,7 @@ pub fn container_config(config: &NuaConfig, created: &str) -> oci::ContainerConf
     oci::ContainerConfig {
         user: Some(format!("{NUA_UID}:{NUA_GID}")),
         exposed_ports,
-        env: vec![format!("PATH={PATH}"), "LANG=C.UTF-8".to_owned()],
+        env: image_env(base_env),
         cmd: start_script(config).map(|_| vec![format!("/{START_SCRIPT}")]),
         working_dir: Some(APP_DIR.to_owned()),
         labels: labels(config, created),

@@ -3,14 +3,15 @@
 //! The plan is a short list of steps, each producing one layer and each with a cache key made
 //! of its inputs (the parent's key, the step's definition, the bytes it reads; never mtimes):
 //!
-//! 1. **base**: a root filesystem tarball turned into a layer (`--base-rootfs`; bootstrapped
-//!    base images replace this later);
+//! 1. **base**: the layers of the base image the config's `builder` resolves to (see
+//!    [`base`]), bootstrapped from Debian packages and cached step by step;
 //! 2. **source**: the app folder, filtered by `.nuaignore`/`.dockerignore`, under `/nua/app`,
 //!    owned by the `nua` user;
 //! 3. **metadata**: `/nua/metadata/nua-config.json` and `/nua/scripts/start`.
 //!
 //! The build does no printing: it reports progress through a [`Reporter`].
 
+pub mod base;
 mod cache;
 mod error;
 pub mod metadata;
@@ -18,7 +19,7 @@ mod source;
 mod steps;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use error::Error;
 pub use source::SourceFilter;
@@ -31,8 +32,10 @@ use crate::oci;
 pub struct BuildOptions {
     /// The cache folder: blob store and layer cache index.
     pub cache_dir: PathBuf,
-    /// The base root filesystem tarball.
-    pub base_rootfs: PathBuf,
+    /// The base image definitions.
+    pub catalog: base::Catalog,
+    /// The Debian mirror to take packages from instead of the machine's.
+    pub mirror: Option<String>,
     /// Where the result goes.
     pub output: Output,
     /// Layer compression.
@@ -84,9 +87,29 @@ pub struct LayerSummary {
     pub cached: bool,
 }
 
+impl LayerSummary {
+    pub fn new(step: &str, layer: &oci::Layer, cached: bool) -> LayerSummary {
+        LayerSummary {
+            step: step.to_owned(),
+            digest: layer.descriptor.digest.to_string(),
+            diff_id: layer.diff_id.to_string(),
+            size: layer.descriptor.size,
+            cached,
+        }
+    }
+}
+
 /// Progress of a build, as it happens.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
+    /// Something the user should know (a missing lock, a builder name without exact match).
+    Warning {
+        message: &'a str,
+    },
+    /// A line printed by the command a step runs.
+    Output {
+        line: &'a str,
+    },
     StepStarted {
         step: &'a str,
     },
@@ -112,6 +135,52 @@ impl Reporter for Silent {
     fn event(&mut self, _: Event<'_>) {}
 }
 
+/// The base `app` builds on (its `builder`, else [`base::DEFAULT_BASE`]), built or taken
+/// from the cache.
+fn build_base_of(
+    app: &Loaded,
+    options: &BuildOptions,
+    store: &oci::BlobStore,
+    reporter: &mut dyn Reporter,
+) -> Result<base::BaseImage, Error> {
+    let build = &app.config.build;
+    let builders: Vec<String> = match (&build.builder, &build.builders) {
+        (Some(one), _) => vec![one.image_name()],
+        (None, Some(many)) => many.iter().map(|b| b.image_name()).collect(),
+        (None, None) => Vec::new(),
+    };
+    let name = match builders.first() {
+        None => base::DEFAULT_BASE.to_owned(),
+        Some(first) => {
+            let resolved = options.catalog.resolve_builder(first)?;
+            if let Some(message) = &resolved.warning {
+                reporter.event(Event::Warning { message });
+            }
+            resolved.base
+        }
+    };
+    if builders.len() > 1 {
+        let message = format!(
+            "only the first of `builders` is used for now (`{}`): the others are ignored",
+            builders[0]
+        );
+        reporter.event(Event::Warning { message: &message });
+    }
+    let plan = base::Plan::new(&options.catalog, &name, options.mirror.as_deref(), store)?;
+    for message in &plan.warnings {
+        reporter.event(Event::Warning { message });
+    }
+    let base_options = base::BaseOptions {
+        cache_dir: options.cache_dir.clone(),
+        layer: oci::LayerOptions {
+            compression: options.compression,
+            // The base's own time (its archive's date), not the app's: one base for all apps.
+            source_date_epoch: plan.source_date_epoch,
+        },
+    };
+    Ok(base::build_base(&plan, store, &base_options, reporter)?)
+}
+
 /// Build the image of `app` as `options` say.
 pub fn build(
     app: &Loaded,
@@ -135,38 +204,31 @@ pub fn build(
         .collect::<Result<Vec<_>, _>>()?;
     let store = oci::BlobStore::open(&options.cache_dir).map_err(Error::Oci)?;
     let cache = cache::LayerCache::new(&options.cache_dir);
+    let filter = SourceFilter::new(&app.root)?.excluding(&app.root, options.output.path());
     let ctx = steps::Context {
         app,
         store: &store,
         options,
-        filter: SourceFilter::new(&app.root)?.excluding(&app.root, options.output.path()),
+        filter,
     };
 
-    let mut layers: Vec<(String, oci::Layer, bool)> = Vec::new();
-    let mut parent_key = String::new();
+    let base = build_base_of(app, options, &store, reporter)?;
+    let mut parent_key = base.key;
+    let mut layers = base.layers;
     for step in steps::plan(app) {
-        let name = step.name();
-        reporter.event(Event::StepStarted { step: name });
-        let started = Instant::now();
         let key = step.cache_key(&ctx, &parent_key)?;
-        let (layer, cached) = match cache.get(&key, &store) {
-            Some(layer) => (layer, true),
-            None => {
-                let layer = step.run(&ctx)?;
-                cache.put(&key, &layer)?;
-                (layer, false)
-            }
-        };
-        reporter.event(Event::StepFinished {
-            step: name,
-            cached,
-            elapsed: started.elapsed(),
-        });
-        layers.push((name.to_owned(), layer, cached));
+        layers.push(cache.step(
+            &store,
+            &key,
+            step.name(),
+            reporter,
+            |_| step.run(&ctx),
+            |path, source| Error::Cache { path, source },
+        )?);
         parent_key = key;
     }
 
-    let image = steps::write_image(&ctx, &layers)?;
+    let image = steps::write_image(&ctx, &layers, &base.env)?;
 
     reporter.event(Event::Writing {
         path: options.output.path(),
@@ -188,13 +250,7 @@ pub fn build(
         size: layers.iter().map(|(_, l, _)| l.descriptor.size).sum(),
         layers: layers
             .into_iter()
-            .map(|(step, layer, cached)| LayerSummary {
-                step,
-                digest: layer.descriptor.digest.to_string(),
-                diff_id: layer.diff_id.to_string(),
-                size: layer.descriptor.size,
-                cached,
-            })
+            .map(|(step, layer, cached)| LayerSummary::new(&step, &layer, cached))
             .collect(),
         output: options.output.path().to_path_buf(),
     })

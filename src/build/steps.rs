@@ -10,7 +10,7 @@ use crate::oci;
 
 /// Bump when the bytes a step writes change for the same inputs, so old cache entries are
 /// not reused.
-const STEP_FORMAT: &str = "nua-step-v2";
+const STEP_FORMAT: &str = "nua-step-v3";
 
 /// Where the app's source lands in the image.
 const APP_PREFIX: &str = "nua/app";
@@ -29,22 +29,20 @@ pub struct Context<'a> {
     pub filter: SourceFilter,
 }
 
-/// One layer of the image.
+/// One layer of the image above its base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    Base,
     Source,
     Metadata,
 }
 
 pub fn plan(_app: &Loaded) -> Vec<Step> {
-    vec![Step::Base, Step::Source, Step::Metadata]
+    vec![Step::Source, Step::Metadata]
 }
 
 impl Step {
     pub fn name(self) -> &'static str {
         match self {
-            Step::Base => "base",
             Step::Source => "source",
             Step::Metadata => "metadata",
         }
@@ -65,13 +63,6 @@ impl Step {
             hasher.update([0]);
         }
         match self {
-            Step::Base => {
-                let mut file = open_base(ctx)?;
-                std::io::copy(&mut file, &mut hasher).map_err(|source| Error::BaseRootfs {
-                    path: ctx.options.base_rootfs.clone(),
-                    source,
-                })?;
-            }
             // The DiffID the app tree would have: everything that reaches the layer (content,
             // modes, links, xattrs, clamped times), read by the walker that writes it.
             Step::Source => {
@@ -105,14 +96,6 @@ impl Step {
         let mut writer =
             oci::LayerWriter::new(ctx.store, layer_options(ctx)).map_err(Error::Oci)?;
         match self {
-            Step::Base => {
-                writer
-                    .append_tar_stream(open_base(ctx)?)
-                    .map_err(|source| Error::BaseLayer {
-                        path: ctx.options.base_rootfs.clone(),
-                        source,
-                    })?;
-            }
             Step::Source => {
                 // Entries in name order: `nua/`, `nua/app/…`, `nua/bin/`, `nua/etc/`.
                 let owner = oci::Meta::new(0o755).owned_by(NUA_UID, NUA_GID);
@@ -174,25 +157,18 @@ fn layer_options(ctx: &Context<'_>) -> oci::LayerOptions {
     }
 }
 
-fn open_base(ctx: &Context<'_>) -> Result<std::fs::File, Error> {
-    let path = &ctx.options.base_rootfs;
-    std::fs::File::open(path).map_err(|source| Error::BaseRootfs {
-        path: path.clone(),
-        source,
-    })
-}
-
 /// Write the image config and manifest for `layers` into the store.
 pub fn write_image(
     ctx: &Context<'_>,
     layers: &[(String, oci::Layer, bool)],
+    base_env: &std::collections::BTreeMap<String, String>,
 ) -> Result<oci::ImageRef, Error> {
     let epoch = ctx.options.source_date_epoch;
     let created = oci::image::rfc3339(epoch);
     let config = &ctx.app.config;
     let mut spec = oci::ImageSpec::new(
         layers.iter().map(|(_, layer, _)| layer.clone()).collect(),
-        metadata::container_config(config, &created),
+        metadata::container_config(config, &created, base_env),
         epoch,
     );
     spec.history = layers

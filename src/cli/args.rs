@@ -27,6 +27,66 @@ pub enum PackCommand {
     Check(CheckArgs),
     /// Build the image of an application
     Build(BuildArgs),
+    /// Base images: list, build and lock the definitions of `base-images/`
+    #[command(subcommand)]
+    Base(BaseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaseCommand {
+    /// List the base images, what they are made of and the builder names they answer to
+    List(BaseListArgs),
+    /// Build a base image from Debian packages (cached), optionally writing it as an image
+    Build(BaseBuildArgs),
+    /// Resolve the packages of a base against the live archive and write its lock file
+    Lock(BaseLockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BaseListArgs {
+    /// Print the list as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseBuildArgs {
+    /// The base image (see `nua-pack base list`), or a builder name that resolves to one
+    pub name: String,
+    /// Also write the base as an image tarball
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Name the image NAME or NAME:TAG (repeatable) [default: nua-base-NAME:latest]
+    #[arg(short, long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub debian: DebianArgs,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseLockArgs {
+    /// The base images to lock [default: all]
+    pub names: Vec<String>,
+    /// Write the lock here instead of `base-images/NAME.lock` (one name only)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub debian: DebianArgs,
+}
+
+/// Where Debian packages come from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DebianArgs {
+    /// The Debian mirror to use instead of the machine's apt sources
+    /// (e.g. http://deb.debian.org/debian)
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
 }
 
 /// Every command of `nua`: the builder's, then the run side.
@@ -73,10 +133,9 @@ pub struct BuildArgs {
     /// Write an OCI image layout directory instead of a tarball
     #[arg(long)]
     pub oci_dir: bool,
-    /// The base layer: a root filesystem tarball, plain, gzip or zstd (until base images
-    /// are bootstrapped by nua-pack itself)
-    #[arg(long, value_name = "TARBALL")]
-    pub base_rootfs: PathBuf,
+    /// The Debian mirror for base images, instead of the machine's apt sources
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
     /// Compress layers with zstd instead of gzip (Docker 23+ and podman read zstd)
     #[arg(long)]
     pub zstd: bool,

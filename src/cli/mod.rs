@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod progress;
 pub mod settings;
 
 use std::fmt;
@@ -29,6 +30,7 @@ fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PackCommand::Check(args) => commands::check::run(args),
         PackCommand::Build(args) => commands::build::run(args),
+        PackCommand::Base(cmd) => commands::base::run(cmd),
     }
 }
 

@@ -7,6 +7,9 @@ use anyhow::Context as _;
 /// The cache folder (blob store, layer cache); default `$XDG_CACHE_HOME/nua` or
 /// `~/.cache/nua`.
 pub const NUA_CACHE_DIR: &str = "NUA_CACHE_DIR";
+/// A `base-images/` folder to read base definitions (and `../layers/`) from, instead of
+/// the ones compiled in.
+pub const NUA_BASE_IMAGES: &str = "NUA_BASE_IMAGES";
 /// The upper bound of every timestamp in a built image (reproducible-builds.org).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
@@ -48,4 +51,16 @@ fn git_commit_time(dir: &Path) -> Option<u64> {
         return None;
     }
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// The base image definitions: those of `NUA_BASE_IMAGES` when set, else the built-in ones.
+pub fn catalog() -> anyhow::Result<crate::build::base::Catalog> {
+    use crate::build::base::Catalog;
+    Ok(
+        match std::env::var_os(NUA_BASE_IMAGES).filter(|d| !d.is_empty()) {
+            Some(dir) => Catalog::from_dir(Path::new(&dir))
+                .with_context(|| format!("cannot read the base images of `{NUA_BASE_IMAGES}`"))?,
+            None => Catalog::builtin()?,
+        },
+    )
 }

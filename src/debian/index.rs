@@ -15,7 +15,9 @@ use super::http::{BodyError, Http};
 use super::pgp::{verify_cleartext, Keyring};
 use super::relation::{self, Dep};
 use super::release::{self, Release};
+use super::resolve::Locked;
 use super::source::Source;
+use super::status::Installed;
 use super::version::Version;
 
 /// One binary package of the index (relations kept as text, parsed when resolving).
@@ -39,6 +41,8 @@ pub struct Package {
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     pub arch: String,
+    /// The `Date` of the signed `InRelease` the index was read from.
+    pub date: Option<String>,
     pub(crate) packages: BTreeMap<String, Package>,
     /// Virtual name → (provider, provided version), providers sorted by name.
     pub(crate) providers: BTreeMap<String, Vec<(String, Option<Version>)>>,
@@ -48,6 +52,27 @@ impl Index {
     /// A package by name.
     pub fn get(&self, name: &str) -> Option<&Package> {
         self.packages.get(name)
+    }
+
+    /// `pkg`, resolved from this index earlier, as an installed package (with the
+    /// `Provides` the index gives it), for resolving what is added on top of it.
+    pub fn installed(&self, pkg: &Locked) -> Installed {
+        let provides = self
+            .get(&pkg.name)
+            .map(|p| {
+                p.provides
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        Installed {
+            name: pkg.name.clone(),
+            version: pkg.version.clone(),
+            architecture: pkg.architecture.clone(),
+            provides,
+        }
     }
 
     /// Number of packages.
@@ -133,6 +158,7 @@ pub fn fetch_index(src: &Source, store: &BlobStore) -> Result<Index> {
     let release = fetch_release(src, &http)?;
     let mut index = Index {
         arch: src.arch.clone(),
+        date: release.date.clone(),
         ..Index::default()
     };
     for component in &src.components {

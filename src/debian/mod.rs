@@ -67,7 +67,7 @@ pub use configure::{configure_env, configure_script};
 pub use download::{download, download_with, package_digest, Event, DEFAULT_WORKERS};
 pub use error::{Error, HttpKind, Result};
 pub use index::{fetch_in_release, fetch_index, verify_release, Index, Package};
-pub use release::Release;
+pub use release::{parse_date, Release};
 pub use resolve::{Locked, Request};
 pub use source::Source;
 pub use status::{parse_status, Installed};

@@ -42,6 +42,19 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The operator as Policy 7.1 writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Lt => "<<",
+            Op::Le => "<=",
+            Op::Eq => "=",
+            Op::Ge => ">=",
+            Op::Gt => ">>",
+        }
+    }
+}
+
 /// One alternative: a package name with an optional version constraint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dep {
@@ -49,6 +62,20 @@ pub struct Dep {
     /// `:any`, `:native` or an architecture name.
     pub arch_qualifier: Option<String>,
     pub version: Option<(Op, Version)>,
+}
+
+/// Written back as a relation field has it: `name[:qualifier] [(op version)]`.
+impl std::fmt::Display for Dep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some(q) = &self.arch_qualifier {
+            write!(f, ":{q}")?;
+        }
+        if let Some((op, version)) = &self.version {
+            write!(f, " ({} {version})", op.as_str())?;
+        }
+        Ok(())
+    }
 }
 
 impl Dep {

@@ -230,7 +230,7 @@ impl Unpacker {
                 };
                 if !self.written.contains_key(&path) {
                     self.parents(&path)?;
-                    self.layer.add_hardlink(&path, &target)?;
+                    self.layer.add_hardlink(&path, &target, &meta)?;
                     self.written.insert(path, Kind::File);
                 }
             } else {

@@ -182,10 +182,13 @@ impl LayerWriter {
     }
 
     /// Add a hard link to `target`, an entry earlier in this layer.
-    pub fn add_hardlink(&mut self, path: &str, target: &str) -> Result<()> {
+    ///
+    /// `meta` must be the target's: extractors such as Docker's apply a link entry's mode and
+    /// owner to the path, which is the target's inode, so anything else would change it.
+    pub fn add_hardlink(&mut self, path: &str, target: &str, meta: &Meta) -> Result<()> {
         let path = entry_path(path.as_bytes(), false)?;
         let target = entry_path(target.as_bytes(), false)?;
-        self.write_entry(&path, Kind::Hardlink, &Meta::new(0o644), &target, (0, 0))
+        self.write_entry(&path, Kind::Hardlink, meta, &target, (0, 0))
     }
 
     /// Mark `path` as deleted from lower layers: an empty `.wh.<name>` file.

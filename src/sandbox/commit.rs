@@ -90,7 +90,7 @@ impl Walker {
         if ty.is_file() {
             if md.nlink() > 1 {
                 if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
-                    return Ok(w.add_hardlink(rel, first)?);
+                    return Ok(w.add_hardlink(rel, first, &meta)?);
                 }
                 self.links.insert((md.dev(), md.ino()), rel.to_owned());
             }

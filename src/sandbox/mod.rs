@@ -233,6 +233,16 @@ pub enum Status {
     TimedOut,
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Exited(code) => write!(f, "exit code {code}"),
+            Status::Signaled(signal) => write!(f, "killed by signal {signal}"),
+            Status::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
 impl Status {
     /// Exited with code 0.
     pub fn success(&self) -> bool {

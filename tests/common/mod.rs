@@ -136,3 +136,53 @@ pub fn assert_store_intact(cache: &Path) {
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), digest);
     }
 }
+
+/// The cache folder the tests share for base images (`~/.cache/nua-tests/nua-cache`, or
+/// `NUA_TEST_CACHE`): bootstrapping a base takes a while, so it is done once per machine and
+/// reused, and remade whenever it is missing. The blob store and layer cache are safe to
+/// share between concurrent builds.
+pub fn shared_cache() -> PathBuf {
+    test_env();
+    match std::env::var_os("NUA_TEST_CACHE").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/nua-tests/nua-cache")
+        }
+    }
+}
+
+/// Build base `name` in the shared cache (once per test binary and base).
+pub fn shared_base(name: &str) -> PathBuf {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let cache = shared_cache();
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.insert(name.to_owned()) {
+        run_ok(
+            nua_pack()
+                .args(["base", "build", name, "--quiet"])
+                .env("NUA_CACHE_DIR", &cache),
+        );
+    }
+    cache
+}
+
+/// A fresh cache folder for one test whose base images are already there: the shared
+/// cache's blobs and layer index, hard-linked (blobs are immutable: written once under their
+/// digest, never modified). The app's own layers start cold.
+pub fn cache_with_base(name: &str, dir: &Path) -> PathBuf {
+    let shared = shared_base(name);
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    for sub in ["blobs", "layers"] {
+        run_ok(
+            Command::new("cp")
+                .arg("-al")
+                .arg(shared.join(sub))
+                .arg(cache.join(sub)),
+        );
+    }
+    cache
+}

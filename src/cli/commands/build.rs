@@ -1,12 +1,11 @@
 //! `nua-pack build`: load the nua-config, build, write the image, say where it went.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use crate::build::{self, BuildOptions, Event, Output, Reporter};
+use crate::build::{self, BuildOptions, Output};
 use crate::cli::args::BuildArgs;
+use crate::cli::progress::{human_bytes, Lines};
 use crate::cli::{settings, Hint};
 use crate::config::{self, LoadOptions};
 use crate::oci;
@@ -14,7 +13,6 @@ use crate::oci;
 pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
     let cache_dir = settings::cache_dir()?;
-    let base_rootfs = args.base_rootfs.clone();
 
     let app = config::load(
         &path,
@@ -39,7 +37,8 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     prepare_output(&output)?;
     let options = BuildOptions {
         cache_dir,
-        base_rootfs,
+        catalog: settings::catalog()?,
+        mirror: args.mirror.clone(),
         output,
         compression: if args.zstd {
             oci::Compression::Zstd(3)
@@ -50,21 +49,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags.clone(),
     };
 
-    let mut reporter = Lines {
-        quiet: args.quiet || args.json,
-        tty: std::io::stderr().is_terminal(),
-        spinner: None,
-    };
+    let mut reporter = Lines::new(args.quiet || args.json);
     let result = match build::build(&app, &options, &mut reporter) {
         Ok(result) => result,
-        Err(err @ build::Error::BaseLayer { .. }) => {
-            return Err(anyhow::Error::new(err)
-                .context(format!("cannot build `{}`", app.file.display()))
-                .context(Hint(
-                    "`--base-rootfs` takes a root filesystem as a tar archive (plain, gzip or \
-                     zstd), such as `mmdebstrap --variant=essential bookworm rootfs.tar` makes",
-                )))
-        }
         Err(err) => {
             return Err(
                 anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()))
@@ -116,67 +103,4 @@ fn prepare_output(output: &Output) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// One line per step on stderr; on a terminal, a spinner while the step runs.
-struct Lines {
-    quiet: bool,
-    tty: bool,
-    spinner: Option<indicatif::ProgressBar>,
-}
-
-impl Reporter for Lines {
-    fn event(&mut self, event: Event<'_>) {
-        if self.quiet {
-            return;
-        }
-        match event {
-            Event::StepStarted { step } if self.tty => {
-                let spinner = indicatif::ProgressBar::new_spinner();
-                spinner.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                        .expect("a valid template"),
-                );
-                spinner.set_message(format!("{step:>10}"));
-                spinner.enable_steady_tick(Duration::from_millis(100));
-                self.spinner = Some(spinner);
-            }
-            Event::StepStarted { .. } => {}
-            Event::StepFinished {
-                step,
-                cached,
-                elapsed,
-            } => {
-                if let Some(spinner) = self.spinner.take() {
-                    spinner.finish_and_clear();
-                }
-                let status = if cached { "cached" } else { "done" };
-                eprintln!("{step:>10} {status} in {}", human_duration(elapsed));
-            }
-            Event::Writing { path } => eprintln!("{:>10} {}", "writing", path.display()),
-        }
-    }
-}
-
-fn human_duration(d: Duration) -> String {
-    if d.as_secs() >= 1 {
-        format!("{:.1} s", d.as_secs_f64())
-    } else {
-        format!("{} ms", d.as_millis())
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

@@ -1,5 +1,6 @@
 //! One handler per command, each a thin wrapper over library calls.
 
+pub mod base;
 pub mod build;
 pub mod check;
 #[cfg(feature = "runtime")]

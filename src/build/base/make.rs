@@ -1,0 +1,226 @@
+//! Building a base: each step of its [`Plan`] becomes layers, taken from the layer cache
+//! when their key is known, else made with the Debian module and the sandbox.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use super::plan::{Plan, BOOTSTRAP};
+use super::BaseError;
+use crate::build::cache::LayerCache;
+use crate::build::{Event, Reporter};
+use crate::oci;
+use crate::sandbox::{self, Sandbox};
+use crate::{debian, oci::BlobStore};
+
+/// Bump when the bytes a base step writes change for the same inputs.
+const BASE_FORMAT: &str = "nua-base-v1";
+
+/// Maintainer scripts and layer commands get this long before they are killed.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// How to build bases.
+#[derive(Debug, Clone)]
+pub struct BaseOptions {
+    /// The cache folder: blob store, layer cache, sandbox roots.
+    pub cache_dir: PathBuf,
+    pub layer: oci::LayerOptions,
+}
+
+/// A built base: its layers, bottom first, and its image config variables.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    pub name: String,
+    /// (step, layer, taken from the cache)
+    pub layers: Vec<(String, oci::Layer, bool)>,
+    pub env: BTreeMap<String, String>,
+    /// The cache key of the last layer: the identity of this base for the steps above it.
+    pub key: String,
+}
+
+/// Build (or take from the cache) every layer of `plan`.
+pub fn build_base(
+    plan: &Plan,
+    store: &BlobStore,
+    options: &BaseOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<BaseImage, BaseError> {
+    let cache = LayerCache::new(&options.cache_dir);
+    let mut sandbox: Option<Sandbox> = None;
+    let mut layers: Vec<(String, oci::Layer, bool)> = Vec::new();
+    let mut key = key_of(
+        "",
+        &[
+            BASE_FORMAT,
+            &options.layer.compression.cache_name(),
+            &options.layer.source_date_epoch.to_string(),
+        ],
+    );
+    let base = plan.base.as_str();
+    let sandbox_error = |step: &str| {
+        let step = step.to_owned();
+        move |source| BaseError::Sandbox {
+            base: base.to_owned(),
+            step,
+            source: Box::new(source),
+        }
+    };
+
+    for step in &plan.steps {
+        let bootstrap = step.name == BOOTSTRAP;
+        let mut script = Vec::new();
+        if !step.packages.is_empty() {
+            let label = format!("{base}: {} packages ({})", step.name, step.packages.len());
+            let packages = serde_json::to_string(&step.packages).expect("serializable");
+            let unpack_key = key_of(&key, &["unpack", &packages, &bootstrap.to_string()]);
+            let layer = cache.step(
+                store,
+                &unpack_key,
+                &label,
+                reporter,
+                |_| {
+                    let debian_error = |source| BaseError::Debian {
+                        base: base.to_owned(),
+                        step: step.name.clone(),
+                        source: Box::new(source),
+                    };
+                    debian::download(&plan.source, &step.packages, store, &|_| {})
+                        .map_err(debian_error)?;
+                    let status = if bootstrap {
+                        None
+                    } else {
+                        let root = sandbox_for(&mut sandbox, options, store)
+                            .and_then(|s| s.root(&only_layers(&layers)))
+                            .map_err(sandbox_error(&step.name))?;
+                        root.read_file("/var/lib/dpkg/status")
+                            .map_err(sandbox_error(&step.name))?
+                    };
+                    let source = &plan.source;
+                    debian::unpack_layer(
+                        &step.packages,
+                        store,
+                        status.as_deref(),
+                        source,
+                        &options.layer,
+                    )
+                    .map_err(debian_error)
+                },
+                cache_error,
+            )?;
+            layers.push(layer);
+            key = unpack_key;
+            script.push(
+                debian::configure_script(&step.packages, store).map_err(|source| {
+                    BaseError::Debian {
+                        base: base.to_owned(),
+                        step: step.name.clone(),
+                        source: Box::new(source),
+                    }
+                })?,
+            );
+        }
+        script.extend(step.run.iter().cloned());
+        if script.is_empty() {
+            continue;
+        }
+        let script = format!("set -e\n{}\n", script.join("\n"));
+        let label = format!("{base}: {}", step.name);
+        let run_key = key_of(&key, &["run", &script]);
+        let layer = cache.step(
+            store,
+            &run_key,
+            &label,
+            reporter,
+            |reporter| {
+                let mut root = sandbox_for(&mut sandbox, options, store)
+                    .and_then(|s| s.root(&only_layers(&layers)))
+                    .map_err(sandbox_error(&step.name))?;
+                let mut command = sandbox::Command::shell(&script);
+                // Nothing from the host: dpkg's variables, `SOURCE_DATE_EPOCH`, a plain `PATH`.
+                command.env = debian::configure_env(options.layer.source_date_epoch);
+                command.network = sandbox::Network::None;
+                command.timeout = Some(STEP_TIMEOUT);
+                let mut tail = Tail::default();
+                let status = root
+                    .run(&command, &mut |_, line| {
+                        tail.push(line);
+                        reporter.event(Event::Output { line });
+                    })
+                    .map_err(sandbox_error(&step.name))?;
+                if !status.success() {
+                    return Err(BaseError::StepFailed {
+                        base: base.to_owned(),
+                        step: step.name.clone(),
+                        status: status.to_string(),
+                        tail: tail.text(),
+                    });
+                }
+                root.commit(&options.layer)
+                    .map_err(sandbox_error(&step.name))
+            },
+            cache_error,
+        )?;
+        layers.push(layer);
+        key = run_key;
+    }
+    Ok(BaseImage {
+        name: base.to_owned(),
+        layers,
+        env: plan.env.clone(),
+        key,
+    })
+}
+
+fn only_layers(layers: &[(String, oci::Layer, bool)]) -> Vec<oci::Layer> {
+    layers.iter().map(|(_, l, _)| l.clone()).collect()
+}
+
+/// The sandbox, made the first time a step has to run (a fully cached base needs none).
+fn sandbox_for<'s>(
+    slot: &'s mut Option<Sandbox>,
+    options: &BaseOptions,
+    store: &BlobStore,
+) -> Result<&'s Sandbox, sandbox::Error> {
+    if slot.is_none() {
+        *slot = Some(Sandbox::new(&options.cache_dir.join("sandbox"), store)?);
+    }
+    Ok(slot.as_ref().expect("just set"))
+}
+
+fn cache_error(path: PathBuf, source: std::io::Error) -> BaseError {
+    BaseError::Cache { path, source }
+}
+
+/// A key from a parent key and parts, each part delimited so that no two lists collide.
+fn key_of(parent: &str, parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(parent.as_bytes());
+    for part in parts {
+        hasher.update([0]);
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The last lines a step printed, for the error when it fails.
+#[derive(Default)]
+struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    const LINES: usize = 20;
+
+    fn push(&mut self, line: &str) {
+        if self.0.len() == Self::LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(line.to_owned());
+    }
+
+    fn text(&self) -> String {
+        let lines: Vec<&str> = self.0.iter().map(|l| l.as_str()).collect();
+        format!("  {}", lines.join("\n  "))
+    }
+}

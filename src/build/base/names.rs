@@ -1,0 +1,146 @@
+//! From a nua-config `builder` name (`python`, `node-16`, `nodejs-18`) to a base of the
+//! catalog: an exact name or alias first, else the nearest version of the same family.
+
+use super::catalog::Catalog;
+use super::BaseError;
+
+/// A builder name resolved to a base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub base: String,
+    /// Set when the name had no exact match and the nearest version was taken.
+    pub warning: Option<String>,
+}
+
+/// The base used when a nua-config names no builder.
+pub const DEFAULT_BASE: &str = "debian-bookworm";
+
+/// `node-16` → `("node", Some(16))`, `nodejs18` → `("node", Some(18))`, `python` →
+/// `("python", None)`: a family (spelling variants folded) and a major version.
+fn family_version(name: &str) -> (String, Option<u32>) {
+    let name = name.to_ascii_lowercase();
+    let split = name
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(name.len());
+    let (family, version) = name.split_at(split);
+    let family = family.trim_end_matches(['-', '_', '.', ' ']);
+    let family = match family {
+        "nodejs" => "node",
+        "python" | "py" => "python",
+        other => other,
+    };
+    let major = version
+        .split(['.', '-'])
+        .next()
+        .and_then(|v| v.parse().ok());
+    (family.to_owned(), major)
+}
+
+impl Catalog {
+    /// The base for `builder`: its exact name, an alias listed in a base's `builders`, or
+    /// the nearest version of the same family (with a warning that says so).
+    pub fn resolve_builder(&self, builder: &str) -> Result<Resolved, BaseError> {
+        let exact = |base: &str| Resolved {
+            base: base.to_owned(),
+            warning: None,
+        };
+        if self.base(builder).is_ok() {
+            return Ok(exact(builder));
+        }
+        let wanted = builder.to_ascii_lowercase();
+        for name in self.names() {
+            let def = self.base(name)?;
+            if def.builders.iter().any(|b| b.eq_ignore_ascii_case(&wanted)) {
+                return Ok(exact(name));
+            }
+        }
+        let (family, version) = family_version(builder);
+        // Every base of the family with the versions its names carry.
+        let mut candidates: Vec<(&str, u32)> = Vec::new();
+        for name in self.names() {
+            let def = self.base(name)?;
+            for alias in std::iter::once(name).chain(def.builders.iter().map(String::as_str)) {
+                if let (f, Some(v)) = family_version(alias) {
+                    if f == family && !candidates.contains(&(name, v)) {
+                        candidates.push((name, v));
+                    }
+                }
+            }
+        }
+        let available = || {
+            let mut names: Vec<String> = candidates.iter().map(|(n, _)| (*n).to_owned()).collect();
+            names.dedup();
+            names
+        };
+        let (Some(version), false) = (version, candidates.is_empty()) else {
+            return Err(BaseError::UnknownBuilder {
+                builder: builder.to_owned(),
+                known: self.names().map(str::to_owned).collect(),
+            });
+        };
+        // Nearest major version; on a tie the newer one, which still gets security fixes.
+        let (base, found) = candidates
+            .iter()
+            .min_by_key(|(_, v)| (v.abs_diff(version), std::cmp::Reverse(*v)))
+            .copied()
+            .expect("candidates is not empty");
+        Ok(Resolved {
+            base: base.to_owned(),
+            warning: Some(format!(
+                "builder `{builder}` is not available: using `{base}` ({family} {found}), the \
+                 nearest version (available: {})",
+                available().join(", ")
+            )),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("python", "python", false)]
+    #[case("python3", "python", false)]
+    #[case("node-18", "node-18", false)]
+    #[case("nodejs-18", "node-18", false)]
+    #[case("node18", "node-18", false)]
+    #[case("node-20", "node-20", false)]
+    #[case("NODE-20", "node-20", false)]
+    #[case("node", "node-20", false)]
+    #[case("node-16", "node-18", true)]
+    #[case("node16", "node-18", true)]
+    #[case("nodejs-14", "node-18", true)]
+    #[case("node-22", "node-20", true)]
+    #[case("node-19", "node-20", true)]
+    #[case("python-3.12", "python", true)]
+    #[case("debian-bookworm", "debian-bookworm", false)]
+    fn resolves_builder_names(#[case] name: &str, #[case] base: &str, #[case] warns: bool) {
+        let catalog = Catalog::builtin().unwrap();
+        let resolved = catalog.resolve_builder(name).unwrap();
+        assert_eq!(resolved.base, base);
+        assert_eq!(resolved.warning.is_some(), warns, "{:?}", resolved.warning);
+    }
+
+    #[test]
+    fn the_warning_names_the_choice_and_the_alternatives() {
+        let catalog = Catalog::builtin().unwrap();
+        let warning = catalog.resolve_builder("node-16").unwrap().warning.unwrap();
+        assert_eq!(
+            warning,
+            "builder `node-16` is not available: using `node-18` (node 18), the nearest \
+             version (available: node-18, node-20)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_family_is_an_error() {
+        let catalog = Catalog::builtin().unwrap();
+        let err = catalog.resolve_builder("ruby-3.2").unwrap_err().to_string();
+        assert!(
+            err.contains("`ruby-3.2`") && err.contains("python"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! `nua-pack base list|build|lock`: the base images of `base-images/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::build::base::{self, BaseOptions, Catalog, Plan};
+use crate::build::metadata::image_env;
+use crate::cli::args::{BaseBuildArgs, BaseCommand, BaseListArgs, BaseLockArgs};
+use crate::cli::progress::{human_bytes, Lines};
+use crate::cli::{settings, Hint};
+use crate::oci;
+
+pub fn run(cmd: &BaseCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BaseCommand::List(args) => list(args),
+        BaseCommand::Build(args) => build(args),
+        BaseCommand::Lock(args) => lock(args),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    name: &'a str,
+    description: &'a str,
+    /// `bootstrap <suite>` or the base it is built from.
+    from: String,
+    layers: Vec<&'a str>,
+    builders: &'a [String],
+    /// `fresh`, `stale` or `missing`.
+    lock: &'static str,
+}
+
+fn list(args: &BaseListArgs) -> anyhow::Result<ExitCode> {
+    let catalog = settings::catalog()?;
+    let mut rows = Vec::new();
+    for name in catalog.names() {
+        let def = catalog.base(name)?;
+        let from = match (&def.from, &def.bootstrap) {
+            (Some(from), _) => from.clone(),
+            (None, Some(b)) => format!("debian {}", b.suite),
+            (None, None) => unreachable!("the catalog checks this"),
+        };
+        rows.push(Listed {
+            name,
+            description: &def.description,
+            from,
+            layers: def.layers.iter().map(String::as_str).collect(),
+            builders: &def.builders,
+            lock: lock_state(&catalog, name)?,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:<16} {:<8} DESCRIPTION", "NAME", "FROM", "LOCK");
+    for row in &rows {
+        println!(
+            "{:<16} {:<16} {:<8} {}",
+            row.name, row.from, row.lock, row.description
+        );
+        if !row.builders.is_empty() {
+            println!("{:<16} builders: {}", "", row.builders.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lock_state(catalog: &Catalog, name: &str) -> anyhow::Result<&'static str> {
+    let Some(text) = catalog.lock_text(name) else {
+        return Ok("missing");
+    };
+    let lock = base::Lock::parse(text, &format!("base-images/{name}.lock"))?;
+    Ok(if lock.fingerprint == catalog.fingerprint(name)? {
+        "fresh"
+    } else {
+        "stale"
+    })
+}
+
+#[derive(serde::Serialize)]
+struct Built {
+    base: String,
+    locked: bool,
+    layers: Vec<crate::build::LayerSummary>,
+    size: u64,
+    image: Option<String>,
+    manifest_digest: Option<String>,
+    output: Option<PathBuf>,
+}
+
+fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
+    let catalog = settings::catalog()?;
+    let cache_dir = settings::cache_dir()?;
+    let resolved = catalog.resolve_builder(&args.name)?;
+    let mut reporter = Lines::new(args.quiet || args.json);
+    if let Some(message) = &resolved.warning {
+        crate::build::Reporter::event(&mut reporter, crate::build::Event::Warning { message });
+    }
+    let store = oci::BlobStore::open(&cache_dir)?;
+    let plan = Plan::new(
+        &catalog,
+        &resolved.base,
+        args.debian.mirror.as_deref(),
+        &store,
+    )?;
+    for message in &plan.warnings {
+        crate::build::Reporter::event(&mut reporter, crate::build::Event::Warning { message });
+    }
+    let options = BaseOptions {
+        cache_dir: cache_dir.clone(),
+        layer: oci::LayerOptions {
+            compression: oci::Compression::default(),
+            source_date_epoch: plan.source_date_epoch,
+        },
+    };
+    let built = base::build_base(&plan, &store, &options, &mut reporter)
+        .with_context(|| format!("cannot build base image `{}`", plan.base))?;
+
+    let mut result = Built {
+        base: built.name.clone(),
+        locked: plan.locked,
+        size: built.layers.iter().map(|(_, l, _)| l.descriptor.size).sum(),
+        layers: built
+            .layers
+            .iter()
+            .map(|(step, layer, cached)| crate::build::LayerSummary::new(step, layer, *cached))
+            .collect(),
+        image: None,
+        manifest_digest: None,
+        output: None,
+    };
+    if let Some(output) = &args.output {
+        let tags = if args.tags.is_empty() {
+            vec![format!("nua-base-{}:latest", built.name)]
+        } else {
+            args.tags.clone()
+        };
+        let names = tags
+            .iter()
+            .map(|t| {
+                oci::ImageName::parse(t).with_context(|| format!("`{t}` is not a valid image name"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let config = oci::ContainerConfig {
+            env: image_env(&built.env),
+            cmd: Some(vec!["/bin/bash".into()]),
+            ..oci::ContainerConfig::default()
+        };
+        let layers = built.layers.iter().map(|(_, l, _)| l.clone()).collect();
+        let image = oci::write_image(
+            &store,
+            &oci::ImageSpec::new(layers, config, plan.source_date_epoch),
+        )?;
+        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs_err::create_dir_all(parent)?;
+        }
+        oci::write_tarball(&store, &image, &names, output)
+            .with_context(|| format!("cannot write `{}`", output.display()))?;
+        result.image = Some(tags[0].clone());
+        result.manifest_digest = Some(image.manifest.digest.to_string());
+        result.output = Some(output.clone());
+    }
+
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else if !args.quiet {
+        println!(
+            "base {} ({} layers, {})",
+            result.base,
+            result.layers.len(),
+            human_bytes(result.size)
+        );
+        if let (Some(digest), Some(output)) = (&result.manifest_digest, &result.output) {
+            println!("  digest  {digest}");
+            println!("  written {}", output.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
+    let catalog = settings::catalog()?;
+    let cache_dir = settings::cache_dir()?;
+    let names: Vec<String> = if args.names.is_empty() {
+        catalog.names().map(str::to_owned).collect()
+    } else {
+        args.names.clone()
+    };
+    if args.output.is_some() && names.len() != 1 {
+        anyhow::bail!("`--output` takes one base name, not {}", names.len());
+    }
+    let dir = match catalog.dir() {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from("base-images"),
+    };
+    let store = oci::BlobStore::open(&cache_dir)?;
+    for name in &names {
+        catalog.base(name)?;
+        let path = match &args.output {
+            Some(path) => path.clone(),
+            None if dir.is_dir() => dir.join(format!("{name}.lock")),
+            None => {
+                return Err(
+                    anyhow::anyhow!("there is no `{}` folder here", dir.display()).context(Hint(
+                        "run it in the folder holding `base-images/`, set `NUA_BASE_IMAGES`, \
+                         or give `--output FILE`",
+                    )),
+                )
+            }
+        };
+        let lock = base::lock_base(&catalog, name, args.debian.mirror.as_deref(), &store)
+            .with_context(|| format!("cannot lock base image `{name}`"))?;
+        let count: usize = lock.steps.iter().map(|s| s.packages.len()).sum();
+        write_atomically(&path, lock.to_text().as_bytes())?;
+        eprintln!("locked {name}: {count} packages in {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replace `path` with `bytes` so a reader never sees half a file.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    // A lock is part of the source tree: readable by all, like the files beside it.
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut tmp.as_file().metadata()?.permissions(),
+        0o644,
+    );
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Base images bootstrapped from Debian's archive: listed, built from their locks, loaded and
+//! run on Docker, reproducible, and usable by the sandbox for pip against PyPI.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn base_build(name: &str, cache: &Path, output: &Path) -> Value {
+    let stdout = run_ok(
+        nua_pack()
+            .args(["base", "build", name, "--json", "--output"])
+            .arg(output)
+            .env("NUA_CACHE_DIR", cache),
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("base build --json printed no JSON ({e}):\n{stdout}"))
+}
+
+#[test]
+fn every_base_is_listed_with_a_fresh_lock() {
+    let stdout = run_ok(nua_pack().args(["base", "list", "--json"]));
+    let list: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = list.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "debian-bookworm",
+            "debian-trixie",
+            "node-18",
+            "node-20",
+            "python"
+        ]
+    );
+    for base in &list {
+        assert_eq!(base["lock"], "fresh", "{base}");
+    }
+    let python = &list[4];
+    assert_eq!(python["from"], "debian-bookworm");
+    assert_eq!(python["layers"], serde_json::json!(["python"]));
+}
+
+#[test]
+fn an_unknown_base_names_the_known_ones() {
+    let work = temp_dir();
+    let out = run(nua_pack()
+        .args(["base", "build", "ruby-3.2"])
+        .env("NUA_CACHE_DIR", work.path()));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`ruby-3.2`") && stderr.contains("debian-bookworm"),
+        "{stderr}"
+    );
+}
+
+/// The bootstrapped base runs on Docker: dpkg's database is whole, the nua user and tree
+/// are there, and apt-get installs a package from the archive.
+#[test]
+fn debian_bookworm_runs_on_docker_and_apt_get_installs() {
+    let cache = shared_base("debian-bookworm");
+    let work = temp_dir();
+    let tarball = work.path().join("base.tar");
+    let tag = format!("nua-test-base-{}:latest", std::process::id());
+    let stdout = run_ok(
+        nua_pack()
+            .args([
+                "base",
+                "build",
+                "debian-bookworm",
+                "--json",
+                "-t",
+                &tag,
+                "--output",
+            ])
+            .arg(&tarball)
+            .env("NUA_CACHE_DIR", &cache),
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["locked"], true);
+    assert!(
+        result["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["cached"] == true),
+        "a second build takes every layer from the cache: {result}"
+    );
+    run_ok(Command::new("docker").arg("load").arg("-i").arg(&tarball));
+    let _image = LoadedImage(tag.clone());
+    let script = "set -e
+        test -z \"$(dpkg --audit)\"
+        dpkg-query -W -f '${db:Status-Abbrev}\\n' | sort | uniq -c
+        id nua
+        stat -c '%U %a %n' /nua /nua/app /nua/metadata
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends hello >/dev/null
+        hello";
+    let out = run_ok(Command::new("docker").args(["run", "--rm", &tag, "sh", "-c", script]));
+    let statuses: Vec<&str> = out.lines().filter(|l| l.contains("ii")).collect();
+    assert_eq!(statuses.len(), 1, "every package is installed: {out}");
+    assert!(
+        out.contains("uid=1000(nua) gid=1000(nua)"),
+        "the nua user: {out}"
+    );
+    assert!(out.contains("nua 755 /nua/app"), "{out}");
+    assert!(out.contains("root 755 /nua/metadata"), "{out}");
+    assert!(
+        out.contains("Hello, world!"),
+        "apt-get install hello: {out}"
+    );
+}
+
+/// The same lock, bootstrapped twice in two empty caches, gives the same image; the first
+/// time after a bootstrap killed half-way, which leaves nothing corrupt behind.
+#[test]
+fn two_bootstraps_from_the_same_lock_give_the_same_digest() {
+    let work = temp_dir();
+    let cache_a = work.path().join("cache-a");
+    let mut child = nua_pack()
+        .args(["base", "build", "debian-bookworm", "-q"])
+        .env("NUA_CACHE_DIR", &cache_a)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_store_intact(&cache_a);
+
+    let a = base_build(
+        "debian-bookworm",
+        &work.path().join("cache-a"),
+        &work.path().join("a.tar"),
+    );
+    let b = base_build(
+        "debian-bookworm",
+        &work.path().join("cache-b"),
+        &work.path().join("b.tar"),
+    );
+    assert!(b["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["cached"] == false));
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+    assert_store_intact(&work.path().join("cache-a"));
+}
+
+/// The python base in the sandbox: a venv and `pip install` from PyPI, through this
+/// machine's TLS-inspecting proxy thanks to the host's CA bundle bound in read-only.
+#[test]
+fn python_base_pip_installs_from_pypi_in_the_sandbox() {
+    use nua::build::base::{build_base, BaseOptions, Catalog, Plan};
+    use nua::sandbox::{Bind, Command as SandboxCommand, Sandbox};
+
+    let cache = shared_base("python");
+    let store = nua::oci::BlobStore::open(&cache).unwrap();
+    let catalog = Catalog::builtin().unwrap();
+    let plan = Plan::new(&catalog, "python", None, &store).unwrap();
+    let options = BaseOptions {
+        cache_dir: cache.clone(),
+        layer: nua::oci::LayerOptions {
+            compression: nua::oci::Compression::default(),
+            source_date_epoch: plan.source_date_epoch,
+        },
+    };
+    let base = build_base(&plan, &store, &options, &mut nua::build::Silent).unwrap();
+    assert!(base.layers.iter().all(|(_, _, cached)| *cached));
+    assert_eq!(base.env["VIRTUAL_ENV"], "/nua/venv");
+
+    let sandbox = Sandbox::new(&cache.join("sandbox"), &store).unwrap();
+    let layers: Vec<_> = base.layers.iter().map(|(_, l, _)| l.clone()).collect();
+    let mut root = sandbox.root(&layers).unwrap();
+    let ca = "/etc/ssl/certs/ca-certificates.crt";
+    let mut command = SandboxCommand::shell(
+        "set -e; python3 -m venv /tmp/venv; pip install --quiet --no-cache-dir six; \
+         python -c 'import six, sys; print(sys.prefix, six.__version__)'",
+    );
+    command.env = vec![
+        ("PATH".into(), "/nua/venv/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), "/nua".into()),
+        ("PIP_CERT".into(), "/run/nua/ca.crt".into()),
+        ("SSL_CERT_FILE".into(), "/run/nua/ca.crt".into()),
+    ];
+    command.user = (1000, 1000);
+    command.mounts = vec![Bind {
+        source: ca.into(),
+        target: "/run/nua/ca.crt".into(),
+    }];
+    let mut lines = Vec::new();
+    let status = root
+        .run(&command, &mut |_, line| lines.push(line.to_owned()))
+        .unwrap();
+    assert!(status.success(), "{status:?}: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("/nua/venv ")),
+        "pip installed into the base's venv: {lines:#?}"
+    );
+    let layer = root.commit(&options.layer).unwrap();
+    assert!(layer.descriptor.size > 0);
+}
