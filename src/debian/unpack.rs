@@ -53,6 +53,11 @@ pub fn unpack_layer(
         merged: merged_dirs(&source.arch),
     };
     let fresh = installed_status.is_none();
+    // A root below was bootstrapped here, so it is merged too: its `bin` is a symlink that
+    // an entry of this layer must not replace with a folder.
+    for dir in u.merged.clone() {
+        u.written.insert(dir.to_owned(), Kind::Merged);
+    }
     if fresh {
         for dir in u.merged.clone() {
             u.dir(&format!("usr/{dir}"), &Meta::new(0o755))?;
@@ -60,7 +65,6 @@ pub fn unpack_layer(
         for dir in u.merged.clone() {
             u.layer
                 .add_symlink(dir, &format!("usr/{dir}"), &Meta::new(0o777))?;
-            u.written.insert(dir.to_owned(), Kind::Merged);
         }
         for dir in dpkg_db::SKELETON_DIRS {
             u.dir(dir, &Meta::new(0o755))?;
