@@ -5,12 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-# Until base images are bootstrapped by nua-pack itself, the base is a root filesystem
-# tarball made once by mmdebstrap.
-rootfs=${XDG_CACHE_HOME:-$HOME/.cache}/nua/rootfs/bookworm-essential-busybox.tar
-make_rootfs "$rootfs"
+# The sandbox maps a full range of ids when `newuidmap` is there (rootless builds).
+command -v newuidmap >/dev/null || apt_install uidmap
 
 cargo build --release --locked --no-default-features --bin nua-pack
+# The first build bootstraps the `python` base from Debian's archive (its lock pins every
+# package), once: later builds take it from the cache.
 ./target/release/nua-pack build fixtures/apps/static-site \
-    --base-rootfs "$rootfs" --output target/nua-static-site_1.0-1.tar
+    --output target/nua-static-site_1.0-1.tar
 echo "then: docker run --rm -p 127.0.0.1:8080:8080 nua-static-site:1.0-1, and open http://127.0.0.1:8080/"

@@ -202,3 +202,52 @@ fn python_base_pip_installs_from_pypi_in_the_sandbox() {
     let layer = root.commit(&options.layer).unwrap();
     assert!(layer.descriptor.size > 0);
 }
+
+/// Without root: the unprivileged user the test setup creates (with subordinate ids)
+/// bootstraps the python base in its own empty cache, and gets the image root gets.
+#[test]
+fn a_rootless_bootstrap_gives_the_image_root_gets() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return;
+    }
+    let cache = shared_base("python");
+    let as_root = run_ok(
+        nua_pack()
+            .args(["base", "build", "python", "--json", "-o"])
+            .arg(temp_dir().path().join("root.tar"))
+            .env("NUA_CACHE_DIR", &cache),
+    );
+    let as_root: Value = serde_json::from_str(as_root.trim()).unwrap();
+
+    // A folder of its own, and a copy of nua-pack it can run wherever the checkout is.
+    let user = "nua-rootless";
+    let home = tempfile::Builder::new()
+        .prefix("nua-rootless-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let exe = home.path().join("nua-pack");
+    std::fs::copy(env!("CARGO_BIN_EXE_nua-pack"), &exe).unwrap();
+    run_ok(Command::new("chown").args(["-R", user]).arg(home.path()));
+    let stdout = run_ok(
+        Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .arg(&exe)
+            .args(["base", "build", "python", "--json", "-o"])
+            .arg(home.path().join("python.tar"))
+            .env("HOME", home.path())
+            .env("NUA_CACHE_DIR", home.path().join("cache"))
+            .env_remove("TMPDIR")
+            .current_dir(home.path()),
+    );
+    let rootless: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(rootless["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["cached"] == false));
+    assert_eq!(rootless["manifest_digest"], as_root["manifest_digest"]);
+    // The unpacked layers in its cache belong to the user's subordinate ids: root removes
+    // them (the temporary folder's own cleanup runs as root too, but says nothing if it fails).
+    run_ok(Command::new("rm").arg("-rf").arg(home.path().join("cache")));
+}

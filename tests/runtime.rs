@@ -14,19 +14,16 @@ fn nua() -> Command {
 
 #[test]
 fn nua_load_streams_a_built_tarball_into_docker() {
-    let base = test_env();
     let work = temp_dir();
     let tarball = work.path().join("image.tar");
     let built = run_ok(
         nua()
             .arg("build")
             .arg(fixture_app("static-site"))
-            .arg("--base-rootfs")
-            .arg(base)
             .arg("--output")
             .arg(&tarball)
             .arg("--json")
-            .env("NUA_CACHE_DIR", work.path().join("cache")),
+            .env("NUA_CACHE_DIR", cache_with_base("python", work.path())),
     );
     let built: Value = serde_json::from_str(built.lines().last().unwrap()).unwrap();
 
@@ -72,35 +69,23 @@ fn nua_load_without_a_daemon_says_how_to_start_one() {
 
 #[test]
 fn nua_load_refuses_a_tampered_layer_before_docker_sees_it() {
-    test_env();
     let work = temp_dir();
-    let base = work.path().join("base.tar");
-    // A small base of our own: the check happens before any container runs.
-    run_ok(
-        Command::new("tar")
-            .arg("-cf")
-            .arg(&base)
-            .arg("-C")
-            .arg(root())
-            .arg("fixtures/apps/static-site/index.html"),
-    );
     let tarball = work.path().join("image.tar");
     run_ok(
         nua()
             .arg("build")
             .arg(fixture_app("static-site"))
-            .arg("--base-rootfs")
-            .arg(&base)
             .arg("--output")
             .arg(&tarball)
             .arg("-q")
-            .env("NUA_CACHE_DIR", work.path().join("cache")),
+            .env("NUA_CACHE_DIR", cache_with_base("python", work.path())),
     );
-    // Unpack, flip one byte of the first layer, pack again.
+    // Unpack, flip one byte of the last layer, pack again.
     let layout = unpack(&tarball, work.path());
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
-    let layer = layout.join(manifest[0]["Layers"][0].as_str().unwrap());
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    let layer = layout.join(layers.last().unwrap().as_str().unwrap());
     let mut bytes = std::fs::read(&layer).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
