@@ -39,6 +39,19 @@ ensure_rootless_user() {
         as_root usermod --add-subgids 200000-265535 "$user"
 }
 
+# The unprivileged user the single-id fallback is tested as: no subordinate id ranges, so only
+# its own id maps into the sandbox. `useradd` on Debian allocates ranges unless told not to;
+# any found (e.g. added by hand) are removed.
+ensure_single_id_user() {
+    local user=nua-single
+    id "$user" >/dev/null 2>&1 ||
+        as_root useradd --create-home --shell /bin/sh -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$user"
+    local owner="^($user|$(id -u "$user")):"
+    if grep -qE "$owner" /etc/subuid /etc/subgid 2>/dev/null; then
+        as_root sed -i -E "/$owner/d" /etc/subuid /etc/subgid
+    fi
+}
+
 docker_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 start_dockerd() {
@@ -81,6 +94,7 @@ case "${1:-setup}" in
     setup)
         install_packages
         ensure_rootless_user
+        ensure_single_id_user
         start_dockerd
         NUA_TEST_BASE_ROOTFS="$NUA_TEST_CACHE/rootfs-bookworm-essential-busybox.tar"
         make_rootfs "$NUA_TEST_BASE_ROOTFS"

@@ -6,79 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Proc;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use nua::oci::{self, BlobStore, Compression, Descriptor, Layer, LayerOptions, LayerWriter};
-use nua::sandbox::{Bind, Command, Network, Root, Sandbox, Status, Stream};
-
-const INNER: &str = "NUA_SANDBOX_TEST_INNER";
-const ROOTFS: &str = "NUA_SANDBOX_TEST_ROOTFS";
-const ROOTLESS_USER: &str = "nua-rootless";
-
-struct Env {
-    store: BlobStore,
-    sandbox: Sandbox,
-    base: Layer,
-    dir: PathBuf,
-}
-
-/// One store, sandbox and base layer per test binary and user (unpacked once, reused).
-fn env() -> &'static Env {
-    static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let rootfs = match std::env::var_os(ROOTFS) {
-            Some(p) => PathBuf::from(p),
-            None => common::test_env().to_owned(),
-        };
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
-        let dir = std::env::temp_dir().join(format!("nua-sandbox-tests-{uid}"));
-        let store = BlobStore::open(dir.join("store")).unwrap();
-        let opts = LayerOptions {
-            compression: Compression::Gzip(1),
-            source_date_epoch: 0,
-        };
-        let mut writer = LayerWriter::new(&store, opts).unwrap();
-        writer
-            .append_tar_stream(std::fs::File::open(&rootfs).unwrap())
-            .unwrap();
-        let base = writer.finish().unwrap();
-        let sandbox = Sandbox::new(&dir.join("sandbox"), &store).unwrap();
-        // Unpack the base once, before tests run concurrently.
-        drop(sandbox.root(std::slice::from_ref(&base)).unwrap());
-        Env {
-            store,
-            sandbox,
-            base,
-            dir,
-        }
-    })
-}
-
-fn root() -> Root {
-    env()
-        .sandbox
-        .root(std::slice::from_ref(&env().base))
-        .unwrap()
-}
-
-/// Run a shell script; its status and output lines.
-fn sh(root: &mut Root, cmd: Command) -> (Status, Vec<(Stream, String)>) {
-    let mut lines = Vec::new();
-    let status = root
-        .run(&cmd, &mut |s, l| lines.push((s, l.to_owned())))
-        .unwrap();
-    (status, lines)
-}
-
-fn stdout(lines: &[(Stream, String)]) -> Vec<&str> {
-    lines
-        .iter()
-        .filter(|(s, _)| *s == Stream::Stdout)
-        .map(|(_, l)| l.as_str())
-        .collect()
-}
+use common::sandbox::{env, listing, root, set_readable, sh, stdout};
+use nua::oci::{self, Descriptor, Layer, LayerOptions};
+use nua::sandbox::{Bind, Command, Network, Root, Status, Stream};
 
 #[test]
 fn exit_codes_and_signals_pass_through() {
@@ -109,13 +41,7 @@ fn timeout_kills_the_whole_namespace() {
     assert_eq!(status, Status::TimedOut);
     assert!(lines.is_empty(), "{lines:?}");
     std::thread::sleep(Duration::from_millis(200));
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&marker))
-        .collect();
+    let left = common::sandbox::processes_with(&marker);
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
@@ -313,77 +239,20 @@ fn hostile_device_node_is_skipped() {
 
 #[test]
 fn as_unprivileged_user() {
-    if std::env::var_os(INNER).is_some() || unsafe { libc::getuid() } != 0 {
+    if !common::sandbox::outer_root_run() {
         return;
     }
-    let rootfs = common::test_env();
-    // The user cannot read root's cache: give it a copy of the base root filesystem.
-    let copy = Path::new("/var/tmp/nua-sandbox-rootfs.tar");
-    let stale = std::fs::metadata(copy).ok().map(|m| m.len())
-        != std::fs::metadata(rootfs).ok().map(|m| m.len());
-    if stale {
-        std::fs::copy(rootfs, copy).unwrap();
-    }
-    set_readable(copy);
-    let exe = std::env::current_exe().unwrap();
-    let out = common::run(
-        Proc::new("setpriv")
-            .args([
-                "--reuid",
-                ROOTLESS_USER,
-                "--regid",
-                ROOTLESS_USER,
-                "--init-groups",
-                "--",
-            ])
-            .arg(&exe)
-            .args([
-                "--include-ignored",
-                "--skip",
-                "as_unprivileged_user",
-                "--test-threads",
-                "2",
-            ])
-            .env(INNER, "1")
-            .env(ROOTFS, copy)
-            .env("HOME", format!("/home/{ROOTLESS_USER}"))
-            .env_remove("TMPDIR")
-            .current_dir("/"),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "as {ROOTLESS_USER}:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = common::sandbox::rerun_as(
+        common::sandbox::ROOTLESS_USER,
+        &[
+            "--include-ignored",
+            "--skip",
+            "as_unprivileged_user",
+            "--test-threads",
+            "2",
+        ],
     );
     assert!(text.contains("12 passed"), "{text}");
-}
-
-fn set_readable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = if path.is_dir() { 0o755 } else { 0o644 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Entry names of a layer blob, in order (type prefix for non-files).
-fn listing(layer: &Layer) -> Vec<String> {
-    let blob = env().store.open_blob(&layer.descriptor.digest).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let h = e.header();
-            let kind = format!("{:?}", h.entry_type());
-            format!(
-                "{kind} {} {}:{}",
-                e.path().unwrap().display(),
-                h.uid().unwrap(),
-                h.gid().unwrap()
-            )
-        })
-        .collect()
 }
 
 /// Every path under `dir`, sorted (to compare before and after).

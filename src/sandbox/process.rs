@@ -11,7 +11,9 @@
 //!
 //! Each child has `PR_SET_PDEATHSIG = SIGKILL` towards its parent: if the caller's thread
 //! dies (Ctrl-C, crash), C1 dies, then C2, and the death of a pid namespace's pid 1 kills
-//! every process in it. A timeout kills C1 the same way. Everything the children need is
+//! every process in it. C1 and C2 check that their parent is still alive once the signal
+//! is armed (C1 by `getppid`, C2 by a pidfd of C1), so a parent killed just after `fork`
+//! leaves nothing behind (`tests/sandbox_faults.rs` kills the caller mid-command). A timeout kills C1 the same way. Everything the children need is
 //! prepared as C strings before the first fork; after it they only make system calls
 //! (plus allocations, which glibc's fork keeps safe).
 
@@ -76,9 +78,10 @@ pub(crate) fn run(
     };
     let (argv, envp) = (ptrs(&plan.argv), ptrs(&plan.env));
     let c1 = userns::spawn(mapping, flags, || {
+        let c1_fd = sys::pidfd_self();
         // SAFETY: fork in a single-threaded child.
         match unsafe { libc::fork() } {
-            0 => pid1(plan, fds, &argv, &envp),
+            0 => pid1(plan, fds, c1_fd, &argv, &envp),
             -1 => 1,
             c2 => sys::wait(c2).map_or(1, |_| 0),
         }
@@ -98,6 +101,7 @@ pub(crate) fn run(
 fn pid1(
     plan: &Plan,
     (out, err, rep): (i32, i32, i32),
+    c1_fd: i32,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> i32 {
@@ -111,6 +115,13 @@ fn pid1(
     // SAFETY: plain system calls in a single-threaded child.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // C1 may have died before the death signal was armed (its caller killed right
+        // then): nothing would ever kill this namespace. `getppid` cannot tell from inside
+        // a new pid namespace (it is 0 either way), C1's pidfd can.
+        if sys::pidfd_exited(c1_fd) {
+            return 1;
+        }
+        libc::close(c1_fd);
         if let Err(e) = cvt(libc::chdir(plan.root_dir.as_ptr())) {
             return report(0, e);
         }

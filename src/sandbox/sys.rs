@@ -145,6 +145,24 @@ pub(crate) fn wait(pid: libc::pid_t) -> io::Result<libc::c_int> {
     }
 }
 
+/// A pidfd of the calling process (close-on-exec), or -1 when the kernel has none (< 5.3).
+pub(crate) fn pidfd_self() -> RawFd {
+    // SAFETY: pidfd_open takes a pid and flags, no pointers.
+    unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as RawFd }
+}
+
+/// Whether the process of `pidfd` has exited (a pidfd polls readable then); safe after
+/// `fork`. An invalid descriptor reads as alive.
+pub(crate) fn pidfd_exited(pidfd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: pidfd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLIN != 0 }
+}
+
 /// Leave the process now, without unwinding or running exit handlers (a forked child must
 /// not flush the parent's buffers twice).
 pub(crate) fn exit_now(code: i32) -> ! {
@@ -174,5 +192,25 @@ mod tests {
         let mut buf = [0; 32];
         assert_eq!(fd_path(17, &mut buf).to_str().unwrap(), "/proc/self/fd/17");
         assert!(cstring("a\0b").is_none());
+    }
+
+    #[test]
+    fn pidfd_tells_when_its_process_exits() {
+        // SAFETY: the child only sleeps and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            exit_now(0);
+        }
+        // SAFETY: pidfd_open takes no pointers; `pid` is our child.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) as RawFd };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        assert!(!pidfd_exited(fd));
+        wait(pid).unwrap();
+        assert!(pidfd_exited(fd));
+        let me = pidfd_self();
+        assert!(me >= 0 && !pidfd_exited(me) && !pidfd_exited(-1));
+        // SAFETY: both descriptors are ours.
+        unsafe { (libc::close(fd), libc::close(me)) };
     }
 }

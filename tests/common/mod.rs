@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: the real components they drive (Docker Engine,
-//! skopeo, umoci) and the cached base root filesystem.
+//! skopeo, umoci) and the cached base root filesystem; `sandbox` holds those of the sandbox
+//! tests.
 #![allow(dead_code)]
+
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
