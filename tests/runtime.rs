@@ -104,7 +104,9 @@ fn nua_load_refuses_a_tampered_layer_before_docker_sees_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("nothing was loaded"), "{stderr}");
-    let digest = manifest[0]["Layers"][0]
+    let digest = layers
+        .last()
+        .unwrap()
         .as_str()
         .unwrap()
         .trim_start_matches("blobs/sha256/");

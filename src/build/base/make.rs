@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use super::plan::{Plan, BOOTSTRAP};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::plan::{Plan, PlannedStep, BOOTSTRAP};
 use super::BaseError;
 use crate::build::cache::LayerCache;
 use crate::build::{Event, Reporter};
@@ -67,102 +69,114 @@ pub fn build_base(
             source: Box::new(source),
         }
     };
+    let debian_error = |step: &str| {
+        let step = step.to_owned();
+        move |source| BaseError::Debian {
+            base: base.to_owned(),
+            step,
+            source: Box::new(source),
+        }
+    };
+    // Fetch what is not in the store yet (a cached layer may need its packages again when
+    // the layer above it is not cached), and say how much came over the network.
+    let fetch = |step: &PlannedStep, reporter: &mut dyn Reporter| {
+        let (count, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+        debian::download(&plan.source, &step.packages, store, &|event| {
+            if let debian::Event::Downloaded { size, .. } = event {
+                count.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(size, Ordering::Relaxed);
+            }
+        })
+        .map_err(debian_error(&step.name))?;
+        let count = count.into_inner();
+        if count > 0 {
+            let line = format!(
+                "fetched {count} packages ({:.1} MB) from {}",
+                bytes.into_inner() as f64 / 1e6,
+                plan.source.mirror
+            );
+            reporter.event(Event::Output { line: &line });
+        }
+        Ok::<(), BaseError>(())
+    };
 
     for step in &plan.steps {
         let bootstrap = step.name == BOOTSTRAP;
-        let mut script = Vec::new();
-        if !step.packages.is_empty() {
+        let has_packages = !step.packages.is_empty();
+        if has_packages {
             let label = format!("{base}: {} packages ({})", step.name, step.packages.len());
             let packages = serde_json::to_string(&step.packages).expect("serializable");
             let unpack_key = key_of(&key, &["unpack", &packages, &bootstrap.to_string()]);
-            let layer = cache.step(
-                store,
-                &unpack_key,
-                &label,
-                reporter,
-                |_| {
-                    let debian_error = |source| BaseError::Debian {
-                        base: base.to_owned(),
-                        step: step.name.clone(),
-                        source: Box::new(source),
-                    };
-                    debian::download(&plan.source, &step.packages, store, &|_| {})
-                        .map_err(debian_error)?;
-                    let status = if bootstrap {
-                        None
-                    } else {
-                        let root = sandbox_for(&mut sandbox, options, store)
-                            .and_then(|s| s.root(&only_layers(&layers)))
-                            .map_err(sandbox_error(&step.name))?;
-                        root.read_file("/var/lib/dpkg/status")
-                            .map_err(sandbox_error(&step.name))?
-                    };
-                    let source = &plan.source;
-                    debian::unpack_layer(
-                        &step.packages,
-                        store,
-                        status.as_deref(),
-                        source,
-                        &options.layer,
-                    )
-                    .map_err(debian_error)
-                },
-                cache_error,
-            )?;
-            layers.push(layer);
+            let make = |reporter: &mut dyn Reporter| {
+                fetch(step, reporter)?;
+                // Packages over a root are added to its dpkg database.
+                let status = if bootstrap {
+                    None
+                } else {
+                    let root = sandbox_for(&mut sandbox, options, store, reporter)
+                        .and_then(|s| s.root(&only_layers(&layers)))
+                        .map_err(sandbox_error(&step.name))?;
+                    root.read_file("/var/lib/dpkg/status")
+                        .map_err(sandbox_error(&step.name))?
+                };
+                debian::unpack_layer(
+                    &step.packages,
+                    store,
+                    status.as_deref(),
+                    &plan.source,
+                    &options.layer,
+                )
+                .map_err(debian_error(&step.name))
+            };
+            layers.push(cache.step(store, &unpack_key, &label, reporter, make, cache_error)?);
             key = unpack_key;
-            script.push(
-                debian::configure_script(&step.packages, store).map_err(|source| {
-                    BaseError::Debian {
-                        base: base.to_owned(),
-                        step: step.name.clone(),
-                        source: Box::new(source),
-                    }
-                })?,
-            );
         }
-        script.extend(step.run.iter().cloned());
-        if script.is_empty() {
+        if !has_packages && step.run.is_empty() {
             continue;
         }
-        let script = format!("set -e\n{}\n", script.join("\n"));
+        // The packages are in the parent key already; the configure script follows from them.
         let label = format!("{base}: {}", step.name);
-        let run_key = key_of(&key, &["run", &script]);
-        let layer = cache.step(
-            store,
-            &run_key,
-            &label,
-            reporter,
-            |reporter| {
-                let mut root = sandbox_for(&mut sandbox, options, store)
-                    .and_then(|s| s.root(&only_layers(&layers)))
-                    .map_err(sandbox_error(&step.name))?;
-                let mut command = sandbox::Command::shell(&script);
-                // Nothing from the host: dpkg's variables, `SOURCE_DATE_EPOCH`, a plain `PATH`.
-                command.env = debian::configure_env(options.layer.source_date_epoch);
-                command.network = sandbox::Network::None;
-                command.timeout = Some(STEP_TIMEOUT);
-                let mut tail = Tail::default();
-                let status = root
-                    .run(&command, &mut |_, line| {
-                        tail.push(line);
-                        reporter.event(Event::Output { line });
-                    })
-                    .map_err(sandbox_error(&step.name))?;
-                if !status.success() {
-                    return Err(BaseError::StepFailed {
-                        base: base.to_owned(),
-                        step: step.name.clone(),
-                        status: status.to_string(),
-                        tail: tail.text(),
-                    });
-                }
-                root.commit(&options.layer)
-                    .map_err(sandbox_error(&step.name))
-            },
-            cache_error,
-        )?;
-        layers.push(layer);
+        let run_key = key_of(
+            &key,
+            &["run", &has_packages.to_string(), &step.run.join("\n")],
+        );
+        let make = |reporter: &mut dyn Reporter| {
+            let mut script = vec!["set -e".to_owned()];
+            if has_packages {
+                fetch(step, reporter)?;
+                script.push(
+                    debian::configure_script(&step.packages, store)
+                        .map_err(debian_error(&step.name))?,
+                );
+            }
+            script.extend(step.run.iter().cloned());
+            let mut root = sandbox_for(&mut sandbox, options, store, reporter)
+                .and_then(|s| s.root(&only_layers(&layers)))
+                .map_err(sandbox_error(&step.name))?;
+            let mut command = sandbox::Command::shell(&(script.join("\n") + "\n"));
+            // Nothing from the host: dpkg's variables, `SOURCE_DATE_EPOCH`, a plain `PATH`.
+            command.env = debian::configure_env(options.layer.source_date_epoch);
+            command.network = sandbox::Network::None;
+            command.timeout = Some(STEP_TIMEOUT);
+            let mut tail = Tail::default();
+            let status = root
+                .run(&command, &mut |_, line| {
+                    tail.push(line);
+                    reporter.event(Event::Output { line });
+                })
+                .map_err(sandbox_error(&step.name))?;
+            if !status.success() {
+                return Err(BaseError::StepFailed {
+                    base: base.to_owned(),
+                    step: step.name.clone(),
+                    status: status.to_string(),
+                    tail: tail.text(),
+                });
+            }
+            root.commit(&options.layer)
+                .map_err(sandbox_error(&step.name))
+        };
+        layers.push(cache.step(store, &run_key, &label, reporter, make, cache_error)?);
         key = run_key;
     }
     Ok(BaseImage {
@@ -177,14 +191,20 @@ fn only_layers(layers: &[(String, oci::Layer, bool)]) -> Vec<oci::Layer> {
     layers.iter().map(|(_, l, _)| l.clone()).collect()
 }
 
-/// The sandbox, made the first time a step has to run (a fully cached base needs none).
+/// The sandbox, made the first time a step has to run (a fully cached base needs none);
+/// what it has to say (a fallback id mapping) is said then.
 fn sandbox_for<'s>(
     slot: &'s mut Option<Sandbox>,
     options: &BaseOptions,
     store: &BlobStore,
+    reporter: &mut dyn Reporter,
 ) -> Result<&'s Sandbox, sandbox::Error> {
     if slot.is_none() {
-        *slot = Some(Sandbox::new(&options.cache_dir.join("sandbox"), store)?);
+        let sandbox = Sandbox::new(&options.cache_dir.join("sandbox"), store)?;
+        for message in sandbox.warnings() {
+            reporter.event(Event::Warning { message });
+        }
+        *slot = Some(sandbox);
     }
     Ok(slot.as_ref().expect("just set"))
 }
