@@ -251,3 +251,44 @@ fn a_rootless_bootstrap_gives_the_image_root_gets() {
     // them (the temporary folder's own cleanup runs as root too, but says nothing if it fails).
     run_ok(Command::new("rm").arg("-rf").arg(home.path().join("cache")));
 }
+
+/// trixie differs from bookworm where a bootstrap feels it: `base-files` ships the merged-/usr
+/// symlinks itself, and `useradd` is no longer Essential (the `nua` layer installs it).
+#[test]
+fn debian_trixie_bootstraps_and_runs_on_docker() {
+    let cache = shared_base("debian-trixie");
+    let work = temp_dir();
+    let tarball = work.path().join("trixie.tar");
+    let tag = format!("nua-test-trixie-{}:latest", std::process::id());
+    run_ok(
+        nua_pack()
+            .args([
+                "base",
+                "build",
+                "debian-trixie",
+                "-q",
+                "-t",
+                &tag,
+                "--output",
+            ])
+            .arg(&tarball)
+            .env("NUA_CACHE_DIR", &cache),
+    );
+    run_ok(Command::new("docker").arg("load").arg("-i").arg(&tarball));
+    let _image = LoadedImage(tag.clone());
+    let script = "set -e
+        test -z \"$(dpkg --audit)\"
+        cut -d. -f1 /etc/debian_version
+        readlink /bin
+        id nua";
+    let out = run_ok(Command::new("docker").args(["run", "--rm", &tag, "sh", "-c", script]));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "13",
+            "usr/bin",
+            "uid=1000(nua) gid=1000(nua) groups=1000(nua)"
+        ],
+        "{out}"
+    );
+}

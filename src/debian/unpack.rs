@@ -192,7 +192,15 @@ impl Unpacker {
             };
             let kind = h.entry_type();
             if self.written.get(&path) == Some(&Kind::Merged) {
-                if kind.is_dir() {
+                // trixie's base-files ships the merged-/usr symlinks itself: the same link
+                // is no change.
+                let same_link = kind.is_symlink()
+                    && entry.link_name_bytes().is_some_and(|target| {
+                        let target = String::from_utf8_lossy(&target);
+                        let target = target.trim_start_matches('/');
+                        target == format!("usr/{path}")
+                    });
+                if kind.is_dir() || same_link {
                     continue;
                 }
                 return Err(unsafe_entry("it would replace a merged-/usr symlink"));
