@@ -8,6 +8,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod debian;
+pub mod http;
 pub mod oci;
 #[cfg(feature = "runtime")]
 pub mod runtime;

@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use crate::oci::{self, BlobStore, Digest};
 
 use super::error::{Error, HttpKind, Result};
-use super::http::{BodyError, Http};
 use super::resolve::Locked;
 use super::source::Source;
+use crate::http::{BodyError, Http};
 
 /// Concurrent downloads by default.
 pub const DEFAULT_WORKERS: usize = 4;

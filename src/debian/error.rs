@@ -10,32 +10,7 @@ use crate::oci;
 /// Result alias of the `debian` module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What kind of HTTP failure happened, for callers that branch on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpKind {
-    /// No connection could be made, or it broke (retried).
-    Connect,
-    /// The server took too long (retried).
-    Timeout,
-    /// The server answered with this non-success status (5xx retried, 4xx not).
-    Status(u16),
-    /// The answer was longer than announced by the index.
-    TooLong,
-    /// Anything else reqwest reports (redirect loops, invalid URL, ...).
-    Other,
-}
-
-impl std::fmt::Display for HttpKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpKind::Connect => f.write_str("connection failed"),
-            HttpKind::Timeout => f.write_str("timed out"),
-            HttpKind::Status(code) => write!(f, "HTTP status {code}"),
-            HttpKind::TooLong => f.write_str("more bytes than the index announced"),
-            HttpKind::Other => f.write_str("request failed"),
-        }
-    }
-}
+pub use crate::http::HttpKind;
 
 /// Everything that can go wrong while bootstrapping from a Debian archive.
 #[derive(Debug, thiserror::Error)]
@@ -165,5 +140,22 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.into(),
             source,
         })
+    }
+}
+
+impl From<crate::http::HttpError> for Error {
+    fn from(e: crate::http::HttpError) -> Error {
+        let crate::http::HttpError {
+            url,
+            kind,
+            retries,
+            source,
+        } = e;
+        Error::Http {
+            url,
+            kind,
+            retries,
+            source,
+        }
     }
 }

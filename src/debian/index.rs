@@ -11,7 +11,6 @@ use crate::oci::{self, BlobStore, Digest};
 
 use super::deb822;
 use super::error::{Error, Result};
-use super::http::{BodyError, Http};
 use super::pgp::{verify_cleartext, Keyring};
 use super::relation::{self, Dep};
 use super::release::{self, Release};
@@ -19,6 +18,7 @@ use super::resolve::Locked;
 use super::source::Source;
 use super::status::Installed;
 use super::version::Version;
+use crate::http::{BodyError, Http};
 
 /// One binary package of the index (relations kept as text, parsed when resolving).
 #[derive(Debug, Clone)]
@@ -214,7 +214,7 @@ fn fetch_release(src: &Source, http: &Http) -> Result<Release> {
 
 /// The raw (unverified) InRelease of `src`, for callers that keep or inspect it.
 pub fn fetch_in_release(src: &Source) -> Result<Vec<u8>> {
-    Http::new()?.get_bytes(&src.dists_url("InRelease"), 64 << 20)
+    Ok(Http::new()?.get_bytes(&src.dists_url("InRelease"), 64 << 20)?)
 }
 
 /// Verify an InRelease as fetched (`now` in Unix seconds) and parse it.

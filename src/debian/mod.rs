@@ -52,7 +52,6 @@ pub mod deb822;
 mod download;
 mod dpkg_db;
 mod error;
-mod http;
 mod index;
 pub mod pgp;
 pub mod relation;
