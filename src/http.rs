@@ -104,6 +104,39 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     value.trim().parse().ok().map(Duration::from_secs)
 }
 
+/// Send with `send` until the answer is not transient, retrying as `retry` says: the final
+/// answer whatever its status, or the error once retries are spent. `url` names the request
+/// in the error.
+pub fn send_retrying(
+    retry: &Retry,
+    url: &str,
+    mut send: impl FnMut() -> reqwest::Result<reqwest::blocking::Response>,
+) -> Result<reqwest::blocking::Response, HttpError> {
+    let mut attempt = 0;
+    loop {
+        let (kind, source, wait) = match send() {
+            Ok(resp) => {
+                let kind = HttpKind::Status(resp.status().as_u16());
+                if !kind.is_transient() {
+                    return Ok(resp);
+                }
+                (kind, None, retry_after(resp.headers()))
+            }
+            Err(e) => (HttpKind::of(&e), Some(e), None),
+        };
+        if !kind.is_transient() || attempt == retry.retries {
+            return Err(HttpError {
+                url: url.to_owned(),
+                kind,
+                retries: attempt,
+                source,
+            });
+        }
+        std::thread::sleep(retry.wait(attempt, wait));
+        attempt += 1;
+    }
+}
+
 /// A blocking client with the project's timeouts and user agent.
 pub fn client() -> Result<reqwest::blocking::Client, HttpError> {
     reqwest::blocking::Client::builder()

@@ -10,6 +10,7 @@ pub mod config;
 pub mod debian;
 pub mod http;
 pub mod oci;
+pub mod registry;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod sandbox;

@@ -30,6 +30,82 @@ pub enum PackCommand {
     /// Base images: list, build and lock the definitions of `base-images/`
     #[command(subcommand)]
     Base(BaseCommand),
+    /// Pull an image from a registry into the cache, optionally writing it out
+    Pull(PullArgs),
+    /// Push an image tarball (or OCI layout directory) to a registry
+    Push(PushArgs),
+    /// Show the manifest, config and layers of an image in a registry or a tarball
+    Inspect(InspectArgs),
+}
+
+/// How to reach registries: shared by `pull`, `push` and `inspect`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP, not HTTPS, to this registry (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// The user name for the registry; the password is read with `--password-stdin`
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password (or token) from standard input
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+}
+
+/// What a transfer command prints.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct ReportArgs {
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image: NAME[:TAG], HOST[:PORT]/NAME[:TAG] or …@sha256:DIGEST
+    pub reference: String,
+    /// Write the image as a tarball (loads in `docker load`, podman, skopeo)
+    #[arg(short, long, value_name = "FILE", conflicts_with = "oci_dir")]
+    pub output: Option<PathBuf>,
+    /// Write the image as an OCI image layout directory
+    #[arg(long, value_name = "DIR")]
+    pub oci_dir: Option<PathBuf>,
+    /// The platform to pick from a multi-platform image
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    pub platform: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image tarball or OCI layout directory
+    pub tarball: PathBuf,
+    /// Where to push: HOST[:PORT]/NAME[:TAG]
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An image tarball, an OCI layout directory, or a registry reference
+    pub image: String,
+    /// The platform to pick from a multi-platform image in a registry
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    pub platform: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@ pub mod args;
 pub mod commands;
 pub mod progress;
 pub mod settings;
+pub mod transfer;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
         PackCommand::Check(args) => commands::check::run(args),
         PackCommand::Build(args) => commands::build::run(args),
         PackCommand::Base(cmd) => commands::base::run(cmd),
+        PackCommand::Pull(args) => commands::pull::run(args),
+        PackCommand::Push(args) => commands::push::run(args),
+        PackCommand::Inspect(args) => commands::inspect::run(args),
     }
 }
 

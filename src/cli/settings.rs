@@ -10,6 +10,10 @@ pub const NUA_CACHE_DIR: &str = "NUA_CACHE_DIR";
 /// A `base-images/` folder to read base definitions (and `../layers/`) from, instead of
 /// the ones compiled in.
 pub const NUA_BASE_IMAGES: &str = "NUA_BASE_IMAGES";
+/// A mirror of Docker Hub for pulls (`https://mirror.example`, `http://HOST:PORT`).
+pub const NUA_REGISTRY_MIRROR: &str = "NUA_REGISTRY_MIRROR";
+/// The folder of Docker's `config.json` (registry credentials); default `~/.docker`.
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// The upper bound of every timestamp in a built image (reproducible-builds.org).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
@@ -63,4 +67,44 @@ pub fn catalog() -> anyhow::Result<crate::build::base::Catalog> {
             None => Catalog::builtin()?,
         },
     )
+}
+
+/// How to reach registries: flags, the password on stdin, `DOCKER_CONFIG` and
+/// `NUA_REGISTRY_MIRROR`, resolved before any request.
+pub fn registry_options(
+    args: &crate::cli::args::RegistryArgs,
+) -> anyhow::Result<crate::registry::ClientOptions> {
+    use crate::registry::{AuthConfig, ClientOptions, Secret};
+    let explicit = match (&args.username, args.password_stdin) {
+        (Some(user), true) => {
+            let mut password = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(
+                !password.is_empty(),
+                "`--password-stdin` read an empty password from standard input"
+            );
+            Some((user.clone(), Secret::new(password)))
+        }
+        _ => None,
+    };
+    let docker_config_dir = match std::env::var_os(DOCKER_CONFIG).filter(|d| !d.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => std::env::var_os("HOME")
+            .filter(|d| !d.is_empty())
+            .map(|home| PathBuf::from(home).join(".docker")),
+    };
+    let mirror = std::env::var(NUA_REGISTRY_MIRROR)
+        .ok()
+        .filter(|m| !m.trim().is_empty());
+    Ok(ClientOptions {
+        auth: AuthConfig {
+            explicit,
+            docker_config_dir,
+        },
+        insecure_registries: args.insecure_registries.clone(),
+        mirror,
+        ..ClientOptions::default()
+    })
 }

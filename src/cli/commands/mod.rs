@@ -3,5 +3,8 @@
 pub mod base;
 pub mod build;
 pub mod check;
+pub mod inspect;
 #[cfg(feature = "runtime")]
 pub mod load;
+pub mod pull;
+pub mod push;
