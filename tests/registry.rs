@@ -218,7 +218,7 @@ fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
 
 #[test]
 fn an_image_sharing_a_base_uploads_only_its_new_layers() {
-    let (registry, client, work, store) = setup();
+    let (registry, client, _work, store) = setup();
     let base = ("base.bin", noise(10, 400_000));
     let a = image(&store, &[base.clone(), ("a.bin", noise(11, 1000))]);
     let b = image(&store, &[base, ("b.bin", noise(12, 50_000))]);
