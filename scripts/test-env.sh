@@ -31,12 +31,16 @@ install_packages() {
 # The unprivileged user the sandbox tests re-run themselves as, with subordinate id ranges
 # (as `useradd` gives a new user on Debian; added explicitly when missing).
 ensure_rootless_user() {
-    local user=nua-rootless
+    local user=nua-rootless file kind first
     id "$user" >/dev/null 2>&1 || as_root useradd --create-home --shell /bin/sh "$user"
-    grep -qE "^($user|$(id -u "$user")):" /etc/subuid 2>/dev/null ||
-        as_root usermod --add-subuids 200000-265535 "$user"
-    grep -qE "^($user|$(id -u "$user")):" /etc/subgid 2>/dev/null ||
-        as_root usermod --add-subgids 200000-265535 "$user"
+    for kind in uid gid; do
+        file=/etc/sub$kind
+        grep -qE "^($user|$(id -u "$user")):" "$file" 2>/dev/null && continue
+        # The first id past every range already given out, so no two users share ids.
+        first=$(awk -F: 'BEGIN { end = 100000 } $2 + $3 > end { end = $2 + $3 } END { print end }' \
+            "$file" 2>/dev/null || echo 100000)
+        as_root usermod "--add-sub${kind}s" "$first-$((first + 65535))" "$user"
+    done
 }
 
 # The unprivileged user the single-id fallback is tested as: no subordinate id ranges, so only
