@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine for Nua's test suite, idempotently:
 #   - install the Debian packages the tests drive (Docker Engine, the reference registry,
-#     skopeo, umoci, mmdebstrap, pigz, GNU time) when any is missing;
+#     skopeo, umoci, mmdebstrap, pigz, GNU time, htpasswd, openssl) when any is missing;
 #   - start dockerd when no daemon answers, recording that this script did;
 #   - make the base root filesystem the end-to-end tests build on, cached under
 #     $NUA_TEST_CACHE (default ~/.cache/nua-tests) and remade when missing.
@@ -20,6 +20,9 @@ install_packages() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     command -v skopeo >/dev/null || missing+=(skopeo)
+    # bcrypt entries for the registry's htpasswd set-up; a key and certificate for its tokens
+    command -v htpasswd >/dev/null || missing+=(apache2-utils)
+    command -v openssl >/dev/null || missing+=(openssl)
     command -v umoci >/dev/null || missing+=(umoci)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v pigz >/dev/null || missing+=(pigz)
