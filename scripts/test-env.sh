@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine for Nua's test suite, idempotently:
 #   - install the Debian packages the tests drive (Docker Engine, the reference registry,
-#     skopeo, umoci, mmdebstrap, pigz, GNU time) when any is missing;
+#     skopeo, umoci, mmdebstrap, pigz, GNU time, htpasswd, openssl) when any is missing;
 #   - start dockerd when no daemon answers, recording that this script did;
 #   - make the base root filesystem the end-to-end tests build on, cached under
 #     $NUA_TEST_CACHE (default ~/.cache/nua-tests) and remade when missing.
@@ -20,6 +20,9 @@ install_packages() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     command -v skopeo >/dev/null || missing+=(skopeo)
+    # bcrypt entries for the registry's htpasswd set-up; a key and certificate for its tokens
+    command -v htpasswd >/dev/null || missing+=(apache2-utils)
+    command -v openssl >/dev/null || missing+=(openssl)
     command -v umoci >/dev/null || missing+=(umoci)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v pigz >/dev/null || missing+=(pigz)
@@ -31,12 +34,16 @@ install_packages() {
 # The unprivileged user the sandbox tests re-run themselves as, with subordinate id ranges
 # (as `useradd` gives a new user on Debian; added explicitly when missing).
 ensure_rootless_user() {
-    local user=nua-rootless
+    local user=nua-rootless file kind first
     id "$user" >/dev/null 2>&1 || as_root useradd --create-home --shell /bin/sh "$user"
-    grep -qE "^($user|$(id -u "$user")):" /etc/subuid 2>/dev/null ||
-        as_root usermod --add-subuids 200000-265535 "$user"
-    grep -qE "^($user|$(id -u "$user")):" /etc/subgid 2>/dev/null ||
-        as_root usermod --add-subgids 200000-265535 "$user"
+    for kind in uid gid; do
+        file=/etc/sub$kind
+        grep -qE "^($user|$(id -u "$user")):" "$file" 2>/dev/null && continue
+        # The first id past every range already given out, so no two users share ids.
+        first=$(awk -F: 'BEGIN { end = 100000 } $2 + $3 > end { end = $2 + $3 } END { print end }' \
+            "$file" 2>/dev/null || echo 100000)
+        as_root usermod "--add-sub${kind}s" "$first-$((first + 65535))" "$user"
+    done
 }
 
 # The unprivileged user the single-id fallback is tested as: no subordinate id ranges, so only

@@ -129,6 +129,11 @@ fn two_bootstraps_from_the_same_lock_give_the_same_digest() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_store_intact(&cache_a);
+    // What a build killed in a sandbox step leaves, as if a day ago: collected by the next.
+    let stale = cache_a.join("sandbox/roots/root-killed");
+    std::fs::create_dir_all(stale.join("upper/etc")).unwrap();
+    std::fs::write(stale.join("upper/etc/half-written"), "x").unwrap();
+    run_ok(Command::new("touch").args(["-d", "2 days ago"]).arg(&stale));
 
     let a = base_build(
         "debian-bookworm",
@@ -147,6 +152,14 @@ fn two_bootstraps_from_the_same_lock_give_the_same_digest() {
         .all(|l| l["cached"] == false));
     assert_eq!(a["manifest_digest"], b["manifest_digest"]);
     assert_store_intact(&work.path().join("cache-a"));
+    assert!(
+        !stale.exists(),
+        "an abandoned sandbox root was not collected"
+    );
+    let roots: Vec<_> = std::fs::read_dir(cache_a.join("sandbox/roots"))
+        .unwrap()
+        .collect();
+    assert!(roots.is_empty(), "roots left behind: {roots:?}");
 }
 
 /// The python base in the sandbox: a venv and `pip install` from PyPI, through this
@@ -176,7 +189,8 @@ fn python_base_pip_installs_from_pypi_in_the_sandbox() {
     let mut root = sandbox.root(&layers).unwrap();
     let ca = "/etc/ssl/certs/ca-certificates.crt";
     let mut command = SandboxCommand::shell(
-        "set -e; python3 -m venv /tmp/venv; pip install --quiet --no-cache-dir six; \
+        "set -e; python3 -m venv /tmp/venv && /tmp/venv/bin/python -c 'import venv'; \
+         pip install --quiet --no-cache-dir six; \
          python -c 'import six, sys; print(sys.prefix, six.__version__)'",
     );
     command.env = vec![
@@ -200,7 +214,22 @@ fn python_base_pip_installs_from_pypi_in_the_sandbox() {
         "pip installed into the base's venv: {lines:#?}"
     );
     let layer = root.commit(&options.layer).unwrap();
-    assert!(layer.descriptor.size > 0);
+    // What pip wrote is in the layer, owned by the user who ran it.
+    let blob = store.open_blob(&layer.descriptor.digest).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+    let six: Vec<(String, u64)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().unwrap().ends_with("site-packages/six.py"))
+        .map(|e| {
+            let path = e.path().unwrap().display().to_string();
+            (path, e.header().uid().unwrap())
+        })
+        .collect();
+    assert_eq!(six.len(), 1, "{six:?}");
+    assert!(six[0].0.starts_with("nua/venv/lib/python3"), "{six:?}");
+    assert_eq!(six[0].1, 1000);
 }
 
 /// Without root: the unprivileged user the test setup creates (with subordinate ids)

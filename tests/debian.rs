@@ -351,7 +351,15 @@ fn hostile_deb_with_a_device_node_is_refused() {
 }
 
 #[test]
-fn a_tampered_deb_in_the_store_is_not_unpacked_as_the_package() {
+fn hostile_deb_with_a_hard_link_outside_is_refused() {
+    let msg = unpack_error(&[("./usr/evil", tar::EntryType::Link, "../../etc/shadow")]);
+    assert!(msg.contains("usr/evil"), "{msg}");
+    let msg = unpack_error(&[("./usr/evil", tar::EntryType::Link, "/etc/shadow")]);
+    assert!(msg.contains("usr/evil"), "{msg}");
+}
+
+#[test]
+fn a_package_missing_from_the_store_is_not_unpacked() {
     // A blob that is not in the store under the locked digest is "not downloaded".
     let (_tmp, store, mut locked) = hostile(&[]);
     locked.sha256 = Digest::of(b"something else").hex().to_owned();

@@ -122,11 +122,14 @@ pub fn labels(config: &NuaConfig, created: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// The image's variables, sorted: the base's, then `PATH` and `LANG` of the image spec.
+/// The image's variables, sorted: the base's, with `PATH` and `LANG` of the image spec
+/// unless the base sets them.
 pub fn image_env(base_env: &BTreeMap<String, String>) -> Vec<String> {
     let mut env = base_env.clone();
-    env.insert("PATH".to_owned(), PATH.to_owned());
-    env.insert("LANG".to_owned(), "C.UTF-8".to_owned());
+    env.entry("PATH".to_owned())
+        .or_insert_with(|| PATH.to_owned());
+    env.entry("LANG".to_owned())
+        .or_insert_with(|| "C.UTF-8".to_owned());
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 

@@ -166,19 +166,24 @@ fn build_base_of(
         );
         reporter.event(Event::Warning { message: &message });
     }
-    let plan = base::Plan::new(&options.catalog, &name, options.mirror.as_deref(), store)?;
-    for message in &plan.warnings {
-        reporter.event(Event::Warning { message });
-    }
     let base_options = base::BaseOptions {
         cache_dir: options.cache_dir.clone(),
+        // The base keeps its own time (its archive's date, set by the plan), not the app's:
+        // one base for all apps.
         layer: oci::LayerOptions {
             compression: options.compression,
-            // The base's own time (its archive's date), not the app's: one base for all apps.
-            source_date_epoch: plan.source_date_epoch,
+            source_date_epoch: 0,
         },
     };
-    Ok(base::build_base(&plan, store, &base_options, reporter)?)
+    let (_, base) = base::build(
+        &options.catalog,
+        &name,
+        options.mirror.as_deref(),
+        store,
+        &base_options,
+        reporter,
+    )?;
+    Ok(base)
 }
 
 /// Build the image of `app` as `options` say.

@@ -9,15 +9,18 @@ use crate::build::{Event, Reporter};
 /// One line per step on stderr; on a terminal, a spinner while the step runs.
 pub struct Lines {
     quiet: bool,
+    /// Only warnings (`--json`: stdout is for the result, people still need to know).
+    warnings_only: bool,
     tty: bool,
     spinner: Option<indicatif::ProgressBar>,
 }
 
 impl Lines {
-    /// Prints nothing when `quiet`.
-    pub fn new(quiet: bool) -> Lines {
+    /// Prints nothing when `quiet`, only warnings when `json`.
+    pub fn new(quiet: bool, json: bool) -> Lines {
         Lines {
             quiet,
+            warnings_only: json,
             tty: std::io::stderr().is_terminal(),
             spinner: None,
         }
@@ -34,7 +37,7 @@ impl Lines {
 
 impl Reporter for Lines {
     fn event(&mut self, event: Event<'_>) {
-        if self.quiet {
+        if self.quiet || (self.warnings_only && !matches!(event, Event::Warning { .. })) {
             return;
         }
         match event {

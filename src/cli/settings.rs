@@ -69,6 +69,17 @@ pub fn catalog() -> anyhow::Result<crate::build::base::Catalog> {
     )
 }
 
+/// The definitions a lock is made from and written beside: `NUA_BASE_IMAGES`, else
+/// `./base-images` when it exists (a checkout), else the built-in ones (no folder to write).
+pub fn catalog_for_writing() -> anyhow::Result<crate::build::base::Catalog> {
+    let here = Path::new("base-images");
+    if std::env::var_os(NUA_BASE_IMAGES).is_none_or(|d| d.is_empty()) && here.is_dir() {
+        return crate::build::base::Catalog::from_dir(here)
+            .context("cannot read the base images of `./base-images`");
+    }
+    catalog()
+}
+
 /// How to reach registries: flags, the password on stdin, `DOCKER_CONFIG` and
 /// `NUA_REGISTRY_MIRROR`, resolved before any request.
 pub fn registry_options(

@@ -34,6 +34,19 @@ impl Release {
             suite: suite.to_owned(),
             reason: "it is empty".to_owned(),
         })?;
+        // A validly signed Release of another suite (or an old one replayed under this
+        // name) must not stand in for the one asked for.
+        let (named, codename) = (para.get("Suite"), para.get("Codename"));
+        if named != Some(suite) && codename != Some(suite) {
+            return Err(Error::Release {
+                suite: suite.to_owned(),
+                reason: format!(
+                    "it describes suite `{}` (codename `{}`)",
+                    named.unwrap_or("?"),
+                    codename.unwrap_or("?")
+                ),
+            });
+        }
         let sums = para.get("SHA256").ok_or_else(|| Error::Release {
             suite: suite.to_owned(),
             reason: "it has no `SHA256` field".to_owned(),
@@ -135,7 +148,7 @@ pub fn parse_date(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "Origin: Debian\nSuite: stable\nValid-Until: Sat, 11 Jul 2026 10:16:37 UTC\n\
+    const TEXT: &str = "Origin: Debian\nSuite: stable\nCodename: bookworm\nValid-Until: Sat, 11 Jul 2026 10:16:37 UTC\n\
         Acquire-By-Hash: yes\nSHA256:\n \
         9e0b5aabb2465b3d2e7a7fe27f9913846277833f7a2826e7767acccff5b588c5  8790396 main/binary-amd64/Packages.xz\n";
 
@@ -151,6 +164,13 @@ mod tests {
         assert!(matches!(err, Error::Expired { .. }), "{err}");
         let err = r.file("contrib/binary-amd64/Packages.xz").unwrap_err();
         assert!(err.to_string().contains("contrib/binary-amd64"), "{err}");
+        // `stable` names it too; another suite's Release is refused, however well signed.
+        Release::parse(TEXT, "stable").unwrap();
+        let err = Release::parse(TEXT, "trixie").unwrap_err().to_string();
+        assert!(
+            err.contains("suite `stable` (codename `bookworm`)"),
+            "{err}"
+        );
     }
 
     #[test]

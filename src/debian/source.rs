@@ -88,11 +88,17 @@ impl Source {
         format!("{}/{}", self.mirror, filename)
     }
 
-    /// The deb822 apt source written into a bootstrapped image, naming this mirror and suite.
+    /// The deb822 apt source written into a bootstrapped image: Debian's own redirector (or
+    /// the pinned snapshot), never the mirror this machine happened to fetch from, so the
+    /// image is the same wherever it is built.
     pub fn apt_sources(&self) -> String {
+        let uri = match self.snapshot {
+            Some(_) => self.mirror.as_str(),
+            None => DEFAULT_MIRROR,
+        };
         let mut out = format!(
             "Types: deb\nURIs: {}\nSuites: {}\nComponents: {}\nSigned-By: {}\n",
-            self.mirror,
+            uri,
             self.suite,
             self.components.join(" "),
             DEFAULT_KEYRING

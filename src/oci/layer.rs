@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::compress::Compression;
 use self::compress::Compressor;
+pub(crate) use self::tree::host_specific_xattr;
 pub use self::tree::{tree_diff_id, TreeOptions};
 use super::digest::{Digest, Sha256Writer};
 use super::error::{printable, Error, IoContext, Result};

@@ -117,7 +117,7 @@ fn is_opaque(path: &Path) -> bool {
         .any(|name| matches!(xattr::get(path, name), Ok(Some(v)) if v == b"y"))
 }
 
-/// The xattrs to record: everything but overlay's own bookkeeping.
+/// The xattrs to record: everything but overlay's bookkeeping and host-specific ones.
 fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     let names = match xattr::list(path) {
@@ -127,7 +127,12 @@ fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     };
     for name in names {
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with("user.overlay.") || name.starts_with("trusted.overlay.") {
+        // Overlay's bookkeeping, and what belongs to the host (SELinux labels, ACLs), as the
+        // source walker does: a layer must not depend on the machine that made it.
+        if name.starts_with("user.overlay.")
+            || name.starts_with("trusted.overlay.")
+            || crate::oci::layer::host_specific_xattr(name)
+        {
             continue;
         }
         if let Some(value) = xattr::get(path, name).at(path)? {

@@ -49,6 +49,9 @@ pub use root::Root;
 use crate::oci::{self, BlobStore};
 use error::IoContext;
 
+/// Roots and unpack folders untouched this long were abandoned by a killed build.
+const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The sandbox of one build: the probed id mapping and the cache of unpacked layers.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -72,14 +75,40 @@ impl Sandbox {
         }
         let (mapping, warning) = idmap::detect();
         probe::check(&mapping, cache_dir)?;
-        Ok(Sandbox {
+        let sandbox = Sandbox {
             inner: Arc::new(Inner {
                 cache_dir: cache_dir.to_owned(),
                 store: store.clone(),
                 mapping,
                 warnings: warning.into_iter().collect(),
             }),
-        })
+        };
+        sandbox.collect_abandoned(ABANDONED_AFTER);
+        Ok(sandbox)
+    }
+
+    /// Remove roots and half-unpacked layers that a killed build left behind: those not
+    /// touched for `age` (no step runs that long). Their files may belong to subordinate
+    /// ids, so they go through the namespace; what cannot be removed is left for next time.
+    fn collect_abandoned(&self, age: Duration) {
+        let dirs = [
+            (self.inner.cache_dir.join("roots"), "root-"),
+            (self.inner.cache_dir.join("layers"), ".unpack-"),
+        ];
+        for (dir, prefix) in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
+                if old && entry.file_name().to_string_lossy().starts_with(prefix) {
+                    let _ = self.remove_tree(&entry.path());
+                }
+            }
+        }
     }
 
     /// How ids are mapped into the sandbox.

@@ -60,21 +60,26 @@ pub(crate) fn check(mapping: &Mapping, scratch: &Path) -> Result<()> {
             Ok(())
         }
     });
-    let outcome = match outcome {
-        Err(Error::InNamespace { message, .. }) | Err(Error::Setup { step: message, .. }) => {
-            Some(format!("cannot create a user namespace: {message}"))
-        }
-        Err(e) => return Err(e),
-        Ok(o) => o,
-    };
+    // Creating the namespace itself failed: a kernel setting or a container's seccomp
+    // policy forbids it, which no file system choice fixes.
+    if let Err(Error::InNamespace { message, .. } | Error::Setup { step: message, .. }) = &outcome {
+        return unsupported(
+            &format!("cannot create a user namespace: {message}"),
+            "enable unprivileged user namespaces (`sysctl -w user.max_user_namespaces=15000`; \
+             on Ubuntu also `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`); in a \
+             container, run it with a seccomp profile that allows `unshare` and `mount` \
+             (e.g. `--security-opt seccomp=unconfined`)",
+        );
+    }
+    let outcome = outcome?;
     drop(removed);
     match outcome {
         None => Ok(()),
         Some(what) => unsupported(
             &what,
-            "the sandbox needs Linux 5.11 or newer (overlayfs with `userxattr` in a user \
-             namespace) and the layer cache on a file system that supports user xattrs \
-             (ext4, xfs, btrfs; tmpfs from 6.6); set the cache elsewhere otherwise",
+            "the sandbox needs Linux 5.12 or newer (overlayfs with `userxattr` in a user \
+             namespace, `mount_setattr`, `openat2`) and its cache on a file system with user \
+             xattrs (ext4, xfs, btrfs; tmpfs from 6.6): point `NUA_CACHE_DIR` at one",
         ),
     }
 }

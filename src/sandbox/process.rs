@@ -183,6 +183,9 @@ fn command(
     // SAFETY: plain system calls in a single-threaded child, on prepared C strings.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // A session of its own: no controlling terminal, so nothing inside can reach the
+        // user's terminal (TIOCSTI) or get its signals.
+        libc::setsid();
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
@@ -211,6 +214,9 @@ fn command(
         (13, e)
     }
 }
+
+/// The longest line passed on whole; longer ones arrive in pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
 
 /// Read both output pipes until they close, line by line; kill `c1` at the deadline.
 /// Returns whether the deadline passed.
@@ -243,8 +249,10 @@ fn pump(
             _ => -1,
         };
         // SAFETY: `pfds` holds two valid pollfd structs.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait_ms) };
-        if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) && !timed_out {
+        // An error (EINTR) leaves every `revents` at 0: the loop simply polls again.
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait_ms) };
+        // Checked whatever poll said: a command that never stops printing must time out too.
+        if deadline.is_some_and(|d| Instant::now() >= d) && !timed_out {
             timed_out = true;
             // SAFETY: c1 is our child; its death takes the whole namespace down.
             unsafe { libc::kill(c1, libc::SIGKILL) };
@@ -273,6 +281,11 @@ fn pump(
                     while let Some(pos) = bufs[i].iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = bufs[i].drain(..=pos).collect();
                         on_line(stream, &String::from_utf8_lossy(&line[..pos]));
+                    }
+                    // Output without newlines is passed on in pieces: memory stays bounded.
+                    while bufs[i].len() >= MAX_LINE {
+                        let piece: Vec<u8> = bufs[i].drain(..MAX_LINE).collect();
+                        on_line(stream, &String::from_utf8_lossy(&piece));
                     }
                 }
             }

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, IoContext, Result};
@@ -42,6 +42,8 @@ impl Root {
         for sub in ["upper", "work", "merged", "l"] {
             let path = root.dir.join(sub);
             fs::DirBuilder::new().mode(0o755).create(&path).at(&path)?;
+            // The upper directory gives `/` its mode: 0755 whatever the caller's umask.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).at(&path)?;
         }
         for (i, lower) in root.lowers.iter().enumerate() {
             let link = root.dir.join("l").join(i.to_string());
@@ -105,6 +107,8 @@ impl Root {
                     ))
                 })?;
             let rel = String::from_utf8(rel).expect("normalized from a str");
+            // Relative to the caller's folder, not to where the namespace's pid 1 runs.
+            let source = std::path::absolute(&source).at(&source)?;
             let is_dir = fs::metadata(&source).at(&source)?.is_dir();
             self.check_parents(&rel, &target)?;
             let source = cstring(source.clone().into_os_string().into_encoded_bytes())
@@ -119,11 +123,7 @@ impl Root {
             } else {
                 path.parent().expect("has a parent")
             };
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .at(parent)?;
+            create_dirs_755(&self.dir, parent)?;
             if !is_dir {
                 fs::File::create(&path).at(&path)?;
             }
@@ -242,8 +242,9 @@ impl Root {
         let layer = userns::in_namespace(&self.sandbox.inner.mapping, &task, move || {
             commit::commit(&upper, &store, &opts)
         })?;
-        self.removed = true;
-        self.sandbox.remove_tree(&self.dir)?;
+        // The layer is written: failing to clean up is not failing to commit (Drop tries
+        // again, and the next `Sandbox::new` collects what is left).
+        self.removed = self.sandbox.remove_tree(&self.dir).is_ok();
         Ok(layer)
     }
 }
@@ -296,4 +297,19 @@ fn open_in_root(root: &OwnedFd, rel: &str) -> Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut out).at(rel)?;
     Ok(Some(out))
+}
+
+/// Create `dir` and its missing parents below `base`, each 0755 whatever the umask: the
+/// scaffold is the topmost lower, so its folders (`/etc` for `resolv.conf`) give their mode
+/// to the merged root and to anything copied up into a layer.
+fn create_dirs_755(base: &Path, dir: &Path) -> Result<()> {
+    let mut path = base.to_path_buf();
+    for part in dir.strip_prefix(base).unwrap_or(dir).components() {
+        path.push(part);
+        if !path.is_dir() {
+            fs::create_dir(&path).at(&path)?;
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).at(&path)?;
+    }
+    Ok(())
 }

@@ -45,6 +45,9 @@ pub(crate) fn spawn(
             if libc::getppid() != parent {
                 sys::exit_now(1);
             }
+            // Files and folders made in the namespace get the same modes whatever the
+            // caller's umask (a layer must not depend on it); commands get Docker's 022.
+            libc::umask(0o022);
         }
         // SAFETY: unshare takes no pointers.
         let err = match unsafe { libc::unshare(flags) } {
@@ -113,14 +116,25 @@ where
         mapping,
         libc::CLONE_NEWUSER | libc::CLONE_NEWNS,
         move || {
+            // The default hook writes to stderr, whose lock another thread of the caller
+            // (a progress bar) may have held at fork time: the payload travels back instead.
+            std::panic::set_hook(Box::new(|_| {}));
             let result = sys::make_mounts_private()
                 .map_err(|source| Error::Setup {
                     step: "making mounts private".into(),
                     source,
                 })
                 .and_then(|()| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                        .unwrap_or_else(|_| Err(Error::Command("panicked".into())))
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
+                        |payload| {
+                            let what = payload
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| payload.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            Err(Error::Command(format!("panicked: {what}")))
+                        },
+                    )
                 });
             let reply = match result {
                 Ok(v) => Reply::Ok(v),

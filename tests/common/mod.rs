@@ -1,9 +1,13 @@
 //! Helpers shared by the integration tests: the real components they drive (Docker Engine,
 //! skopeo, umoci) and the cached base root filesystem; `sandbox` holds those of the sandbox
-//! tests.
+//! tests, `registry`, `token`, `proxy` and `http` the registry servers and the fault proxy.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod proxy;
+pub mod registry;
 pub mod sandbox;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -87,7 +87,17 @@ pub fn build_base(
                 bytes.fetch_add(size, Ordering::Relaxed);
             }
         })
-        .map_err(debian_error(&step.name))?;
+        .map_err(|err| match err {
+            debian::Error::Http {
+                kind: debian::HttpKind::Status(404),
+                url,
+                ..
+            } => BaseError::PackageGone {
+                base: base.to_owned(),
+                url,
+            },
+            other => debian_error(&step.name)(other),
+        })?;
         let count = count.into_inner();
         if count > 0 {
             let line = format!(

@@ -17,6 +17,9 @@ mod plan;
 
 use std::path::PathBuf;
 
+use crate::build::{Event, Reporter};
+use crate::oci::BlobStore;
+
 pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
 pub use lock::{Lock, LockedStep};
 pub use make::{build_base, BaseImage, BaseOptions};
@@ -63,6 +66,8 @@ pub enum BaseError {
         status: String,
         tail: String,
     },
+    #[error("the mirror no longer has `{url}`, which the lock of `{base}` pins")]
+    PackageGone { base: String, url: String },
     #[error("cannot write the layer cache in `{}`", path.display())]
     Cache {
         path: PathBuf,
@@ -71,4 +76,45 @@ pub enum BaseError {
     },
     #[error(transparent)]
     Oci(#[from] crate::oci::Error),
+}
+
+/// Build base `name` (or take it from the cache) as its lock says, saying what the user
+/// should know. When the mirror has dropped a locked package (Debian removes superseded
+/// versions at each point release), the base is resolved from the live archive instead,
+/// with a warning, rather than not built at all.
+pub fn build(
+    catalog: &Catalog,
+    name: &str,
+    mirror: Option<&str>,
+    store: &BlobStore,
+    options: &BaseOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<(Plan, BaseImage), BaseError> {
+    let plan = Plan::new(catalog, name, mirror, store)?;
+    let plan_options = |plan: &Plan| BaseOptions {
+        layer: crate::oci::LayerOptions {
+            source_date_epoch: plan.source_date_epoch,
+            ..options.layer
+        },
+        ..options.clone()
+    };
+    for message in &plan.warnings {
+        reporter.event(Event::Warning { message });
+    }
+    match build_base(&plan, store, &plan_options(&plan), reporter) {
+        Err(BaseError::PackageGone { url, .. }) if plan.locked => {
+            let why = format!(
+                "the mirror no longer has `{url}`, which `base-images/{name}.lock` pins: \
+                 building `{name}` from the live archive (run `nua-pack base lock {name}`, \
+                 or pin a `snapshot` in its definition)"
+            );
+            let plan = Plan::live(catalog, name, mirror, store, why)?;
+            for message in &plan.warnings {
+                reporter.event(Event::Warning { message });
+            }
+            let base = build_base(&plan, store, &plan_options(&plan), reporter)?;
+            Ok((plan, base))
+        }
+        result => result.map(|base| (plan, base)),
+    }
 }

@@ -80,9 +80,30 @@ impl Plan {
         Ok(plan)
     }
 
-    /// The plan a lock describes (its steps checked against the definitions).
+    /// The plan of `name` resolved from the live archive, whatever its lock says; `why`
+    /// is the warning that says so.
+    pub fn live(
+        catalog: &Catalog,
+        name: &str,
+        mirror: Option<&str>,
+        store: &BlobStore,
+        why: String,
+    ) -> Result<Plan, BaseError> {
+        let lock = lock_base(catalog, name, mirror, store)?;
+        let mut plan = Plan::from_lock(catalog, &lock, mirror)?;
+        plan.locked = false;
+        plan.warnings = vec![why];
+        Ok(plan)
+    }
+
+    /// The plan a lock describes, its steps checked against the definitions.
     fn from_lock(catalog: &Catalog, lock: &Lock, mirror: Option<&str>) -> Result<Plan, BaseError> {
         let name = &lock.base;
+        let lock_file = format!("base-images/{name}.lock");
+        let bad = |message: String| BaseError::Definition {
+            path: lock_file.clone().into(),
+            message: format!("{message} (run `nua-pack base lock {name}` to make it again)"),
+        };
         let chain = catalog.chain(name)?;
         let bootstrap = chain[0]
             .1
@@ -94,16 +115,28 @@ impl Plan {
             step: BOOTSTRAP.into(),
             source: Box::new(source),
         })?;
+        if lock.suite != bootstrap.suite {
+            return Err(bad(format!(
+                "it is for suite `{}`, the definition bootstraps `{}`",
+                lock.suite, bootstrap.suite
+            )));
+        }
+        let source_date_epoch = debian::parse_date(&lock.archive_date).ok_or_else(|| {
+            bad(format!(
+                "its archive date `{}` does not parse",
+                lock.archive_date
+            ))
+        })?;
         let mut env = BTreeMap::new();
         let mut steps = Vec::new();
-        let locked = |step: &str| -> Vec<debian::Locked> {
+        let locked = |step: &str| -> Result<Vec<debian::Locked>, BaseError> {
             lock.step(step)
                 .map(|s| s.packages.clone())
-                .unwrap_or_default()
+                .ok_or_else(|| bad(format!("it has no step `{step}`")))
         };
         steps.push(PlannedStep {
             name: BOOTSTRAP.into(),
-            packages: locked(BOOTSTRAP),
+            packages: locked(BOOTSTRAP)?,
             run: Vec::new(),
         });
         for (_, def) in &chain {
@@ -112,7 +145,7 @@ impl Plan {
                 env.extend(layer_def.env.clone());
                 steps.push(PlannedStep {
                     name: layer.clone(),
-                    packages: locked(layer),
+                    packages: locked(layer)?,
                     run: layer_def.run.clone(),
                 });
             }
@@ -123,7 +156,7 @@ impl Plan {
             steps,
             env,
             locked: true,
-            source_date_epoch: debian::parse_date(&lock.archive_date).unwrap_or(0),
+            source_date_epoch,
             warnings: Vec::new(),
         })
     }

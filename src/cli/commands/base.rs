@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::build::base::{self, BaseOptions, Catalog, Plan};
+use crate::build::base::{self, BaseOptions, Catalog};
 use crate::build::metadata::image_env;
 use crate::cli::args::{BaseBuildArgs, BaseCommand, BaseListArgs, BaseLockArgs};
 use crate::cli::progress::{human_bytes, Lines};
@@ -95,29 +95,24 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
     let catalog = settings::catalog()?;
     let cache_dir = settings::cache_dir()?;
     let resolved = catalog.resolve_builder(&args.name)?;
-    let mut reporter = Lines::new(args.quiet || args.json);
+    let mut reporter = Lines::new(args.quiet, args.json);
     if let Some(message) = &resolved.warning {
         crate::build::Reporter::event(&mut reporter, crate::build::Event::Warning { message });
     }
     let store = oci::BlobStore::open(&cache_dir)?;
-    let plan = Plan::new(
+    let options = BaseOptions {
+        cache_dir: cache_dir.clone(),
+        layer: oci::LayerOptions::default(),
+    };
+    let (plan, built) = base::build(
         &catalog,
         &resolved.base,
         args.debian.mirror.as_deref(),
         &store,
-    )?;
-    for message in &plan.warnings {
-        crate::build::Reporter::event(&mut reporter, crate::build::Event::Warning { message });
-    }
-    let options = BaseOptions {
-        cache_dir: cache_dir.clone(),
-        layer: oci::LayerOptions {
-            compression: oci::Compression::default(),
-            source_date_epoch: plan.source_date_epoch,
-        },
-    };
-    let built = base::build_base(&plan, &store, &options, &mut reporter)
-        .with_context(|| format!("cannot build base image `{}`", plan.base))?;
+        &options,
+        &mut reporter,
+    )
+    .with_context(|| format!("cannot build base image `{}`", resolved.base))?;
 
     let mut result = Built {
         base: built.name.clone(),
@@ -182,7 +177,9 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
-    let catalog = settings::catalog()?;
+    // Locks are written beside the definitions they are made from: those of
+    // `NUA_BASE_IMAGES`, else the `base-images/` folder here (a checkout), else none.
+    let catalog = settings::catalog_for_writing()?;
     let cache_dir = settings::cache_dir()?;
     let names: Vec<String> = if args.names.is_empty() {
         catalog.names().map(str::to_owned).collect()
@@ -192,25 +189,21 @@ fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
     if args.output.is_some() && names.len() != 1 {
         anyhow::bail!("`--output` takes one base name, not {}", names.len());
     }
-    let dir = match catalog.dir() {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from("base-images"),
-    };
+    let dir = catalog.dir().map(std::path::Path::to_path_buf);
     let store = oci::BlobStore::open(&cache_dir)?;
     for name in &names {
         catalog.base(name)?;
-        let path = match &args.output {
-            Some(path) => path.clone(),
-            None if dir.is_dir() => dir.join(format!("{name}.lock")),
-            None => {
-                return Err(
-                    anyhow::anyhow!("there is no `{}` folder here", dir.display()).context(Hint(
-                        "run it in the folder holding `base-images/`, set `NUA_BASE_IMAGES`, \
-                         or give `--output FILE`",
-                    )),
+        let path =
+            match (&args.output, &dir) {
+                (Some(path), _) => path.clone(),
+                (None, Some(dir)) => dir.join(format!("{name}.lock")),
+                (None, None) => return Err(anyhow::anyhow!(
+                    "there is no `base-images/` folder here to write `{name}.lock` in"
                 )
-            }
-        };
+                .context(Hint(
+                    "run it in a checkout of nua, set `NUA_BASE_IMAGES`, or give `--output FILE`",
+                ))),
+            };
         let lock = base::lock_base(&catalog, name, args.debian.mirror.as_deref(), &store)
             .with_context(|| format!("cannot lock base image `{name}`"))?;
         let count: usize = lock.steps.iter().map(|s| s.packages.len()).sum();

@@ -49,7 +49,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags.clone(),
     };
 
-    let mut reporter = Lines::new(args.quiet || args.json);
+    let mut reporter = Lines::new(args.quiet, args.json);
     let result = match build::build(&app, &options, &mut reporter) {
         Ok(result) => result,
         Err(err) => {

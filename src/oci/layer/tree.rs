@@ -14,7 +14,7 @@ use crate::oci::tar_writer::Kind;
 
 /// Extended attributes that describe the build host rather than the file: an SELinux label
 /// differs from machine to machine and POSIX ACLs (`system.*`) are not carried by OCI layers.
-fn host_specific_xattr(name: &str) -> bool {
+pub(crate) fn host_specific_xattr(name: &str) -> bool {
     name == "security.selinux" || name.starts_with("system.")
 }
 
