@@ -1,102 +1,40 @@
 //! Pull, push and inspect against the real `docker-registry` (the reference distribution
-//! server from Debian) on 127.0.0.1, with skopeo as the independent client.
+//! server from Debian) on 127.0.0.1, started by `common::registry`, with skopeo as the
+//! independent client and `common::proxy` injecting faults.
 
 mod common;
+#[path = "registry/faults.rs"]
+mod faults;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_store_intact, nua_pack, run, run_ok, temp_dir, test_env};
+use common::registry::{Auth, Registry};
+use common::{assert_store_intact, nua_pack, run, run_ok, temp_dir};
 use nua::oci::{self, BlobStore, ImageArchive, ImageName, ReadOptions};
 use nua::registry::{self, Client, ClientOptions, Outcome, PullOptions, PushOptions, Reference};
 use serde_json::Value;
 
-/// A `docker-registry serve` on a free port of 127.0.0.1, killed when dropped. Stands in for
-/// the shared harness of `tests/common/registry.rs` until it lands.
-struct LocalRegistry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// A client speaking plain HTTP to `host`.
+fn client(host: &str) -> Client {
+    Client::new(ClientOptions {
+        insecure_registries: vec![host.to_owned()],
+        ..ClientOptions::default()
+    })
+    .unwrap()
 }
 
-impl LocalRegistry {
-    /// `basic`: a user and password checked from an htpasswd file.
-    fn start(basic: Option<(&str, &str)>) -> LocalRegistry {
-        test_env();
-        let dir = temp_dir();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("storage").display()
-        );
-        if let Some((user, password)) = basic {
-            let file = dir.path().join("htpasswd");
-            let line = run_ok(Command::new("htpasswd").args(["-Bbn", user, password]));
-            std::fs::write(&file, line).unwrap();
-            config += &format!(
-                "auth:\n  htpasswd:\n    realm: nua-test\n    path: {}\n",
-                file.display()
-            );
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        let registry = LocalRegistry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// `nua-pack pull TARGET --json EXTRA…` through `cmd`.
-    fn pull(&self, cmd: &mut Command, target: &str, extra: &[&std::ffi::OsStr]) -> Value {
-        let host = self.host();
-        let args = ["pull", target, "--json", "--insecure-registry", &host];
-        json(&run_ok(cmd.args(args).args(extra)))
-    }
-
-    fn client(&self) -> Client {
-        Client::new(ClientOptions {
-            insecure_registries: vec![self.host()],
-            ..ClientOptions::default()
-        })
-        .unwrap()
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `nua-pack pull TARGET --json --insecure-registry HOST EXTRA…` through `cmd`.
+fn pull_json(host: &str, cmd: &mut Command, target: &str, extra: &[&std::ffi::OsStr]) -> Value {
+    let args = ["pull", target, "--json", "--insecure-registry", host];
+    json(&run_ok(cmd.args(args).args(extra)))
 }
 
 /// A fresh registry, a client for it, a work folder and a blob store in it.
-fn setup() -> (LocalRegistry, Client, tempfile::TempDir, BlobStore) {
-    let registry = LocalRegistry::start(None);
-    let client = registry.client();
+fn setup() -> (Registry, Client, tempfile::TempDir, BlobStore) {
+    let registry = Registry::start(Auth::None);
+    let client = client(&registry.host());
     let work = temp_dir();
     let store = BlobStore::open(work.path().join("push-cache")).unwrap();
     (registry, client, work, store)
@@ -139,6 +77,45 @@ fn image(store: &BlobStore, files: &[(&str, Vec<u8>)]) -> oci::ImageRef {
     oci::write_image(store, &oci::ImageSpec::new(layers, config, 1_700_000_000)).unwrap()
 }
 
+/// An image of one noise layer of `size` bytes per seed, pushed to `target`.
+fn push_noise(
+    client: &Client,
+    store: &BlobStore,
+    target: &str,
+    seeds: std::ops::Range<u64>,
+    size: usize,
+) -> oci::ImageRef {
+    let layers: Vec<(&str, Vec<u8>)> = seeds.map(|i| ("l.bin", noise(i, size))).collect();
+    let image = image(store, &layers);
+    let reference = Reference::parse(target).unwrap();
+    registry::push(
+        client,
+        store,
+        &image,
+        &reference,
+        &PushOptions::default(),
+        &(),
+    )
+    .unwrap();
+    image
+}
+
+/// Run `cmd` with `input` on its stdin; its output.
+fn with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A command that fails before reading its stdin closes it: not this test's concern.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// The small test image as a tarball at `dir/name.tar`.
 fn image_tarball(dir: &Path, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
     let store = BlobStore::open(dir.join("build-cache")).unwrap();
@@ -173,7 +150,7 @@ fn skopeo_digest(reference: &str) -> String {
 
 #[test]
 fn push_is_read_back_by_skopeo_and_a_second_push_uploads_nothing() {
-    let registry = LocalRegistry::start(None);
+    let registry = Registry::start(Auth::None);
     let work = temp_dir();
     let files = [("a.bin", noise(1, 300_000)), ("b.bin", noise(2, 200_000))];
     let tarball = image_tarball(work.path(), "app", &files);
@@ -264,7 +241,7 @@ fn chunked_uploads_round_trip_through_a_pull() {
 
 #[test]
 fn skopeo_pushes_a_base_image_we_pull_and_docker_loads() {
-    let registry = LocalRegistry::start(None);
+    let registry = Registry::start(Auth::None);
     let work = temp_dir();
     let shared = common::shared_base("debian-bookworm");
     let base = work.path().join("base.tar");
@@ -283,7 +260,14 @@ fn skopeo_pushes_a_base_image_we_pull_and_docker_loads() {
     ]));
     let cache = work.path().join("cache");
     let out = work.path().join("pulled.tar");
-    let pull = || registry.pull(&mut pack(&cache), &target, &["-o".as_ref(), out.as_ref()]);
+    let pull = || {
+        pull_json(
+            &registry.host(),
+            &mut pack(&cache),
+            &target,
+            &["-o".as_ref(), out.as_ref()],
+        )
+    };
     let first = pull();
     assert_eq!(first["digest"].as_str().unwrap(), skopeo_digest(&target));
     assert!(first["downloaded"].as_u64().unwrap() > 1_000_000, "{first}");
@@ -307,21 +291,8 @@ fn skopeo_pushes_a_base_image_we_pull_and_docker_loads() {
 #[test]
 fn a_killed_pull_leaves_no_partial_blob_and_the_next_one_completes() {
     let (registry, client, work, store) = setup();
-    let layers: Vec<(&str, Vec<u8>)> = (0..4)
-        .map(|i| ("big.bin", noise(30 + i, 20_000_000)))
-        .collect();
-    let image = image(&store, &layers);
     let target = format!("{}/killed/app:1", registry.host());
-    let reference = Reference::parse(&target).unwrap();
-    registry::push(
-        &client,
-        &store,
-        &image,
-        &reference,
-        &PushOptions::default(),
-        &(),
-    )
-    .unwrap();
+    let image = push_noise(&client, &store, &target, 30..34, 20_000_000);
 
     let cache = work.path().join("cache");
     let mut child = pack(&cache)
@@ -346,14 +317,14 @@ fn a_killed_pull_leaves_no_partial_blob_and_the_next_one_completes() {
     child.wait().unwrap();
     assert_store_intact(&cache);
 
-    let pulled = registry.pull(&mut pack(&cache), &target, &[]);
+    let pulled = pull_json(&registry.host(), &mut pack(&cache), &target, &[]);
     assert_eq!(pulled["digest"], image.manifest.digest.to_string());
     assert_store_intact(&cache);
 }
 
 #[test]
 fn inspect_of_a_tarball_and_of_its_pushed_reference_agree() {
-    let registry = LocalRegistry::start(None);
+    let registry = Registry::start(Auth::None);
     let work = temp_dir();
     let files = [("a.txt", b"hello".to_vec())];
     let tarball = image_tarball(work.path(), "inspected", &files);
@@ -395,7 +366,7 @@ fn regex_escape(text: &str) -> String {
 
 #[test]
 fn bad_references_and_missing_images_say_why() {
-    let registry = LocalRegistry::start(None);
+    let registry = Registry::start(Auth::None);
     let cache = temp_dir();
     for (reference, why) in [
         ("Debian", "repository names must be lowercase"),
@@ -417,29 +388,18 @@ fn bad_references_and_missing_images_say_why() {
 
 #[test]
 fn basic_auth_with_password_stdin_and_docker_config_and_wrong_credentials() {
-    let registry = LocalRegistry::start(Some(("alice", "s3cret-pw")));
+    let registry = Registry::start(Auth::basic("alice", "s3cret-pw"));
     let work = temp_dir();
     let tarball = image_tarball(work.path(), "auth", &[("a.txt", b"auth".to_vec())]);
     let cache = work.path().join("cache");
     let target = format!("{}/auth/app:1", registry.host());
     let push = |extra: &[&str], password: &str| {
-        let mut child = pack(&cache)
-            .arg("push")
+        let cmd = &mut pack(&cache);
+        cmd.arg("push")
             .arg(&tarball)
             .args([&target, "-q", "--insecure-registry", &registry.host()])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(password.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+            .args(extra);
+        with_stdin(cmd, password)
     };
     // No credentials at all.
     let out = push(&[], "");
@@ -470,7 +430,7 @@ fn basic_auth_with_password_stdin_and_docker_config_and_wrong_credentials() {
         registry.host()
     );
     std::fs::write(config.join("config.json"), body).unwrap();
-    let pulled = registry.pull(&mut pack(&cache), &target, &[]);
+    let pulled = pull_json(&registry.host(), &mut pack(&cache), &target, &[]);
     assert!(pulled["digest"].is_string());
 
     // And through a `credsStore` helper on `PATH` (docker-credential-helpers' protocol:
@@ -489,7 +449,8 @@ fn basic_auth_with_password_stdin_and_docker_config_and_wrong_credentials() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let fresh = work.path().join("cache2");
     let cmd = &mut pack(&fresh);
-    let pulled = registry.pull(
+    let pulled = pull_json(
+        &registry.host(),
         cmd.env("DOCKER_CONFIG", &config).env("PATH", path),
         &target,
         &[],
