@@ -8,6 +8,12 @@ use crate::oci;
 pub enum Error {
     #[error(transparent)]
     Base(#[from] super::base::BaseError),
+    #[error("cannot pull `{image}`, the image this app wraps")]
+    Wrap {
+        image: String,
+        #[source]
+        source: Box<crate::registry::Error>,
+    },
     #[error("cannot add the app source `{}` to its layer", path.display())]
     SourceLayer {
         path: PathBuf,

@@ -17,6 +17,7 @@ mod error;
 pub mod metadata;
 mod source;
 mod steps;
+mod wrap;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use std::time::Duration;
 pub use error::Error;
 pub use source::SourceFilter;
 
-use crate::config::Loaded;
+use crate::config::{BuildMethod, Loaded};
 use crate::oci;
 
 /// How and where to build.
@@ -36,6 +37,8 @@ pub struct BuildOptions {
     pub catalog: base::Catalog,
     /// The Debian mirror to take packages from instead of the machine's.
     pub mirror: Option<String>,
+    /// How to reach registries (the `base-image` of a wrap build).
+    pub registry: crate::registry::ClientOptions,
     /// Where the result goes.
     pub output: Output,
     /// Layer compression.
@@ -76,6 +79,9 @@ pub struct BuildResult {
     /// Sum of the compressed layer sizes.
     pub size: u64,
     pub output: PathBuf,
+    /// The image in the store (to push it).
+    #[serde(skip)]
+    pub image_ref: oci::ImageRef,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -217,9 +223,21 @@ pub fn build(
         filter,
     };
 
-    let base = build_base_of(app, options, &store, reporter)?;
-    let mut parent_key = base.key;
-    let mut layers = base.layers;
+    // A wrap build starts from the pulled image and adds only the metadata layer.
+    let (mut layers, mut parent_key, below) = match app.config.build_method() {
+        BuildMethod::Build => {
+            let base = build_base_of(app, options, &store, reporter)?;
+            (base.layers, base.key, steps::Below::Base(base.env))
+        }
+        BuildMethod::Wrap => {
+            let wrapped = wrap::pull(app, &store, &options.registry, reporter)?;
+            (
+                wrapped.layers,
+                wrapped.key,
+                steps::Below::Image(Box::new(wrapped.config)),
+            )
+        }
+    };
     for step in steps::plan(app) {
         let key = step.cache_key(&ctx, &parent_key)?;
         layers.push(cache.step(
@@ -233,7 +251,7 @@ pub fn build(
         parent_key = key;
     }
 
-    let image = steps::write_image(&ctx, &layers, &base.env)?;
+    let image = steps::write_image(&ctx, &layers, &below)?;
 
     reporter.event(Event::Writing {
         path: options.output.path(),
@@ -258,5 +276,6 @@ pub fn build(
             .map(|(step, layer, cached)| LayerSummary::new(&step, &layer, cached))
             .collect(),
         output: options.output.path().to_path_buf(),
+        image_ref: image,
     })
 }

@@ -36,8 +36,20 @@ pub enum Step {
     Metadata,
 }
 
-pub fn plan(_app: &Loaded) -> Vec<Step> {
-    vec![Step::Source, Step::Metadata]
+pub fn plan(app: &Loaded) -> Vec<Step> {
+    match app.config.build_method() {
+        crate::config::BuildMethod::Build => vec![Step::Source, Step::Metadata],
+        // The wrapped image brings its own software: only Nua's metadata is added.
+        crate::config::BuildMethod::Wrap => vec![Step::Metadata],
+    }
+}
+
+/// What the app's layers go on top of.
+pub enum Below {
+    /// A base of `base-images/` and its image variables.
+    Base(std::collections::BTreeMap<String, String>),
+    /// A pulled image, whose run settings and history are kept (`wrap`).
+    Image(Box<oci::ImageConfig>),
 }
 
 impl Step {
@@ -161,24 +173,45 @@ fn layer_options(ctx: &Context<'_>) -> oci::LayerOptions {
 pub fn write_image(
     ctx: &Context<'_>,
     layers: &[(String, oci::Layer, bool)],
-    base_env: &std::collections::BTreeMap<String, String>,
+    below: &Below,
 ) -> Result<oci::ImageRef, Error> {
     let epoch = ctx.options.source_date_epoch;
     let created = oci::image::rfc3339(epoch);
     let config = &ctx.app.config;
-    let mut spec = oci::ImageSpec::new(
-        layers.iter().map(|(_, layer, _)| layer.clone()).collect(),
-        metadata::container_config(config, &created, base_env),
-        epoch,
-    );
-    spec.history = layers
-        .iter()
-        .map(|(step, _, _)| oci::History {
-            created: Some(created.clone()),
-            created_by: Some(format!("nua-pack build: {step}")),
-            ..oci::History::default()
-        })
-        .collect();
+    let all_layers = layers.iter().map(|(_, layer, _)| layer.clone()).collect();
+    let mut spec = match below {
+        Below::Base(env) => {
+            let mut spec = oci::ImageSpec::new(
+                all_layers,
+                metadata::container_config(config, &created, env),
+                epoch,
+            );
+            spec.history = layers
+                .iter()
+                .map(|(step, _, _)| oci::History {
+                    created: Some(created.clone()),
+                    created_by: Some(format!("nua-pack build: {step}")),
+                    ..oci::History::default()
+                })
+                .collect();
+            spec
+        }
+        Below::Image(base) => {
+            let added: Vec<String> = layers[base.rootfs.diff_ids.len()..]
+                .iter()
+                .map(|(step, _, _)| step.clone())
+                .collect();
+            let mut spec = oci::ImageSpec::new(
+                all_layers,
+                super::wrap::container_config(ctx.app, base, &created),
+                epoch,
+            );
+            spec.history = super::wrap::history(base, &added, &created);
+            spec.architecture = base.architecture.clone();
+            spec.os = base.os.clone();
+            spec
+        }
+    };
     spec.annotations = metadata::labels(config, &created)
         .into_iter()
         .filter(|(key, _)| key.starts_with("org.opencontainers.image."))

@@ -215,6 +215,12 @@ pub struct BuildArgs {
     /// Compress layers with zstd instead of gzip (Docker 23+ and podman read zstd)
     #[arg(long)]
     pub zstd: bool,
+    /// Also push the image to REF (HOST[:PORT]/NAME[:TAG]) once it is written
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    /// Registry access, for `--push` and the `base-image` of a wrap build
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Treat config warnings as errors
     #[arg(long)]
     pub strict: bool,

@@ -1,17 +1,29 @@
 //! `nua-pack build`: load the nua-config, build, write the image, say where it went.
 
 use std::path::PathBuf;
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use crate::build::{self, BuildOptions, Output};
 use crate::cli::args::BuildArgs;
 use crate::cli::progress::{human_bytes, Lines};
+use crate::cli::transfer::Transfers;
 use crate::cli::{settings, Hint};
 use crate::config::{self, LoadOptions};
 use crate::oci;
+use crate::registry::Reference;
 
 pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
+    // A reference that does not parse is refused before anything is built.
+    let push = args
+        .push
+        .as_deref()
+        .map(Reference::parse)
+        .transpose()
+        .context("`--push` needs an image reference")?;
+    let registry = settings::registry_options(&args.registry)?;
     let cache_dir = settings::cache_dir()?;
 
     let app = config::load(
@@ -39,6 +51,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         cache_dir,
         catalog: settings::catalog()?,
         mirror: args.mirror.clone(),
+        registry: registry.clone(),
         output,
         compression: if args.zstd {
             oci::Compression::Zstd(3)
@@ -59,8 +72,20 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let pushed = match &push {
+        Some(reference) => Some(push_built(&result, reference, registry, &options, args)?),
+        None => None,
+    };
     if args.json {
-        println!("{}", serde_json::to_string(&result)?);
+        let mut json = serde_json::to_value(&result)?;
+        if let Some(pushed) = &pushed {
+            json["pushed"] = serde_json::json!({
+                "reference": pushed.0.to_string(),
+                "digest": pushed.1.digest.to_string(),
+                "uploaded": pushed.1.uploaded(),
+            });
+        }
+        println!("{}", serde_json::to_string(&json)?);
     } else if !args.quiet {
         let output = result.output.display();
         println!("built {}", result.tags.join(", "));
@@ -71,11 +96,42 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             result.layers.len()
         );
         println!("  written {output}");
+        if let Some((reference, pushed)) = &pushed {
+            println!(
+                "  pushed  {reference}@{} ({} uploaded)",
+                pushed.digest,
+                human_bytes(pushed.uploaded())
+            );
+        }
         if matches!(options.output, Output::Tarball(_)) {
             println!("load it with: docker load -i {output}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--push`: the built image, from the store, to `reference`.
+fn push_built(
+    result: &build::BuildResult,
+    reference: &Reference,
+    registry: crate::registry::ClientOptions,
+    options: &BuildOptions,
+    args: &BuildArgs,
+) -> anyhow::Result<(Reference, crate::registry::Pushed)> {
+    let client = crate::registry::Client::new(registry)?;
+    let store = oci::BlobStore::open(&options.cache_dir)?;
+    let progress = Transfers::new(args.quiet || args.json);
+    let pushed = crate::registry::push(
+        &client,
+        &store,
+        &result.image_ref,
+        reference,
+        &crate::registry::PushOptions::default(),
+        &progress,
+    )
+    .with_context(|| format!("built, but cannot push to `{reference}`"));
+    progress.done();
+    Ok((reference.clone(), pushed?))
 }
 
 /// Refuse an output that cannot be written before building anything; create the folder
