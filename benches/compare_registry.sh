@@ -29,10 +29,9 @@ RUNS=${RUNS:-3}
 BASE_MIB=${BASE_MIB:-400}
 APP_MIB=${APP_MIB:-100}
 
-# jq filter giving the layer bytes `nua-pack push --json` uploaded. Its output shape is
-# helper R's (src/cli/commands/push.rs); CHECK THIS FILTER against it before publishing the
-# numbers (the script prints the raw JSON next to the value to make a mismatch visible).
-PUSH_JSON_UPLOADED=${PUSH_JSON_UPLOADED:-'[.blobs[]? | select(.kind == "layer") | .uploaded_bytes] | add // 0'}
+# Bytes `nua-pack push --json` sent: its `uploaded` is the sum of the blobs it uploaded
+# (layers and config; blobs already there or mounted count 0).
+PUSH_JSON_UPLOADED=${PUSH_JSON_UPLOADED:-'.uploaded'}
 
 for tool in docker-registry skopeo umoci jq curl; do
     command -v "$tool" >/dev/null || { log "missing $tool: run scripts/test-env.sh setup"; exit 1; }
