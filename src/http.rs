@@ -139,7 +139,24 @@ pub fn send_retrying(
 
 /// A blocking client with the project's timeouts and user agent.
 pub fn client() -> Result<reqwest::blocking::Client, HttpError> {
+    // Redirects are followed (registries send blobs to storage hosts), but never from HTTPS
+    // down to plain HTTP.
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt
+                .previous()
+                .last()
+                .is_some_and(|u| u.scheme() == "https");
+        if downgrade {
+            attempt.error("a redirect from HTTPS to plain HTTP was refused")
+        } else if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    });
     reqwest::blocking::Client::builder()
+        .redirect(redirects)
         .connect_timeout(Duration::from_secs(20))
         .timeout(Duration::from_secs(600))
         .user_agent(concat!("nua/", env!("CARGO_PKG_VERSION")))

@@ -82,8 +82,10 @@ pub fn catalog_for_writing() -> anyhow::Result<crate::build::base::Catalog> {
 
 /// How to reach registries: flags, the password on stdin, `DOCKER_CONFIG` and
 /// `NUA_REGISTRY_MIRROR`, resolved before any request.
+/// `--username` and `--password-stdin` are for `registry` (the command's reference) only.
 pub fn registry_options(
     args: &crate::cli::args::RegistryArgs,
+    registry: Option<&str>,
 ) -> anyhow::Result<crate::registry::ClientOptions> {
     use crate::registry::{AuthConfig, ClientOptions, Secret};
     let explicit = match (&args.username, args.password_stdin) {
@@ -112,6 +114,7 @@ pub fn registry_options(
     Ok(ClientOptions {
         auth: AuthConfig {
             explicit,
+            explicit_registry: registry.map(str::to_owned),
             docker_config_dir,
         },
         insecure_registries: args.insecure_registries.clone(),

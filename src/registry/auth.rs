@@ -102,8 +102,11 @@ impl Credentials {
 /// What the caller knows about credentials: the command line's, and Docker's config folder.
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
-    /// From `--username` and `--password-stdin`: used for every registry of the command.
+    /// From `--username` and `--password-stdin`.
     pub explicit: Option<(String, Secret)>,
+    /// The registry `explicit` is for (the command's own reference); `None`: every registry.
+    /// A wrap build pushing elsewhere must not hand the push password to the base's registry.
+    pub explicit_registry: Option<String>,
     /// The folder of Docker's `config.json` (`DOCKER_CONFIG`, else `~/.docker`).
     pub docker_config_dir: Option<PathBuf>,
 }
@@ -136,7 +139,11 @@ impl AuthConfig {
     /// The credentials for `registry` (as written in references: `docker.io`, `host:port`),
     /// or `None`; `Err` when a source exists but cannot be read.
     pub fn lookup(&self, registry: &str) -> Result<Option<Credentials>> {
-        if let Some((username, password)) = &self.explicit {
+        let ours = self
+            .explicit_registry
+            .as_deref()
+            .is_none_or(|r| r == registry);
+        if let Some((username, password)) = self.explicit.as_ref().filter(|_| ours) {
             return Ok(Some(Credentials {
                 username: username.clone(),
                 password: password.clone(),
@@ -151,7 +158,8 @@ impl AuthConfig {
             Ok(bytes) => {
                 serde_json::from_slice::<DockerConfig>(&bytes).map_err(|e| Error::Credentials {
                     credentials: CredentialSource::DockerConfig { path: path.clone() },
-                    reason: format!("invalid JSON ({e})"),
+                    // Position only: serde's message may quote a value, and values are secrets.
+                    reason: format!("invalid JSON at line {}, column {}", e.line(), e.column()),
                 })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -345,8 +353,8 @@ mod tests {
         )
         .unwrap();
         let config = AuthConfig {
-            explicit: None,
             docker_config_dir: Some(dir.path().into()),
+            ..AuthConfig::default()
         };
         let c = config.lookup("127.0.0.1:5000").unwrap().unwrap();
         assert_eq!(
@@ -362,6 +370,15 @@ mod tests {
         };
         let c = explicit.lookup("127.0.0.1:5000").unwrap().unwrap();
         assert_eq!(c.source, CredentialSource::CommandLine);
+        // Given for one registry, the command line's password goes to that one only.
+        let scoped = AuthConfig {
+            explicit_registry: Some("127.0.0.1:5000".into()),
+            ..explicit
+        };
+        let c = scoped.lookup("127.0.0.1:5000").unwrap().unwrap();
+        assert_eq!(c.source, CredentialSource::CommandLine);
+        let c = scoped.lookup("docker.io").unwrap().unwrap();
+        assert!(matches!(c.source, CredentialSource::DockerConfig { .. }));
     }
 
     #[test]
@@ -373,8 +390,8 @@ mod tests {
         )
         .unwrap();
         let config = AuthConfig {
-            explicit: None,
             docker_config_dir: Some(dir.path().into()),
+            ..AuthConfig::default()
         };
         let err = config.lookup("example.com").unwrap_err().to_string();
         assert!(err.contains("docker-credential-nua-test-missing"), "{err}");

@@ -98,6 +98,16 @@ impl Client {
         })
     }
 
+    /// Whether `url`'s host is one of `--insecure-registry`.
+    fn insecure(&self, url: &Url) -> bool {
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            _ => return false,
+        };
+        self.options.insecure_registries.contains(&host)
+    }
+
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>> {
         let mut cache = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = cache.get(registry) {
@@ -130,11 +140,20 @@ impl Repo<'_> {
         self.base.join(&path).expect("a path joins a base URL")
     }
 
-    /// A `Location` header resolved against the registry.
+    /// A `Location` header resolved against the registry; a move from HTTPS to plain HTTP
+    /// is refused unless that host is listed as insecure.
     pub fn resolve(&self, location: &str) -> Result<Url> {
-        self.base
+        let url = self
+            .base
             .join(location)
-            .map_err(|e| self.protocol(format!("`Location: {location}` is not a URL ({e})")))
+            .map_err(|e| self.protocol(format!("`Location: {location}` is not a URL ({e})")))?;
+        if url.scheme() == "http" && self.base.scheme() == "https" && !self.client.insecure(&url) {
+            return Err(self.protocol(format!(
+                "it sent the client to plain HTTP (`{url}`); list that host with \
+                 `--insecure-registry` if that is intended"
+            )));
+        }
+        Ok(url)
     }
 
     pub fn protocol(&self, reason: String) -> Error {
@@ -169,9 +188,12 @@ impl Repo<'_> {
         let mut challenged = false;
         loop {
             let authorization = self.cached_authorization();
+            // Credentials go only to the registry itself: an upload `Location` or a redirect
+            // may name a storage host, which must not get them.
+            let same_origin = url.origin() == self.base.origin();
             let resp = http::send_retrying(&policy, url.as_str(), || {
                 let mut req = self.client.http.request(method.clone(), url.clone());
-                if let Some(value) = &authorization {
+                if let Some(value) = authorization.as_ref().filter(|_| same_origin) {
                     req = req.header(AUTHORIZATION, value);
                 }
                 build(req).send()
@@ -282,6 +304,11 @@ impl Repo<'_> {
                 query.append_pair("scope", scope);
             }
         }
+        // A password goes to a token service over TLS only, or over plain HTTP to a host listed
+        // insecure or to the (plain HTTP) registry's own host, which sees it anyway.
+        let same_plain_host = self.base.scheme() == "http" && url.host() == self.base.host();
+        let credentials = credentials
+            .filter(|_| url.scheme() == "https" || same_plain_host || self.client.insecure(&url));
         let resp = http::send_retrying(&self.client.options.retry, url.as_str(), || {
             let req = self.client.http.get(url.clone());
             match credentials {

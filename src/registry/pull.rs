@@ -92,6 +92,15 @@ pub fn pull(
             manifest.config.digest
         ))
     })?;
+    // One DiffID per layer (image spec): anything else is a broken or hostile image, and
+    // writing it out again would drop or misname layers.
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(repo.protocol(format!(
+            "`{reference}` has {} layers but its config lists {} DiffIDs",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
     // Stored last: a manifest in the store means its blobs are there too.
     store.put_bytes(&resolved.bytes)?;
     sources::record(
@@ -117,6 +126,9 @@ pub fn pull(
     })
 }
 
+/// Resumes of one blob, progress or not, before giving up.
+const MAX_RESUMES: u32 = 64;
+
 /// Download one blob into the store, resuming with `Range` when the transfer breaks.
 fn download(
     repo: &Repo<'_>,
@@ -141,6 +153,7 @@ fn download(
     let mut writer = store.writer()?;
     let mut transferred = 0;
     let mut breaks = 0;
+    let mut resumes = 0;
     loop {
         let offset = writer.len();
         let resp = repo.send(
@@ -181,14 +194,29 @@ fn download(
                 actual: writer.len(),
             });
         }
-        if copied.is_ok() && writer.len() == blob.size {
+        // Every byte is here, even if the connection broke after the last one: the digest
+        // check below decides.
+        if writer.len() == blob.size {
             break;
         }
-        // The connection broke, or the body ended before `size` bytes: resume.
-        if breaks == retry.retries {
+        // The connection broke, or the body ended before `size` bytes: resume. A break that
+        // still brought bytes resumes at once and does not count against the retries (a slow,
+        // flaky link finishes); only breaks without progress do, with backoff.
+        resumes += 1;
+        if writer.len() > offset && resumes < MAX_RESUMES {
+            breaks = 0;
+            progress.retry(&blob.digest, &format!("resuming at byte {}", writer.len()));
+            continue;
+        }
+        if breaks == retry.retries || resumes >= MAX_RESUMES {
             if copied.is_ok() {
-                // Short every time: the commit below names the digest of what was received.
-                break;
+                // Short every time: name the sizes, not a digest of half a blob.
+                return Err(Error::Size {
+                    origin,
+                    digest: blob.digest.clone(),
+                    expected: blob.size,
+                    actual: writer.len(),
+                });
             }
             return Err(Error::Http {
                 method: "GET".into(),

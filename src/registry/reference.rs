@@ -62,11 +62,17 @@ impl Reference {
             _ if !name.contains('/') => (DOCKER_HUB.to_owned(), format!("library/{name}")),
             _ => (DOCKER_HUB.to_owned(), name.to_owned()),
         };
-        // `index.docker.io` is an old name of Docker Hub, as in Docker's normalization.
+        // `index.docker.io` is an old name of Docker Hub, as in Docker's normalization, and an
+        // official image's name on Docker Hub always lives under `library/`.
         let registry = if registry == "index.docker.io" {
             DOCKER_HUB.to_owned()
         } else {
             registry
+        };
+        let path = if registry == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
         };
         check_path(&path).map_err(|r| invalid(r.into()))?;
         if registry.len() + 1 + path.len() > 255 {
@@ -108,8 +114,12 @@ impl Reference {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    /// The name to write into an image layout: the tag (or `latest`), never the digest.
+    /// The name to write into an image layout: the tag (or `latest`), never the digest; none
+    /// for a reference by digest alone (naming it `latest` would retag the user's `latest`).
     pub fn image_name(&self) -> Option<ImageName> {
+        if self.tag.is_none() && self.digest.is_some() {
+            return None;
+        }
         let tag = self.tag.as_deref().unwrap_or("latest");
         ImageName::parse(&format!("{}:{tag}", self.name())).ok()
     }
@@ -232,7 +242,14 @@ mod tests {
     )]
     #[case("nuacloud/app:1.0", "docker.io", "nuacloud/app", Some("1.0"), false)]
     #[case("docker.io/library/debian", "docker.io", "library/debian", None, false)]
-    #[case("index.docker.io/debian", "docker.io", "debian", None, false)]
+    #[case("index.docker.io/debian", "docker.io", "library/debian", None, false)]
+    #[case(
+        "docker.io/debian:12",
+        "docker.io",
+        "library/debian",
+        Some("12"),
+        false
+    )]
     #[case("localhost/app", "localhost", "app", None, false)]
     #[case(
         "127.0.0.1:5000/ns/app:v2",
@@ -297,6 +314,8 @@ mod tests {
             r.image_name().unwrap().full(),
             "127.0.0.1:5000/app:1".to_owned()
         );
+        let by_digest = Reference::parse(&format!("127.0.0.1:5000/app@{D}")).unwrap();
+        assert!(by_digest.image_name().is_none());
         assert_eq!(
             Reference::parse(&"a".repeat(256)).unwrap_err().to_string(),
             format!(

@@ -152,13 +152,14 @@ fn corrupt_blobs_are_refused_naming_both_digests_and_nothing_is_stored() {
     assert_store_intact(&cache);
     assert!(!BlobStore::open(&cache).unwrap().contains(&layer.digest));
 
-    // Truncated on every attempt: refused too, nothing stored; then a clean pull completes.
+    // Cut short with no byte of progress on every attempt: refused after the retries, saying
+    // where the body broke, nothing stored; then a clean pull completes.
     let (registry, proxy, _work, image) = served();
     let layer = &image.layers[2];
     proxy.inject(
         "GET",
         &blob_path(layer),
-        Fault::Truncate { after_bytes: 1000 },
+        Fault::Truncate { after_bytes: 0 },
         100,
     );
     let cache = work.path().join("cache2");
@@ -166,6 +167,11 @@ fn corrupt_blobs_are_refused_naming_both_digests_and_nothing_is_stored() {
     let out =
         common_run(pack(&cache).args(["pull", &target, "--insecure-registry", &proxy.host()]));
     assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("after 4 retries") && stderr.contains("at byte 0"),
+        "{stderr}"
+    );
     assert!(!BlobStore::open(&cache).unwrap().contains(&layer.digest));
     assert_store_intact(&cache);
     let direct = format!("{}/faults/app:1", registry.host());

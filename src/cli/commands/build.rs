@@ -23,7 +23,8 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         .map(Reference::parse)
         .transpose()
         .context("`--push` needs an image reference")?;
-    let registry = settings::registry_options(&args.registry)?;
+    let registry =
+        settings::registry_options(&args.registry, push.as_ref().map(|r| r.registry.as_str()))?;
     let cache_dir = settings::cache_dir()?;
 
     let app = config::load(

@@ -124,7 +124,10 @@ fn from_registry(args: &InspectArgs) -> anyhow::Result<Inspection> {
     let reference = Reference::parse(&args.image)
         .with_context(|| format!("`{}` is neither a file nor an image reference", args.image))?;
     let platform = registry::parse_platform(&args.platform)?;
-    let client = Client::new(settings::registry_options(&args.registry)?)?;
+    let client = Client::new(settings::registry_options(
+        &args.registry,
+        Some(&reference.registry),
+    )?)?;
     let inspected = registry::inspect(&client, &reference, &platform)
         .with_context(|| format!("cannot inspect `{reference}`"))?;
     let resolved = &inspected.resolved;

@@ -31,7 +31,10 @@ pub fn run(args: &PullArgs) -> anyhow::Result<ExitCode> {
         platform: registry::parse_platform(&args.platform)?,
         ..PullOptions::default()
     };
-    let client = Client::new(settings::registry_options(&args.registry)?)?;
+    let client = Client::new(settings::registry_options(
+        &args.registry,
+        Some(&reference.registry),
+    )?)?;
     let store = BlobStore::open(settings::cache_dir()?)?;
     let progress = Transfers::new(args.report.quiet || args.report.json);
     let pulled = registry::pull(&client, &reference, &store, &options, &progress)

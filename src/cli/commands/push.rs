@@ -24,7 +24,10 @@ struct PushReport<'a> {
 
 pub fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&args.reference)?;
-    let client = Client::new(settings::registry_options(&args.registry)?)?;
+    let client = Client::new(settings::registry_options(
+        &args.registry,
+        Some(&reference.registry),
+    )?)?;
     let store = BlobStore::open(settings::cache_dir()?)?;
     let image = registry::import_archive(&store, &args.tarball)
         .with_context(|| format!("cannot read the image `{}`", args.tarball.display()))?;
