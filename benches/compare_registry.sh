@@ -111,7 +111,12 @@ image_mib=$(du -sm "$work/a/blobs" | cut -f1)
 b_app_bytes=$(jq -r '.layers[-1].size' "$work/b/blobs/sha256/$(jq -r '.manifests[0].digest' "$work/b/index.json" | cut -d: -f2)")
 
 skopeo_() { skopeo --insecure-policy "$@"; }
-nua_push() { "$pack" push "$work/$1.tar" "$host/bench/$1:1" --insecure-registry "$host" -q; }
+# Each run's pushes share one cache (fresh at the run's start): the first push imports the
+# tarball into it, later ones find the blobs there and the mount hints of earlier pushes.
+nua_push() {
+    NUA_CACHE_DIR=$work/push-cache "$pack" push "$work/$1.tar" "$host/bench/$1:1" \
+        --insecure-registry "$host" -q
+}
 nua_pull() {
     rm -rf "$work/cache" "$work/pulled.tar"
     NUA_CACHE_DIR=$work/cache "$pack" pull "$host/bench/a:1" -o "$work/pulled.tar" \
@@ -127,6 +132,7 @@ declare -A t
 for i in $(seq 1 "$RUNS"); do
     for tool in nua skopeo; do
         start_registry
+        rm -rf "$work/push-cache"
         t[${tool}_push]+="$(time_it ${tool}_push a) "
         t[${tool}_pull]+="$(time_it ${tool}_pull) "
         t[${tool}_again]+="$(time_it ${tool}_push a) "
@@ -136,9 +142,12 @@ done
 
 # What nua-pack sends, once: a second push of `a`, then `b` (sharing a's base) after it.
 start_registry
+rm -rf "$work/push-cache"
 nua_push a
-again_json=$("$pack" push "$work/a.tar" "$host/bench/a:1" --insecure-registry "$host" --json)
-shared_json=$("$pack" push "$work/b.tar" "$host/bench/b:1" --insecure-registry "$host" --json)
+again_json=$(NUA_CACHE_DIR=$work/push-cache "$pack" push "$work/a.tar" "$host/bench/a:1" \
+    --insecure-registry "$host" --json)
+shared_json=$(NUA_CACHE_DIR=$work/push-cache "$pack" push "$work/b.tar" "$host/bench/b:1" \
+    --insecure-registry "$host" --json)
 again_bytes=$(jq -r "$PUSH_JSON_UPLOADED" <<<"$again_json")
 shared_bytes=$(jq -r "$PUSH_JSON_UPLOADED" <<<"$shared_json")
 stop_registry
@@ -158,6 +167,11 @@ echo "median of $RUNS runs; $(nproc) cores; $(docker-registry --version | awk '{
 log "raw --json of the second push: $again_json"
 log "raw --json of the shared-base push: $shared_json"
 if [ "$again_bytes" != 0 ]; then
-    log "a second push uploaded $again_bytes layer bytes (or PUSH_JSON_UPLOADED does not match the --json shape)"
+    log "a second push uploaded $again_bytes bytes: it must upload nothing"
+    exit 1
+fi
+# The image sharing a's base sends its own layer and its config (a few hundred bytes), no more.
+if [ "$shared_bytes" -lt "$b_app_bytes" ] || [ "$shared_bytes" -gt $((b_app_bytes + 65536)) ]; then
+    log "the shared-base push uploaded $shared_bytes bytes, its own layer is $b_app_bytes"
     exit 1
 fi
