@@ -5,6 +5,8 @@
 mod common;
 #[path = "registry/faults.rs"]
 mod faults;
+#[path = "registry/formats.rs"]
+mod formats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

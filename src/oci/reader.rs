@@ -64,8 +64,25 @@ impl ImageArchive {
         self.source.open(&digest.blob_path())
     }
 
+    /// Open a blob the way its descriptor says (Docker-save layers have paths of their own),
+    /// for streaming, unverified.
+    pub fn open_descriptor(&self, blob: &Descriptor) -> Result<Box<dyn Read + '_>> {
+        self.source.open(&self.layer_path(blob))
+    }
+
     /// Find the image, read its manifest and config, verify every blob.
     pub fn image(&self, opts: ReadOptions) -> Result<ImageInfo> {
+        let info = self.describe()?;
+        for (layer, diff_id) in info.layers.iter().zip(&info.config.rootfs.diff_ids) {
+            let path = self.layer_path(layer);
+            self.verify_layer(&path, layer, opts.verify_diff_ids.then_some(diff_id))?;
+        }
+        Ok(info)
+    }
+
+    /// Find the image and read its manifest and config, without reading the layers: for a
+    /// caller that verifies each layer as it copies it.
+    pub fn describe(&self) -> Result<ImageInfo> {
         let info = if self.source.exists("index.json") {
             self.read_index()?
         } else if self.source.exists("manifest.json") {
@@ -79,10 +96,6 @@ impl ImageArchive {
                 info.config.rootfs.diff_ids.len(),
                 info.layers.len()
             )));
-        }
-        for (layer, diff_id) in info.layers.iter().zip(&info.config.rootfs.diff_ids) {
-            let path = self.layer_path(layer);
-            self.verify_layer(&path, layer, opts.verify_diff_ids.then_some(diff_id))?;
         }
         Ok(info)
     }

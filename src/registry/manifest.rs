@@ -138,6 +138,43 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// GET a small document (a manifest, a config) whole: up to `limit` bytes (one more tells it
+/// is too large), its headers with it. A body that breaks while read is fetched again, with
+/// the client's backoff, as a connection error would be.
+fn get_small(
+    repo: &Repo<'_>,
+    url: &reqwest::Url,
+    build: &dyn Fn(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder,
+    limit: u64,
+    not_found: &dyn Fn() -> Error,
+) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+    let retry = repo.retry_policy();
+    let mut attempt = 0;
+    loop {
+        let resp = repo.send(Method::GET, url, build, true)?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(not_found());
+        }
+        if !resp.status().is_success() {
+            return Err(repo.unexpected(&Method::GET, url, resp));
+        }
+        let headers = resp.headers().clone();
+        let mut bytes = Vec::new();
+        match resp.take(limit + 1).read_to_end(&mut bytes) {
+            Ok(_) => return Ok((headers, bytes)),
+            Err(_) if attempt < retry.retries => {
+                std::thread::sleep(retry.wait(attempt, None));
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(repo.protocol(format!(
+                    "`{url}` broke while read, after {attempt} retries ({e})"
+                )))
+            }
+        }
+    }
+}
+
 /// GET one manifest by tag or digest; its bytes checked against `expected` (or against
 /// `Docker-Content-Digest` when asked by tag).
 fn fetch(
@@ -147,31 +184,25 @@ fn fetch(
     expected: Option<&Digest>,
 ) -> Result<(Descriptor, Vec<u8>)> {
     let url = repo.url(&format!("manifests/{target}"));
-    let resp = repo.send(Method::GET, &url, &|r| r.header(ACCEPT, ACCEPTED), true)?;
-    if resp.status() == StatusCode::NOT_FOUND {
-        return Err(Error::NotFound {
-            registry: repo.registry.clone(),
-            reference: reference.to_string(),
-        });
-    }
-    if !resp.status().is_success() {
-        return Err(repo.unexpected(&Method::GET, &url, resp));
-    }
+    let not_found = || Error::NotFound {
+        registry: repo.registry.clone(),
+        reference: reference.to_string(),
+    };
+    let (headers, bytes) = get_small(
+        repo,
+        &url,
+        &|r| r.header(ACCEPT, ACCEPTED),
+        MAX_MANIFEST,
+        &not_found,
+    )?;
     let header = |name: &str| {
-        resp.headers()
+        headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
     let content_type = header(CONTENT_TYPE.as_str());
     let announced = header("docker-content-digest");
-    let mut bytes = Vec::new();
-    resp.take(MAX_MANIFEST + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::Protocol {
-            registry: repo.registry.clone(),
-            reason: format!("the manifest `{target}` could not be read ({e})"),
-        })?;
     if bytes.len() as u64 > MAX_MANIFEST {
         return Err(Error::Manifest {
             reference: reference.to_string(),
@@ -207,14 +238,17 @@ fn fetch(
 /// Read a small blob (a config) into memory, verified against its descriptor.
 pub fn fetch_json_blob(repo: &Repo<'_>, descriptor: &Descriptor) -> Result<ImageConfig> {
     let url = repo.url(&format!("blobs/{}", descriptor.digest));
-    let resp = repo.send(Method::GET, &url, &|r| r, true)?;
-    if !resp.status().is_success() {
-        return Err(repo.unexpected(&Method::GET, &url, resp));
-    }
-    let mut bytes = Vec::new();
-    resp.take(MAX_MANIFEST.min(descriptor.size) + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| repo.protocol(format!("the config could not be read ({e})")))?;
+    let not_found = || Error::NotFound {
+        registry: repo.registry.clone(),
+        reference: format!("{}@{}", repo.repository, descriptor.digest),
+    };
+    let (_, bytes) = get_small(
+        repo,
+        &url,
+        &|r| r,
+        MAX_MANIFEST.min(descriptor.size),
+        &not_found,
+    )?;
     let actual = Digest::of(&bytes);
     if actual != descriptor.digest {
         return Err(Error::Digest {

@@ -22,7 +22,7 @@ use super::client::{Client, Repo};
 use super::error::{Error, Result};
 use super::reference::Reference;
 use super::{parallel, sources, BlobReport, Outcome, Progress};
-use crate::oci::{self, BlobStore, Descriptor, Digest, ImageArchive, ImageRef, ReadOptions};
+use crate::oci::{self, BlobStore, Descriptor, Digest, ImageArchive, ImageRef};
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -65,10 +65,11 @@ impl Pushed {
     }
 }
 
-/// Copy the blobs of an image tarball or layout into `store`, each verified as it is copied.
+/// Copy the blobs of an image tarball or layout into `store`, each verified as it is copied
+/// (one read of the file; a blob the store has already is not read at all).
 pub fn import_archive(store: &BlobStore, path: &Path) -> Result<ImageRef> {
     let archive = ImageArchive::open(path)?;
-    let info = archive.image(ReadOptions::default())?;
+    let info = archive.describe()?;
     let manifest_bytes = archive.blob(&info.manifest_descriptor)?;
     store.put_bytes(&manifest_bytes)?;
     for blob in std::iter::once(&info.config_descriptor).chain(&info.layers) {
@@ -76,11 +77,19 @@ pub fn import_archive(store: &BlobStore, path: &Path) -> Result<ImageRef> {
             continue;
         }
         let mut writer = store.writer()?;
-        let mut reader = archive.open_blob(&blob.digest)?;
+        let mut reader = archive.open_descriptor(blob)?;
         std::io::copy(&mut reader, &mut writer).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
+        if writer.len() != blob.size {
+            return Err(Error::Size {
+                origin: path.display().to_string(),
+                digest: blob.digest.clone(),
+                expected: blob.size,
+                actual: writer.len(),
+            });
+        }
         writer.commit(Some(&blob.digest))?;
     }
     let platform = oci::image::Platform {

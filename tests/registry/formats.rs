@@ -1,0 +1,185 @@
+//! Manifest formats a registry serves besides our own: Docker schema 2 (as skopeo writes it
+//! with `--format v2s2`), multi-platform indexes, and pulls by digest, whose bytes must
+//! match the digest asked for.
+
+use std::process::Command;
+
+use super::common::proxy::{Fault, FaultProxy};
+use super::common::registry::{Auth, Registry};
+use super::common::{run, run_ok, temp_dir};
+use super::{image, pack, pull_json, skopeo_digest};
+use nua::oci::{self, BlobStore, ImageArchive, ImageName, ReadOptions};
+
+/// The small image written as an OCI layout at `dir/layout` (tag `1`), and its ref.
+fn layout(dir: &std::path::Path, store: &BlobStore, seed: u8) -> oci::ImageRef {
+    let image = image(store, &[("f.txt", vec![seed; 4096])]);
+    let names = [ImageName::parse("app:1").unwrap()];
+    oci::write_layout_dir(store, &image, &names, &dir.join("layout")).unwrap();
+    image
+}
+
+#[test]
+fn docker_schema2_pulls_by_tag_and_by_digest() {
+    let registry = Registry::start(Auth::None);
+    let host = registry.host();
+    let work = temp_dir();
+    let store = BlobStore::open(work.path().join("build-cache")).unwrap();
+    layout(work.path(), &store, 7);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", work.path().join("layout").display()),
+        &format!("docker://{host}/v2s2/app:1"),
+    ]));
+    let digest = skopeo_digest(&format!("{host}/v2s2/app:1"));
+
+    let cache = work.path().join("cache");
+    let out = work.path().join("by-tag.tar");
+    let pulled = pull_json(
+        &host,
+        &mut pack(&cache),
+        &format!("{host}/v2s2/app:1"),
+        &["-o".as_ref(), out.as_os_str()],
+    );
+    assert_eq!(pulled["digest"], digest.as_str());
+    let info = ImageArchive::open(&out)
+        .unwrap()
+        .image(ReadOptions {
+            verify_diff_ids: true,
+        })
+        .unwrap();
+    assert_eq!(info.layers.len(), 1);
+
+    // By digest: the same manifest, and the tarball carries no made-up `latest` name.
+    let out = work.path().join("by-digest.tar");
+    let pulled = pull_json(
+        &host,
+        &mut pack(&cache),
+        &format!("{host}/v2s2/app@{digest}"),
+        &["-o".as_ref(), out.as_os_str()],
+    );
+    assert_eq!(pulled["digest"], digest.as_str());
+    let index: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new("tar").arg("-xOf").arg(&out).arg("index.json"),
+    ))
+    .unwrap();
+    assert!(!index.to_string().contains("latest"), "{index}");
+}
+
+#[test]
+fn a_multi_platform_index_gives_the_platform_asked_for() {
+    let registry = Registry::start(Auth::None);
+    let host = registry.host();
+    let work = temp_dir();
+    let store = BlobStore::open(work.path().join("build-cache")).unwrap();
+    let amd64 = layout(work.path(), &store, 1);
+    // An arm64 image beside it, and an index of both under the tag.
+    let arm64 = {
+        let layer = {
+            let mut w = oci::LayerWriter::new(&store, oci::LayerOptions::default()).unwrap();
+            w.add_bytes("f.txt", &oci::Meta::new(0o644), &[2; 4096])
+                .unwrap();
+            w.finish().unwrap()
+        };
+        let mut spec = oci::ImageSpec::new(vec![layer], oci::ContainerConfig::default(), 0);
+        spec.architecture = "arm64".into();
+        oci::write_image(&store, &spec).unwrap()
+    };
+    let dir = work.path().join("layout");
+    oci::write_layout_dir(&store, &arm64, &[], &dir).unwrap();
+    let entry = |image: &oci::ImageRef, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": image.manifest.digest.to_string(),
+            "size": image.manifest.size,
+            "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(&arm64, "arm64"), entry(&amd64, "amd64")],
+    });
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let info = store.put_bytes(&bytes).unwrap();
+    std::fs::copy(
+        store.path(&info.digest),
+        dir.join("blobs/sha256").join(info.digest.hex()),
+    )
+    .unwrap();
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": info.digest.to_string(),
+            "size": info.size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), top.to_string()).unwrap();
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", dir.display()),
+        &format!("docker://{host}/multi/app:1"),
+    ]));
+
+    let cache = work.path().join("cache");
+    let target = format!("{host}/multi/app:1");
+    let default = pull_json(&host, &mut pack(&cache), &target, &[]);
+    assert_eq!(default["digest"], amd64.manifest.digest.to_string());
+    let arm = pull_json(
+        &host,
+        &mut pack(&cache),
+        &target,
+        &["--platform".as_ref(), "linux/arm64".as_ref()],
+    );
+    assert_eq!(arm["digest"], arm64.manifest.digest.to_string());
+
+    let out = run(pack(&cache).args([
+        "pull",
+        &target,
+        "--insecure-registry",
+        &host,
+        "--platform",
+        "linux/s390x",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("linux/s390x") && stderr.contains("linux/arm64"),
+        "the error names what was asked and what there is: {stderr}"
+    );
+}
+
+#[test]
+fn a_manifest_that_does_not_match_its_digest_is_refused() {
+    let registry = Registry::start(Auth::None);
+    let work = temp_dir();
+    let store = BlobStore::open(work.path().join("build-cache")).unwrap();
+    let image = layout(work.path(), &store, 3);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", work.path().join("layout").display()),
+        &format!("docker://{}/flip/app:1", registry.host()),
+    ]));
+    let proxy = FaultProxy::start(&registry.host());
+    // A space in the JSON turned into `!`: still a manifest of the right size, other bytes.
+    proxy.inject("GET", "/manifests/sha256:", Fault::FlipByte { at: 1 }, 10);
+    let cache = work.path().join("cache");
+    let target = format!("{}/flip/app@{}", proxy.host(), image.manifest.digest);
+    let out = run(pack(&cache).args(["pull", &target, "--insecure-registry", &proxy.host()]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&image.manifest.digest.to_string()),
+        "the error names the digest asked for: {stderr}"
+    );
+}
