@@ -132,6 +132,11 @@ pub enum Event<'a> {
 /// Receives the build's [`Event`]s; the CLI draws them, tests ignore them.
 pub trait Reporter {
     fn event(&mut self, event: Event<'_>);
+
+    /// Where blob transfers (the pull of a wrapped image) are reported; nowhere by default.
+    fn transfers(&self) -> &dyn crate::registry::Progress {
+        &()
+    }
 }
 
 /// A reporter that drops everything.

@@ -50,7 +50,7 @@ pub fn pull(
         &reference,
         store,
         &registry::PullOptions::default(),
-        &(),
+        reporter.transfers(),
     )
     .map_err(wrap_error)?;
     let fetched: u64 = pulled.blobs.iter().map(|b| b.transferred).sum();

@@ -9,6 +9,8 @@ use crate::build::{Event, Reporter};
 /// One line per step on stderr; on a terminal, a spinner while the step runs.
 pub struct Lines {
     quiet: bool,
+    /// Per-blob bars of a wrapped image's pull.
+    transfers: crate::cli::transfer::Transfers,
     /// Only warnings (`--json`: stdout is for the result, people still need to know).
     warnings_only: bool,
     tty: bool,
@@ -20,6 +22,7 @@ impl Lines {
     pub fn new(quiet: bool, json: bool) -> Lines {
         Lines {
             quiet,
+            transfers: crate::cli::transfer::Transfers::new(quiet || json),
             warnings_only: json,
             tty: std::io::stderr().is_terminal(),
             spinner: None,
@@ -36,6 +39,10 @@ impl Lines {
 }
 
 impl Reporter for Lines {
+    fn transfers(&self) -> &dyn crate::registry::Progress {
+        &self.transfers
+    }
+
     fn event(&mut self, event: Event<'_>) {
         if self.quiet || (self.warnings_only && !matches!(event, Event::Warning { .. })) {
             return;
@@ -60,6 +67,7 @@ impl Reporter for Lines {
                 if let Some(spinner) = self.spinner.take() {
                     spinner.finish_and_clear();
                 }
+                self.transfers.done();
                 let status = if cached { "cached" } else { "done" };
                 eprintln!("{step:>10} {status} in {}", human_duration(elapsed));
             }
