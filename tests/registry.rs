@@ -460,4 +460,27 @@ fn basic_auth_with_password_stdin_and_docker_config_and_wrong_credentials() {
     assert!(pulled["downloaded"].as_u64().unwrap() > 0);
     let asked = std::fs::read_to_string(work.path().join("helper.log")).unwrap();
     assert_eq!(asked.trim(), registry.host());
+
+    // A helper that fails for another reason than "not found" is an error saying so.
+    std::fs::write(
+        &helper,
+        "#!/bin/sh
+echo 'the keychain is locked' >&2
+exit 1
+",
+    )
+    .unwrap();
+    let out = run(pack(&work.path().join("cache3"))
+        .env("DOCKER_CONFIG", &config)
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .args(["pull", &target, "--insecure-registry", &registry.host()]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("docker-credential-nuatest get") && stderr.contains("keychain is locked"),
+        "{stderr}"
+    );
 }

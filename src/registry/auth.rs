@@ -258,8 +258,25 @@ fn run_helper(name: &str, server: &str) -> Result<Option<Credentials>> {
         .wait_with_output()
         .map_err(|e| failed(format!("`{program}` failed ({e})")))?;
     if !out.status.success() {
-        // The protocol's "credentials not found in native keychain" is not an error.
-        return Ok(None);
+        // The protocol's "credentials not found in native keychain" is not an error; any
+        // other failure (a locked keychain, a broken helper) is, with what the helper said.
+        let said = String::from_utf8_lossy(if out.stderr.is_empty() {
+            &out.stdout
+        } else {
+            &out.stderr
+        })
+        .trim()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+        if said.to_ascii_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(failed(format!(
+            "`{program} get` failed ({}): {said}",
+            out.status
+        )));
     }
     let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
         .map_err(|_| failed("its answer is not the JSON `{\"Username\", \"Secret\"}`".into()))?;
