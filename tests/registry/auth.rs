@@ -77,6 +77,22 @@ fn basic_auth_with_password_stdin_and_docker_config_and_wrong_credentials() {
     let asked = std::fs::read_to_string(work.path().join("helper.log")).unwrap();
     assert_eq!(asked.trim(), registry.host());
 
+    // The same helper named for this registry alone (`credHelpers`).
+    std::fs::write(
+        config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"nuatest"}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let cmd = &mut pack(&work.path().join("cache-helpers"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let pulled = pull_json(
+        &registry.host(),
+        cmd.env("DOCKER_CONFIG", &config).env("PATH", path),
+        &target,
+        &[],
+    );
+    assert!(pulled["digest"].is_string());
+
     // A helper that fails for another reason than "not found" is an error saying so.
     std::fs::write(
         &helper,

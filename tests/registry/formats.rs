@@ -183,3 +183,29 @@ fn a_manifest_that_does_not_match_its_digest_is_refused() {
         "the error names the digest asked for: {stderr}"
     );
 }
+
+/// `NUA_REGISTRY_MIRROR` serves Docker Hub names: `nua-mirror:1` is `library/nua-mirror:1`,
+/// fetched from the mirror (Docker Hub itself is not reachable from here at all).
+#[test]
+fn docker_hub_names_are_pulled_from_the_mirror() {
+    let registry = Registry::start(Auth::None);
+    let host = registry.host();
+    let work = temp_dir();
+    let store = BlobStore::open(work.path().join("build-cache")).unwrap();
+    let image = layout(work.path(), &store, 9);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", work.path().join("layout").display()),
+        &format!("docker://{host}/library/nua-mirror:1"),
+    ]));
+    let cache = work.path().join("cache");
+    let out = run_ok(
+        pack(&cache)
+            .env("NUA_REGISTRY_MIRROR", format!("http://{host}"))
+            .args(["pull", "nua-mirror:1", "--json"]),
+    );
+    let pulled: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(pulled["digest"], image.manifest.digest.to_string());
+}
