@@ -18,6 +18,17 @@ fn layout(dir: &std::path::Path, store: &BlobStore, seed: u8) -> oci::ImageRef {
     image
 }
 
+/// skopeo copies `source` (an `oci:` reference) to `docker://DEST`, with `extra` flags.
+fn skopeo_copy(source: &str, dest: &str, extra: &[&str]) {
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(source)
+            .arg(format!("docker://{dest}")),
+    );
+}
+
 #[test]
 fn docker_schema2_pulls_by_tag_and_by_digest() {
     let registry = Registry::start(Auth::None);
@@ -25,15 +36,12 @@ fn docker_schema2_pulls_by_tag_and_by_digest() {
     let work = temp_dir();
     let store = BlobStore::open(work.path().join("build-cache")).unwrap();
     layout(work.path(), &store, 7);
-    run_ok(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--format",
-        "v2s2",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:1", work.path().join("layout").display()),
-        &format!("docker://{host}/v2s2/app:1"),
-    ]));
+    let source = format!("oci:{}:1", work.path().join("layout").display());
+    skopeo_copy(
+        &source,
+        &format!("{host}/v2s2/app:1"),
+        &["--format", "v2s2"],
+    );
     let digest = skopeo_digest(&format!("{host}/v2s2/app:1"));
 
     let cache = work.path().join("cache");
@@ -120,14 +128,8 @@ fn a_multi_platform_index_gives_the_platform_asked_for() {
         }],
     });
     std::fs::write(dir.join("index.json"), top.to_string()).unwrap();
-    run_ok(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--all",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:multi", dir.display()),
-        &format!("docker://{host}/multi/app:1"),
-    ]));
+    let source = format!("oci:{}:multi", dir.display());
+    skopeo_copy(&source, &format!("{host}/multi/app:1"), &["--all"]);
 
     let cache = work.path().join("cache");
     let target = format!("{host}/multi/app:1");
@@ -163,13 +165,8 @@ fn a_manifest_that_does_not_match_its_digest_is_refused() {
     let work = temp_dir();
     let store = BlobStore::open(work.path().join("build-cache")).unwrap();
     let image = layout(work.path(), &store, 3);
-    run_ok(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:1", work.path().join("layout").display()),
-        &format!("docker://{}/flip/app:1", registry.host()),
-    ]));
+    let source = format!("oci:{}:1", work.path().join("layout").display());
+    skopeo_copy(&source, &format!("{}/flip/app:1", registry.host()), &[]);
     let proxy = FaultProxy::start(&registry.host());
     // A space in the JSON turned into `!`: still a manifest of the right size, other bytes.
     proxy.inject("GET", "/manifests/sha256:", Fault::FlipByte { at: 1 }, 10);
@@ -193,13 +190,8 @@ fn docker_hub_names_are_pulled_from_the_mirror() {
     let work = temp_dir();
     let store = BlobStore::open(work.path().join("build-cache")).unwrap();
     let image = layout(work.path(), &store, 9);
-    run_ok(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:1", work.path().join("layout").display()),
-        &format!("docker://{host}/library/nua-mirror:1"),
-    ]));
+    let source = format!("oci:{}:1", work.path().join("layout").display());
+    skopeo_copy(&source, &format!("{host}/library/nua-mirror:1"), &[]);
     let cache = work.path().join("cache");
     let out = run_ok(
         pack(&cache)
