@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::registry::{Auth, Registry};
-use common::{assert_store_intact, nua_pack, run, run_ok, temp_dir};
+use common::{assert_store_intact, noise, nua_pack, run, run_ok, temp_dir};
 use nua::oci::{self, BlobStore, ImageArchive, ImageName, ReadOptions};
 use nua::registry::{self, Client, ClientOptions, Outcome, PullOptions, PushOptions, Reference};
 use serde_json::Value;
@@ -42,19 +42,6 @@ fn setup() -> (Registry, Client, tempfile::TempDir, BlobStore) {
     let work = temp_dir();
     let store = BlobStore::open(work.path().join("push-cache")).unwrap();
     (registry, client, work, store)
-}
-
-/// Deterministic bytes that gzip cannot shrink: a layer of about `len` bytes on the wire.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// An image of one layer per `(path, bytes)`, written with the `oci` module into `store`.

@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::http::Head;
+use common::noise;
 use common::proxy::{Fault, FaultProxy};
 use common::registry::{Auth, Registry};
 use common::token::Presented;
@@ -33,7 +34,7 @@ fn tiny_image(dir: &Path, size: usize) -> ImageRef {
     };
     let mut layer = LayerWriter::new(&store, opts).unwrap();
     layer
-        .add_bytes("data.bin", &Meta::new(0o644), &noise(size))
+        .add_bytes("data.bin", &Meta::new(0o644), &noise(1, size))
         .unwrap();
     let layer = layer.finish().unwrap();
     let spec = ImageSpec::new(vec![layer], ContainerConfig::default(), 1_700_000_000);
@@ -41,19 +42,6 @@ fn tiny_image(dir: &Path, size: usize) -> ImageRef {
     let names = [ImageName::parse("nua-harness:1").unwrap()];
     write_layout_dir(&store, &image, &names, &dir.join("layout")).unwrap();
     image
-}
-
-/// Bytes gzip cannot shrink (xorshift), so blob sizes are what the test asks for.
-fn noise(size: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// skopeo with no policy file, no stored credentials and the registry treated as plain HTTP.

@@ -193,3 +193,17 @@ pub fn cache_with_base(name: &str, dir: &Path) -> PathBuf {
     }
     cache
 }
+
+/// `len` bytes gzip cannot shrink (xorshift from `seed`), so blob sizes are what a test asks
+/// for; the same seed gives the same bytes.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

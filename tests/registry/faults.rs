@@ -139,11 +139,7 @@ fn corrupt_blobs_are_refused_naming_both_digests_and_nothing_is_stored() {
     let layer = &image.layers[1];
     proxy.inject("GET", &blob_path(layer), Fault::FlipByte { at: 1000 }, 100);
     let cache = work.path().join("cache");
-    let target = format!("{}/faults/app:1", proxy.host());
-    let out =
-        common_run(pack(&cache).args(["pull", &target, "--insecure-registry", &proxy.host()]));
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = failed_pull(&cache, &proxy);
     assert!(
         stderr.contains(&format!("expected `{}`", layer.digest)),
         "{stderr}"
@@ -163,11 +159,7 @@ fn corrupt_blobs_are_refused_naming_both_digests_and_nothing_is_stored() {
         100,
     );
     let cache = work.path().join("cache2");
-    let target = format!("{}/faults/app:1", proxy.host());
-    let out =
-        common_run(pack(&cache).args(["pull", &target, "--insecure-registry", &proxy.host()]));
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = failed_pull(&cache, &proxy);
     assert!(
         stderr.contains("after 4 retries") && stderr.contains("at byte 0"),
         "{stderr}"
@@ -180,8 +172,17 @@ fn corrupt_blobs_are_refused_naming_both_digests_and_nothing_is_stored() {
     assert_store_intact(&cache);
 }
 
-fn common_run(cmd: &mut std::process::Command) -> std::process::Output {
-    super::common::run(cmd)
+/// `nua-pack pull` of the served image through `proxy`, which must fail (exit 1); its stderr.
+fn failed_pull(cache: &std::path::Path, proxy: &FaultProxy) -> String {
+    let target = format!("{}/faults/app:1", proxy.host());
+    let out = super::common::run(pack(cache).args([
+        "pull",
+        &target,
+        "--insecure-registry",
+        &proxy.host(),
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

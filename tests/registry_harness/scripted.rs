@@ -112,7 +112,7 @@ fn connect(host: &str) -> BufReader<TcpStream> {
 
 #[test]
 fn proxy_faults_on_chunked_and_sized_bodies_keep_alive() {
-    let body = noise(300_000);
+    let body = noise(1, 300_000);
     let upstream = fake_upstream(vec![
         chunked(&body, 10_000),
         with_length(&body, "Location: http://UPSTREAM/v2/x/blobs/uploads/1\r\n"),
@@ -168,7 +168,7 @@ fn proxy_faults_on_chunked_and_sized_bodies_keep_alive() {
 
 #[test]
 fn proxy_reset_sends_rst_and_status_skips_upstream() {
-    let body = noise(1_000_000);
+    let body = noise(1, 1_000_000);
     let upstream = fake_upstream(vec![with_length(&body, "")]);
     let proxy = FaultProxy::start(&upstream);
     proxy.inject(
