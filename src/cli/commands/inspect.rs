@@ -105,10 +105,11 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn from_archive(path: &Path) -> anyhow::Result<Inspection> {
-    let archive = ImageArchive::open(path)?;
+    let context = || format!("cannot read the image `{}`", path.display());
+    let archive = ImageArchive::open(path).with_context(context)?;
     let info = archive
         .image(ReadOptions::default())
-        .with_context(|| format!("cannot read the image `{}`", path.display()))?;
+        .with_context(context)?;
     let mut inspection = Inspection::new(
         path.display().to_string(),
         &info.manifest_descriptor,
