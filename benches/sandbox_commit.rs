@@ -44,10 +44,7 @@ fn bench(c: &mut Criterion) {
         "echo new > /data/000/00000; echo added > /data/050/extra; \
          rm /data/099/00001; mkdir /data/new",
     );
-    step.mounts.push(Bind {
-        source: "/usr".into(),
-        target: "/usr".into(),
-    });
+    step.mounts.push(Bind::read_only("/usr", "/usr"));
     let mut group = c.benchmark_group("sandbox_commit");
     group.sample_size(20);
     for files in [2_000, 20_000] {

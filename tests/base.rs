@@ -208,10 +208,7 @@ fn python_base_pip_installs_from_pypi_in_the_sandbox() {
         ("SSL_CERT_FILE".into(), "/run/nua/ca.crt".into()),
     ];
     command.user = (1000, 1000);
-    command.mounts = vec![Bind {
-        source: ca.into(),
-        target: "/run/nua/ca.crt".into(),
-    }];
+    command.mounts = vec![Bind::read_only(ca, "/run/nua/ca.crt")];
     let mut lines = Vec::new();
     let status = root
         .run(&command, &mut |_, line| lines.push(line.to_owned()))

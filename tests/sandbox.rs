@@ -68,10 +68,7 @@ fn read_only_bind_is_visible_not_writable_nor_committed() {
     set_readable(host.path());
     let mut root = root();
     let mut cmd = Command::shell("cat /opt/host/ca.pem; echo x > /opt/host/ca.pem || echo refused");
-    cmd.mounts.push(Bind {
-        source: host.path().to_owned(),
-        target: "/opt/host".into(),
-    });
+    cmd.mounts.push(Bind::read_only(host.path(), "/opt/host"));
     let (status, lines) = sh(&mut root, cmd);
     assert!(status.success(), "{lines:?}");
     assert_eq!(stdout(&lines), ["CERT", "refused"]);

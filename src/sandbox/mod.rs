@@ -196,7 +196,7 @@ pub struct Command {
     pub cwd: String,
     /// uid:gid inside the root.
     pub user: (u32, u32),
-    /// Read-only binds of host paths; never captured in a layer.
+    /// Binds of host paths; never captured in a layer.
     pub mounts: Vec<Bind>,
     pub network: Network,
     /// Kill the whole namespace after this long ([`Status::TimedOut`]).
@@ -230,11 +230,32 @@ impl Command {
 /// `PATH` used to find `argv[0]` when the command's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// A read-only bind of a host file or folder at `target` (absolute, inside the root).
+/// A bind of a host file or folder at `target` (absolute, inside the root), read-only
+/// unless `writable` (a package cache shared by builds); never captured in a layer.
 #[derive(Debug, Clone)]
 pub struct Bind {
     pub source: PathBuf,
     pub target: String,
+    pub writable: bool,
+}
+
+impl Bind {
+    /// A read-only bind.
+    pub fn read_only(source: impl Into<PathBuf>, target: impl Into<String>) -> Bind {
+        Bind {
+            source: source.into(),
+            target: target.into(),
+            writable: false,
+        }
+    }
+
+    /// A bind the command can write through.
+    pub fn writable(source: impl Into<PathBuf>, target: impl Into<String>) -> Bind {
+        Bind {
+            writable: true,
+            ..Bind::read_only(source, target)
+        }
+    }
 }
 
 /// The network a command sees.

@@ -1,5 +1,5 @@
 //! The mounts of a run, made by the namespace's pid 1 before it forks the command: the
-//! overlay root, `/proc`, `/dev`, `/tmp`, `/etc/resolv.conf` and read-only binds, then
+//! overlay root, `/proc`, `/dev`, `/tmp`, `/etc/resolv.conf` and binds, then
 //! `pivot_root`.
 //!
 //! Everything here runs after `fork` in a single-threaded child. Targets are reached with
@@ -20,8 +20,8 @@ pub(crate) struct MountPlan {
     /// Overlay options with lower/upper/work paths relative to the root's directory, which
     /// is the current directory when they are used (keeps them under the page-size limit).
     pub overlay: CString,
-    /// Host path and path inside the root (relative, no leading `/`) of each read-only bind.
-    pub binds: Vec<(CString, Vec<u8>, bool)>,
+    /// Host path and path inside the root (relative, no leading `/`) of each bind, whether it is a folder, whether it is writable.
+    pub binds: Vec<(CString, Vec<u8>, bool, bool)>,
     /// Group of the new devpts' terminals when the `tty` group (5) is mapped.
     pub tty_gid: Option<u32>,
 }
@@ -135,9 +135,9 @@ pub(crate) fn setup(plan: &MountPlan) -> Result<(), (u32, io::Error)> {
         )
         .map_err(at(5))?;
     }
-    for (source, rel, is_dir) in &plan.binds {
+    for (source, rel, is_dir, writable) in &plan.binds {
         let t = target(rootfd, rel, *is_dir).map_err(at(6))?;
-        bind(source, &t, true).map_err(at(6))?;
+        bind(source, &t, !writable).map_err(at(6))?;
     }
     pivot(&root).map_err(at(STEP_PIVOT))
 }

@@ -90,14 +90,14 @@ impl Root {
         let mut binds = Vec::new();
         let host_binds = resolv
             .exists()
-            .then(|| (resolv.to_owned(), "/etc/resolv.conf".to_owned()))
+            .then(|| (resolv.to_owned(), "/etc/resolv.conf".to_owned(), false))
             .into_iter()
             .chain(
                 cmd.mounts
                     .iter()
-                    .map(|b| (b.source.clone(), b.target.clone())),
+                    .map(|b| (b.source.clone(), b.target.clone(), b.writable)),
             );
-        for (source, target) in host_binds {
+        for (source, target, writable) in host_binds {
             let rel = target
                 .strip_prefix('/')
                 .and_then(|t| oci::layer::normalize(t.as_bytes(), false).ok().flatten())
@@ -113,7 +113,7 @@ impl Root {
             self.check_parents(&rel, &target)?;
             let source = cstring(source.clone().into_os_string().into_encoded_bytes())
                 .ok_or_else(|| bad("NUL byte in a bind source".into()))?;
-            binds.push((source, rel.clone().into_bytes(), is_dir));
+            binds.push((source, rel.clone().into_bytes(), is_dir, writable));
             wanted.push((rel, is_dir));
         }
         for (rel, is_dir) in &wanted {
