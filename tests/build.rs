@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::docker::wait_for_http;
 use common::*;
 use serde_json::Value;
 
@@ -59,32 +58,6 @@ fn layer_digests(result: &Value) -> Vec<String> {
         .iter()
         .map(|l| l["digest"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// A GET over a plain TCP connection: status line and body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    Ok((status, body.to_owned()))
-}
-
-fn wait_for_http(port: u16, path: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match http_get(port, path) {
-            Ok(answer) if !answer.0.is_empty() => return answer,
-            other if Instant::now() > deadline => panic!("no HTTP answer on {port}: {other:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
 }
 
 /// The static-site fixture built on its bootstrapped base, in a fresh cache: the temporary

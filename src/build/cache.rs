@@ -8,35 +8,81 @@ use std::path::{Path, PathBuf};
 
 use std::time::Instant;
 
+use super::why::{History, Inputs};
 use super::{Event, Reporter};
 use crate::oci;
 
+/// One entry: the layer, and the step that made it (for `nua-pack cache ls`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub layer: oci::Layer,
+    #[serde(default)]
+    pub step: String,
+}
+
 pub struct LayerCache {
     dir: PathBuf,
+    /// `false` with `--no-cache`: every step is made again (and its entry replaced).
+    reading: bool,
+}
+
+/// What a step is made from, to say why it is made again (see [`super::why`]).
+pub struct Explain<'a> {
+    pub history: &'a History,
+    pub parent: &'a str,
+    pub inputs: &'a Inputs,
 }
 
 impl LayerCache {
     pub fn new(cache_dir: &Path) -> Self {
         Self {
             dir: cache_dir.join("layers"),
+            reading: true,
         }
+    }
+
+    /// A cache whose entries are written but never read (`--no-cache`).
+    pub fn write_only(mut self) -> Self {
+        self.reading = false;
+        self
     }
 
     fn entry(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.json"))
     }
 
-    /// The layer cached under `key`, if its entry parses and its blob is in the store.
-    pub fn get(&self, key: &str, store: &oci::BlobStore) -> Option<oci::Layer> {
-        let bytes = fs_err::read(self.entry(key)).ok()?;
-        let layer: oci::Layer = serde_json::from_slice(&bytes).ok()?;
-        store.contains(&layer.descriptor.digest).then_some(layer)
+    /// The folder of the entries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    pub fn put(&self, key: &str, layer: &oci::Layer) -> std::io::Result<()> {
+    /// The layer cached under `key`, if its entry parses and its blob is in the store.
+    pub fn get(&self, key: &str, store: &oci::BlobStore) -> Option<oci::Layer> {
+        if !self.reading {
+            return None;
+        }
+        let entry = self.entry(key);
+        let bytes = fs_err::read(&entry).ok()?;
+        let layer = serde_json::from_slice::<Entry>(&bytes).ok()?.layer;
+        if !store.contains(&layer.descriptor.digest) {
+            return None;
+        }
+        // The entry's time says when it was last used, for `nua-pack cache prune`.
+        if let Ok(file) = std::fs::File::options().append(true).open(&entry) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        Some(layer)
+    }
+
+    pub fn put(&self, key: &str, step: &str, layer: &oci::Layer) -> std::io::Result<()> {
         fs_err::create_dir_all(&self.dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        serde_json::to_writer(&mut tmp, layer)?;
+        let entry = Entry {
+            layer: layer.clone(),
+            step: step.to_owned(),
+        };
+        serde_json::to_writer(&mut tmp, &entry)?;
         tmp.persist(self.entry(key)).map_err(|e| e.error)?;
         Ok(())
     }
@@ -52,13 +98,40 @@ impl LayerCache {
         make: impl FnOnce(&mut dyn Reporter) -> Result<oci::Layer, E>,
         cache_error: impl FnOnce(PathBuf, std::io::Error) -> E,
     ) -> Result<(String, oci::Layer, bool), E> {
+        self.step_explained(store, key, label, None, reporter, make, cache_error)
+    }
+
+    /// [`LayerCache::step`] that, when the step is made again, says why (an
+    /// [`Event::Rebuilt`]) and records what it was made from.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_explained<E>(
+        &self,
+        store: &oci::BlobStore,
+        key: &str,
+        label: &str,
+        explain: Option<Explain<'_>>,
+        reporter: &mut dyn Reporter,
+        make: impl FnOnce(&mut dyn Reporter) -> Result<oci::Layer, E>,
+        cache_error: impl FnOnce(PathBuf, std::io::Error) -> E,
+    ) -> Result<(String, oci::Layer, bool), E> {
         reporter.event(Event::StepStarted { step: label });
         let started = Instant::now();
         let (layer, cached) = match self.get(key, store) {
             Some(layer) => (layer, true),
             None => {
+                let reasons = match &explain {
+                    Some(e) => e.history.reasons(label, e.parent, e.inputs),
+                    None => Vec::new(),
+                };
+                reporter.event(Event::Rebuilt {
+                    step: label,
+                    reasons: &reasons,
+                });
                 let layer = make(reporter)?;
-                if let Err(source) = self.put(key, &layer) {
+                if let Some(e) = &explain {
+                    e.history.record(label, e.parent, e.inputs);
+                }
+                if let Err(source) = self.put(key, label, &layer) {
                     return Err(cache_error(self.dir.clone(), source));
                 }
                 (layer, false)

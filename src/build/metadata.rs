@@ -15,6 +15,7 @@ pub const NUA_GID: u32 = 1000;
 /// Where the image layout of Nua puts things (the seed image spec).
 pub const APP_DIR: &str = "/nua/app";
 pub const METADATA_FILE: &str = "nua/metadata/nua-config.json";
+pub const SBOM_FILE: &str = "nua/metadata/sbom.json";
 pub const START_SCRIPT: &str = "nua/scripts/start";
 
 const PATH: &str =
@@ -120,6 +121,26 @@ pub fn labels(config: &NuaConfig, created: &str) -> BTreeMap<String, String> {
     );
     oci("created", Some(created));
     labels
+}
+
+/// The literal values of `[env]` (`KEY = "value"`, numbers, booleans), as the container
+/// would see them; computed ones (`from`, `random`, …) are only known at deployment.
+pub fn plain_env(config: &NuaConfig) -> Vec<(String, String)> {
+    use crate::config::EnvValue;
+    config
+        .env
+        .iter()
+        .filter_map(|(key, value)| {
+            let text = match value {
+                EnvValue::Bool(b) => b.to_string(),
+                EnvValue::Int(i) => i.to_string(),
+                EnvValue::Float(f) => f.to_string(),
+                EnvValue::Str(s) => s.clone(),
+                EnvValue::Spec(_) => return None,
+            };
+            Some((key.clone(), text))
+        })
+        .collect()
 }
 
 /// The image's variables, sorted: the base's, with `PATH` and `LANG` of the image spec

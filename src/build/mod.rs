@@ -11,18 +11,27 @@
 //!
 //! The build does no printing: it reports progress through a [`Reporter`].
 
+mod app;
 pub mod base;
-mod cache;
+pub(crate) mod cache;
 mod error;
+pub mod fetch;
 pub mod metadata;
+pub mod plan;
+pub mod prune;
+mod run;
+pub mod sbom;
 mod source;
 mod steps;
+mod why;
 mod wrap;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::Error;
+pub use plan::AppPlan;
+pub use run::host_ca_bundle;
 pub use source::SourceFilter;
 
 use crate::config::{BuildMethod, Loaded};
@@ -47,6 +56,10 @@ pub struct BuildOptions {
     pub source_date_epoch: u64,
     /// Names of the image; empty means the config's `nua-<id>:<version>-<release>`.
     pub tags: Vec<String>,
+    /// Make every step again instead of taking it from the cache (`--no-cache`).
+    pub no_cache: bool,
+    /// The CA bundle build commands get (`--ca-bundle`); `None`: the machine's, if any.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// Where the image is written.
@@ -118,6 +131,11 @@ pub enum Event<'a> {
     },
     StepStarted {
         step: &'a str,
+    },
+    /// The step is made again (its key is not in the cache), and why.
+    Rebuilt {
+        step: &'a str,
+        reasons: &'a [String],
     },
     StepFinished {
         step: &'a str,
@@ -197,13 +215,25 @@ fn build_base_of(
     Ok(base)
 }
 
+/// The distribution a Debian suite belongs to, as package URLs name it (`debian-12`).
+fn distro_of(suite: &str) -> String {
+    let version = match suite {
+        "bullseye" => "11",
+        "bookworm" => "12",
+        "trixie" => "13",
+        "forky" => "14",
+        other => other,
+    };
+    format!("debian-{version}")
+}
+
 /// Build the image of `app` as `options` say.
 pub fn build(
     app: &Loaded,
     options: &BuildOptions,
     reporter: &mut dyn Reporter,
 ) -> Result<BuildResult, Error> {
-    // Names are checked first: a typo in `--tag` should not cost a build.
+    // Names and the plan are checked first: a typo should not cost a build.
     let tags = if options.tags.is_empty() {
         vec![app.config.image_tag()]
     } else {
@@ -218,45 +248,84 @@ pub fn build(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let store = oci::BlobStore::open(&options.cache_dir).map_err(Error::Oci)?;
-    let cache = cache::LayerCache::new(&options.cache_dir);
-    let filter = SourceFilter::new(&app.root)?.excluding(&app.root, options.output.path());
-    let ctx = steps::Context {
-        app,
-        store: &store,
-        options,
-        filter,
-    };
-
-    // A wrap build starts from the pulled image and adds only the metadata layer.
-    let (mut layers, mut parent_key, below) = match app.config.build_method() {
+    let method = app.config.build_method();
+    let plan = match method {
         BuildMethod::Build => {
-            let base = build_base_of(app, options, &store, reporter)?;
-            (base.layers, base.key, steps::Below::Base(base.env))
+            let plan = AppPlan::new(app)?;
+            if plan.start.is_none() {
+                return Err(Error::NoStart {
+                    file: app.file.clone(),
+                });
+            }
+            Some(plan)
         }
-        BuildMethod::Wrap => {
+        BuildMethod::Wrap => None,
+    };
+    let store = oci::BlobStore::open(&options.cache_dir).map_err(Error::Oci)?;
+    let cache = if options.no_cache {
+        cache::LayerCache::new(&options.cache_dir).write_only()
+    } else {
+        cache::LayerCache::new(&options.cache_dir)
+    };
+    let layer_options = oci::LayerOptions {
+        compression: options.compression,
+        source_date_epoch: options.source_date_epoch,
+    };
+
+    let (layers, below) = match plan {
+        Some(plan) => {
+            let base = build_base_of(app, options, &store, reporter)?;
+            let env = base.env.clone();
+            let ca = options.ca_bundle.clone().or_else(host_ca_bundle);
+            let world = run::World::new(
+                &metadata::image_env(&env),
+                options.source_date_epoch,
+                ca.as_deref(),
+                Some(&options.cache_dir.join("packages")),
+            );
+            let build = app::Build {
+                app,
+                options,
+                store: &store,
+                cache: &cache,
+                history: why::History::new(&options.cache_dir, app.config.id()),
+                sandbox_options: base::BaseOptions {
+                    cache_dir: options.cache_dir.clone(),
+                    layer: layer_options,
+                },
+                world,
+                distro: distro_of(&base.source.suite),
+            };
+            let layers = app::build_layers(&build, &plan, base, reporter)?;
+            let cmd = plan.start.clone().unwrap_or_default();
+            (layers, steps::Below::Base { env, cmd })
+        }
+        // A wrap build starts from the pulled image and adds only the metadata layer.
+        None => {
             let wrapped = wrap::pull(app, &store, &options.registry, reporter)?;
-            (
-                wrapped.layers,
-                wrapped.key,
-                steps::Below::Image(Box::new(wrapped.config)),
-            )
+            let mut layers = wrapped.layers;
+            let ctx = steps::Context {
+                app,
+                store: &store,
+                options,
+                src_dir: app.root.clone(),
+                filter: SourceFilter::new(&app.root)?,
+            };
+            let step = steps::Step::Metadata;
+            let key = step.cache_key(&ctx, &wrapped.key)?;
+            layers.push(cache.step(
+                &store,
+                &key,
+                step.name(),
+                reporter,
+                |_| step.run(&ctx, None),
+                |path, source| Error::Cache { path, source },
+            )?);
+            (layers, steps::Below::Image(Box::new(wrapped.config)))
         }
     };
-    for step in steps::plan(app) {
-        let key = step.cache_key(&ctx, &parent_key)?;
-        layers.push(cache.step(
-            &store,
-            &key,
-            step.name(),
-            reporter,
-            |_| step.run(&ctx),
-            |path, source| Error::Cache { path, source },
-        )?);
-        parent_key = key;
-    }
 
-    let image = steps::write_image(&ctx, &layers, &below)?;
+    let image = steps::write_image(app, options, &store, &layers, &below)?;
 
     reporter.event(Event::Writing {
         path: options.output.path(),

@@ -36,6 +36,34 @@ pub enum PackCommand {
     Push(PushArgs),
     /// Show the manifest, config and layers of an image in a registry or a tarball
     Inspect(InspectArgs),
+    /// The local cache of layers, blobs and packages: list it, prune it
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cached layers (most recently used first) and what the cache holds
+    Ls(CacheLsArgs),
+    /// Remove the layers no build used for a while, and what only they needed
+    Prune(CachePruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheLsArgs {
+    /// Print the list as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CachePruneArgs {
+    /// Keep what a build used in the last N days (0: keep nothing a build is not using)
+    #[arg(long, value_name = "N", default_value_t = 14)]
+    pub keep_days: u64,
+    /// Print what was removed as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How to reach registries: shared by `pull`, `push` and `inspect`.
@@ -218,6 +246,18 @@ pub struct BuildArgs {
     /// Also push the image to REF (HOST[:PORT]/NAME[:TAG]) once it is written
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
+    /// Make every step again instead of taking it from the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Say, for each step made again, which of its inputs changed
+    #[arg(long)]
+    pub why: bool,
+    /// Print the plan (the steps and what each does) and stop: nothing is run or written
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The CA bundle build commands trust (pip, npm, git, curl) [default: the machine's]
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
     /// Registry access, for `--push` and the `base-image` of a wrap build
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -227,7 +267,7 @@ pub struct BuildArgs {
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
-    /// Print the result as JSON
+    /// Print each build event, then the result, as one JSON object per line
     #[arg(long)]
     pub json: bool,
 }

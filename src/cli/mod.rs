@@ -35,6 +35,7 @@ fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
         PackCommand::Pull(args) => commands::pull::run(args),
         PackCommand::Push(args) => commands::push::run(args),
         PackCommand::Inspect(args) => commands::inspect::run(args),
+        PackCommand::Cache(cmd) => commands::cache::run(cmd),
     }
 }
 

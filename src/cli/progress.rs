@@ -11,8 +11,13 @@ pub struct Lines {
     quiet: bool,
     /// Per-blob bars of a wrapped image's pull.
     transfers: crate::cli::transfer::Transfers,
-    /// Only warnings (`--json`: stdout is for the result, people still need to know).
+    /// Only warnings on stderr (`--json`: stdout is for the result, people still need to
+    /// know).
     warnings_only: bool,
+    /// Print the events as JSON lines on stdout (`build --json`).
+    events: bool,
+    /// Say why each step is made again (`--why`).
+    why: bool,
     tty: bool,
     spinner: Option<indicatif::ProgressBar>,
 }
@@ -24,9 +29,23 @@ impl Lines {
             quiet,
             transfers: crate::cli::transfer::Transfers::new(quiet || json),
             warnings_only: json,
+            events: false,
+            why: false,
             tty: std::io::stderr().is_terminal(),
             spinner: None,
         }
+    }
+
+    /// Also print every event as one JSON object per line on stdout, for CI.
+    pub fn with_json_events(mut self) -> Lines {
+        self.events = true;
+        self
+    }
+
+    /// Say why each step that is not cached is made again.
+    pub fn with_why(mut self, why: bool) -> Lines {
+        self.why = why;
+        self
     }
 
     /// Print above the spinner, if there is one.
@@ -44,6 +63,9 @@ impl Reporter for Lines {
     }
 
     fn event(&mut self, event: Event<'_>) {
+        if self.events {
+            println!("{}", json_event(&event));
+        }
         if self.quiet || (self.warnings_only && !matches!(event, Event::Warning { .. })) {
             return;
         }
@@ -59,6 +81,16 @@ impl Reporter for Lines {
                 self.spinner = Some(spinner);
             }
             Event::StepStarted { .. } => {}
+            Event::Rebuilt { step, reasons } => {
+                if !self.tty {
+                    eprintln!("{step:>10} running");
+                }
+                if self.why {
+                    for reason in reasons {
+                        self.line(&format!("{:>10} because {reason}", ""));
+                    }
+                }
+            }
             Event::StepFinished {
                 step,
                 cached,
@@ -78,11 +110,45 @@ impl Reporter for Lines {
     }
 }
 
+/// An event as one line of JSON: `{"event": "step_finished", "step": "source", …}`.
+fn json_event(event: &Event<'_>) -> serde_json::Value {
+    use serde_json::json;
+    match event {
+        Event::Warning { message } => json!({"event": "warning", "message": message}),
+        Event::Output { line } => json!({"event": "output", "line": line}),
+        Event::StepStarted { step } => json!({"event": "step_started", "step": step}),
+        Event::Rebuilt { step, reasons } => {
+            json!({"event": "step_running", "step": step, "reasons": reasons})
+        }
+        Event::StepFinished {
+            step,
+            cached,
+            elapsed,
+        } => json!({
+            "event": "step_finished",
+            "step": step,
+            "cached": cached,
+            "seconds": elapsed.as_secs_f64(),
+        }),
+        Event::Writing { path } => json!({"event": "writing", "path": path}),
+    }
+}
+
 pub fn human_duration(d: Duration) -> String {
     if d.as_secs() >= 1 {
         format!("{:.1} s", d.as_secs_f64())
     } else {
         format!("{} ms", d.as_millis())
+    }
+}
+
+/// A time ago for people: `40 s`, `12 min`, `5 h`, `3 days`.
+pub fn human_age(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86400 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86400),
     }
 }
 

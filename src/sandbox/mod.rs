@@ -131,6 +131,46 @@ impl Sandbox {
         Root::create(self.clone(), lowers)
     }
 
+    /// Remove the unpacked layers whose DiffID (hex) `keep` does not want; how many went.
+    /// A layer a running build is unpacking has a temporary name and is left alone.
+    pub fn forget_unpacked(&self, keep: &dyn Fn(&str) -> bool) -> Result<u64> {
+        let layers = self.inner.cache_dir.join("layers");
+        let mut removed = 0;
+        let read = match std::fs::read_dir(&layers) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).at(&layers),
+        };
+        for entry in read {
+            let entry = entry.at(&layers)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || keep(&name) {
+                continue;
+            }
+            self.remove_tree(&entry.path())?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Create (when missing) the host folder `dir` and give it to `uid:gid` as seen inside
+    /// the sandbox, so that a command running as that user can write through a
+    /// [`Bind::writable`] of it (a package cache shared by builds). Only the folder itself
+    /// changes owner; what is inside already belongs to that user.
+    pub fn shared_dir(&self, dir: &Path, (uid, gid): (u32, u32)) -> Result<()> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let dir = dir.to_owned();
+        let task = format!("preparing the shared folder `{}`", dir.display());
+        let mapped = self.inner.mapping.maps(uid) && self.inner.mapping.maps(gid);
+        userns::in_namespace(&self.inner.mapping, &task, move || {
+            if !mapped {
+                // Single-id mapping: only root exists inside; the folder is root's already.
+                return Ok(());
+            }
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).at(&dir)
+        })
+    }
+
     /// The directory of `layer` in the cache, unpacking it first when needed. Concurrent
     /// builders each unpack into their own temporary directory; the first rename wins.
     fn unpacked(&self, layer: &oci::Layer) -> Result<PathBuf> {

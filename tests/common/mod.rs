@@ -3,6 +3,7 @@
 //! tests, `registry`, `token`, `proxy` and `http` the registry servers and the fault proxy.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod http;
 pub mod proxy;
 pub mod registry;
@@ -177,19 +178,22 @@ pub fn shared_base(name: &str) -> PathBuf {
 }
 
 /// A fresh cache folder for one test whose base images are already there: the shared
-/// cache's blobs and layer index, hard-linked (blobs are immutable: written once under their
-/// digest, never modified). The app's own layers start cold.
+/// cache's blobs, layer index and layers unpacked for the sandbox, hard-linked (blobs are
+/// immutable: written once under their digest, never modified; unpacked layers are only
+/// ever overlay lower folders). The app's own layers start cold.
 pub fn cache_with_base(name: &str, dir: &Path) -> PathBuf {
     let shared = shared_base(name);
     let cache = dir.join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    for sub in ["blobs", "layers"] {
-        run_ok(
-            Command::new("cp")
-                .arg("-al")
-                .arg(shared.join(sub))
-                .arg(cache.join(sub)),
-        );
+    std::fs::create_dir_all(cache.join("sandbox")).unwrap();
+    for sub in ["blobs", "layers", "sandbox/layers"] {
+        if shared.join(sub).is_dir() {
+            run_ok(
+                Command::new("cp")
+                    .arg("-al")
+                    .arg(shared.join(sub))
+                    .arg(cache.join(sub)),
+            );
+        }
     }
     cache
 }

@@ -86,8 +86,8 @@ macro_rules! embedded {
 
 /// The definitions compiled in; a test checks this list against the folders.
 const BASES: &[(&str, &str)] = embedded!("base-images":
-    "debian-bookworm", "debian-trixie", "node-18", "node-20", "python");
-const LAYERS: &[(&str, &str)] = embedded!("layers": "node", "nua", "python");
+    "debian-bookworm", "debian-trixie", "node-18", "node-20", "python", "ruby");
+const LAYERS: &[(&str, &str)] = embedded!("layers": "node", "nua", "python", "ruby");
 const LOCKS: &[(&str, &str)] = &[
     (
         "debian-bookworm",
@@ -100,6 +100,7 @@ const LOCKS: &[(&str, &str)] = &[
     ("node-18", include_str!("../../../base-images/node-18.lock")),
     ("node-20", include_str!("../../../base-images/node-20.lock")),
     ("python", include_str!("../../../base-images/python.lock")),
+    ("ruby", include_str!("../../../base-images/ruby.lock")),
 ];
 
 impl Catalog {

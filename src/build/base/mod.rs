@@ -22,7 +22,7 @@ use crate::oci::BlobStore;
 
 pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
 pub use lock::{Lock, LockedStep};
-pub use make::{build_base, BaseImage, BaseOptions};
+pub use make::{build_base, key_of, BaseImage, BaseOptions, Chain, Installer, Tail};
 pub use names::{Resolved, DEFAULT_BASE};
 pub use plan::{lock_base, Plan, PlannedStep};
 
@@ -52,21 +52,21 @@ pub enum BaseError {
         #[source]
         source: Box<crate::debian::Error>,
     },
-    #[error("the sandbox cannot run step `{step}` of base `{base}`")]
+    #[error("the sandbox cannot run step `{step}` of `{base}`")]
     Sandbox {
         base: String,
         step: String,
         #[source]
         source: Box<crate::sandbox::Error>,
     },
-    #[error("step `{step}` of base `{base}` failed ({status}); its last lines:\n{tail}")]
+    #[error("step `{step}` of `{base}` failed ({status}); its last lines:\n{tail}")]
     StepFailed {
         base: String,
         step: String,
         status: String,
         tail: String,
     },
-    #[error("the mirror no longer has `{url}`, which the lock of `{base}` pins")]
+    #[error("the mirror no longer has `{url}`, which `{base}` needs")]
     PackageGone { base: String, url: String },
     #[error("cannot write the layer cache in `{}`", path.display())]
     Cache {

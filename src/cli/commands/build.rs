@@ -38,6 +38,17 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: {warning}");
         }
     }
+    if args.dry_run {
+        return dry_run(&app, args.json);
+    }
+    if let Some(ca) = &args.ca_bundle {
+        if !ca.is_file() {
+            anyhow::bail!(
+                "the CA bundle `{}` given with `--ca-bundle` is not a file",
+                ca.display()
+            );
+        }
+    }
     let source_date_epoch = settings::source_date_epoch(&app.root)?;
     let output = match (&args.output, args.oci_dir) {
         (Some(p), false) => Output::Tarball(p.clone()),
@@ -61,9 +72,14 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         },
         source_date_epoch,
         tags: args.tags.clone(),
+        no_cache: args.no_cache,
+        ca_bundle: args.ca_bundle.clone(),
     };
 
-    let mut reporter = Lines::new(args.quiet, args.json);
+    let mut reporter = Lines::new(args.quiet, args.json).with_why(args.why);
+    if args.json {
+        reporter = reporter.with_json_events();
+    }
     let result = match build::build(&app, &options, &mut reporter) {
         Ok(result) => result,
         Err(err) => {
@@ -79,6 +95,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         let mut json = serde_json::to_value(&result)?;
+        json["event"] = "result".into();
         if let Some(pushed) = &pushed {
             json["pushed"] = serde_json::json!({
                 "reference": pushed.0.to_string(),
@@ -107,6 +124,69 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         if matches!(options.output, Output::Tarball(_)) {
             println!("load it with: docker load -i {output}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--dry-run`: the steps the build would run, and what each does.
+fn dry_run(app: &config::Loaded, json: bool) -> anyhow::Result<ExitCode> {
+    let config = &app.config;
+    let mut steps: Vec<(String, String)> = Vec::new();
+    let method = config.build_method();
+    match method {
+        config::BuildMethod::Wrap => {
+            let image = config.build.base_image.clone().unwrap_or_default();
+            steps.push(("pull".into(), format!("{image} (kept as it is)")));
+            steps.push((
+                "metadata".into(),
+                "/nua/metadata/nua-config.json, /nua/scripts/start".into(),
+            ));
+        }
+        config::BuildMethod::Build => {
+            let catalog = settings::catalog()?;
+            let builder = config
+                .build
+                .builder
+                .as_ref()
+                .or(config.build.builders.as_ref().and_then(|b| b.first()))
+                .map(|b| b.image_name());
+            let base = match builder {
+                Some(name) => {
+                    let resolved = catalog.resolve_builder(&name)?;
+                    if let Some(warning) = &resolved.warning {
+                        eprintln!("warning: {warning}");
+                    }
+                    resolved.base
+                }
+                None => build::base::DEFAULT_BASE.to_owned(),
+            };
+            steps.push(("base".into(), base));
+            steps.extend(build::AppPlan::new(app)?.describe());
+        }
+    }
+    if json {
+        let steps: Vec<serde_json::Value> = steps
+            .iter()
+            .map(|(step, does)| serde_json::json!({"step": step, "does": does}))
+            .collect();
+        let plan = serde_json::json!({
+            "app": config.id(),
+            "image": config.image_tag(),
+            "method": method,
+            "steps": steps,
+        });
+        println!("{}", serde_json::to_string(&plan)?);
+    } else {
+        let method = serde_json::to_value(method)?;
+        println!(
+            "plan of {} ({} method)",
+            config.image_tag(),
+            method.as_str().unwrap_or_default()
+        );
+        for (step, does) in &steps {
+            println!("{step:>14}  {does}");
+        }
+        println!("nothing was run (--dry-run)");
     }
     Ok(ExitCode::SUCCESS)
 }

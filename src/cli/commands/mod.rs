@@ -2,6 +2,7 @@
 
 pub mod base;
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod inspect;
 #[cfg(feature = "runtime")]

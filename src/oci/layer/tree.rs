@@ -47,9 +47,11 @@ where
 pub struct TreeOptions {
     /// One `(uid, gid)` for every entry instead of the file system's owners.
     pub ownership: Option<(u32, u32)>,
-    /// Permissions as git records them, so a checkout under any umask gives the same bytes:
-    /// folders `0755`, files `0755` when their owner may execute them and `0644` otherwise,
-    /// symlinks `0777`, other entries `0644`; setuid, setgid and sticky bits dropped.
+    /// Permissions and times as git records them, so a checkout under any umask, at any
+    /// time, gives the same bytes: folders `0755`, files `0755` when their owner may execute
+    /// them and `0644` otherwise, symlinks `0777`, other entries `0644`; setuid, setgid and
+    /// sticky bits dropped; every mtime is `source_date_epoch` (git keeps none, and a copy
+    /// made before the commit would otherwise keep older ones).
     pub git_modes: bool,
 }
 
@@ -196,7 +198,7 @@ impl Walk {
             mode,
             uid,
             gid,
-            mtime: Some(md.mtime().max(0) as u64),
+            mtime: (!self.options.git_modes).then(|| md.mtime().max(0) as u64),
             xattrs: read_xattrs(path)?,
         })
     }

@@ -1,0 +1,190 @@
+//! The build cache as users drive it: two builds at once on one cache, `--no-cache`,
+//! `nua-pack cache ls` and `cache prune`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// The JSON lines of `nua-pack build APP --json` with `cache`: events, then the result.
+fn build(app: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Vec<Value> {
+    let stdout = run_ok(
+        nua_pack()
+            .arg("build")
+            .arg(app)
+            .arg("-o")
+            .arg(out)
+            .arg("--json")
+            .args(extra)
+            .env("NUA_CACHE_DIR", cache)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn made(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "step_finished" && e["cached"] == false)
+        .map(|e| e["step"].as_str().unwrap())
+        .collect()
+}
+
+fn digest(events: &[Value]) -> &Value {
+    &events.last().unwrap()["manifest_digest"]
+}
+
+#[test]
+fn two_builds_at_once_share_one_cache_safely() {
+    let work = temp_dir();
+    let cache = cache_with_base("python", work.path());
+    let app = fixture_app("static-site");
+    let children: Vec<_> = ["a.tar", "b.tar"]
+        .iter()
+        .map(|out| {
+            nua_pack()
+                .arg("build")
+                .arg(&app)
+                .arg("-o")
+                .arg(work.path().join(out))
+                .arg("--json")
+                .env("NUA_CACHE_DIR", &cache)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let results: Vec<Value> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(results[0]["manifest_digest"], results[1]["manifest_digest"]);
+    assert_store_intact(&cache);
+    let again = build(&app, &cache, &work.path().join("c.tar"), &[]);
+    assert!(made(&again).is_empty(), "{:?}", made(&again));
+    assert_eq!(digest(&again), &results[0]["manifest_digest"]);
+}
+
+#[test]
+fn no_cache_makes_every_app_step_again_to_the_same_image() {
+    let work = temp_dir();
+    let cache = cache_with_base("python", work.path());
+    let app = fixture_app("static-site");
+    let out = work.path().join("out.tar");
+    let first = build(&app, &cache, &out, &[]);
+    let again = build(&app, &cache, &out, &["--no-cache", "--why"]);
+    assert_eq!(made(&again), vec!["source", "metadata"]);
+    assert_eq!(digest(&again), digest(&first));
+    let why = again
+        .iter()
+        .find(|e| e["event"] == "step_running" && e["step"] == "source")
+        .unwrap();
+    assert!(
+        why["reasons"][0].as_str().unwrap().contains("--no-cache"),
+        "{why}"
+    );
+}
+
+#[test]
+fn cache_ls_names_the_steps_and_prune_removes_what_was_not_used() {
+    let work = temp_dir();
+    let cache = cache_with_base("python", work.path());
+    let app = fixture_app("static-site");
+    let out = work.path().join("out.tar");
+    build(&app, &cache, &out, &[]);
+    let ls = |cache: &Path| -> Value {
+        let out = run_ok(
+            nua_pack()
+                .args(["cache", "ls", "--json"])
+                .env("NUA_CACHE_DIR", cache),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let listed = ls(&cache);
+    let steps: Vec<&str> = listed["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"source") && steps.contains(&"metadata"),
+        "{steps:?}"
+    );
+
+    // Nothing is old yet: a prune keeping 14 days removes no layer.
+    let kept = run_ok(
+        nua_pack()
+            .args(["cache", "prune", "--keep-days", "14", "--json"])
+            .env("NUA_CACHE_DIR", &cache),
+    );
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["layer_entries"], 0, "{kept}");
+
+    // The app's layers, made a month ago and not used since, go with their blobs; the
+    // base's stay, and the next build remakes only the app's steps.
+    let entries = cache.join("layers");
+    for entry in std::fs::read_dir(&entries).unwrap() {
+        let path = entry.unwrap().path();
+        let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if json["step"] != "source" && json["step"] != "metadata" {
+            continue;
+        }
+        let blob = cache.join("blobs/sha256").join(
+            json["descriptor"]["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        );
+        for file in [path, blob] {
+            age_a_month(&file);
+        }
+    }
+    let pruned = run_ok(
+        nua_pack()
+            .args(["cache", "prune", "--json"])
+            .env("NUA_CACHE_DIR", &cache),
+    );
+    let pruned: Value = serde_json::from_str(&pruned).unwrap();
+    assert!(pruned["layer_entries"].as_u64().unwrap() >= 2, "{pruned}");
+    assert!(pruned["blobs"].as_u64().unwrap() >= 2, "{pruned}");
+    let left = ls(&cache)["layers"].clone();
+    let steps = left.to_string();
+    assert!(
+        !steps.contains("\"source\"") && !steps.contains("\"metadata\""),
+        "{steps}"
+    );
+    assert!(
+        left.as_array().unwrap().len() >= 5,
+        "the base's layers went: {steps}"
+    );
+    assert_store_intact(&cache);
+    let rebuilt = build(&app, &cache, &out, &[]);
+    assert_eq!(made(&rebuilt), vec!["source", "metadata"]);
+}
+
+/// Make `file` a month old; a hard link to the shared cache is replaced by a copy first,
+/// so the shared one keeps its time.
+fn age_a_month(file: &Path) {
+    let copy = file.with_extension("copy");
+    std::fs::copy(file, &copy).unwrap();
+    std::fs::rename(&copy, file).unwrap();
+    run_ok(Command::new("touch").args(["-d", "30 days ago"]).arg(file));
+}

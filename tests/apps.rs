@@ -1,0 +1,347 @@
+//! Real apps built by `nua-pack build` from the real Debian archive, PyPI and npm, then run on
+//! the real Docker Engine: flask-hello (pip, requirements.txt) and node-hello (npm ci), their
+//! SBOM and metadata, a cached rebuild after a source edit, and reproducibility.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::docker::{self, exec, inspect, load, run_published, wait_for_http, wait_healthy};
+use common::*;
+use serde_json::Value;
+
+/// `nua-pack build APP --output OUT --json` with `cache`: the JSON events and the result
+/// (the last line).
+fn build(app: &Path, cache: &Path, out: &Path, extra: &[&str]) -> (Vec<Value>, Value) {
+    let stdout = run_ok(
+        nua_pack()
+            .arg("build")
+            .arg(app)
+            .arg("--output")
+            .arg(out)
+            .arg("--json")
+            .args(extra)
+            .env("NUA_CACHE_DIR", cache)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    let mut lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let result = lines.pop().expect("a result line");
+    assert_eq!(result["event"], "result", "{result}");
+    (lines, result)
+}
+
+/// The steps that ran (were not taken from the cache), in order.
+fn steps_made(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "step_finished" && e["cached"] == false)
+        .map(|e| e["step"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The packages of an SPDX document by package URL type: `(name, version)` pairs.
+fn sbom_packages(sbom: &Value, purl_type: &str) -> Vec<(String, String)> {
+    let prefix = format!("pkg:{purl_type}/");
+    sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["externalRefs"].as_array().is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r["referenceLocator"].as_str().unwrap().starts_with(&prefix))
+            })
+        })
+        .map(|p| {
+            let name = p["name"].as_str().unwrap().to_owned();
+            (name, p["versionInfo"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// Build fixture `name` on `base` in a fresh cache, load it, run it, and check what every
+/// app image must have; returns the running container and the image's SBOM.
+fn build_and_run(name: &str, base: &str, port: u16) -> (tempfile::TempDir, docker::Running) {
+    let work = temp_dir();
+    let cache = cache_with_base(base, work.path());
+    let tarball = work.path().join(format!("{name}.tar"));
+    let (events, result) = build(&fixture_app(name), &cache, &tarball, &[]);
+    assert!(steps_made(&events).contains(&"dependencies".to_owned()));
+    let tag = format!("nua-{name}:1.0-1");
+    let image = load(&tarball, &tag);
+    let id = inspect(&tag, "{{.Id}}");
+    assert_eq!(id.trim(), result["config_digest"].as_str().unwrap());
+    let labels: Value = serde_json::from_str(&inspect(&tag, "{{json .Config.Labels}}")).unwrap();
+    assert_eq!(labels["APP_ID"], name);
+    assert_eq!(labels["NUA_TAG"], tag);
+    assert_eq!(labels["org.opencontainers.image.licenses"], "MIT");
+    assert!(labels["NUA_BUILD_VERSION"].is_string());
+
+    let container_name = format!("nua-test-{name}-{}", std::process::id());
+    let (container, host_port) = run_published(&tag, &container_name, port);
+    let (status, body) = wait_for_http(host_port, "/");
+    assert!(status.contains("200"), "GET / answered {status}: {body}");
+    wait_healthy(&container);
+
+    // What the build used and nothing else: no package caches, no CA bundle, no apt lists.
+    let leftovers = exec(
+        &container,
+        "ls -d /nua/.cache /nua/.npm /root/.cache /run/nua /var/cache/nua /tmp/* \
+         /var/lib/apt/lists/*_Packages* 2>/dev/null; true",
+    );
+    assert_eq!(leftovers.trim(), "", "left in the image");
+    let env = inspect(&tag, "{{json .Config.Env}}");
+    assert!(
+        !env.contains("PIP_CERT") && !env.contains("ca-certificates.crt"),
+        "{env}"
+    );
+    assert_eq!(exec(&container, "id -u").trim(), "1000");
+
+    let meta: Value =
+        serde_json::from_str(&exec(&container, "cat /nua/metadata/nua-config.json")).unwrap();
+    assert_eq!(meta["metadata"]["id"], name);
+    let sbom: Value =
+        serde_json::from_str(&exec(&container, "cat /nua/metadata/sbom.json")).unwrap();
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    // Every Debian package dpkg says is installed is listed, with its version.
+    let dpkg = exec(&container, "dpkg-query -W -f '${Package} ${Version}\\n'");
+    let debs = sbom_packages(&sbom, "deb");
+    for line in dpkg.lines() {
+        let (pkg, version) = line.split_once(' ').unwrap();
+        assert!(
+            debs.iter().any(|(n, v)| n == pkg && v == version),
+            "{pkg} {version} is not in the SBOM"
+        );
+    }
+    (
+        work,
+        docker::Running {
+            container,
+            image,
+            port: host_port,
+            sbom,
+        },
+    )
+}
+
+#[test]
+fn flask_hello_runs_healthy_with_its_python_packages_in_the_sbom() {
+    let (_work, running) = build_and_run("flask-hello", "python", 8000);
+    let (_, body) = wait_for_http(running.port, "/health");
+    assert_eq!(body, "ok\n");
+    let python = sbom_packages(&running.sbom, "pypi");
+    for (name, version) in [
+        ("flask", "3.0.3"),
+        ("gunicorn", "23.0.0"),
+        ("werkzeug", "3.0.4"),
+    ] {
+        assert!(
+            python
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == version),
+            "{name} {version} missing from {python:?}"
+        );
+    }
+    // Byte code is compiled with hashes, not the build's time, so the layer reproduces.
+    let flags = exec(
+        &running.container,
+        "python3 -c \"import glob,sys; f=glob.glob('/nua/venv/lib/python3*/site-packages/flask/__pycache__/app.*.pyc')[0]; \
+         print(int.from_bytes(open(f,'rb').read()[4:8], 'little'))\"",
+    );
+    assert_ne!(flags.trim(), "0", "flask's .pyc is timestamp-based");
+}
+
+#[test]
+fn node_hello_runs_healthy_with_its_npm_packages_in_the_sbom() {
+    let (_work, running) = build_and_run("node-hello", "node-18", 3000);
+    let (_, body) = wait_for_http(running.port, "/");
+    assert!(body.starts_with("Hello from Node, up"), "{body}");
+    assert_eq!(
+        sbom_packages(&running.sbom, "npm"),
+        vec![("ms".to_owned(), "2.1.3".to_owned())]
+    );
+}
+
+/// A copy of fixture `name` in a new folder of `work`.
+fn copy_fixture(name: &str, work: &Path, folder: &str) -> PathBuf {
+    let app = work.join(folder);
+    copy_tree(&fixture_app(name), &app);
+    app
+}
+
+#[test]
+fn a_source_edit_rebuilds_only_the_source_and_what_follows() {
+    let work = temp_dir();
+    let cache = cache_with_base("python", work.path());
+    let app = copy_fixture("flask-hello", work.path(), "app");
+    let out = work.path().join("flask.tar");
+    let (first, result) = build(&app, &cache, &out, &[]);
+    assert_eq!(
+        steps_made(&first),
+        vec!["dependencies", "source", "metadata"],
+        "the base comes from the cache"
+    );
+
+    let (again, same) = build(&app, &cache, &out, &[]);
+    assert_eq!(
+        steps_made(&again),
+        Vec::<String>::new(),
+        "a no-op rebuild made steps"
+    );
+    assert_eq!(same["manifest_digest"], result["manifest_digest"]);
+
+    let source = app.join("app.py");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        text.replace("return \"ok\\n\"", "return \"fine\\n\""),
+    )
+    .unwrap();
+    let (edited, changed) = build(&app, &cache, &out, &["--why"]);
+    assert_eq!(steps_made(&edited), vec!["source", "metadata"]);
+    assert_ne!(changed["manifest_digest"], result["manifest_digest"]);
+    let why = edited
+        .iter()
+        .find(|e| e["event"] == "step_running" && e["step"] == "source")
+        .unwrap();
+    assert_eq!(why["reasons"], serde_json::json!(["`app.py` changed"]));
+    // Every layer below the source is the same blob as before.
+    let digests = |r: &Value| -> Vec<String> {
+        r["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (before, after) = (digests(&result), digests(&changed));
+    let source_at = before.len() - 2;
+    assert_eq!(before[..source_at], after[..source_at]);
+}
+
+#[test]
+fn flask_hello_reproduces_in_another_folder_and_cache() {
+    let work = temp_dir();
+    let first = cache_with_base("python", &work.path().join("one"));
+    let second = cache_with_base("python", &work.path().join("two"));
+    let (_, a) = build(
+        &fixture_app("flask-hello"),
+        &first,
+        &work.path().join("a.tar"),
+        &[],
+    );
+    let app = copy_fixture("flask-hello", work.path(), "elsewhere");
+    let (_, b) = build(&app, &second, &work.path().join("b.tar"), &[]);
+    assert_eq!(a["manifest_digest"], b["manifest_digest"]);
+}
+
+/// The whole conformance corpus plans without error; nothing is built.
+#[test]
+fn the_conformance_corpus_plans_with_dry_run() {
+    let corpus = root().join("../shared/nua-compat/apps");
+    let mut configs = Vec::new();
+    let mut pending = vec![corpus.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("nua-config.")
+            {
+                configs.push(path);
+            }
+        }
+    }
+    assert!(
+        configs.len() > 20,
+        "corpus not found at {}",
+        corpus.display()
+    );
+    let cache = temp_dir();
+    for config in configs {
+        let out = run(nua_pack()
+            .args(["build", "--dry-run", "--json"])
+            .arg(&config)
+            .env("NUA_CACHE_DIR", cache.path()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if config.to_string_lossy().contains("flask_pg_local") {
+            assert!(!out.status.success(), "flask_pg_local must be refused");
+            continue;
+        }
+        assert!(out.status.success(), "{}:\n{stderr}", config.display());
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let steps = plan["steps"].as_array().unwrap();
+        assert!(
+            steps.iter().any(|s| s["step"] == "metadata"),
+            "{}: {plan}",
+            config.display()
+        );
+    }
+    // Nothing was built, downloaded or cached.
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
+/// Without root: the unprivileged user of the test setup builds flask-hello in its own
+/// cache and gets the image root gets.
+#[test]
+fn flask_hello_builds_rootless_to_the_same_image() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return;
+    }
+    let user = "nua-rootless";
+    let home = tempfile::Builder::new()
+        .prefix("nua-rootless-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let as_root = cache_with_base("python", &home.path().join("root"));
+    let (_, expected) = build(
+        &fixture_app("flask-hello"),
+        &as_root,
+        &home.path().join("root.tar"),
+        &[],
+    );
+    // Its own copy (not hard links: it must own its cache) of the shared base layers.
+    let cache = home.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    for sub in ["blobs", "layers"] {
+        run_ok(
+            Command::new("cp")
+                .arg("-r")
+                .arg(as_root.join(sub))
+                .arg(&cache),
+        );
+    }
+    let app = copy_fixture("flask-hello", home.path(), "app");
+    let exe = home.path().join("nua-pack");
+    std::fs::copy(env!("CARGO_BIN_EXE_nua-pack"), &exe).unwrap();
+    std::fs::remove_dir_all(home.path().join("root")).unwrap();
+    run_ok(Command::new("chown").args(["-R", user]).arg(home.path()));
+    let stdout = run_ok(
+        Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .arg(&exe)
+            .arg("build")
+            .arg(&app)
+            .arg("--json")
+            .arg("-o")
+            .arg(home.path().join("rootless.tar"))
+            .env("HOME", home.path())
+            .env("NUA_CACHE_DIR", &cache)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env_remove("TMPDIR")
+            .current_dir(home.path()),
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["manifest_digest"], expected["manifest_digest"]);
+    // Unpacked layers belong to the user's subordinate ids: root removes them.
+    run_ok(Command::new("rm").arg("-rf").arg(&cache));
+}
