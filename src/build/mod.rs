@@ -15,6 +15,7 @@ pub mod base;
 mod cache;
 mod error;
 pub mod metadata;
+pub mod sbom;
 mod source;
 mod steps;
 mod wrap;
