@@ -19,10 +19,12 @@
 # Base: `nua-pack base build python` and `node-18` once per run of the script, into a cache
 # every nua-pack run starts from (hard-linked copy), and as tarballs that are `docker load`ed
 # (tag nua-base/python:bench, nua-base/node-18:bench) and `buildah pull oci-archive:`ed. So
-# "cold" means: the base is there, nothing of the app is, for every tool. nua-pack's "fully
-# cold" (an empty cache: the base bootstrapped from Debian packages too) is measured once.
+# "cold" means: the base is there, unpacked, nothing of the app is, for every tool.
 #   docker cold: `docker build --no-cache`; buildah cold: `buildah bud --layers --no-cache`;
-#   nua-pack cold: a fresh NUA_CACHE_DIR holding only the base's layers and blobs.
+#   nua-pack cold: a fresh NUA_CACHE_DIR holding the base's blobs and layer index and the
+#   base's layers unpacked (see prime_cache below); also measured: the same with the base's
+#   layers still packed, and once "fully cold" (an empty cache: the base bootstrapped from
+#   Debian packages too).
 # Tarball: docker build + `docker save -o` (uncompressed layers); buildah bud +
 # `buildah push IMG oci-archive:FILE` (gzip layers); nua-pack writes its tarball (gzip
 # layers) anyway. "to tarball" = the build plus the export, both timed in the same run.
@@ -173,9 +175,50 @@ for app in $APPS; do
     R[$app|base|buildah_size]=$(buildah_size "$id")
     R[$app|base|extra_ca]=$(grep -c 'BEGIN CERT' "$work/extra-ca-$base.pem" || true)
 done
-fresh_cache() { mkdir -p "$1" && cp -al "$work/base-cache/blobs" "$work/base-cache/layers" "$1/"; }
 
 declare -A NUA_NA      # NUA_NA[app] = why nua-pack's numbers are not shown
+# nua-pack's cache with the base in it, as the peers have theirs. `docker load` and
+# `buildah pull` unpack the base's layers into their stores; nua-pack unpacks a layer (into
+# $NUA_CACHE_DIR/sandbox/layers/DIFF_ID) the first time a build step runs on it, and
+# `base build` leaves the base's top layers packed. So each app's base is unpacked once, by an
+# untimed build of the app in a copy of the base cache ("prime"), and every timed cold build
+# starts from the base's blobs and layer index plus those unpacked layers (hard links), and
+# nothing else of that build. Cold "packed": the same without the unpacked layers.
+base_diff_ids() {
+    python3 - "$1" <<'PY'
+import json, sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    config = json.load(t.extractfile(json.load(t.extractfile("manifest.json"))[0]["Config"]))
+print(" ".join(d.split(":", 1)[1] for d in config["rootfs"]["diff_ids"]))
+PY
+}
+declare -A UNPACKED    # UNPACKED[app] = how many of the base's layers the primed cache holds unpacked
+prime_cache() {
+    local app=$1 prime=$work/prime-$1 d n=0
+    mkdir -p "$prime" "$work/ctx"
+    cp -al "$work/base-cache/." "$prime/"
+    cp -r "fixtures/apps/$app" "$work/ctx/prime-$app"
+    if ! NUA_CACHE_DIR=$prime "$pack" build "$work/ctx/prime-$app" -q -o "$work/prime.tar" \
+        -t "nua-bench-apps/$app:prime" >"$work/out" 2>"$work/err"; then
+        NUA_NA[$app]="\`nua-pack build\` failed: $(grep -v '^\s*$' "$work/err" | tail -n 1)"
+    fi
+    for d in $(base_diff_ids "$work/base-$(base_of "$app").tar"); do
+        [ -d "$prime/sandbox/layers/$d" ] && n=$((n + 1))
+    done
+    UNPACKED[$app]=$n
+    rm -rf "$work/ctx/prime-$app" "$work/prime.tar"
+}
+# fresh_cache DIR APP packed|unpacked
+fresh_cache() {
+    local d
+    mkdir -p "$1" && cp -al "$work/base-cache/blobs" "$work/base-cache/layers" "$1/"
+    [ "$3" = unpacked ] || return 0
+    mkdir -p "$1/sandbox/layers"
+    for d in $(base_diff_ids "$work/base-$(base_of "$2").tar"); do
+        [ ! -d "$work/prime-$2/sandbox/layers/$d" ] || cp -al "$work/prime-$2/sandbox/layers/$d" "$1/sandbox/layers/"
+    done
+}
+
 declare -A NUA_REBUILT # NUA_REBUILT[app|phase]: the steps nua-pack did not take from its cache (run 1)
 # The steps `--json` says were not taken from the cache, with their seconds when its events
 # give them (JSON lines: step_finished events, then the result), else from the result's layers.
@@ -206,7 +249,17 @@ run_nua() {
     local out=$work/$app-nua.tar tag=nua-bench-apps/$app:nua-pack
     [ -z "${NUA_NA[$app]:-}" ] || return 0
     cp -r "fixtures/apps/$app" "$ctx"
-    fresh_cache "$cache"
+    # Cold with the base's layers still packed (as `base build` leaves them), in a cache of its
+    # own; then the series cold (base unpacked) → no-op → edit in another.
+    fresh_cache "$cache-packed" "$app" packed
+    if measure env NUA_CACHE_DIR="$cache-packed" "$pack" build "$ctx" -o "$out" -t "$tag" --json; then
+        rec "$app|nua|cold_packed" "$LAST_T"
+    else
+        NUA_NA[$app]="\`nua-pack build\` failed (cold, base packed): $(grep -v '^\s*$' "$work/err" | tail -n 1)"
+        return 0
+    fi
+    rm -rf "$cache-packed"
+    fresh_cache "$cache" "$app" unpacked
     for phase in cold noop edit; do
         [ "$phase" = edit ] && edit "$app" "$i" "$ctx"
         if ! measure env NUA_CACHE_DIR="$cache" "$pack" build "$ctx" -o "$out" -t "$tag" --json; then
@@ -292,6 +345,7 @@ run_peer() {
 }
 
 mkdir -p "$work/ctx"
+for app in $APPS; do log "priming nua-pack's cache for $app (base unpacked)"; prime_cache "$app"; done
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for i in $(seq 1 "$RUNS"); do
     for app in $APPS; do
@@ -362,6 +416,7 @@ for app in $APPS; do
         echo "- $app: nua-pack n/a: ${NUA_NA[$app]}"
     else
         echo "- $app: steps nua-pack built (not cached), cold: ${NUA_REBUILT[$app|cold]:-?}; no-op: ${NUA_REBUILT[$app|noop]:-?}; edit: ${NUA_REBUILT[$app|edit]:-?}."
+        echo "- $app: nua-pack cold with the base's layers still packed (fresh cache holding only \`base build\`'s output): $(secs "$app|nua|cold_packed") (median); in the table, ${UNPACKED[$app]:-0} of the base's layers are unpacked as Docker's and buildah's are."
         echo "- $app: nua-pack fully cold (empty cache, base bootstrapped): $( [ -n "${R[$app|nua|full_cold]:-}" ] && printf '%.2f s' "${R[$app|nua|full_cold]}" || echo 'not measured')."
     fi
 done

@@ -490,15 +490,17 @@ fn sbom_of(
     let npm_lock = root
         .read_file("/nua/app/node_modules/.package-lock.json")
         .map_err(sandbox_error)?;
-    let mut dist_infos = Vec::new();
+    // Each distribution's folder name, then the headers of its METADATA (name as
+    // published, version, license).
     let list = Job {
         command: "for d in /nua/venv/lib/python3*/site-packages/*.dist-info; do \
-                  [ -d \"$d\" ] && echo \"${d##*/}\"; done; true",
+                  [ -d \"$d\" ] || continue; echo \"@@dist-info ${d##*/}\"; \
+                  [ -f \"$d/METADATA\" ] && sed -n '/^$/q;p' \"$d/METADATA\"; done; true",
         as_root: false,
         shown: false,
     };
     let world = World::new(&[], 0, None, None);
-    let mut lines = CollectLines(&mut dist_infos);
+    let mut lines = Vec::new();
     run::run_commands(
         &mut root,
         &world,
@@ -506,24 +508,33 @@ fn sbom_of(
         &[list],
         &[],
         Network::None,
-        &mut lines,
+        &mut CollectLines(&mut lines),
     )?;
+    let mut dist_infos: Vec<sbom::DistInfo> = Vec::new();
+    for line in lines {
+        match (line.strip_prefix("@@dist-info "), dist_infos.last_mut()) {
+            (Some(dir_name), _) => dist_infos.push(sbom::DistInfo {
+                dir_name: dir_name.to_owned(),
+                metadata: None,
+            }),
+            (None, Some(last)) => {
+                let metadata = last.metadata.get_or_insert_with(Vec::new);
+                metadata.extend_from_slice(line.as_bytes());
+                metadata.push(b'\n');
+            }
+            (None, None) => {}
+        }
+    }
 
     let sbom_error = |source| Error::Sbom {
         source: Box::new(source),
     };
     let mut components = sbom::debian_components(&status, &build.distro).map_err(sbom_error)?;
-    let dist_infos: Vec<sbom::DistInfo> = dist_infos
-        .into_iter()
-        .map(|dir_name| sbom::DistInfo {
-            dir_name,
-            metadata: None,
-        })
-        .collect();
     components.extend(sbom::python_components(&dist_infos));
     if let Some(lock) = npm_lock {
-        components
-            .extend(sbom::npm_components(&lock, &sbom::NpmInstall::default()).map_err(sbom_error)?);
+        components.extend(
+            sbom::npm_components(&lock, &sbom::NpmInstall::default()).map_err(sbom_error)?,
+        );
     }
     let config = &build.app.config;
     let tag = config.image_tag();

@@ -13,7 +13,7 @@ use crate::oci;
 const STEP_FORMAT: &str = "nua-step-v3";
 
 /// Bump when the SBOM written for the same layers changes.
-const SBOM_FORMAT: &str = "spdx-2.3-v1";
+const SBOM_FORMAT: &str = "spdx-2.3-v2";
 
 /// Where the app's source lands in the image.
 const APP_PREFIX: &str = "nua/app";
