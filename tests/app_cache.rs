@@ -89,6 +89,7 @@ fn no_cache_makes_every_app_step_again_to_the_same_image() {
     let app = fixture_app("static-site");
     let out = work.path().join("out.tar");
     let first = build(&app, &cache, &out, &[]);
+    let written = std::fs::metadata(&out).unwrap().modified().unwrap();
     let again = build(&app, &cache, &out, &["--no-cache", "--why"]);
     assert_eq!(made(&again), vec!["source", "metadata"]);
     assert_eq!(digest(&again), digest(&first));

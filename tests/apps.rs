@@ -107,6 +107,10 @@ fn build_and_run(name: &str, base: &str, port: u16) -> (tempfile::TempDir, docke
     let sbom: Value =
         serde_json::from_str(&exec(&container, "cat /nua/metadata/sbom.json")).unwrap();
     assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    // The SPDX project's own validator accepts it.
+    let file = work.path().join("sbom.spdx.json");
+    std::fs::write(&file, sbom.to_string()).unwrap();
+    run_ok(Command::new(docker::spdx_validator()).arg("-i").arg(&file));
     // Every Debian package dpkg says is installed is listed, with its version.
     let dpkg = exec(&container, "dpkg-query -W -f '${Package} ${Version}\\n'");
     let debs = sbom_packages(&sbom, "deb");

@@ -316,7 +316,10 @@ pub fn build_layers(
     let kept: Vec<oci::Layer> = layers.iter().map(|(_, l, _)| l.clone()).collect();
     let config = &app.config;
     let inputs: Inputs = [
-        ("nua-config".to_owned(), why::digest(&super::metadata::config_json(config))),
+        (
+            "nua-config".to_owned(),
+            why::digest(&super::metadata::config_json(config)),
+        ),
         (
             "start commands".to_owned(),
             why::digest(config.start_commands().join("\n").as_bytes()),
@@ -532,9 +535,8 @@ fn sbom_of(
     let mut components = sbom::debian_components(&status, &build.distro).map_err(sbom_error)?;
     components.extend(sbom::python_components(&dist_infos));
     if let Some(lock) = npm_lock {
-        components.extend(
-            sbom::npm_components(&lock, &sbom::NpmInstall::default()).map_err(sbom_error)?,
-        );
+        components
+            .extend(sbom::npm_components(&lock, &sbom::NpmInstall::default()).map_err(sbom_error)?);
     }
     let config = &build.app.config;
     let tag = config.image_tag();

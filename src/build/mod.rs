@@ -327,12 +327,17 @@ pub fn build(
 
     let image = steps::write_image(app, options, &store, &layers, &below)?;
 
-    reporter.event(Event::Writing {
-        path: options.output.path(),
-    });
     match &options.output {
-        Output::Tarball(path) => oci::write_tarball(&store, &image, &names, path),
-        Output::LayoutDir(path) => oci::write_layout_dir(&store, &image, &names, path),
+        // Unchanged image, unchanged file: nothing is rewritten.
+        Output::Tarball(path) if oci::tarball_is_current(&image, &names, path) => Ok(()),
+        Output::Tarball(path) => {
+            reporter.event(Event::Writing { path });
+            oci::write_tarball(&store, &image, &names, path)
+        }
+        Output::LayoutDir(path) => {
+            reporter.event(Event::Writing { path });
+            oci::write_layout_dir(&store, &image, &names, path)
+        }
     }
     .map_err(|source| Error::Output {
         path: options.output.path().to_path_buf(),

@@ -191,18 +191,7 @@ pub fn write_tarball(
     let file = temp.reopen().map_err(without_temp_name).at(out)?;
     let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, file));
     let no_xattrs = Default::default();
-    let header = |path: &'static str, kind, size| Header {
-        path: path.as_bytes(),
-        kind,
-        mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        size,
-        link: b"",
-        device: (0, 0),
-        xattrs: &no_xattrs,
-    };
+    let header = |path: &'static str, kind, size| tarball_header(path, kind, size, &no_xattrs);
     let at = |r: io::Result<()>| r.at(out);
     for (name, bytes) in metadata_files(image, names)? {
         at(tar.header(&header(name, Kind::File, bytes.len() as u64)))?;
@@ -227,6 +216,73 @@ pub fn write_tarball(
     drop(file);
     temp.persist(out).map_err(|e| e.error).at(out)?;
     Ok(())
+}
+
+/// The header of an entry of the tarball: fixed owner, mode and time.
+fn tarball_header<'a>(
+    path: &'a str,
+    kind: Kind,
+    size: u64,
+    xattrs: &'a std::collections::BTreeMap<String, Vec<u8>>,
+) -> Header<'a> {
+    Header {
+        path: path.as_bytes(),
+        kind,
+        mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size,
+        link: b"",
+        device: (0, 0),
+        xattrs,
+    }
+}
+
+/// Whether `out` already holds the tarball [`write_tarball`] would write for `image` and
+/// `names`: same length and same leading metadata (`index.json` names the manifest digest;
+/// blobs are content-addressed and were checked when written). A rebuild that changes
+/// nothing then rewrites nothing.
+pub fn tarball_is_current(image: &ImageRef, names: &[ImageName], out: &Path) -> bool {
+    let no_xattrs = Default::default();
+    let head = || -> io::Result<(Vec<u8>, u64)> {
+        let mut tar = TarWriter::new(Vec::new());
+        for (name, bytes) in metadata_files(image, names).map_err(io::Error::other)? {
+            tar.header(&tarball_header(
+                name,
+                Kind::File,
+                bytes.len() as u64,
+                &no_xattrs,
+            ))?;
+            tar.data(&mut &bytes[..], bytes.len() as u64)?;
+        }
+        tar.header(&tarball_header("blobs/", Kind::Dir, 0, &no_xattrs))?;
+        tar.header(&tarball_header("blobs/sha256/", Kind::Dir, 0, &no_xattrs))?;
+        let head = tar.finish()?;
+        let head_len = head.len() - 1024;
+        let mut rest = TarWriter::new(Vec::new());
+        let mut data = 0;
+        for blob in blobs(image) {
+            let path = blob.digest.blob_path();
+            rest.header(&tarball_header(&path, Kind::File, blob.size, &no_xattrs))?;
+            data += blob.size.div_ceil(512) * 512;
+        }
+        let length = rest.finish()?.len() as u64 + data + head_len as u64;
+        Ok((head[..head_len].to_vec(), length))
+    };
+    let Ok((head, length)) = head() else {
+        return false;
+    };
+    let same = || -> io::Result<bool> {
+        let mut file = fs::File::open(out)?;
+        if !file.metadata()?.is_file() || file.metadata()?.len() != length {
+            return Ok(false);
+        }
+        let mut found = vec![0; head.len()];
+        file.read_exact(&mut found)?;
+        Ok(found == head)
+    };
+    same().unwrap_or(false)
 }
 
 fn copy_error(blob: &Descriptor, store: &BlobStore, source: io::Error) -> Error {

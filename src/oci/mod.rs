@@ -61,7 +61,7 @@ pub use image::{
 pub use layer::{
     tree_diff_id, Compression, DeviceKind, Layer, LayerOptions, LayerWriter, Meta, TreeOptions,
 };
-pub use layout::{write_layout_dir, write_tarball};
+pub use layout::{tarball_is_current, write_layout_dir, write_tarball};
 pub use name::ImageName;
 pub use reader::{ImageArchive, ImageInfo, ReadOptions};
 pub use store::{BlobInfo, BlobStore, BlobWriter};

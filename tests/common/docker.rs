@@ -97,3 +97,26 @@ pub struct Running {
     pub port: u16,
     pub sbom: serde_json::Value,
 }
+
+/// `pyspdxtools`, the SPDX project's validator, in a virtual environment of the tests'
+/// cache (made from PyPI when missing).
+pub fn spdx_validator() -> std::path::PathBuf {
+    use std::sync::Mutex;
+    static MADE: Mutex<()> = Mutex::new(());
+    let _guard = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = super::shared_cache()
+        .parent()
+        .expect("the shared cache has a parent")
+        .join("spdx-tools-0.8.5");
+    let tool = venv.join("bin/pyspdxtools");
+    if !tool.is_file() {
+        let _ = std::fs::remove_dir_all(&venv);
+        run_ok(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run_ok(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "spdx-tools==0.8.5",
+        ]));
+    }
+    tool
+}
