@@ -101,6 +101,29 @@ fn no_cache_makes_every_app_step_again_to_the_same_image() {
         why["reasons"][0].as_str().unwrap().contains("--no-cache"),
         "{why}"
     );
+    // The same image: the tarball already there is left as it is.
+    let meta = std::fs::metadata(&out).unwrap();
+    assert_eq!(
+        meta.modified().unwrap(),
+        written,
+        "an unchanged tarball was rewritten"
+    );
+    // A damaged one is written again.
+    let length = meta.len();
+    std::fs::File::options()
+        .write(true)
+        .open(&out)
+        .unwrap()
+        .set_len(length - 1)
+        .unwrap();
+    let fixed = build(&app, &cache, &out, &[]);
+    assert_eq!(digest(&fixed), digest(&first));
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), length);
+    run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", out.display())),
+    );
 }
 
 #[test]

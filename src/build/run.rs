@@ -186,6 +186,7 @@ pub fn run_commands(
 }
 
 /// A step that runs `jobs` on `chain` and keeps what they changed as a layer.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_step(
     chain: &mut Chain,
     sandbox_options: &super::base::BaseOptions,

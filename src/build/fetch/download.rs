@@ -2,7 +2,7 @@
 //! store while hashed, moved into place only once its digest is known (and matches
 //! `src-checksum` when there is one).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use super::error::FetchError;
 use super::MAX_ARCHIVE_SIZE;
