@@ -109,16 +109,28 @@ check_cmd() { case $1 in
     node-hello) echo "node -e \"require('ms'); require('fs').statSync('server.js')\"" ;;
 esac; }
 
-# measure CMD...: runs CMD (stdout to $work/out, stderr to $work/err); sets LAST_T (wall s),
-# LAST_RSS (KiB, GNU time %M), LAST_DK (dockerd's peak RSS in KiB over the command).
+# measure CMD...: runs CMD (stdout to $work/out, stderr to $work/err); sets LAST_T (wall s,
+# GNU time's %e), LAST_RSS (KiB, GNU time's %M: the largest of CMD and the children it waited
+# for), LAST_OWN (KiB, CMD's own VmHWM, polled every 50 ms: the last value read before it
+# exits), LAST_DK (dockerd's peak RSS in KiB over the command).
 measure() {
-    local t0 t1
+    local tpid cpid= k v state own=0
     [ -n "$dockerd_pid" ] && { echo 5 >"/proc/$dockerd_pid/clear_refs"; } 2>/dev/null || true
-    t0=$(now)
-    /usr/bin/time -o "$work/rss" -f %M "$@" >"$work/out" 2>"$work/err" || return 1
-    t1=$(now)
-    LAST_T=$(echo "$t1 - $t0" | bc)
-    LAST_RSS=$(tail -n 1 "$work/rss")
+    /usr/bin/time -o "$work/time" -f '%e %M' "$@" >"$work/out" 2>"$work/err" &
+    tpid=$!
+    while :; do
+        state=
+        while read -r k v _; do [ "$k" = State: ] && state=$v; done 2>/dev/null <"/proc/$tpid/status" || true
+        [ -n "$state" ] && [ "$state" != Z ] || break
+        [ -n "$cpid" ] || cpid=$(pgrep -P "$tpid" | head -n 1 || true)
+        if [ -n "$cpid" ]; then
+            while read -r k v _; do [ "$k" = VmHWM: ] && own=$v; done 2>/dev/null <"/proc/$cpid/status" || true
+        fi
+        sleep 0.05
+    done
+    wait "$tpid" || return 1
+    read -r LAST_T LAST_RSS < <(tail -n 1 "$work/time")
+    LAST_OWN=$own
     LAST_DK=$(awk '/^VmHWM/ {print $2}' "/proc/$dockerd_pid/status" 2>/dev/null || echo 0)
 }
 fail() {
@@ -268,7 +280,7 @@ run_nua() {
         fi
         [ "$i" = 1 ] && NUA_REBUILT[$app|$phase]=$(nua_steps_rebuilt)
         rec "$app|nua|${phase}_tar" "$LAST_T"
-        [ "$phase" = cold ] && rec "$app|nua|rss" "$LAST_RSS"
+        [ "$phase" = cold ] && { rec "$app|nua|rss" "$LAST_RSS"; rec "$app|nua|own" "$LAST_OWN"; }
         local tbuild=$LAST_T
         measure "$DOCKER" load -q -i "$out" || fail "docker load of nua-pack's $out"
         rec "$app|nua|$phase" "$(sum "$tbuild" "$LAST_T")"
@@ -309,7 +321,7 @@ run_peer() {
                 ;;
         esac
         rec "$app|$tool|$phase" "$LAST_T"
-        [ "$phase" = cold ] && { rec "$app|$tool|rss" "$LAST_RSS"; rec "$app|$tool|dockerd" "$LAST_DK"; }
+        [ "$phase" = cold ] && { rec "$app|$tool|rss" "$LAST_RSS"; rec "$app|$tool|own" "$LAST_OWN"; rec "$app|$tool|dockerd" "$LAST_DK"; }
         local tbuild=$LAST_T
         case $tool in
             classic|buildkit)
@@ -394,19 +406,19 @@ done
 echo
 echo "### Image size and memory (cold build)"
 echo
-echo "| app | tool | image, uncompressed (as reported) | of which over the base | tarball | builder peak RSS | dockerd peak RSS |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+echo "| app | tool | image, uncompressed (as reported) | of which over the base | tarball | peak RSS, %M (tool and the steps it waits for) | peak RSS, tool alone | dockerd peak RSS |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for app in $APPS; do
     ds=${R[$app|base|docker_size]} bs=${R[$app|base|buildah_size]}
     if [ -n "${NUA_NA[$app]:-}" ]; then
-        echo "| $app | \`nua-pack build\` | n/a | n/a | n/a | n/a | — |"
+        echo "| $app | \`nua-pack build\` | n/a | n/a | n/a | n/a | n/a | — |"
     else
-        echo "| $app | \`nua-pack build\` | $(mib "${R[$app|nua|size]}") (Docker's, after load) | $(added "${R[$app|nua|size]}" "$ds") | $(mib "${R[$app|nua|tarsize]}") | $(kib_mib "$app|nua|rss") | — |"
+        echo "| $app | \`nua-pack build\` | $(mib "${R[$app|nua|size]}") (Docker's, after load) | $(added "${R[$app|nua|size]}" "$ds") | $(mib "${R[$app|nua|tarsize]}") | $(kib_mib "$app|nua|rss") | $(kib_mib "$app|nua|own") | — |"
     fi
     for tool in classic buildkit; do
-        echo "| $app | \`docker build\` $tool | $(mib "${R[$app|$tool|size]}") | $(added "${R[$app|$tool|size]}" "$ds") | $(mib "${R[$app|$tool|tarsize]}") | $(kib_mib "$app|$tool|rss") (CLI) | $(kib_mib "$app|$tool|dockerd") |"
+        echo "| $app | \`docker build\` $tool | $(mib "${R[$app|$tool|size]}") | $(added "${R[$app|$tool|size]}" "$ds") | $(mib "${R[$app|$tool|tarsize]}") | $(kib_mib "$app|$tool|rss") (CLI) | $(kib_mib "$app|$tool|own") (CLI) | $(kib_mib "$app|$tool|dockerd") |"
     done
-    echo "| $app | \`buildah bud --layers\` | $(mib "${R[$app|buildah|size]}") | $(added "${R[$app|buildah|size]}" "$bs") | $(mib "${R[$app|buildah|tarsize]}") | $(kib_mib "$app|buildah|rss") | — |"
+    echo "| $app | \`buildah bud --layers\` | $(mib "${R[$app|buildah|size]}") | $(added "${R[$app|buildah|size]}" "$bs") | $(mib "${R[$app|buildah|tarsize]}") | $(kib_mib "$app|buildah|rss") | $(kib_mib "$app|buildah|own") | — |"
 done
 echo
 for app in $APPS; do
