@@ -14,6 +14,7 @@
 pub mod base;
 mod cache;
 mod error;
+pub mod fetch;
 pub mod metadata;
 mod source;
 mod steps;
