@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: the real components they drive (Docker Engine,
 //! skopeo, umoci) and the cached base root filesystem; `sandbox` holds those of the sandbox
-//! tests, `registry`, `token`, `proxy` and `http` the registry servers and the fault proxy.
+//! tests, `registry`, `token`, `proxy` and `http` the registry servers and the fault proxy;
+//! `archive` serves source archives (the `src-url` fixture); `docker` runs built images.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod docker;
 pub mod http;
 pub mod proxy;

@@ -44,6 +44,10 @@ impl Format {
 /// The format of a file starting with `head` (its first 512 bytes, or all of it when
 /// shorter); else a description of what it looks like, for the error message.
 pub(super) fn sniff(head: &[u8]) -> Result<Format, String> {
+    // A tar first: its first bytes are a file name, which may well start with `BZh`.
+    if check_first_block(head).is_ok() {
+        return Ok(Format::Tar);
+    }
     const MAGICS: [(&[u8], Format); 6] = [
         (&[0x1f, 0x8b], Format::Gzip),
         (b"BZh", Format::Bzip2),
@@ -55,9 +59,6 @@ pub(super) fn sniff(head: &[u8]) -> Result<Format, String> {
     ];
     if let Some((_, format)) = MAGICS.iter().find(|(magic, _)| head.starts_with(magic)) {
         return Ok(*format);
-    }
-    if check_first_block(head).is_ok() {
-        return Ok(Format::Tar);
     }
     let text = String::from_utf8_lossy(&head[..head.len().min(64)]).to_ascii_lowercase();
     let trimmed = text.trim_start();
@@ -200,5 +201,94 @@ fn corrupt(url: &str, source: io::Error) -> FetchError {
     FetchError::Archive {
         url: url.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::testing::{extract_bytes, file, hello, hostile_entry, tar_of};
+    use super::*;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn every_compression_is_sniffed() {
+        let tar = hello();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&tar).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&tar).unwrap();
+        let zst = zstd::encode_all(tar.as_slice(), 1).unwrap();
+        let cases = [
+            (tar.clone(), Format::Tar),
+            (gzip(&tar), Format::Gzip),
+            (bz.finish().unwrap(), Format::Bzip2),
+            (xz.finish().unwrap(), Format::Xz),
+            (zst, Format::Zstd),
+        ];
+        // A tar whose first name starts like a bzip2 stream is still a tar.
+        let named_like_bzip2 = tar_of(&[file("BZhelper/x", "x")]);
+        assert_eq!(sniff(&named_like_bzip2), Ok(Format::Tar));
+        for (bytes, format) in cases {
+            assert_eq!(sniff(&bytes[..512.min(bytes.len())]), Ok(format));
+            let (tmp, result) = extract_bytes(&bytes);
+            result.unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            assert!(tmp.path().join("root/index.html").is_file(), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn zip_archives_are_extracted_with_the_same_rules() {
+        let options = zip::write::SimpleFileOptions::default();
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        zip.add_directory("app-2.0/", options).unwrap();
+        zip.start_file("app-2.0/run.sh", options.unix_permissions(0o755))
+            .unwrap();
+        zip.write_all(b"#!/bin/sh").unwrap();
+        zip.add_symlink("app-2.0/sh", "run.sh", options).unwrap();
+        let good = zip.finish().unwrap().into_inner();
+        let (tmp, result) = extract_bytes(&good);
+        result.unwrap();
+        let root = tmp.path().join("root");
+        let mode = fs::metadata(root.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(fs::read_link(root.join("sh")).unwrap(), Path::new("run.sh"));
+
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        zip.add_symlink("app-2.0/etc", "/etc", options).unwrap();
+        let evil = zip.finish().unwrap().into_inner();
+        assert!(hostile_entry(&evil).contains("app-2.0/etc"));
+    }
+
+    #[test]
+    fn what_is_not_an_archive_is_named() {
+        let unsupported = |bytes: &[u8]| match extract_bytes(bytes).1 {
+            Err(e @ FetchError::UnsupportedFormat { .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let html = unsupported(b"<!DOCTYPE html><html>Not found</html>");
+        assert!(html.contains("an HTML page"), "{html}");
+        assert!(html.contains("supported: tar, tar.gz"), "{html}");
+        let lone = unsupported(&gzip(&[b'x'; 2000]));
+        assert!(lone.contains("gzip data but not a tar archive"), "{lone}");
+        assert!(unsupported(b"Rar!\x1a\x07\x00").contains("RAR"));
+        // A truncated gzip is corrupt, not unsupported.
+        let whole = gzip(&hello());
+        let result = extract_bytes(&whole[..whole.len() / 2]).1;
+        assert!(
+            matches!(result, Err(FetchError::Archive { .. })),
+            "{result:?}"
+        );
     }
 }

@@ -2,10 +2,8 @@
 //! store while hashed, moved into place only once its digest is known (and matches
 //! `src-checksum` when there is one).
 
-use std::io::{self, Write};
-
 use super::error::FetchError;
-use super::MAX_ARCHIVE_SIZE;
+use super::{copy_bounded, CopyError, MAX_ARCHIVE_SIZE};
 use crate::http::{BodyError, Http};
 use crate::oci::{self, BlobStore, Digest};
 
@@ -20,29 +18,19 @@ pub(super) fn download(
     let writer = http.get(url, |body| {
         let fatal = BodyError::Fatal;
         let mut writer = store.writer().map_err(|e| fatal(FetchError::Store(e)))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(BodyError::Io),
-            };
-            if writer.len() + n as u64 > MAX_ARCHIVE_SIZE {
-                return Err(fatal(FetchError::TooLarge {
-                    url: url.to_owned(),
-                    limit: MAX_ARCHIVE_SIZE,
-                }));
-            }
-            // A write error is the disk's, not the connection's: not worth a retry.
-            writer.write_all(&buf[..n]).map_err(|source| {
-                fatal(FetchError::Io {
-                    path: store.root().join("tmp"),
-                    source,
-                })
-            })?;
+        match copy_bounded(body, &mut writer, MAX_ARCHIVE_SIZE) {
+            Ok(_) => Ok(writer),
+            Err(CopyError::Read(_)) => Err(BodyError::Io),
+            Err(CopyError::Limit) => Err(fatal(FetchError::TooLarge {
+                url: url.to_owned(),
+                limit: MAX_ARCHIVE_SIZE,
+            })),
+            // The disk's fault, not the connection's: not worth a retry.
+            Err(CopyError::Write(source)) => Err(fatal(FetchError::Io {
+                path: store.root().join("tmp"),
+                source,
+            })),
         }
-        Ok(writer)
     })?;
     let info = writer.commit(expected).map_err(|e| match e {
         oci::Error::DigestMismatch {

@@ -9,7 +9,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use super::error::FetchError;
+use super::error::{redact, FetchError};
 use crate::oci::error::printable;
 
 /// How many of git's last stderr lines an error quotes.
@@ -38,16 +38,16 @@ pub(super) fn ls_remote(url: &str, reference: Option<&str>) -> Result<String, Fe
         Some(2) => FetchError::GitReference {
             url: url.to_owned(),
             reference: reference.unwrap_or("HEAD").to_owned(),
-            stderr: stderr_tail(out),
+            stderr: stderr_tail(out, url),
         },
         Some(128) => FetchError::GitRepository {
             url: url.to_owned(),
-            stderr: stderr_tail(out),
+            stderr: stderr_tail(out, url),
         },
         _ => FetchError::Git {
             url: url.to_owned(),
             command: "ls-remote".to_owned(),
-            stderr: stderr_tail(out),
+            stderr: stderr_tail(out, url),
         },
     };
     if !out.status.success() {
@@ -84,7 +84,7 @@ pub(super) fn clone(
     }
     let out = run(cmd.arg("--").arg(url).arg(dest), url)?;
     if !out.status.success() {
-        let stderr = stderr_tail(&out);
+        let stderr = stderr_tail(&out, url);
         return Err(match reference {
             Some(name) if stderr.contains("not found in upstream") => FetchError::GitReference {
                 url: url.to_owned(),
@@ -103,7 +103,7 @@ pub(super) fn clone(
         return Err(FetchError::Git {
             url: url.to_owned(),
             command: "rev-parse HEAD".to_owned(),
-            stderr: stderr_tail(&out),
+            stderr: stderr_tail(&out, url),
         });
     }
     Ok(head)
@@ -130,13 +130,42 @@ fn is_commit_id(id: &str) -> bool {
     matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The last lines of git's stderr, made safe to print (a remote can send anything).
-fn stderr_tail(out: &Output) -> String {
+/// The last lines of git's stderr, made safe to print (a remote can send anything), with
+/// `url` shown without its credentials.
+fn stderr_tail(out: &Output, url: &str) -> String {
     let text = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<String> = text
         .lines()
         .map(|l| printable(l.trim().as_bytes()))
         .filter(|l| !l.is_empty())
         .collect();
-    lines[lines.len().saturating_sub(STDERR_LINES)..].join("\n  ")
+    let tail = lines[lines.len().saturating_sub(STDERR_LINES)..].join("\n  ");
+    tail.replace(url, &redact(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_git_says_how_to_install_it() {
+        let err = run(&mut Command::new("/nonexistent/git"), "https://h/r.git").unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, FetchError::GitMissing { .. }), "{message}");
+        assert!(message.contains("https://h/r.git") && message.contains("apt-get install git"));
+    }
+
+    #[test]
+    fn stderr_is_quoted_short_and_printable() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = Output {
+            status: std::process::ExitStatus::from_raw(128 << 8),
+            stdout: Vec::new(),
+            stderr: b"1\n2\n\n3\n4 https://u:pw@h/r\n5\nremote: \x1b[31mred\x1b[0m\n".to_vec(),
+        };
+        assert_eq!(
+            stderr_tail(&out, "https://u:pw@h/r"),
+            "2\n  3\n  4 https://***@h/r\n  5\n  remote: \\u{1b}[31mred\\u{1b}[0m"
+        );
+    }
 }

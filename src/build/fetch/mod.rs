@@ -10,9 +10,12 @@
 //!   `src-checksum` the archive is taken as it comes: not an error here (the build warns),
 //!   and [`Fetched::identity`] still names what was fetched. The format is told by content
 //!   (see `archive.rs`), the entries extracted under the rules of `tree.rs`: nothing is ever
-//!   written outside the folder, the first path component is stripped, modes are reduced.
+//!   written outside the folder, the first path component is stripped, modes are reduced,
+//!   device nodes and fifos are skipped.
 //! - **Git** repositories are cloned by the host's `git` (see `git.rs`), shallow, at
-//!   `git-branch` (a branch or a tag) or the default branch, and `.git` is removed.
+//!   `git-branch` (a branch or a tag) or the default branch, and `.git` is removed. git
+//!   writes its work tree itself (it refuses paths outside it); symlinks stay as committed,
+//!   which is safe because the layer writer stores links and never follows them.
 //!
 //! [`pin`] tells what the source will be before fetching it, so a build whose cache key
 //! holds it needs no network at all; [`fetch_pinned`] then makes sure the fetched content is
@@ -22,8 +25,11 @@ mod archive;
 mod download;
 mod error;
 mod git;
+#[cfg(test)]
+mod testing;
 mod tree;
 
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -221,13 +227,40 @@ fn missing_project(root: &Path, project: &str) -> FetchError {
         })
         .unwrap_or_default();
     available.sort();
-    if parent.as_os_str().is_empty() {
-        parent = PathBuf::from(".");
-    }
     FetchError::ProjectMissing {
         project: project.to_owned(),
         parent,
         available,
+    }
+}
+
+/// How [`copy_bounded`] stopped early.
+enum CopyError {
+    /// Reading failed: a broken connection, a corrupt archive.
+    Read(std::io::Error),
+    /// Writing failed: the disk.
+    Write(std::io::Error),
+    /// More than the limit came.
+    Limit,
+}
+
+/// Copy `from` into `to`, refusing more than `limit` bytes; how many were copied. Read and
+/// write errors stay apart: only the first may be worth a retry.
+fn copy_bounded(from: &mut dyn Read, to: &mut dyn Write, limit: u64) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut copied = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        copied += n as u64;
+        if copied > limit {
+            return Err(CopyError::Limit);
+        }
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
     }
 }
 
@@ -247,4 +280,113 @@ fn temp_dir(work_dir: &Path) -> Result<tempfile::TempDir, FetchError> {
         .at(work_dir)?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).at(dir.path())?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn config(build: &str) -> NuaConfig {
+        let text =
+            format!("[metadata]\nid = \"x\"\nversion = \"1.0\"\nrelease = 1\n[build]\n{build}");
+        let file = Path::new("nua-config.toml");
+        let opts = crate::config::LoadOptions::default();
+        crate::config::load_str(&text, crate::config::Format::Toml, file, &opts)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn origin_of_a_config() {
+        assert_eq!(Origin::of(&config("")), Origin::Local);
+        let hex = "ab".repeat(32);
+        let both = config(&format!(
+            "src-url = \"https://h/x-{{version}}.tar.gz\"\nsrc-checksum = \"sha256:{}\"\ngit-url = \"https://h/r.git\"",
+            hex.to_uppercase()
+        ));
+        let expected = Origin::Url {
+            url: "https://h/x-1.0.tar.gz".into(),
+            checksum: Some(hex.clone()),
+        };
+        assert_eq!(Origin::of(&both), expected);
+        assert_eq!(pin(&expected).unwrap(), Some(format!("sha256:{hex}")));
+        let git = config("git-url = \"https://h/r.git\"\ngit-branch = \"v{version}\"");
+        let expected = Origin::Git {
+            url: "https://h/r.git".into(),
+            branch: Some("v1.0".into()),
+        };
+        assert_eq!(Origin::of(&git), expected);
+    }
+
+    #[test]
+    fn project_dir_refuses_what_leaves_or_is_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("src");
+        fs::create_dir_all(root.join("apps/web")).unwrap();
+        fs::create_dir_all(root.join("docs")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), root.join("escape")).unwrap();
+        assert_eq!(project_dir(&root, None).unwrap(), root);
+        assert_eq!(
+            project_dir(&root, Some("apps/web")).unwrap(),
+            root.join("apps/web")
+        );
+        for (bad, why) in [
+            ("/etc", "is absolute"),
+            ("../src", "has `..`"),
+            ("apps/../docs", "has `..`"),
+            ("escape", "through a symlink"),
+        ] {
+            let err = project_dir(&root, Some(bad)).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains(bad), "{bad}: {err}");
+        }
+        let err = project_dir(&root, Some("apps/api"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`apps/api` is not a folder"), "{err}");
+        assert!(err.contains("`apps` has: `web`"), "{err}");
+        let err = project_dir(&root, Some("server")).unwrap_err().to_string();
+        assert!(
+            err.contains("the source has: `apps`, `docs`, `escape`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_archive_in_the_store_needs_no_network_and_a_failure_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path().join("store")).unwrap();
+        let work = tmp.path().join("work");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "top/ok.txt", &b"ok"[..])
+            .unwrap();
+        let good = store.put_bytes(&tar.into_inner().unwrap()).unwrap().digest;
+        // Nothing listens on port 9: only the store can answer.
+        let origin = |digest: &Digest| Origin::Url {
+            url: "http://127.0.0.1:9/never.tar".into(),
+            checksum: Some(digest.hex().to_owned()),
+        };
+        let fetched = fetch(&origin(&good), &work, &store).unwrap();
+        assert_eq!(fetched.identity(), good.to_string());
+        assert_eq!(
+            fs::read_to_string(fetched.root().join("ok.txt")).unwrap(),
+            "ok"
+        );
+        let root = fetched.root().to_path_buf();
+        drop(fetched);
+        assert!(!root.exists());
+
+        let bad = store.put_bytes(b"<html>not found</html>").unwrap().digest;
+        let err = fetch(&origin(&bad), &work, &store).unwrap_err();
+        assert!(matches!(err, FetchError::UnsupportedFormat { .. }), "{err}");
+        assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
+        assert!(matches!(
+            fetch(&Origin::Local, &work, &store),
+            Err(FetchError::NothingToFetch)
+        ));
+    }
 }

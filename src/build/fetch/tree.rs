@@ -25,12 +25,13 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::{FetchError, IoContext};
+use super::{copy_bounded, CopyError};
 use crate::oci::error::printable;
 use crate::oci::layer::normalize;
 
@@ -117,27 +118,21 @@ impl<'a> Tree<'a> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .at(&path)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match content.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(FetchError::Archive {
-                        url: self.url.to_owned(),
-                        source,
-                    })
-                }
-            };
-            self.written += n as u64;
-            if self.written > MAX_EXTRACTED {
+        match copy_bounded(content, &mut file, MAX_EXTRACTED - self.written) {
+            Ok(n) => self.written += n,
+            Err(CopyError::Read(source)) => {
+                return Err(FetchError::Archive {
+                    url: self.url.to_owned(),
+                    source,
+                })
+            }
+            Err(CopyError::Write(source)) => return Err(source).at(&path),
+            Err(CopyError::Limit) => {
                 return Err(self.hostile(
                     raw,
                     format!("the archive expands to more than {MAX_EXTRACTED} bytes"),
-                ));
+                ))
             }
-            file.write_all(&buf[..n]).at(&path)?;
         }
         file.set_permissions(fs::Permissions::from_mode(mode))
             .at(&path)
@@ -256,6 +251,11 @@ fn check_link_target(target: &[u8], depth: usize) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use tar::EntryType as T;
+
+    use super::super::testing::{dir, extract_bytes, file, hello, hostile_entry, link, tar_of};
     use super::*;
 
     #[test]
@@ -290,5 +290,113 @@ mod tests {
             let err = tree.destination(bad.as_bytes(), false).unwrap_err();
             assert!(matches!(err, FetchError::Hostile { .. }), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn strips_the_top_folder_and_reduces_modes() {
+        let (tmp, result) = extract_bytes(&hello());
+        result.unwrap();
+        let root = tmp.path().join("root");
+        let mode = |p: &str| {
+            fs::symlink_metadata(root.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(
+            fs::read_to_string(root.join("index.html")).unwrap(),
+            "<h1>hi</h1>"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("copy.html")).unwrap(),
+            "<h1>hi</h1>"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("README")).unwrap(),
+            "top level"
+        );
+        assert_eq!(
+            fs::read_link(root.join("bin/start")).unwrap(),
+            Path::new("run")
+        );
+        assert_eq!(mode("bin/run"), 0o755);
+        assert_eq!(mode("index.html"), 0o644);
+        assert_eq!(mode("bin"), 0o755);
+        assert!(!root.join("dev-null").exists());
+        assert!(!root.join("hello-1.0").exists());
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        for name in ["../x", "/etc/x", "top/../../x"] {
+            let reason = hostile_entry(&tar_of(&[file(name, "pwned")]));
+            assert!(reason.starts_with(name), "{reason}");
+        }
+    }
+
+    #[test]
+    fn links_that_leave_the_tree_are_refused() {
+        let cases = [
+            (vec![link("top/etc", T::Symlink, "/etc")], "top/etc"),
+            (vec![link("top/a/up", T::Symlink, "../../x")], "top/a/up"),
+            (
+                vec![
+                    link("top/a", T::Symlink, "."),
+                    link("top/b", T::Symlink, "a/.."),
+                ],
+                "top/b",
+            ),
+            (vec![link("top/hard", T::Link, "../outside")], "top/hard"),
+            (vec![link("top/hard", T::Link, "/etc/passwd")], "top/hard"),
+            (vec![link("top/hard", T::Link, "top/missing")], "top/hard"),
+            (
+                vec![
+                    link("top/d/l", T::Symlink, "../x"),
+                    link("top/h", T::Link, "top/d/l"),
+                ],
+                "top/h",
+            ),
+        ];
+        for (entries, bad) in cases {
+            let reason = hostile_entry(&tar_of(&entries));
+            assert!(reason.starts_with(bad), "{bad}: {reason}");
+        }
+    }
+
+    #[test]
+    fn writing_through_a_symlink_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().display().to_string();
+        // Even a link that passed (its target is inside) is never written through.
+        let entries = [
+            link("top/inside", T::Symlink, "sub"),
+            dir("top/sub/"),
+            file("top/inside/x", "through"),
+        ];
+        assert!(hostile_entry(&tar_of(&entries)).contains("through a symlink"));
+        let entries = [
+            link("top/out", T::Symlink, &outside),
+            file("top/out/x", "pwned"),
+        ];
+        hostile_entry(&tar_of(&entries));
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_later_entry_replaces_a_symlink_instead_of_following_it() {
+        // `top/l -> x` is inside; a file entry `top/l` must replace the link, not write `x`.
+        let entries = [
+            file("top/x", "x"),
+            link("top/l", T::Symlink, "x"),
+            file("top/l", "new"),
+        ];
+        let (dir, result) = extract_bytes(&tar_of(&entries));
+        result.unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("root/x")).unwrap(), "x");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("root/l")).unwrap(),
+            "new"
+        );
     }
 }
