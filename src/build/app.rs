@@ -231,10 +231,14 @@ pub fn build_layers(
         .project
         .as_deref()
         .filter(|p| !p.is_empty() && *p != ".");
-    let src_dir = fetch::project_dir(&app.root, project).map_err(|source| Error::Fetch {
-        source: Box::new(source),
-    })?;
+    // The local source (its `project` folder is only looked for when the source is local).
+    let src_dir = || {
+        fetch::project_dir(&app.root, project).map_err(|source| Error::Fetch {
+            source: Box::new(source),
+        })
+    };
     if let Some(deps) = &plan.dependencies {
+        let src_dir = src_dir()?;
         let mut inputs = Inputs::new();
         let mut binds = Vec::new();
         for file in &deps.files {
@@ -259,7 +263,7 @@ pub fn build_layers(
     }
 
     match &plan.origin {
-        Origin::Local => source_step(build, &mut chain, src_dir, reporter)?,
+        Origin::Local => source_step(build, &mut chain, src_dir()?, reporter)?,
         remote => fetched_source_step(build, &mut chain, remote, plan, reporter)?,
     }
 

@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn an_unknown_family_is_an_error() {
         let catalog = Catalog::builtin().unwrap();
-        let err = catalog.resolve_builder("elixir-1.15").unwrap_err().to_string();
+        let err = catalog
+            .resolve_builder("elixir-1.15")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("`elixir-1.15`") && err.contains("python"),
             "{err}"
