@@ -32,7 +32,8 @@ fn every_base_is_listed_with_a_fresh_lock() {
             "debian-trixie",
             "node-18",
             "node-20",
-            "python"
+            "python",
+            "ruby"
         ]
     );
     for base in &list {
@@ -47,12 +48,12 @@ fn every_base_is_listed_with_a_fresh_lock() {
 fn an_unknown_base_names_the_known_ones() {
     let work = temp_dir();
     let out = run(nua_pack()
-        .args(["base", "build", "ruby-3.2"])
+        .args(["base", "build", "elixir-1.15"])
         .env("NUA_CACHE_DIR", work.path()));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`ruby-3.2`") && stderr.contains("debian-bookworm"),
+        stderr.contains("`elixir-1.15`") && stderr.contains("debian-bookworm"),
         "{stderr}"
     );
 }
