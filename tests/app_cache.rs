@@ -89,7 +89,8 @@ fn no_cache_makes_every_app_step_again_to_the_same_image() {
     let app = fixture_app("static-site");
     let out = work.path().join("out.tar");
     let first = build(&app, &cache, &out, &[]);
-    let written = std::fs::metadata(&out).unwrap().modified().unwrap();
+    // A rewrite renames a new file into place: a new inode.
+    let written = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&out).unwrap());
     let again = build(&app, &cache, &out, &["--no-cache", "--why"]);
     assert_eq!(made(&again), vec!["source", "metadata"]);
     assert_eq!(digest(&again), digest(&first));
@@ -104,7 +105,7 @@ fn no_cache_makes_every_app_step_again_to_the_same_image() {
     // The same image: the tarball already there is left as it is.
     let meta = std::fs::metadata(&out).unwrap();
     assert_eq!(
-        meta.modified().unwrap(),
+        std::os::unix::fs::MetadataExt::ino(&meta),
         written,
         "an unchanged tarball was rewritten"
     );
@@ -211,4 +212,37 @@ fn age_a_month(file: &Path) {
     std::fs::copy(file, &copy).unwrap();
     std::fs::rename(&copy, file).unwrap();
     run_ok(Command::new("touch").args(["-d", "30 days ago"]).arg(file));
+}
+
+/// A new commit moves `SOURCE_DATE_EPOCH`: the source and what follows are made again, the
+/// dependencies (below the source, dated by the base) are not; and the image is the one a
+/// fresh cache makes at that time.
+#[test]
+fn a_new_commit_time_keeps_the_dependency_layers() {
+    let work = temp_dir();
+    let cache = cache_with_base("python", work.path());
+    let app = fixture_app("flask-hello");
+    let out = work.path().join("out.tar");
+    let build_at = |cache: &Path, epoch: &str| -> Vec<Value> {
+        let stdout = run_ok(
+            nua_pack()
+                .arg("build")
+                .arg(&app)
+                .arg("-o")
+                .arg(&out)
+                .arg("--json")
+                .env("NUA_CACHE_DIR", cache)
+                .env("SOURCE_DATE_EPOCH", epoch),
+        );
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    build_at(&cache, "1700000000");
+    let later = build_at(&cache, "1800000000");
+    assert_eq!(made(&later), vec!["source", "metadata"]);
+    let fresh = cache_with_base("python", &work.path().join("fresh"));
+    let from_scratch = build_at(&fresh, "1800000000");
+    assert_eq!(digest(&from_scratch), digest(&later));
 }

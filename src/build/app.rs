@@ -15,14 +15,21 @@ use super::plan::{AppPlan, DEPS_DIR, NUA_DIR_MOUNT};
 use super::run::{self, Job, World};
 use super::steps::{self, Step};
 use super::why::{self, History, Inputs};
-use super::{sbom, BuildOptions, Error, Event, Reporter, SourceFilter};
+use super::{BuildOptions, Error, Event, Reporter, SourceFilter};
 use crate::config::Loaded;
 use crate::debian;
 use crate::oci;
-use crate::sandbox::{Bind, Network};
+use crate::sandbox::Bind;
 
 /// Bump when what an app step writes changes for the same inputs.
 const APP_FORMAT: &str = "nua-app-v1";
+
+/// How the steps on one side of the source run: their layers' options (the time they are
+/// clamped to) and their commands' world.
+pub struct Stage {
+    pub options: BaseOptions,
+    pub world: World,
+}
 
 /// What every step of one build shares.
 pub struct Build<'a> {
@@ -31,10 +38,15 @@ pub struct Build<'a> {
     pub store: &'a oci::BlobStore,
     pub cache: &'a LayerCache,
     pub history: History,
-    pub sandbox_options: BaseOptions,
-    pub world: World,
+    /// The steps below the source (packages, dependencies) take the base's date, so that a
+    /// new commit of the app, which moves `SOURCE_DATE_EPOCH`, keeps them.
+    pub below: Stage,
+    /// The source and the steps above it take the app's `SOURCE_DATE_EPOCH`.
+    pub above: Stage,
     /// The distribution of the base, as the SBOM names it (`debian-12`).
     pub distro: String,
+    /// The image's variables (`KEY=VALUE`), which its tests run with.
+    pub image_env: Vec<String>,
 }
 
 impl Build<'_> {
@@ -42,10 +54,12 @@ impl Build<'_> {
         Error::Cache { path, source }
     }
 
-    /// A layer step made by running `jobs`, cached under its inputs.
+    /// A layer step made by running `jobs` as `stage` says, cached under its inputs.
+    #[allow(clippy::too_many_arguments)]
     fn command_step(
         &self,
         chain: &mut Chain,
+        stage: &Stage,
         step: &str,
         jobs: &[Job<'_>],
         mut inputs: Inputs,
@@ -60,10 +74,9 @@ impl Build<'_> {
             "commands".into(),
             why::digest(commands.join("\n").as_bytes()),
         );
-        inputs.insert(
-            "environment".into(),
-            why::digest(self.env_text().as_bytes()),
-        );
+        for (name, value) in stage.world.key_env() {
+            inputs.insert(format!("env:{name}"), why::digest(value.as_bytes()));
+        }
         let parts: Vec<String> = inputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut key_parts = vec![APP_FORMAT, step];
         key_parts.extend(parts.iter().map(String::as_str));
@@ -83,9 +96,9 @@ impl Build<'_> {
             |reporter| {
                 run::layer_step(
                     chain,
-                    &self.sandbox_options,
+                    &stage.options,
                     self.store,
-                    &self.world,
+                    &stage.world,
                     step,
                     jobs,
                     extra,
@@ -99,21 +112,9 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// The variables commands see, minus the host-specific ones (the CA bundle's path is
-    /// fixed, its content is not an input: it changes nothing the image should keep).
-    fn env_text(&self) -> String {
-        let mut env: Vec<String> = self
-            .world
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        env.sort();
-        env.join("\n")
-    }
-
     /// Resolve `names` against what `installed` holds, from the base's Debian source;
-    /// remembered per parent key so a cached build needs no network.
+    /// remembered per parent key so a cached build needs no network (the file's time says
+    /// when a build last used it, for `cache prune`). `fresh` ignores what was remembered.
     fn resolve(
         &self,
         base: &BaseImage,
@@ -121,15 +122,19 @@ impl Build<'_> {
         installed: &[debian::Locked],
         parent: &str,
         step: &str,
+        fresh: bool,
     ) -> Result<Vec<debian::Locked>, Error> {
         let key = key_of(parent, &["resolve", &names.join(" ")]);
         let dir = self.options.cache_dir.join("resolved");
         let file = dir.join(format!("{key}.json"));
-        if !self.options.no_cache {
+        if !self.options.no_cache && !fresh {
             if let Some(found) = fs_err::read(&file)
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             {
+                if let Ok(f) = std::fs::File::options().append(true).open(&file) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
                 return Ok(found);
             }
         }
@@ -161,33 +166,47 @@ impl Build<'_> {
         Ok(resolved)
     }
 
-    /// Install Debian `packages` as step `name` (an unpack and a configure layer).
-    fn install(
+    /// Install the Debian packages `names` as step `name` (an unpack and a configure layer)
+    /// and say which packages that added. When the mirror dropped a version remembered
+    /// from an earlier resolution (Debian point releases do), they are resolved again.
+    fn packages_step(
         &self,
         base: &BaseImage,
         chain: &mut Chain,
         name: &str,
-        packages: Vec<debian::Locked>,
+        names: &[String],
+        installed: &[debian::Locked],
         reporter: &mut dyn Reporter,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<debian::Locked>, Error> {
         let installer = Installer {
             what: self.app.config.id(),
             source: &base.source,
             store: self.store,
-            options: &self.sandbox_options,
-            cache: if self.options.no_cache {
-                LayerCache::new(&self.options.cache_dir).write_only()
-            } else {
-                LayerCache::new(&self.options.cache_dir)
-            },
+            options: &self.below.options,
+            cache: self.cache,
         };
-        let step = PlannedStep {
-            name: name.to_owned(),
-            packages,
-            run: Vec::new(),
-        };
-        installer.install(&step, "", chain, reporter)?;
-        Ok(())
+        let parent = chain.key.clone();
+        let mut fresh = false;
+        loop {
+            let packages = self.resolve(base, names, installed, &parent, name, fresh)?;
+            let step = PlannedStep {
+                name: name.to_owned(),
+                packages,
+                run: Vec::new(),
+            };
+            match installer.install(&step, "", chain, reporter) {
+                Err(super::base::BaseError::PackageGone { url, .. }) if !fresh => {
+                    let message = format!(
+                        "the mirror no longer has `{url}`: resolving the packages of step \
+                         `{name}` again"
+                    );
+                    reporter.event(Event::Warning { message: &message });
+                    fresh = true;
+                }
+                Err(err) => return Err(err.into()),
+                Ok(()) => return Ok(step.packages),
+            }
+        }
     }
 }
 
@@ -198,31 +217,39 @@ pub fn build_layers(
     mut base: BaseImage,
     reporter: &mut dyn Reporter,
 ) -> Result<Vec<(String, oci::Layer, bool)>, Error> {
+    // The base's key covers its layers and date; the app's layers add their compression.
     let mut chain = Chain {
         layers: base.layers.clone(),
-        key: base.key.clone(),
+        key: key_of(
+            &base.key,
+            &[APP_FORMAT, &build.options.compression.cache_name()],
+        ),
         sandbox: base.sandbox.take(),
     };
     let mut installed = base.packages.clone();
     if !plan.packages.is_empty() {
-        let key = chain.key.clone();
-        let packages = build.resolve(&base, &plan.packages, &installed, &key, "packages")?;
-        installed.extend(packages.iter().cloned());
-        build.install(&base, &mut chain, "packages", packages, reporter)?;
+        let added = build.packages_step(
+            &base,
+            &mut chain,
+            "packages",
+            &plan.packages,
+            &installed,
+            reporter,
+        )?;
+        installed.extend(added);
     }
     let build_only = if plan.build_packages.is_empty() {
         0..0
     } else {
         let start = chain.layers.len();
-        let key = chain.key.clone();
-        let packages = build.resolve(
+        build.packages_step(
             &base,
+            &mut chain,
+            "build-packages",
             &plan.build_packages,
             &installed,
-            &key,
-            "build-packages",
+            reporter,
         )?;
-        build.install(&base, &mut chain, "build-packages", packages, reporter)?;
         start..chain.layers.len()
     };
 
@@ -243,6 +270,15 @@ pub fn build_layers(
         let mut binds = Vec::new();
         for file in &deps.files {
             let path = src_dir.join(file);
+            // Only the app's own files: a link could bind anything of the machine.
+            if fs_err::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::Read {
+                    path,
+                    source: std::io::Error::other(
+                        "a dependency manifest must be a file of the app, not a link",
+                    ),
+                });
+            }
             let bytes = fs_err::read(&path).map_err(|source| Error::Read {
                 path: path.clone(),
                 source,
@@ -259,7 +295,15 @@ pub fn build_layers(
                 shown: true,
             })
             .collect();
-        build.command_step(&mut chain, "dependencies", &jobs, inputs, &binds, reporter)?;
+        build.command_step(
+            &mut chain,
+            &build.below,
+            "dependencies",
+            &jobs,
+            inputs,
+            &binds,
+            reporter,
+        )?;
     }
 
     match &plan.origin {
@@ -279,16 +323,27 @@ pub fn build_layers(
             .collect();
         let mut inputs = Inputs::new();
         let mut binds = Vec::new();
-        if let Some(dir) = &plan.nua_dir {
-            // `build.py` and what it may read next to it.
-            let all = |_: &Path, _: bool| true;
-            inputs.extend(why::tree_inputs(dir, &all).map_err(|source| Error::Read {
+        if let (Some(dir), true) = (&plan.nua_dir, plan.uses_build_py()) {
+            // `build.py` and what it may read next to it, but the nua-config: a new version
+            // number does not make the build run again.
+            let files = |rel: &Path, is_dir: bool| {
+                is_dir || !rel.to_string_lossy().starts_with("nua-config.")
+            };
+            inputs.extend(why::tree_inputs(dir, &files).map_err(|source| Error::Read {
                 path: dir.clone(),
                 source,
             })?);
             binds.push(Bind::read_only(dir, NUA_DIR_MOUNT));
         }
-        build.command_step(&mut chain, "build", &jobs, inputs, &binds, reporter)?;
+        build.command_step(
+            &mut chain,
+            &build.above,
+            "build",
+            &jobs,
+            inputs,
+            &binds,
+            reporter,
+        )?;
     }
 
     let mut layers = chain.layers.clone();
@@ -343,13 +398,13 @@ pub fn build_layers(
         Some(explain),
         reporter,
         |reporter| {
-            let sbom = sbom_of(build, &mut chain, &kept, reporter)?;
+            let sbom = super::finish::sbom_of(build, &mut chain, &kept, reporter)?;
             Step::Metadata.run(&ctx, Some(&sbom))
         },
         Build::cache_error,
     )?;
     layers.push(made);
-    test_step(build, plan, &mut chain, &layers, &key, reporter)?;
+    super::finish::test_step(build, plan, &mut chain, &layers, &key, reporter)?;
     Ok(layers)
 }
 
@@ -440,6 +495,7 @@ fn fetched_source_step(
         &chain.key,
         &[
             APP_FORMAT,
+            steps::STEP_FORMAT,
             "source",
             &identity,
             project.unwrap_or_default(),
@@ -472,178 +528,4 @@ fn fetched_source_step(
     chain.layers.push(made);
     chain.key = key;
     Ok(())
-}
-
-/// The SBOM of `layers`: the dpkg database, the Python distributions of `/nua/venv` and
-/// the npm packages of `/nua/app/node_modules`.
-fn sbom_of(
-    build: &Build<'_>,
-    chain: &mut Chain,
-    layers: &[oci::Layer],
-    reporter: &mut dyn Reporter,
-) -> Result<Vec<u8>, Error> {
-    let sandbox_error = |source| Error::Sandbox {
-        step: Step::Metadata.name().to_owned(),
-        source: Box::new(source),
-    };
-    let sandbox = chain
-        .sandbox(&build.sandbox_options, build.store, reporter)
-        .map_err(sandbox_error)?;
-    let mut root = sandbox.root(layers).map_err(sandbox_error)?;
-    let status = root
-        .read_file("/var/lib/dpkg/status")
-        .map_err(sandbox_error)?
-        .unwrap_or_default();
-    let npm_lock = root
-        .read_file("/nua/app/node_modules/.package-lock.json")
-        .map_err(sandbox_error)?;
-    // Each distribution's folder name, then the headers of its METADATA (name as
-    // published, version, license).
-    let list = Job {
-        command: "for d in /nua/venv/lib/python3*/site-packages/*.dist-info; do \
-                  [ -d \"$d\" ] || continue; echo \"@@dist-info ${d##*/}\"; \
-                  [ -f \"$d/METADATA\" ] && sed -n '/^$/q;p' \"$d/METADATA\"; done; true",
-        as_root: false,
-        shown: false,
-    };
-    let world = World::new(&[], 0, None, None);
-    let mut lines = Vec::new();
-    run::run_commands(
-        &mut root,
-        &world,
-        Step::Metadata.name(),
-        &[list],
-        &[],
-        Network::None,
-        &mut CollectLines(&mut lines),
-    )?;
-    let mut dist_infos: Vec<sbom::DistInfo> = Vec::new();
-    for line in lines {
-        match (line.strip_prefix("@@dist-info "), dist_infos.last_mut()) {
-            (Some(dir_name), _) => dist_infos.push(sbom::DistInfo {
-                dir_name: dir_name.to_owned(),
-                metadata: None,
-            }),
-            (None, Some(last)) => {
-                let metadata = last.metadata.get_or_insert_with(Vec::new);
-                metadata.extend_from_slice(line.as_bytes());
-                metadata.push(b'\n');
-            }
-            (None, None) => {}
-        }
-    }
-
-    let sbom_error = |source| Error::Sbom {
-        source: Box::new(source),
-    };
-    let mut components = sbom::debian_components(&status, &build.distro).map_err(sbom_error)?;
-    components.extend(sbom::python_components(&dist_infos));
-    if let Some(lock) = npm_lock {
-        components
-            .extend(sbom::npm_components(&lock, &sbom::NpmInstall::default()).map_err(sbom_error)?);
-    }
-    let config = &build.app.config;
-    let tag = config.image_tag();
-    let app = sbom::AppInfo {
-        id: config.id(),
-        version: config.version(),
-        image_tag: &tag,
-        license: config.build.license.as_deref(),
-    };
-    Ok(sbom::spdx_json(
-        &app,
-        build.options.source_date_epoch,
-        &components,
-    ))
-}
-
-/// Run the `test` commands in the finished image; a pass is remembered under the image's
-/// key, so an unchanged image is not tested again.
-fn test_step(
-    build: &Build<'_>,
-    plan: &AppPlan,
-    chain: &mut Chain,
-    layers: &[(String, oci::Layer, bool)],
-    image_key: &str,
-    reporter: &mut dyn Reporter,
-) -> Result<(), Error> {
-    if plan.tests.is_empty() {
-        return Ok(());
-    }
-    let key = key_of(image_key, &["test", &plan.tests.join("\n")]);
-    let marker = build.options.cache_dir.join("tests").join(&key);
-    reporter.event(Event::StepStarted { step: "test" });
-    let started = std::time::Instant::now();
-    let cached = !build.options.no_cache && marker.is_file();
-    if !cached {
-        let sandbox_error = |source| Error::Sandbox {
-            step: "test".to_owned(),
-            source: Box::new(source),
-        };
-        let all: Vec<oci::Layer> = layers.iter().map(|(_, l, _)| l.clone()).collect();
-        let sandbox = chain
-            .sandbox(&build.sandbox_options, build.store, reporter)
-            .map_err(sandbox_error)?;
-        let mut root = sandbox.root(&all).map_err(sandbox_error)?;
-        let mut env = build.world.env.clone();
-        env.extend(super::metadata::plain_env(&build.app.config));
-        let world = World {
-            env,
-            mounts: Vec::new(),
-        };
-        for test in &plan.tests {
-            let job = Job {
-                command: test,
-                as_root: false,
-                shown: true,
-            };
-            run::run_commands(
-                &mut root,
-                &world,
-                "test",
-                &[job],
-                &[],
-                Network::None,
-                reporter,
-            )
-            .map_err(|err| match err {
-                Error::StepFailed {
-                    command,
-                    status,
-                    tail,
-                    ..
-                } => Error::TestFailed {
-                    command,
-                    status,
-                    tail,
-                },
-                other => other,
-            })?;
-        }
-        let write = || -> std::io::Result<()> {
-            fs_err::create_dir_all(marker.parent().expect("has a parent"))?;
-            fs_err::write(&marker, b"passed\n")
-        };
-        write().map_err(|source| Error::Cache {
-            path: marker.clone(),
-            source,
-        })?;
-    }
-    reporter.event(Event::StepFinished {
-        step: "test",
-        cached,
-        elapsed: started.elapsed(),
-    });
-    Ok(())
-}
-
-/// A reporter that keeps the output lines of a command (and nothing else).
-struct CollectLines<'a>(&'a mut Vec<String>);
-
-impl Reporter for CollectLines<'_> {
-    fn event(&mut self, event: Event<'_>) {
-        if let Event::Output { line } = event {
-            self.0.push(line.to_owned());
-        }
-    }
 }

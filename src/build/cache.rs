@@ -52,11 +52,6 @@ impl LayerCache {
         self.dir.join(format!("{key}.json"))
     }
 
-    /// The folder of the entries.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The layer cached under `key`, if its entry parses and its blob is in the store.
     pub fn get(&self, key: &str, store: &oci::BlobStore) -> Option<oci::Layer> {
         if !self.reading {
@@ -117,7 +112,13 @@ impl LayerCache {
         reporter.event(Event::StepStarted { step: label });
         let started = Instant::now();
         let (layer, cached) = match self.get(key, store) {
-            Some(layer) => (layer, true),
+            Some(layer) => {
+                // `--why` compares with the last build, cached or not.
+                if let Some(e) = &explain {
+                    e.history.record(label, e.parent, e.inputs);
+                }
+                (layer, true)
+            }
             None => {
                 let reasons = match &explain {
                     Some(e) => e.history.reasons(label, e.parent, e.inputs),

@@ -1,13 +1,13 @@
 //! The build: a loaded nua-config → image layers → an OCI image tarball (or layout folder).
 //!
-//! The plan is a short list of steps, each producing one layer and each with a cache key made
-//! of its inputs (the parent's key, the step's definition, the bytes it reads; never mtimes):
-//!
-//! 1. **base**: the layers of the base image the config's `builder` resolves to (see
-//!    [`base`]), bootstrapped from Debian packages and cached step by step;
-//! 2. **source**: the app folder, filtered by `.nuaignore`/`.dockerignore`, under `/nua/app`,
-//!    owned by the `nua` user;
-//! 3. **metadata**: `/nua/metadata/nua-config.json` and `/nua/scripts/start`.
+//! The plan ([`AppPlan`]) is a list of steps, each producing layers and each with a cache
+//! key made of its inputs (the parent's key, the step's definition and environment, the
+//! bytes it reads; never mtimes): the base (see [`base`]), the app's Debian packages, its
+//! build-only packages (left out of the image), its dependencies from their manifests, its
+//! source ([`fetch`] for `src-url` and `git-url`), its build commands, its `nua/` files, the
+//! metadata (with the [`sbom`]), then its tests. A `wrap` build pulls its `base-image` and
+//! adds only the metadata. `app.rs` runs the steps, `run.rs` the commands in the sandbox,
+//! `why.rs` explains what was made again, [`prune`] cleans the cache.
 //!
 //! The build does no printing: it reports progress through a [`Reporter`].
 
@@ -16,6 +16,7 @@ pub mod base;
 pub(crate) mod cache;
 mod error;
 pub mod fetch;
+mod finish;
 pub mod metadata;
 pub mod plan;
 pub mod prune;
@@ -277,24 +278,31 @@ pub fn build(
             let base = build_base_of(app, options, &store, reporter)?;
             let env = base.env.clone();
             let ca = options.ca_bundle.clone().or_else(host_ca_bundle);
-            let world = run::World::new(
-                &metadata::image_env(&env),
-                options.source_date_epoch,
-                ca.as_deref(),
-                Some(&options.cache_dir.join("packages")),
-            );
+            let stage = |epoch: u64| app::Stage {
+                options: base::BaseOptions {
+                    cache_dir: options.cache_dir.clone(),
+                    layer: oci::LayerOptions {
+                        source_date_epoch: epoch,
+                        ..layer_options
+                    },
+                },
+                world: run::World::new(
+                    &metadata::image_env(&env),
+                    epoch,
+                    ca.as_deref(),
+                    Some(&options.cache_dir.join("packages")),
+                ),
+            };
             let build = app::Build {
                 app,
                 options,
                 store: &store,
                 cache: &cache,
                 history: why::History::new(&options.cache_dir, app.config.id()),
-                sandbox_options: base::BaseOptions {
-                    cache_dir: options.cache_dir.clone(),
-                    layer: layer_options,
-                },
-                world,
+                below: stage(base.epoch),
+                above: stage(options.source_date_epoch),
                 distro: distro_of(&base.source.suite),
+                image_env: metadata::image_env(&env),
             };
             let layers = app::build_layers(&build, &plan, base, reporter)?;
             let cmd = plan.start.clone().unwrap_or_default();

@@ -137,6 +137,13 @@ pub fn meta_package(name: &str) -> Result<&'static [&'static str], Error> {
 }
 
 impl AppPlan {
+    /// Whether the build step runs the app's `nua/build.py`.
+    pub fn uses_build_py(&self) -> bool {
+        self.build
+            .iter()
+            .any(|s| s.command == format!("python3 {NUA_DIR_MOUNT}/build.py"))
+    }
+
     /// The plan of `app`.
     pub fn new(app: &Loaded) -> Result<AppPlan, Error> {
         let config = &app.config;
@@ -180,7 +187,13 @@ impl AppPlan {
         } else if build_py.is_some() {
             scripts.push(Script::nua(format!("python3 {NUA_DIR_MOUNT}/build.py")));
         } else if origin == Origin::Local {
-            let src = project_root(&app.root, build.project.as_deref());
+            // A `project` that is not a folder of the app is refused when building.
+            let project = build
+                .project
+                .as_deref()
+                .filter(|p| !p.is_empty() && *p != ".");
+            let src =
+                super::fetch::project_dir(&app.root, project).unwrap_or_else(|_| app.root.clone());
             let (deps, after) = detect(&src);
             dependencies = deps;
             scripts.extend(after.into_iter().map(Script::nua));
@@ -275,21 +288,17 @@ const DETECT_AND_INSTALL: &str = "\
 if [ -f requirements.txt ]; then pip install -r requirements.txt; fi; \
 if [ -f pyproject.toml ] || [ -f setup.py ]; then pip install .; fi; \
 if [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then npm ci --omit=dev; \
-elif [ -f yarn.lock ]; then npx --yes yarn@1 install --frozen-lockfile --production; \
+elif [ -f yarn.lock ]; then npx --yes yarn@1 install --frozen-lockfile --production \
+--mutex file:/var/cache/nua/yarn/.mutex; \
 elif [ -f package.json ]; then npm install --omit=dev; fi";
-
-/// The source folder of a local app: its root, or its `project` sub-folder.
-pub fn project_root(root: &Path, project: Option<&str>) -> PathBuf {
-    match project {
-        Some(p) if !p.is_empty() && p != "." => root.join(p),
-        _ => root.to_owned(),
-    }
-}
 
 /// What a local source asks for, from its files: a dependency install that can run before
 /// the source (only manifests needed), and the build commands that need the whole source.
 pub fn detect(src: &Path) -> (Option<Dependencies>, Vec<String>) {
-    let has = |name: &str| src.join(name).is_file();
+    // Links are not followed: a manifest must be a file of the app.
+    let has = |name: &str| {
+        std::fs::symlink_metadata(src.join(name)).is_ok_and(|m| m.file_type().is_file())
+    };
     let mut after = Vec::new();
     let mut deps = None;
     if has("requirements.txt") {
@@ -320,18 +329,30 @@ pub fn detect(src: &Path) -> (Option<Dependencies>, Vec<String>) {
             after.push("npm ci --omit=dev".into());
         } else {
             let mut files = vec!["package.json".to_owned(), lock.to_owned()];
-            if has(".npmrc") {
-                files.push(".npmrc".into());
-            }
             let copy: Vec<String> = files.iter().map(|f| format!("{DEPS_DIR}/{f}")).collect();
+            // `.npmrc` often holds registry tokens: read where it is bound, never copied.
+            let userconfig = if has(".npmrc") {
+                files.push(".npmrc".into());
+                format!(" --userconfig {DEPS_DIR}/.npmrc")
+            } else {
+                String::new()
+            };
             deps = Some(Dependencies {
                 title: "npm ci --omit=dev".into(),
-                commands: vec![format!("cp {} . && npm ci --omit=dev", copy.join(" "))],
+                commands: vec![format!(
+                    "cp {} . && npm ci --omit=dev{userconfig}",
+                    copy.join(" ")
+                )],
                 files,
             });
         }
     } else if has("yarn.lock") && package_json.is_some() {
-        after.push("npx --yes yarn@1 install --frozen-lockfile --production".into());
+        // Two builds may share yarn's cache: its mutex keeps them from corrupting it.
+        after.push(
+            "npx --yes yarn@1 install --frozen-lockfile --production \
+             --mutex file:/var/cache/nua/yarn/.mutex"
+                .into(),
+        );
     } else if package_json.is_some() {
         after.push("npm install --omit=dev".into());
     }
@@ -351,13 +372,18 @@ fn requirements_stand_alone(text: &str) -> bool {
         "--prefer-binary",
         "--pre",
     ];
-    text.lines()
+    const HASH_OPTIONS: &[&str] = &["--hash", "--require-hashes"];
+    // `\` continues a line (pip-compile puts each `--hash` on a line of its own).
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
         .map(|l| l.split(" #").next().unwrap_or_default().trim())
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .all(|l| {
             let first = l.split([' ', '=']).next().unwrap_or_default();
             let local = l.starts_with('.') || l.starts_with('/') || l.starts_with("file:");
-            !local && (!first.starts_with('-') || INDEX_OPTIONS.contains(&first))
+            let option = INDEX_OPTIONS.contains(&first) || HASH_OPTIONS.contains(&first);
+            !local && (!first.starts_with('-') || option)
         })
 }
 
@@ -400,6 +426,15 @@ mod tests {
         let (deps, after) = detect(dir.path());
         assert_eq!(deps.unwrap().files, vec!["requirements.txt"]);
         assert!(after.is_empty());
+    }
+
+    #[test]
+    fn hashed_requirements_install_before_the_source() {
+        let text =
+            "flask==3.0.3 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n--require-hashes\n";
+        let dir = folder(&[("requirements.txt", text)]);
+        let (deps, _) = detect(dir.path());
+        assert!(deps.is_some(), "{text}");
     }
 
     #[test]

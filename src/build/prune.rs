@@ -125,8 +125,13 @@ pub fn usage(cache_dir: &Path) -> Result<Usage, Error> {
     })
 }
 
+/// What was written this recently is never removed, whatever `keep` says: a build may be
+/// running that has not written its entries yet.
+const GRACE: Duration = Duration::from_secs(60 * 60);
+
 /// Remove what no build used for `keep` (see the module documentation).
 pub fn prune(cache_dir: &Path, keep: Duration) -> Result<Pruned, Error> {
+    let blob_keep = keep.max(GRACE);
     let mut pruned = Pruned::default();
     let mut kept_blobs = HashSet::new();
     let mut kept_diff_ids = HashSet::new();
@@ -145,7 +150,7 @@ pub fn prune(cache_dir: &Path, keep: Duration) -> Result<Pruned, Error> {
     let now = SystemTime::now();
     for blob in entries(&cache_dir.join("blobs/sha256"))? {
         let name = blob.file_name().to_string_lossy().into_owned();
-        if !kept_blobs.contains(&name) && age(&blob, now) > keep {
+        if !kept_blobs.contains(&name) && age(&blob, now) > blob_keep {
             let size = blob.metadata().map(|m| m.len()).unwrap_or(0);
             fs_err::remove_file(blob.path()).map_err(io_error(&blob.path()))?;
             pruned.blobs += 1;
@@ -176,8 +181,15 @@ pub fn prune(cache_dir: &Path, keep: Duration) -> Result<Pruned, Error> {
                     source: Box::new(source),
                 }
             })?;
+        // An unpacked layer may be a lower folder of a running build: only those untouched
+        // for the grace time go.
+        let recent = |diff_id: &str| {
+            std::fs::metadata(unpacked.join(diff_id))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < GRACE)
+        };
         pruned.unpacked_layers = sandbox
-            .forget_unpacked(&|diff_id| kept_diff_ids.contains(diff_id))
+            .forget_unpacked(&|diff_id| kept_diff_ids.contains(diff_id) || recent(diff_id))
             .map_err(|source| Error::Sandbox {
                 step: "prune".into(),
                 source: Box::new(source),

@@ -40,27 +40,36 @@ const SHARED_CACHES: &[(&str, &str, &[&str])] = &[
     ("yarn", "/var/cache/nua/yarn", &["YARN_CACHE_FOLDER"]),
 ];
 
-/// Files the tools leave in `$HOME` or system folders that are caches or logs, never part
-/// of the app; removed before the layer is made.
-const LEFTOVERS: &str = "rm -rf /nua/.cache /nua/.npm /nua/.config/configstore /nua/.yarnrc \
-     /root/.cache /root/.npm /var/lib/apt/lists/partial /var/cache/apt/archives/partial \
-     2>/dev/null; true";
+/// What the tools leave in `$HOME` or system folders that is a cache or a log, never part
+/// of the app: left out of the layer (not even a whiteout, so what the base has stays).
+const LEFTOVERS: &[&str] = &[
+    "/nua/.cache",
+    "/nua/.config/configstore",
+    "/nua/.node-gyp",
+    "/nua/.npm",
+    "/nua/.yarnrc",
+    "/root/.cache",
+    "/root/.node-gyp",
+    "/root/.npm",
+    "/var/cache/apt",
+    "/var/cache/debconf/config.dat-old",
+    "/var/cache/debconf/passwords.dat-old",
+    "/var/cache/debconf/templates.dat-old",
+    "/var/lib/apt/lists",
+    "/var/log/apt",
+];
 
-/// The machine's trust store: `SSL_CERT_FILE` when it names a file, else the usual bundle
-/// paths of Debian, Fedora and Alpine.
+/// The machine's trust store: the first of the usual bundle paths of Debian, Fedora and
+/// Alpine that exists (the CLI gives `SSL_CERT_FILE` precedence).
 pub fn host_ca_bundle() -> Option<PathBuf> {
-    let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    from_env
-        .into_iter()
-        .chain(
-            [
-                "/etc/ssl/certs/ca-certificates.crt",
-                "/etc/pki/tls/certs/ca-bundle.crt",
-                "/etc/ssl/cert.pem",
-            ]
-            .map(PathBuf::from),
-        )
-        .find(|p| p.is_file())
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .map(PathBuf::from)
+    .into_iter()
+    .find(|p| p.is_file())
 }
 
 /// The world of an app's commands (see the module documentation).
@@ -115,6 +124,30 @@ impl World {
             set("PIP_NO_CACHE_DIR", "1");
         }
         World { env, mounts }
+    }
+
+    /// The variables that decide what commands do, for cache keys: all but those naming the
+    /// CA bundle and the package caches, which are where they are on every machine and change
+    /// how things are fetched, not what is installed.
+    pub fn key_env(&self) -> Vec<(&str, &str)> {
+        let machine: Vec<&str> = CA_VARIABLES
+            .iter()
+            .copied()
+            .chain(
+                SHARED_CACHES
+                    .iter()
+                    .flat_map(|(_, _, vars)| vars.iter().copied()),
+            )
+            .chain(["PIP_NO_CACHE_DIR"])
+            .collect();
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !machine.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.sort();
+        env
     }
 
     /// Make the shared cache folders, owned by `nua` inside the sandbox.
@@ -208,19 +241,6 @@ pub fn layer_step(
     world.prepare(sandbox).map_err(sandbox_error)?;
     let mut root = sandbox.root(&below).map_err(sandbox_error)?;
     run_commands(&mut root, world, step, jobs, extra, Network::Host, reporter)?;
-    let cleanup = [Job {
-        command: LEFTOVERS,
-        as_root: true,
-        shown: false,
-    }];
-    run_commands(
-        &mut root,
-        world,
-        step,
-        &cleanup,
-        &[],
-        Network::None,
-        reporter,
-    )?;
-    root.commit(&sandbox_options.layer).map_err(sandbox_error)
+    root.commit_without(&sandbox_options.layer, LEFTOVERS)
+        .map_err(sandbox_error)
 }

@@ -92,6 +92,13 @@ impl SourceFilter {
             if name == "nua" && is_dir {
                 return false;
             }
+            // Images built here before (`nua-<id>_<version>.tar`, the default output), and
+            // one being written by a build running now: never the app's.
+            let image = name.starts_with("nua-") && name.contains('_') && name.ends_with(".tar");
+            let being_written = name.starts_with(".nua-") && name.ends_with(".tmp");
+            if !is_dir && (image || being_written) {
+                return false;
+            }
         }
         if rel
             .components()
@@ -139,6 +146,10 @@ mod tests {
     #[case("drafts/a.html", false, false)]
     #[case("sub/drafts", true, true)]
     #[case("keep.swp", false, true)]
+    #[case("nua-static-site_1.0-1.tar", false, false)]
+    #[case(".nua-static-site_1.0-1.tar.Ab12Cd.tmp", false, false)]
+    #[case("assets/nua-logo_big.tar", false, true)]
+    #[case("backup.tar", false, true)]
     fn decides(#[case] rel: &str, #[case] is_dir: bool, #[case] included: bool) {
         let (_dir, filter) = filter_with("*.swp\n/drafts/\n!keep.swp\n", None);
         assert_eq!(filter.includes(Path::new(rel), is_dir), included, "{rel}");

@@ -10,7 +10,7 @@ use crate::oci;
 
 /// Bump when the bytes a step writes change for the same inputs, so old cache entries are
 /// not reused.
-const STEP_FORMAT: &str = "nua-step-v3";
+pub const STEP_FORMAT: &str = "nua-step-v3";
 
 /// Bump when the SBOM written for the same layers changes.
 const SBOM_FORMAT: &str = "spdx-2.3-v2";

@@ -58,7 +58,8 @@ pub struct CacheLsArgs {
 
 #[derive(Debug, Args)]
 pub struct CachePruneArgs {
-    /// Keep what a build used in the last N days (0: keep nothing a build is not using)
+    /// Keep what a build used in the last N days (with 0, what the last hour wrote stays:
+    /// a build may be running)
     #[arg(long, value_name = "N", default_value_t = 14)]
     pub keep_days: u64,
     /// Print what was removed as JSON
@@ -246,7 +247,8 @@ pub struct BuildArgs {
     /// Also push the image to REF (HOST[:PORT]/NAME[:TAG]) once it is written
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
-    /// Make every step again instead of taking it from the cache
+    /// Make every step above the base again instead of taking it from the cache (the base,
+    /// like a Dockerfile's FROM image, is kept; `nua-pack cache prune` removes it)
     #[arg(long)]
     pub no_cache: bool,
     /// Say, for each step made again, which of its inputs changed

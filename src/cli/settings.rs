@@ -42,12 +42,14 @@ pub fn source_date_epoch(app_root: &Path) -> anyhow::Result<u64> {
     }
 }
 
-/// `git log -1 --format=%ct` in `dir`; `None` when git is missing or `dir` is not in a repo.
+/// The time of the last commit that touched `dir` (`git log -1 --format=%ct -- .`), so a
+/// commit elsewhere in a monorepo does not change the app's image; `None` when git is
+/// missing or `dir` is not in a repo.
 fn git_commit_time(dir: &Path) -> Option<u64> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["log", "-1", "--format=%ct"])
+        .args(["log", "-1", "--format=%ct", "--", "."])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
@@ -55,6 +57,13 @@ fn git_commit_time(dir: &Path) -> Option<u64> {
         return None;
     }
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// `SSL_CERT_FILE`, when it names a file: the CA bundle the user points TLS clients at.
+pub fn ssl_cert_file() -> Option<PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
 }
 
 /// The base image definitions: those of `NUA_BASE_IMAGES` when set, else the built-in ones.

@@ -17,23 +17,31 @@ use super::error::{Error, IoContext, Result};
 use super::unpack::OPAQUE_XATTRS;
 use crate::oci::{BlobStore, DeviceKind, Layer, LayerOptions, LayerWriter, Meta};
 
-/// Write the changes recorded in `upper` as a layer of `store`. Call inside the namespace.
-pub(crate) fn commit(upper: &Path, store: &BlobStore, opts: &LayerOptions) -> Result<Layer> {
+/// Write the changes recorded in `upper` as a layer of `store`, but those at or below the
+/// paths of `leave_out` (relative, e.g. `var/cache/apt`). Call inside the namespace.
+pub(crate) fn commit(
+    upper: &Path,
+    store: &BlobStore,
+    opts: &LayerOptions,
+    leave_out: &[String],
+) -> Result<Layer> {
     let mut walker = Walker {
         writer: LayerWriter::new(store, *opts)?,
         links: HashMap::new(),
+        leave_out,
     };
     walker.dir(upper, "")?;
     Ok(walker.writer.finish()?)
 }
 
-struct Walker {
+struct Walker<'a> {
     writer: LayerWriter,
     /// (device, inode) of files with several links → the first path written.
     links: HashMap<(u64, u64), String>,
+    leave_out: &'a [String],
 }
 
-impl Walker {
+impl Walker<'_> {
     fn dir(&mut self, dir: &Path, prefix: &str) -> Result<()> {
         let mut entries: Vec<_> = fs::read_dir(dir)
             .at(dir)?
@@ -50,7 +58,13 @@ impl Walker {
                 ))
             })?;
             let rel = format!("{prefix}{name}");
-            self.entry(&path, &rel)?;
+            let left_out = self.leave_out.iter().any(|p| {
+                rel.strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            });
+            if !left_out {
+                self.entry(&path, &rel)?;
+            }
         }
         Ok(())
     }

@@ -232,15 +232,26 @@ impl Root {
 
     /// Turn what changed (the upper directory) into a layer of the store, then remove the
     /// root. Mount points the sandbox made live in the scaffold, never in the layer.
-    pub fn commit(mut self, opts: &LayerOptions) -> Result<oci::Layer> {
+    pub fn commit(self, opts: &LayerOptions) -> Result<oci::Layer> {
+        self.commit_without(opts, &[])
+    }
+
+    /// [`Root::commit`], leaving out what changed at or below the paths of `leave_out`
+    /// (absolute or relative to the root: caches and logs the steps' tools wrote). Nothing
+    /// of theirs reaches the layer, not even a whiteout.
+    pub fn commit_without(mut self, opts: &LayerOptions, leave_out: &[&str]) -> Result<oci::Layer> {
         let (upper, store, opts) = (
             self.dir.join("upper"),
             self.sandbox.inner.store.clone(),
             *opts,
         );
+        let leave_out: Vec<String> = leave_out
+            .iter()
+            .map(|p| p.trim_matches('/').to_owned())
+            .collect();
         let task = format!("committing `{}`", upper.display());
         let layer = userns::in_namespace(&self.sandbox.inner.mapping, &task, move || {
-            commit::commit(&upper, &store, &opts)
+            commit::commit(&upper, &store, &opts, &leave_out)
         })?;
         // The layer is written: failing to clean up is not failing to commit (Drop tries
         // again, and the next `Sandbox::new` collects what is left).

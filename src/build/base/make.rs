@@ -45,6 +45,8 @@ pub struct BaseImage {
     pub packages: Vec<debian::Locked>,
     /// The sandbox, when a step had to run.
     pub sandbox: Option<Sandbox>,
+    /// The latest time in its layers (its archive's date).
+    pub epoch: u64,
 }
 
 /// Build (or take from the cache) every layer of `plan`.
@@ -66,12 +68,13 @@ pub fn build_base(
         ),
         sandbox: None,
     };
+    let cache = LayerCache::new(&options.cache_dir);
     let installer = Installer {
         what: &plan.base,
         source: &plan.source,
         store,
         options,
-        cache: LayerCache::new(&options.cache_dir),
+        cache: &cache,
     };
     for step in &plan.steps {
         installer.install(step, &format!("{}: ", plan.base), &mut chain, reporter)?;
@@ -84,6 +87,7 @@ pub fn build_base(
         source: plan.source.clone(),
         packages: plan.steps.iter().flat_map(|s| s.packages.clone()).collect(),
         sandbox: chain.sandbox,
+        epoch: options.layer.source_date_epoch,
     })
 }
 
@@ -120,7 +124,7 @@ pub struct Installer<'a> {
     pub source: &'a debian::Source,
     pub store: &'a BlobStore,
     pub options: &'a BaseOptions,
-    pub cache: LayerCache,
+    pub cache: &'a LayerCache,
 }
 
 impl Installer<'_> {

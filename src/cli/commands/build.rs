@@ -38,6 +38,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: {warning}");
         }
     }
+    if args.json && !args.dry_run {
+        for warning in &app.warnings {
+            let event = serde_json::json!({"event": "warning", "message": warning.to_string()});
+            println!("{event}");
+        }
+    }
     if args.dry_run {
         return dry_run(&app, args.json);
     }
@@ -73,7 +79,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         source_date_epoch,
         tags: args.tags.clone(),
         no_cache: args.no_cache,
-        ca_bundle: args.ca_bundle.clone(),
+        ca_bundle: args.ca_bundle.clone().or_else(settings::ssl_cert_file),
     };
 
     let mut reporter = Lines::new(args.quiet, args.json).with_why(args.why);
@@ -83,9 +89,15 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let result = match build::build(&app, &options, &mut reporter) {
         Ok(result) => result,
         Err(err) => {
-            return Err(
-                anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()))
-            )
+            let err =
+                anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()));
+            if args.json {
+                // CI reads the failure on stdout too; stderr keeps the full explanation.
+                let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+                let event = serde_json::json!({"event": "error", "causes": causes});
+                println!("{event}");
+            }
+            return Err(err);
         }
     };
 
