@@ -38,10 +38,12 @@
 # in a layer, the same Dockerfile and cost for the three peers. nua-pack mounts the host bundle
 # into its build steps itself.
 #
-# Peak memory: GNU time's %M of the builder process, which also covers the children it waits
-# for (nua-pack's and buildah's RUN steps run as such). For docker the CLI only sends the
-# context; the work is done by dockerd (and containerd, runc, the RUN step's processes, not
-# counted): dockerd's VmHWM, reset through /proc/PID/clear_refs before each timed command.
+# Peak memory of the cold build, three numbers: GNU time's %M of the tool, which is the
+# largest of the tool and the children it waits for (nua-pack's and buildah's build steps are
+# such children, so for them it is usually pip's or npm's peak); the tool's own VmHWM, polled;
+# for docker, whose CLI only sends the context while dockerd does the work (containerd, runc
+# and the RUN step's processes are counted nowhere), dockerd's VmHWM, reset through
+# /proc/PID/clear_refs before each timed command (so it includes its resident baseline).
 #
 # The nua-pack column is filled when `nua-pack build` succeeds and its image passes the same
 # check as the peers' (the app's packages importable from /nua/app as the image's user);

@@ -21,7 +21,8 @@ fn build_json(args: &[&str], app: &Path, cache: &Path) -> Value {
             .env("NUA_CACHE_DIR", cache)
             .env("SOURCE_DATE_EPOCH", "0"),
     );
-    serde_json::from_str(stdout.trim())
+    // One JSON event per line, the result last.
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("build --json printed no JSON ({e}):\n{stdout}"))
 }
 

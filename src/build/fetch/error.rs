@@ -141,7 +141,7 @@ impl From<HttpError> for FetchError {
 
 /// `url` without its user information: a `git-url` or `src-url` may carry a token
 /// (`https://user:token@host/…`), which must never reach a message.
-pub(super) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

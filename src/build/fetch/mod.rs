@@ -33,8 +33,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-pub use error::FetchError;
 use error::IoContext;
+pub use error::{redact, FetchError};
 
 use crate::config::NuaConfig;
 use crate::oci::{BlobStore, Digest};
