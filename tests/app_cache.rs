@@ -44,7 +44,17 @@ fn digest(events: &[Value]) -> &Value {
 fn two_builds_at_once_share_one_cache_safely() {
     let work = temp_dir();
     let cache = cache_with_base("python", work.path());
-    let app = fixture_app("static-site");
+    // Both install from PyPI into one pip cache, and both run a test.
+    let app = work.path().join("app");
+    copy_tree(&fixture_app("flask-hello"), &app);
+    let config = app.join("nua-config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let tested = text.replace(
+        "builder = \"python\"",
+        "builder = \"python\"\ntest = \"python3 -c 'import flask, gunicorn'\"",
+    );
+    assert_ne!(tested, text);
+    std::fs::write(&config, tested).unwrap();
     let children: Vec<_> = ["a.tar", "b.tar"]
         .iter()
         .map(|out| {
@@ -77,6 +87,16 @@ fn two_builds_at_once_share_one_cache_safely() {
         .collect();
     assert_eq!(results[0]["manifest_digest"], results[1]["manifest_digest"]);
     assert_store_intact(&cache);
+    // No temporary file of either is left where the cache keeps its records.
+    for dir in ["layers", "resolved", "tests", "why/flask-hello"] {
+        let Ok(entries) = std::fs::read_dir(cache.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp"), "{dir}/{name} left behind");
+        }
+    }
     let again = build(&app, &cache, &work.path().join("c.tar"), &[]);
     assert!(made(&again).is_empty(), "{:?}", made(&again));
     assert_eq!(digest(&again), &results[0]["manifest_digest"]);
