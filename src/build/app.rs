@@ -10,19 +10,20 @@ use std::path::{Path, PathBuf};
 
 use super::base::{key_of, BaseImage, BaseOptions, Chain, Installer, PlannedStep};
 use super::cache::{Explain, LayerCache};
-use super::fetch::{self, Origin};
+use super::fetch;
+use super::plan::Origin;
 use super::plan::{AppPlan, DEPS_DIR, NUA_DIR_MOUNT};
 use super::run::{self, Job, World};
 use super::steps::{self, Step};
 use super::why::{self, History, Inputs};
-use super::{BuildOptions, Error, Event, Reporter, SourceFilter};
+use super::{source_layer, BuildOptions, Error, Event, Reporter};
 use crate::config::Loaded;
 use crate::debian;
 use crate::oci;
 use crate::sandbox::Bind;
 
 /// Bump when what an app step writes changes for the same inputs.
-const APP_FORMAT: &str = "nua-app-v1";
+pub const APP_FORMAT: &str = "nua-app-v1";
 
 /// How the steps on one side of the source run: their layers' options (the time they are
 /// clamped to) and their commands' world.
@@ -50,7 +51,7 @@ pub struct Build<'a> {
 }
 
 impl Build<'_> {
-    fn cache_error(path: PathBuf, source: std::io::Error) -> Error {
+    pub fn cache_error(path: PathBuf, source: std::io::Error) -> Error {
         Error::Cache { path, source }
     }
 
@@ -81,11 +82,38 @@ impl Build<'_> {
         let mut key_parts = vec![APP_FORMAT, step];
         key_parts.extend(parts.iter().map(String::as_str));
         let key = key_of(&chain.key, &key_parts);
+        self.explained_step(chain, key, step, &inputs, reporter, |chain, reporter| {
+            run::layer_step(
+                chain,
+                &stage.options,
+                self.store,
+                &stage.world,
+                step,
+                jobs,
+                extra,
+                reporter,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// A layer of `chain` taken from the cache under `key`, else made by `make`; when made,
+    /// `inputs` say why (`--why`). The layer goes on `chain`, which `make` may use (for its
+    /// sandbox).
+    pub fn explained_step(
+        &self,
+        chain: &mut Chain,
+        key: String,
+        step: &str,
+        inputs: &Inputs,
+        reporter: &mut dyn Reporter,
+        make: impl FnOnce(&mut Chain, &mut dyn Reporter) -> Result<oci::Layer, Error>,
+    ) -> Result<(String, oci::Layer, bool), Error> {
         let parent = chain.key.clone();
         let explain = Explain {
             history: &self.history,
             parent: &parent,
-            inputs: &inputs,
+            inputs,
         };
         let made = self.cache.step_explained(
             self.store,
@@ -93,23 +121,12 @@ impl Build<'_> {
             step,
             Some(explain),
             reporter,
-            |reporter| {
-                run::layer_step(
-                    chain,
-                    &stage.options,
-                    self.store,
-                    &stage.world,
-                    step,
-                    jobs,
-                    extra,
-                    reporter,
-                )
-            },
+            |reporter| make(chain, reporter),
             Self::cache_error,
         )?;
-        chain.layers.push(made);
+        chain.layers.push(made.clone());
         chain.key = key;
-        Ok(())
+        Ok(made)
     }
 
     /// Resolve `names` against what `installed` holds, from the base's Debian source;
@@ -307,8 +324,8 @@ pub fn build_layers(
     }
 
     match &plan.origin {
-        Origin::Local => source_step(build, &mut chain, src_dir()?, reporter)?,
-        remote => fetched_source_step(build, &mut chain, remote, plan, reporter)?,
+        Origin::Local => source_layer::local(build, &mut chain, src_dir()?, reporter)?,
+        remote => source_layer::fetched(build, &mut chain, remote, plan, reporter)?,
     }
 
     if !plan.build.is_empty() {
@@ -353,7 +370,7 @@ pub fn build_layers(
             .map(|files| !files.is_empty())
             .unwrap_or(true);
         if has_files {
-            let ctx = context(build, app.root.clone())?;
+            let ctx = source_layer::context(build, app.root.clone())?;
             let key = Step::NuaFiles.cache_key(&ctx, &chain.key)?;
             let made = build.cache.step(
                 build.store,
@@ -370,7 +387,7 @@ pub fn build_layers(
     }
 
     // Metadata, with the SBOM of the layers the image keeps.
-    let ctx = context(build, app.root.clone())?;
+    let ctx = source_layer::context(build, app.root.clone())?;
     let key = Step::Metadata.cache_key(&ctx, &chain.key)?;
     let kept: Vec<oci::Layer> = layers.iter().map(|(_, l, _)| l.clone()).collect();
     let config = &app.config;
@@ -385,147 +402,18 @@ pub fn build_layers(
         ),
     ]
     .into();
-    let parent = chain.key.clone();
-    let explain = Explain {
-        history: &build.history,
-        parent: &parent,
-        inputs: &inputs,
-    };
-    let made = build.cache.step_explained(
-        build.store,
-        &key,
+    let made = build.explained_step(
+        &mut chain,
+        key.clone(),
         Step::Metadata.name(),
-        Some(explain),
+        &inputs,
         reporter,
-        |reporter| {
-            let sbom = super::finish::sbom_of(build, &mut chain, &kept, reporter)?;
+        |chain, reporter| {
+            let sbom = super::finish::sbom_of(build, chain, &kept, reporter)?;
             Step::Metadata.run(&ctx, Some(&sbom))
         },
-        Build::cache_error,
     )?;
     layers.push(made);
     super::finish::test_step(build, plan, &mut chain, &layers, &key, reporter)?;
     Ok(layers)
-}
-
-fn context<'a>(build: &Build<'a>, src_dir: PathBuf) -> Result<steps::Context<'a>, Error> {
-    let filter = SourceFilter::new(&src_dir)?.excluding(&src_dir, build.options.output.path());
-    Ok(steps::Context {
-        app: build.app,
-        store: build.store,
-        options: build.options,
-        src_dir,
-        filter,
-    })
-}
-
-/// The source layer of the folder `src_dir`.
-pub fn source_step(
-    build: &Build<'_>,
-    chain: &mut Chain,
-    src_dir: PathBuf,
-    reporter: &mut dyn Reporter,
-) -> Result<(), Error> {
-    if !src_dir.is_dir() {
-        return Err(Error::Project {
-            path: src_dir,
-            project: build.app.config.build.project.clone().unwrap_or_default(),
-        });
-    }
-    let ctx = context(build, src_dir)?;
-    let key = Step::Source.cache_key(&ctx, &chain.key)?;
-    let include = |rel: &Path, is_dir: bool| ctx.filter.includes(rel, is_dir);
-    let inputs = why::tree_inputs(&ctx.src_dir, &include).map_err(|source| Error::Read {
-        path: ctx.src_dir.clone(),
-        source,
-    })?;
-    let parent = chain.key.clone();
-    let explain = Explain {
-        history: &build.history,
-        parent: &parent,
-        inputs: &inputs,
-    };
-    let made = build.cache.step_explained(
-        build.store,
-        &key,
-        Step::Source.name(),
-        Some(explain),
-        reporter,
-        |_| Step::Source.run(&ctx, None),
-        Build::cache_error,
-    )?;
-    chain.layers.push(made);
-    chain.key = key;
-    Ok(())
-}
-
-/// The source layer of a `src-url` archive or `git-url` repository. When the content can
-/// be named before fetching (a `src-checksum`, a git commit), a cached layer needs no
-/// download; else the archive is fetched and its tree decides.
-fn fetched_source_step(
-    build: &Build<'_>,
-    chain: &mut Chain,
-    origin: &Origin,
-    plan: &AppPlan,
-    reporter: &mut dyn Reporter,
-) -> Result<(), Error> {
-    let fetch_error = |source| Error::Fetch {
-        source: Box::new(source),
-    };
-    let work_dir = build.options.cache_dir.join("sources");
-    let store = build.store;
-    let project = plan
-        .project
-        .as_deref()
-        .filter(|p| !p.is_empty() && *p != ".");
-    let Some(identity) = fetch::pin(origin).map_err(fetch_error)? else {
-        // An archive without a checksum: fetched every time, keyed by its content.
-        let fetched = fetch::fetch(origin, &work_dir, store).map_err(fetch_error)?;
-        let message = format!(
-            "`src-url` has no `src-checksum`: the archive is not verified; pin it with \
-             src-checksum = \"{}\"",
-            fetched.identity().trim_start_matches("sha256:")
-        );
-        reporter.event(Event::Warning { message: &message });
-        let src_dir = fetch::project_dir(fetched.root(), project).map_err(fetch_error)?;
-        return source_step(build, chain, src_dir, reporter);
-    };
-    let options = &build.options;
-    let key = key_of(
-        &chain.key,
-        &[
-            APP_FORMAT,
-            steps::STEP_FORMAT,
-            "source",
-            &identity,
-            project.unwrap_or_default(),
-            &options.compression.cache_name(),
-            &options.source_date_epoch.to_string(),
-        ],
-    );
-    let inputs: Inputs = [("source".to_owned(), identity.clone())].into();
-    let parent = chain.key.clone();
-    let explain = Explain {
-        history: &build.history,
-        parent: &parent,
-        inputs: &inputs,
-    };
-    let made = build.cache.step_explained(
-        store,
-        &key,
-        Step::Source.name(),
-        Some(explain),
-        reporter,
-        |_| {
-            let fetched = fetch::fetch_pinned(origin, Some(&identity), &work_dir, store)
-                .map_err(fetch_error)?;
-            let src_dir = fetch::project_dir(fetched.root(), project).map_err(fetch_error)?;
-            let ctx = context(build, src_dir)?;
-            Step::Source.run(&ctx, None)
-        },
-        Build::cache_error,
-    )?;
-    chain.layers.push(made);
-    chain.key = key;
-    Ok(())
 }

@@ -23,6 +23,7 @@ pub mod prune;
 mod run;
 pub mod sbom;
 mod source;
+mod source_layer;
 mod steps;
 mod why;
 mod wrap;
