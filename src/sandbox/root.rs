@@ -286,23 +286,30 @@ fn open_in_root(root: &OwnedFd, rel: &str) -> Result<Option<Vec<u8>>> {
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    // SAFETY: valid descriptor, NUL-terminated name, `how` matches `struct open_how`.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            name.as_ptr(),
-            &how,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOENT | libc::ENOTDIR) => Ok(None),
-            _ => Err(e).at(rel),
+    // openat2 answers EAGAIN when a rename or mount anywhere on the machine raced the
+    // lookup (it cannot then vouch for `..` staying inside); openat2(2) says to try again.
+    let mut attempts = 0;
+    let fd = loop {
+        // SAFETY: valid descriptor, NUL-terminated name, `how` matches `struct open_how`.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                name.as_ptr(),
+                &how,
+                std::mem::size_of::<OpenHow>(),
+            )
         };
-    }
+        if fd >= 0 {
+            break fd;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) if attempts < 1000 => attempts += 1,
+            Some(libc::ENOENT | libc::ENOTDIR) => return Ok(None),
+            _ => return Err(e).at(rel),
+        }
+    };
     // SAFETY: a fresh descriptor owned by nobody else.
     let mut file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
     let mut out = Vec::new();
