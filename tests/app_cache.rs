@@ -6,34 +6,13 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use common::app_build::{build_command, build_events, steps_made as made, EPOCH};
 use common::*;
 use serde_json::Value;
 
-/// The JSON lines of `nua-pack build APP --json` with `cache`: events, then the result.
+/// A build's events: the result last.
 fn build(app: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Vec<Value> {
-    let stdout = run_ok(
-        nua_pack()
-            .arg("build")
-            .arg(app)
-            .arg("-o")
-            .arg(out)
-            .arg("--json")
-            .args(extra)
-            .env("NUA_CACHE_DIR", cache)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn made(events: &[Value]) -> Vec<&str> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "step_finished" && e["cached"] == false)
-        .map(|e| e["step"].as_str().unwrap())
-        .collect()
+    build_events(&mut build_command(app, cache, out, extra))
 }
 
 fn digest(events: &[Value]) -> &Value {
@@ -58,14 +37,7 @@ fn two_builds_at_once_share_one_cache_safely() {
     let children: Vec<_> = ["a.tar", "b.tar"]
         .iter()
         .map(|out| {
-            nua_pack()
-                .arg("build")
-                .arg(&app)
-                .arg("-o")
-                .arg(work.path().join(out))
-                .arg("--json")
-                .env("NUA_CACHE_DIR", &cache)
-                .env("SOURCE_DATE_EPOCH", "1700000000")
+            build_command(&app, &cache, &work.path().join(out), &[])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -244,22 +216,9 @@ fn a_new_commit_time_keeps_the_dependency_layers() {
     let app = fixture_app("flask-hello");
     let out = work.path().join("out.tar");
     let build_at = |cache: &Path, epoch: &str| -> Vec<Value> {
-        let stdout = run_ok(
-            nua_pack()
-                .arg("build")
-                .arg(&app)
-                .arg("-o")
-                .arg(&out)
-                .arg("--json")
-                .env("NUA_CACHE_DIR", cache)
-                .env("SOURCE_DATE_EPOCH", epoch),
-        );
-        stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        build_events(build_command(&app, cache, &out, &[]).env("SOURCE_DATE_EPOCH", epoch))
     };
-    build_at(&cache, "1700000000");
+    build_at(&cache, EPOCH);
     let later = build_at(&cache, "1800000000");
     assert_eq!(made(&later), vec!["source", "metadata"]);
     let fresh = cache_with_base("python", &work.path().join("fresh"));

@@ -6,33 +6,13 @@ mod common;
 
 use std::process::Command;
 
+use common::app_build::{build_command, build_events, steps_made as made};
 use common::docker::load;
 use common::*;
 use serde_json::Value;
 
 fn build(cache: &std::path::Path, out: &std::path::Path) -> Vec<Value> {
-    let stdout = run_ok(
-        nua_pack()
-            .arg("build")
-            .arg(fixture_app("c-hello"))
-            .arg("-o")
-            .arg(out)
-            .arg("--json")
-            .env("NUA_CACHE_DIR", cache)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn made(events: &[Value]) -> Vec<&str> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "step_finished" && e["cached"] == false)
-        .map(|e| e["step"].as_str().unwrap())
-        .collect()
+    build_events(&mut build_command(&fixture_app("c-hello"), cache, out, &[]))
 }
 
 #[test]

@@ -7,37 +7,18 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::app_build::{build_command, events, steps_made as made};
 use common::archive::{serve_src_url_fixture, src_url_app, src_url_content};
 use common::docker::{load, run_published, wait_for_http};
 use common::*;
 use serde_json::Value;
 
-/// `nua-pack build APP -o OUT --json` with `cache`: its exit status, the JSON lines of
-/// stdout and stderr.
+/// `nua-pack build APP -o OUT --json` with `cache`: its exit status, its JSON events and
+/// its stderr.
 fn build(app: &Path, cache: &Path, out: &Path) -> (bool, Vec<Value>, String) {
-    let result = run(nua_pack()
-        .arg("build")
-        .arg(app)
-        .arg("-o")
-        .arg(out)
-        .arg("--json")
-        .env("NUA_CACHE_DIR", cache)
-        .env("SOURCE_DATE_EPOCH", "1700000000"));
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let events = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let result = run(&mut build_command(app, cache, out, &[]));
     let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-    (result.status.success(), events, stderr)
-}
-
-fn made(events: &[Value]) -> Vec<&str> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "step_finished" && e["cached"] == false)
-        .map(|e| e["step"].as_str().unwrap())
-        .collect()
+    (result.status.success(), events(&result.stdout), stderr)
 }
 
 /// A build that must fail: its stderr, once sure nothing was written.

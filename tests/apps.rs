@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::app_build::{build_command, build_events, steps_made, EPOCH};
 use common::docker::{self, exec, inspect, load, run_published, wait_for_http, wait_healthy};
 use common::*;
 use serde_json::Value;
@@ -14,33 +15,10 @@ use serde_json::Value;
 /// `nua-pack build APP --output OUT --json` with `cache`: the JSON events and the result
 /// (the last line).
 fn build(app: &Path, cache: &Path, out: &Path, extra: &[&str]) -> (Vec<Value>, Value) {
-    let stdout = run_ok(
-        nua_pack()
-            .arg("build")
-            .arg(app)
-            .arg("--output")
-            .arg(out)
-            .arg("--json")
-            .args(extra)
-            .env("NUA_CACHE_DIR", cache)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-    );
-    let mut lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let mut lines = build_events(&mut build_command(app, cache, out, extra));
     let result = lines.pop().expect("a result line");
     assert_eq!(result["event"], "result", "{result}");
     (lines, result)
-}
-
-/// The steps that ran (were not taken from the cache), in order.
-fn steps_made(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "step_finished" && e["cached"] == false)
-        .map(|e| e["step"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The packages of an SPDX document by package URL type: `(name, version)` pairs.
@@ -70,7 +48,7 @@ fn build_and_run(name: &str, base: &str, port: u16) -> (tempfile::TempDir, docke
     let cache = cache_with_base(base, work.path());
     let tarball = work.path().join(format!("{name}.tar"));
     let (events, result) = build(&fixture_app(name), &cache, &tarball, &[]);
-    assert!(steps_made(&events).contains(&"dependencies".to_owned()));
+    assert!(steps_made(&events).contains(&"dependencies"));
     let tag = format!("nua-{name}:1.0-1");
     let image = load(&tarball, &tag);
     let id = inspect(&tag, "{{.Id}}");
@@ -340,7 +318,7 @@ fn flask_hello_builds_rootless_to_the_same_image() {
             .arg(home.path().join("rootless.tar"))
             .env("HOME", home.path())
             .env("NUA_CACHE_DIR", &cache)
-            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env("SOURCE_DATE_EPOCH", EPOCH)
             .env_remove("TMPDIR")
             .current_dir(home.path()),
     );

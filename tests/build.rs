@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::app_build::build_command;
 use common::docker::wait_for_http;
 use common::*;
 use serde_json::Value;
@@ -26,17 +27,8 @@ fn build(app: &Path, cache: &Path, out: &Path, extra: &[&str]) -> Value {
 }
 
 fn build_at_epoch(app: &Path, cache: &Path, out: &Path, extra: &[&str], epoch: u64) -> Value {
-    let stdout = run_ok(
-        nua_pack()
-            .arg("build")
-            .arg(app)
-            .arg("--output")
-            .arg(out)
-            .arg("--json")
-            .args(extra)
-            .env("NUA_CACHE_DIR", cache)
-            .env("SOURCE_DATE_EPOCH", epoch.to_string()),
-    );
+    let stdout =
+        run_ok(build_command(app, cache, out, extra).env("SOURCE_DATE_EPOCH", epoch.to_string()));
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("build --json printed no JSON result ({e}):\n{stdout}"))
 }
