@@ -8,6 +8,8 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod debian;
+#[cfg(feature = "runtime")]
+pub mod deploy;
 pub mod http;
 pub mod oci;
 pub mod registry;

@@ -24,6 +24,14 @@ pub fn main_nua() -> ExitCode {
         NuaCommand::Pack(cmd) => dispatch_pack(cmd),
         #[cfg(feature = "runtime")]
         NuaCommand::Load(args) => commands::load::run(args),
+        #[cfg(feature = "runtime")]
+        NuaCommand::Run(args) => commands::run::run(args),
+        #[cfg(feature = "runtime")]
+        NuaCommand::Ps(args) => commands::ps::ps(args),
+        #[cfg(feature = "runtime")]
+        NuaCommand::Logs(args) => commands::ps::logs(args),
+        #[cfg(feature = "runtime")]
+        NuaCommand::Stop(args) => commands::ps::stop(args),
     })
 }
 

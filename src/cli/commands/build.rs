@@ -15,7 +15,6 @@ use crate::oci;
 use crate::registry::Reference;
 
 pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
-    let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
     // A reference that does not parse is refused before anything is built.
     let push = args
         .push
@@ -23,84 +22,14 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         .map(Reference::parse)
         .transpose()
         .context("`--push` needs an image reference")?;
-    let registry =
-        settings::registry_options(&args.registry, push.as_ref().map(|r| r.registry.as_str()))?;
-    let cache_dir = settings::cache_dir()?;
-
-    let app = config::load(
-        &path,
-        &LoadOptions {
-            strict: args.strict,
-        },
-    )?;
-    if !args.quiet {
-        for warning in &app.warnings {
-            eprintln!("warning: {warning}");
-        }
-    }
-    if args.json && !args.dry_run {
-        for warning in &app.warnings {
-            let event = serde_json::json!({"event": "warning", "message": warning.to_string()});
-            println!("{event}");
-        }
-    }
     if args.dry_run {
+        let app = load_app(args)?;
         return dry_run(&app, args.json);
     }
-    if let Some(ca) = &args.ca_bundle {
-        if !ca.is_file() {
-            anyhow::bail!(
-                "the CA bundle `{}` given with `--ca-bundle` is not a file",
-                ca.display()
-            );
-        }
-    }
-    let source_date_epoch = settings::source_date_epoch(&app.root)?;
-    let output = match (&args.output, args.oci_dir) {
-        (Some(p), false) => Output::Tarball(p.clone()),
-        (Some(p), true) => Output::LayoutDir(p.clone()),
-        (None, false) => Output::Tarball(PathBuf::from(app.config.image_file_name())),
-        (None, true) => Output::LayoutDir(PathBuf::from(
-            app.config.image_file_name().trim_end_matches(".tar"),
-        )),
-    };
-    prepare_output(&output)?;
-    let options = BuildOptions {
-        cache_dir,
-        catalog: settings::catalog()?,
-        mirror: args.mirror.clone(),
-        registry: registry.clone(),
-        output,
-        compression: if args.zstd {
-            oci::Compression::Zstd(3)
-        } else {
-            oci::Compression::default()
-        },
-        source_date_epoch,
-        tags: args.tags.clone(),
-        no_cache: args.no_cache,
-        ca_bundle: args.ca_bundle.clone().or_else(settings::ssl_cert_file),
-    };
-
-    let mut reporter = Lines::new(args.quiet, args.json).with_why(args.why);
-    if args.json {
-        reporter = reporter.with_json_events();
-    }
-    let result = match build::build(&app, &options, &mut reporter) {
-        Ok(result) => result,
-        Err(err) => {
-            let err =
-                anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()));
-            if args.json {
-                // CI reads the failure on stdout too; stderr keeps the full explanation.
-                let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-                let event = serde_json::json!({"event": "error", "causes": causes});
-                println!("{event}");
-            }
-            return Err(err);
-        }
-    };
-
+    let Built {
+        result, options, ..
+    } = build_app(args, None, push.as_ref().map(|r| r.registry.as_str()))?;
+    let registry = options.registry.clone();
     let pushed = match &push {
         Some(reference) => Some(push_built(&result, reference, registry, &options, args)?),
         None => None,
@@ -138,6 +67,107 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An app built by [`build_app`].
+pub struct Built {
+    pub app: config::Loaded,
+    pub result: build::BuildResult,
+    pub options: BuildOptions,
+}
+
+/// Load the nua-config of `args.path`, printing its warnings as `build` does.
+fn load_app(args: &BuildArgs) -> anyhow::Result<config::Loaded> {
+    let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
+    let app = config::load(
+        &path,
+        &LoadOptions {
+            strict: args.strict,
+        },
+    )?;
+    if !args.quiet {
+        for warning in &app.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    if args.json && !args.dry_run {
+        for warning in &app.warnings {
+            let event = serde_json::json!({"event": "warning", "message": warning.to_string()});
+            println!("{event}");
+        }
+    }
+    Ok(app)
+}
+
+/// Build the app `args` names, with progress on stderr (or JSON events on stdout), to
+/// `output` or where `args` says. `push_registry` is the registry a push will go to, for
+/// its credentials.
+pub fn build_app(
+    args: &BuildArgs,
+    output: Option<Output>,
+    push_registry: Option<&str>,
+) -> anyhow::Result<Built> {
+    let registry = settings::registry_options(&args.registry, push_registry)?;
+    let cache_dir = settings::cache_dir()?;
+    let app = load_app(args)?;
+    if let Some(ca) = &args.ca_bundle {
+        if !ca.is_file() {
+            anyhow::bail!(
+                "the CA bundle `{}` given with `--ca-bundle` is not a file",
+                ca.display()
+            );
+        }
+    }
+    let source_date_epoch = settings::source_date_epoch(&app.root)?;
+    let output = match (output, &args.output, args.oci_dir) {
+        (Some(output), _, _) => output,
+        (None, Some(p), false) => Output::Tarball(p.clone()),
+        (None, Some(p), true) => Output::LayoutDir(p.clone()),
+        (None, None, false) => Output::Tarball(PathBuf::from(app.config.image_file_name())),
+        (None, None, true) => Output::LayoutDir(PathBuf::from(
+            app.config.image_file_name().trim_end_matches(".tar"),
+        )),
+    };
+    prepare_output(&output)?;
+    let options = BuildOptions {
+        cache_dir,
+        catalog: settings::catalog()?,
+        mirror: args.mirror.clone(),
+        registry,
+        output,
+        compression: if args.zstd {
+            oci::Compression::Zstd(3)
+        } else {
+            oci::Compression::default()
+        },
+        source_date_epoch,
+        tags: args.tags.clone(),
+        no_cache: args.no_cache,
+        ca_bundle: args.ca_bundle.clone().or_else(settings::ssl_cert_file),
+    };
+
+    let mut reporter = Lines::new(args.quiet, args.json).with_why(args.why);
+    if args.json {
+        reporter = reporter.with_json_events();
+    }
+    match build::build(&app, &options, &mut reporter) {
+        Ok(result) => Ok(Built {
+            app,
+            result,
+            options,
+        }),
+        Err(err) => {
+            let err =
+                anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()));
+            if args.json {
+                // CI reads the failure on stdout too; stderr keeps the full explanation.
+                let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+                let event = serde_json::json!({"event": "error", "causes": causes});
+                println!("{event}");
+            }
+            Err(err)
+        }
+    }
 }
 
 /// `--dry-run`: the steps the build would run, and what each does.

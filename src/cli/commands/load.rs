@@ -1,26 +1,19 @@
-//! `nua load`: stream an image tarball into Docker Engine.
+//! `nua load`: send an image tarball (or OCI layout folder) to Docker Engine, leaving out the
+//! layers it already has.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
 use crate::cli::args::LoadArgs;
+use crate::cli::progress::human_bytes;
 use crate::cli::Hint;
-use crate::runtime::{Docker, Engine as _, Error};
+use crate::runtime::{Docker, Engine as _, Error, LoadOptions, Loaded};
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
-    let engine = match Docker::connect() {
-        Ok(engine) => engine,
-        Err(err @ Error::Connect { .. }) => {
-            return Err(anyhow::Error::new(err).context(Hint(
-                "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), \
-                 or point `DOCKER_HOST` at a daemon you can reach",
-            )))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let engine = docker()?;
     let loaded = engine
-        .load_image(&args.tarball)
+        .load_image(&args.tarball, LoadOptions { thin: !args.full })
         .with_context(|| format!("cannot load `{}`", args.tarball.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&loaded)?);
@@ -29,6 +22,34 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             println!("loaded {tag}");
         }
         println!("  image id {}", loaded.image_id);
+        println!("  sent     {}", sent(&loaded));
+        if let Some(reason) = &loaded.fell_back {
+            eprintln!(
+                "warning: Docker refused the layers it has ({reason}); the whole image was sent"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `3 of 9 layers, 1.2 MB`.
+pub fn sent(loaded: &Loaded) -> String {
+    format!(
+        "{} of {} layers, {}",
+        loaded.layers_sent,
+        loaded.layers,
+        human_bytes(loaded.bytes_sent)
+    )
+}
+
+/// Connect to Docker, or say how to start it.
+pub fn docker() -> anyhow::Result<Docker> {
+    match Docker::connect() {
+        Ok(engine) => Ok(engine),
+        Err(err @ Error::Connect { .. }) => Err(anyhow::Error::new(err).context(Hint(
+            "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), \
+             or point `DOCKER_HOST` at a daemon you can reach",
+        ))),
+        Err(err) => Err(err.into()),
+    }
 }

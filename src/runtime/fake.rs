@@ -1,0 +1,326 @@
+//! An [`Engine`] kept in memory, for the unit tests of what sits above the runtime (the local
+//! runner, the orchestrator). It loads real image archives (so their checks run), and plays
+//! containers from a script: what each image prints, whether it exits, its health.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::types::*;
+use super::{Engine, Error};
+
+/// How the containers of one image behave once started.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// What the container prints.
+    pub logs: Vec<LogLine>,
+    /// Exits at once with this code.
+    pub exits_with: Option<i64>,
+    /// The health Docker reports once started (`None`: no health check).
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Default)]
+struct World {
+    images: BTreeMap<String, ImageDetails>,
+    files: BTreeMap<(String, String), Vec<u8>>,
+    scripts: BTreeMap<String, Script>,
+    volumes: BTreeMap<String, VolumeSpec>,
+    networks: BTreeMap<String, Labels>,
+    containers: BTreeMap<String, (ContainerSpec, ContainerInfo)>,
+    /// Host ports someone else holds.
+    busy: HashSet<u16>,
+    calls: Vec<String>,
+}
+
+/// The in-memory engine.
+#[derive(Debug, Default)]
+pub struct FakeEngine {
+    world: Mutex<World>,
+}
+
+impl FakeEngine {
+    pub fn new() -> FakeEngine {
+        FakeEngine::default()
+    }
+
+    /// Add an image the engine has, under `reference`.
+    pub fn add_image(&self, reference: &str, image: ImageDetails) {
+        self.world().images.insert(reference.to_owned(), image);
+    }
+
+    /// Put a file in an image.
+    pub fn add_file(&self, image: &str, path: &str, content: &[u8]) {
+        self.world()
+            .files
+            .insert((image.to_owned(), path.to_owned()), content.to_vec());
+    }
+
+    /// How containers of `image` behave.
+    pub fn script(&self, image: &str, script: Script) {
+        self.world().scripts.insert(image.to_owned(), script);
+    }
+
+    /// Make a host port busy, as another program would.
+    pub fn hold_port(&self, port: u16) {
+        self.world().busy.insert(port);
+    }
+
+    /// The calls made so far, as `verb name` strings.
+    pub fn calls(&self) -> Vec<String> {
+        self.world().calls.clone()
+    }
+
+    /// The spec a container was created with.
+    pub fn spec(&self, name: &str) -> Option<ContainerSpec> {
+        self.world().containers.get(name).map(|(s, _)| s.clone())
+    }
+
+    pub fn volume_names(&self) -> Vec<String> {
+        self.world().volumes.keys().cloned().collect()
+    }
+
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn call(&self, what: String) {
+        self.world().calls.push(what);
+    }
+}
+
+impl Engine for FakeEngine {
+    fn load_image(&self, path: &Path, _options: LoadOptions) -> Result<Loaded, Error> {
+        let not_an_image = |source| Error::NotAnImage {
+            path: path.to_path_buf(),
+            source,
+        };
+        let archive = crate::oci::ImageArchive::open(path).map_err(not_an_image)?;
+        let info = archive
+            .image(crate::oci::ReadOptions::default())
+            .map_err(not_an_image)?;
+        let details = ImageDetails {
+            id: info.config_descriptor.digest.to_string(),
+            tags: info.names.clone(),
+            diff_ids: info
+                .config
+                .rootfs
+                .diff_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            ..ImageDetails::default()
+        };
+        let mut world = self.world();
+        world.calls.push(format!("load {}", path.display()));
+        for name in &info.names {
+            world.images.insert(name.clone(), details.clone());
+        }
+        Ok(Loaded {
+            tags: info.names.clone(),
+            image_id: details.id,
+            bytes_sent: std::fs::metadata(path).map_or(0, |m| m.len()),
+            layers: info.layers.len(),
+            layers_sent: info.layers.len(),
+            fell_back: None,
+        })
+    }
+
+    fn image(&self, reference: &str) -> Result<Option<ImageDetails>, Error> {
+        Ok(self.world().images.get(reference).cloned())
+    }
+
+    fn read_image_file(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let world = self.world();
+        if !world.images.contains_key(image) {
+            return Err(Error::NoSuchImage {
+                reference: image.to_owned(),
+            });
+        }
+        Ok(world
+            .files
+            .get(&(image.to_owned(), path.to_owned()))
+            .cloned())
+    }
+
+    fn create_volume(&self, spec: &VolumeSpec) -> Result<(), Error> {
+        self.call(format!("create volume {}", spec.name));
+        self.world()
+            .volumes
+            .entry(spec.name.clone())
+            .or_insert_with(|| spec.clone());
+        Ok(())
+    }
+
+    fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .world()
+            .volumes
+            .values()
+            .filter(|v| v.labels.get(label).map(String::as_str) == Some(value))
+            .map(|v| v.name.clone())
+            .collect())
+    }
+
+    fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        self.call(format!("remove volume {name}"));
+        self.world().volumes.remove(name);
+        Ok(())
+    }
+
+    fn create_network(&self, name: &str, labels: &Labels) -> Result<(), Error> {
+        self.world()
+            .networks
+            .entry(name.to_owned())
+            .or_insert_with(|| labels.clone());
+        Ok(())
+    }
+
+    fn remove_network(&self, name: &str) -> Result<(), Error> {
+        self.world().networks.remove(name);
+        Ok(())
+    }
+
+    fn create_container(&self, spec: &ContainerSpec) -> Result<String, Error> {
+        let mut world = self.world();
+        world.calls.push(format!("create {}", spec.name));
+        if world.containers.contains_key(&spec.name) {
+            return Err(Error::NameTaken {
+                name: spec.name.clone(),
+            });
+        }
+        if !world.images.contains_key(&spec.image) {
+            return Err(Error::NoSuchImage {
+                reference: spec.image.clone(),
+            });
+        }
+        let id = format!("{:064x}", world.calls.len());
+        let info = ContainerInfo {
+            id: id.clone(),
+            name: spec.name.clone(),
+            image: spec.image.clone(),
+            state: State::Created,
+            exit_code: None,
+            health: None,
+            ports: spec.ports.clone(),
+            labels: spec.labels.clone(),
+        };
+        world
+            .containers
+            .insert(spec.name.clone(), (spec.clone(), info));
+        Ok(id)
+    }
+
+    fn start_container(&self, name: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("start {name}"));
+        let busy = world.busy.clone();
+        let (spec, info) =
+            world
+                .containers
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::NoSuchContainer {
+                    name: name.to_owned(),
+                })?;
+        if let Some(port) = spec.ports.iter().find(|p| busy.contains(&p.host)) {
+            return Err(Error::PortTaken { port: port.host });
+        }
+        let script = world.scripts.get(&spec.image).cloned().unwrap_or_default();
+        let mut info = info;
+        match script.exits_with {
+            Some(code) => {
+                info.state = State::Exited;
+                info.exit_code = Some(code);
+            }
+            None => info.state = State::Running,
+        }
+        info.health = script.health;
+        world.containers.insert(name.to_owned(), (spec, info));
+        Ok(())
+    }
+
+    fn stop_container(&self, name: &str, _timeout: Duration) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("stop {name}"));
+        let (_, info) = world
+            .containers
+            .get_mut(name)
+            .ok_or_else(|| Error::NoSuchContainer {
+                name: name.to_owned(),
+            })?;
+        if info.state == State::Running {
+            info.state = State::Exited;
+            info.exit_code = Some(0);
+        }
+        Ok(())
+    }
+
+    fn remove_container(&self, name: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("remove {name}"));
+        world
+            .containers
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| Error::NoSuchContainer {
+                name: name.to_owned(),
+            })
+    }
+
+    fn container(&self, name: &str) -> Result<Option<ContainerInfo>, Error> {
+        Ok(self.world().containers.get(name).map(|(_, i)| i.clone()))
+    }
+
+    fn containers(&self, label: &str) -> Result<Vec<ContainerInfo>, Error> {
+        Ok(self
+            .world()
+            .containers
+            .values()
+            .filter(|(_, i)| i.labels.contains_key(label))
+            .map(|(_, i)| i.clone())
+            .collect())
+    }
+
+    fn logs(
+        &self,
+        name: &str,
+        options: LogOptions,
+        sink: &mut dyn FnMut(LogLine) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let lines = {
+            let world = self.world();
+            let (spec, _) = world
+                .containers
+                .get(name)
+                .ok_or_else(|| Error::NoSuchContainer {
+                    name: name.to_owned(),
+                })?;
+            world
+                .scripts
+                .get(&spec.image)
+                .map(|s| s.logs.clone())
+                .unwrap_or_default()
+        };
+        let skip = options
+            .tail
+            .map_or(0, |n| lines.len().saturating_sub(n as usize));
+        for line in lines.into_iter().skip(skip) {
+            if sink(line).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn exec(&self, name: &str, command: &[&str]) -> Result<ExecOutput, Error> {
+        self.call(format!("exec {name} {}", command.join(" ")));
+        Ok(ExecOutput {
+            exit_code: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        })
+    }
+}
