@@ -241,3 +241,6 @@ fn watch(
         std::thread::sleep(POLL);
     }
 }
+
+#[cfg(test)]
+mod tests;

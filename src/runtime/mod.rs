@@ -65,11 +65,13 @@ pub trait Engine: Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot reach the Docker daemon at `{endpoint}`")]
+    #[error("cannot reach the Docker daemon at `{endpoint}`: {reason}")]
     Connect {
         endpoint: String,
-        #[source]
-        source: bollard::errors::Error,
+        /// The deepest cause (`Connection refused`, `Permission denied`, …).
+        reason: String,
+        /// The socket is there but this user may not use it.
+        denied: bool,
     },
     #[error("cannot read `{}`", path.display())]
     Io {
@@ -116,11 +118,4 @@ pub enum Error {
         #[source]
         source: bollard::errors::Error,
     },
-}
-
-impl Error {
-    /// Whether this is the daemon not answering (rather than refusing something).
-    pub fn is_connect(&self) -> bool {
-        matches!(self, Error::Connect { .. })
-    }
 }

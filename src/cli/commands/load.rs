@@ -46,6 +46,12 @@ pub fn sent(loaded: &Loaded) -> String {
 pub fn docker() -> anyhow::Result<Docker> {
     match Docker::connect() {
         Ok(engine) => Ok(engine),
+        Err(err @ Error::Connect { denied: true, .. }) => {
+            Err(anyhow::Error::new(err).context(Hint(
+                "Docker runs, but this user may not use its socket: join the `docker` group \
+                 (`sudo usermod -aG docker $USER`, then log in again), or run as root",
+            )))
+        }
         Err(err @ Error::Connect { .. }) => Err(anyhow::Error::new(err).context(Hint(
             "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), \
              or point `DOCKER_HOST` at a daemon you can reach",

@@ -57,9 +57,21 @@ impl Docker {
                 path: "tokio runtime".into(),
                 source,
             })?;
-        let connect = |source| Error::Connect {
-            endpoint: endpoint.clone(),
-            source,
+        let connect = |source: BollardError| {
+            // The chain of a connection error is three wrappers deep; the last cause is the
+            // one that says something (`No such file or directory`, `Permission denied`).
+            let mut cause: &dyn std::error::Error = &source;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let denied = cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+            Error::Connect {
+                endpoint: endpoint.clone(),
+                reason: cause.to_string(),
+                denied,
+            }
         };
         let client = bollard::Docker::connect_with_defaults().map_err(connect)?;
         let client = runtime
@@ -72,8 +84,14 @@ impl Docker {
         Ok(Self { client, runtime })
     }
 
-    /// The ChainIDs of every layer stack the engine holds (every image's, every prefix).
-    async fn chains(&self) -> Result<HashSet<String>, Error> {
+    /// The ChainIDs of the layer stacks the engine holds that matter for an image of config
+    /// `image_id`: all of its own when the engine has it, else every image's, every prefix.
+    async fn chains(&self, image_id: &str) -> Result<HashSet<String>, Error> {
+        // Loaded already (a no-op rebuild): no need to look at every other image.
+        if let Ok(image) = self.client.inspect_image(image_id).await {
+            let layers = image.root_fs.and_then(|r| r.layers).unwrap_or_default();
+            return Ok(super::chain_ids(&layers).into_iter().collect());
+        }
         let images = self
             .client
             .list_images(Some(
@@ -251,16 +269,16 @@ impl Engine for Docker {
         let info = archive.describe().map_err(not_an_image)?;
         let tags = info.names.iter().map(|n| docker_tag(n)).collect();
         let present = if options.thin {
-            self.runtime.block_on(self.chains())?
+            let id = info.config_descriptor.digest.to_string();
+            self.runtime.block_on(self.chains(&id))?
         } else {
             HashSet::new()
         };
         let plan = ArchivePlan::new(info.clone(), tags, &present);
         // Refuse a truncated or tampered archive before the engine sees any of it: every
-        // layer that will be sent is read and hashed first.
-        archive
-            .verify_layers(plan.layers_sent())
-            .map_err(not_an_image)?;
+        // layer is read and hashed first, also those the engine has (and will not be sent),
+        // since an archive that lies about one layer is not to be trusted with the others.
+        archive.verify_layers(&info.layers).map_err(not_an_image)?;
         let layers = info.layers.len();
         let is_file = path.is_file();
         let full = |fell_back: Option<String>| -> Result<Loaded, Error> {
@@ -268,9 +286,6 @@ impl Engine for Docker {
                 self.load_file(path)?
             } else {
                 let all = ArchivePlan::new(info.clone(), plan.tags.clone(), &HashSet::new());
-                archive
-                    .verify_layers(all.layers_sent())
-                    .map_err(not_an_image)?;
                 self.load_thin(path, &archive, &all)?
             };
             let image_id = self.check_loaded(path, &tags, &info)?;
