@@ -80,18 +80,6 @@ impl ImageArchive {
         Ok(info)
     }
 
-    /// Read and check the digest and size of the given layers of an image from
-    /// [`Self::describe`]: for a caller that sends only some of them.
-    pub fn verify_layers<'a>(
-        &self,
-        layers: impl IntoIterator<Item = &'a Descriptor>,
-    ) -> Result<()> {
-        for layer in layers {
-            self.verify_layer(&self.layer_path(layer), layer, None)?;
-        }
-        Ok(())
-    }
-
     /// Find the image and read its manifest and config, without reading the layers: for a
     /// caller that verifies each layer as it copies it.
     pub fn describe(&self) -> Result<ImageInfo> {

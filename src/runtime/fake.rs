@@ -93,24 +93,11 @@ impl FakeEngine {
 
 impl Engine for FakeEngine {
     fn load_image(&self, path: &Path, _options: LoadOptions) -> Result<Loaded, Error> {
-        let not_an_image = |source| Error::NotAnImage {
-            path: path.to_path_buf(),
-            source,
-        };
-        let archive = crate::oci::ImageArchive::open(path).map_err(not_an_image)?;
-        let info = archive
-            .image(crate::oci::ReadOptions::default())
-            .map_err(not_an_image)?;
+        let (_, info) = super::load::open_image(path)?;
         let details = ImageDetails {
             id: info.config_descriptor.digest.to_string(),
             tags: info.names.clone(),
-            diff_ids: info
-                .config
-                .rootfs
-                .diff_ids
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            diff_ids: super::load::diff_ids(&info),
             ..ImageDetails::default()
         };
         let mut world = self.world();

@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
+use std::path::Path;
 
+use super::Error;
 use crate::oci::{Descriptor, Digest, ImageArchive, ImageInfo};
 
 /// ChainIDs of a stack of layers, bottom first (image spec, "Layer ChainID"):
@@ -27,6 +29,31 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     chain
 }
 
+/// Open an image tarball or layout folder and check it whole (manifest, config, and every
+/// layer's digest and size), before an engine sees any of it: an archive that lies about one
+/// layer is not to be trusted with the others, even those the engine will not be sent.
+pub fn open_image(path: &Path) -> Result<(ImageArchive, ImageInfo), Error> {
+    let not_an_image = |source| Error::NotAnImage {
+        path: path.to_path_buf(),
+        source,
+    };
+    let archive = ImageArchive::open(path).map_err(not_an_image)?;
+    let info = archive
+        .image(crate::oci::ReadOptions::default())
+        .map_err(not_an_image)?;
+    Ok((archive, info))
+}
+
+/// The DiffIDs of an image's layers, bottom first, as engines write them.
+pub fn diff_ids(info: &ImageInfo) -> Vec<String> {
+    info.config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 /// Which layers of an image go into the archive.
 #[derive(Debug, Clone)]
 pub struct ArchivePlan {
@@ -40,14 +67,7 @@ pub struct ArchivePlan {
 impl ArchivePlan {
     /// Send the layers whose ChainID is not in `present`.
     pub fn new(info: ImageInfo, tags: Vec<String>, present: &HashSet<String>) -> ArchivePlan {
-        let diff_ids: Vec<String> = info
-            .config
-            .rootfs
-            .diff_ids
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let send = chain_ids(&diff_ids)
+        let send = chain_ids(&diff_ids(&info))
             .iter()
             .map(|chain| !present.contains(chain))
             .collect();

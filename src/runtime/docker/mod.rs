@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::runtime::Runtime;
 
-use super::load::{thin_archive, ArchivePlan};
+use super::load::{diff_ids, open_image, thin_archive, ArchivePlan};
 use super::types::*;
 use super::{Engine, Error};
 
@@ -226,14 +226,7 @@ impl Docker {
             });
         }
         let layers = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
-        let diff_ids: Vec<String> = info
-            .config
-            .rootfs
-            .diff_ids
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        if layers != diff_ids {
+        if layers != diff_ids(info) {
             return Err(Error::LayersMismatch {
                 path: path.to_path_buf(),
                 tag: first.clone(),
@@ -261,63 +254,43 @@ impl std::io::Write for ChannelWriter {
 
 impl Engine for Docker {
     fn load_image(&self, path: &Path, options: LoadOptions) -> Result<Loaded, Error> {
-        let not_an_image = |source| Error::NotAnImage {
-            path: path.to_path_buf(),
-            source,
+        let (archive, info) = open_image(path)?;
+        let tags: Vec<String> = info.names.iter().map(|n| docker_tag(n)).collect();
+        let everything = ArchivePlan::new(info.clone(), tags.clone(), &HashSet::new());
+        // Send everything, as the file itself when it is one (an engine with its own image
+        // store reads the OCI index of it rather than `manifest.json`).
+        let full = || match path.is_file() {
+            true => self.load_file(path),
+            false => self.load_thin(path, &archive, &everything),
         };
-        let archive = crate::oci::ImageArchive::open(path).map_err(not_an_image)?;
-        let info = archive.describe().map_err(not_an_image)?;
-        let tags = info.names.iter().map(|n| docker_tag(n)).collect();
-        let present = if options.thin {
-            let id = info.config_descriptor.digest.to_string();
-            self.runtime.block_on(self.chains(&id))?
-        } else {
-            HashSet::new()
-        };
-        let plan = ArchivePlan::new(info.clone(), tags, &present);
-        // Refuse a truncated or tampered archive before the engine sees any of it: every
-        // layer is read and hashed first, also those the engine has (and will not be sent),
-        // since an archive that lies about one layer is not to be trusted with the others.
-        archive.verify_layers(&info.layers).map_err(not_an_image)?;
         let layers = info.layers.len();
-        let is_file = path.is_file();
-        let full = |fell_back: Option<String>| -> Result<Loaded, Error> {
-            let (tags, bytes_sent) = if is_file {
-                self.load_file(path)?
-            } else {
-                let all = ArchivePlan::new(info.clone(), plan.tags.clone(), &HashSet::new());
-                self.load_thin(path, &archive, &all)?
-            };
-            let image_id = self.check_loaded(path, &tags, &info)?;
-            Ok(Loaded {
-                tags,
-                image_id,
-                bytes_sent,
-                layers,
-                layers_sent: layers,
-                fell_back,
-            })
-        };
-        if !options.thin {
-            return full(None);
-        }
-        match self.load_thin(path, &archive, &plan) {
-            Ok((tags, bytes_sent)) => {
-                let image_id = self.check_loaded(path, &tags, &info)?;
-                Ok(Loaded {
-                    tags,
-                    image_id,
-                    bytes_sent,
-                    layers,
-                    layers_sent: plan.layers_sent().count(),
-                    fell_back: None,
-                })
+        let (tags, bytes_sent, layers_sent, fell_back) = if options.thin {
+            let id = info.config_descriptor.digest.to_string();
+            let present = self.runtime.block_on(self.chains(&id))?;
+            let plan = ArchivePlan::new(info.clone(), tags, &present);
+            match self.load_thin(path, &archive, &plan) {
+                Ok((tags, bytes)) => (tags, bytes, plan.layers_sent().count(), None),
+                // The engine could not use the layers it has (another image store, or a
+                // layer removed since it was listed): send everything.
+                Err(Error::LoadRefused { message, .. }) => {
+                    let (tags, bytes) = full()?;
+                    (tags, bytes, layers, Some(message))
+                }
+                Err(err) => return Err(err),
             }
-            // The engine could not use the layers it has (another image store, or a layer
-            // removed since it was listed): send everything.
-            Err(Error::LoadRefused { message, .. }) => full(Some(message)),
-            Err(err) => Err(err),
-        }
+        } else {
+            let (tags, bytes) = full()?;
+            (tags, bytes, layers, None)
+        };
+        let image_id = self.check_loaded(path, &tags, &info)?;
+        Ok(Loaded {
+            tags,
+            image_id,
+            bytes_sent,
+            layers,
+            layers_sent,
+            fell_back,
+        })
     }
 
     fn image(&self, reference: &str) -> Result<Option<ImageDetails>, Error> {
