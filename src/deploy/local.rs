@@ -108,9 +108,13 @@ pub enum Error {
     #[error("the host folder `{}` of the bind volume `{target}` does not exist", path.display())]
     NoBindSource { path: PathBuf, target: String },
     #[error(
-        "`tmpfs_size = \"{value}\"` of the volume `{target}` is not a size (like `64m` or `1G`)"
+        "`{option} = \"{value}\"` of the volume `{target}` is not a size (like `64m` or `1G`)"
     )]
-    BadSize { target: String, value: String },
+    BadSize {
+        target: String,
+        option: String,
+        value: String,
+    },
 }
 
 /// The container for `request`. `taken` lists host ports to avoid (found busy by a start).
@@ -125,8 +129,10 @@ pub fn plan(request: &Request, ports: &dyn HostPorts, taken: &[u16]) -> Result<P
     };
     let mut published: Vec<Published> = Vec::new();
     for (name, container, protocol, wanted) in wanted_ports(request, &lookup, &mut notes) {
+        // A host port is taken per protocol: 8000/tcp and 8000/udp are two ports.
         let used: Vec<u16> = published
             .iter()
+            .filter(|p| p.protocol == protocol)
             .map(|p| p.host)
             .chain(taken.iter().copied())
             .collect();
@@ -201,17 +207,20 @@ fn environment(request: &Request, notes: &mut Vec<String>) -> Vec<(String, Strin
                 EnvValue::Int(i) => i.to_string(),
                 EnvValue::Float(f) => f.to_string(),
                 EnvValue::Str(s) => s.clone(),
-                EnvValue::Spec(spec) if overridden(key) => {
-                    let _ = spec;
-                    continue;
-                }
+                EnvValue::Spec(_) if overridden(key) => continue,
                 EnvValue::Spec(spec) if value.kind() == EnvKind::Random => {
                     random_value(spec.length.unwrap_or(24) as usize)
                 }
-                EnvValue::Spec(_) => {
-                    notes.push(format!(
-                        "`{key}` is computed by a deployment ({}); it is not set: give it with `--env {key}=…`",
+                EnvValue::Spec(spec) => {
+                    let from_deployment = value.kind() == EnvKind::From
+                        && spec.from.as_deref().is_none_or(str::is_empty);
+                    let what = if from_deployment {
+                        "from the deployment"
+                    } else {
                         kind_name(value.kind())
+                    };
+                    notes.push(format!(
+                        "`{key}` is computed by a deployment ({what}); it is not set: give it with `--env {key}=…`"
                     ));
                     continue;
                 }
@@ -234,20 +243,25 @@ fn kind_name(kind: EnvKind) -> &'static str {
     }
 }
 
-/// A random alphanumeric value, from the kernel's generator.
+/// A random alphanumeric value of `length` characters, from the kernel's generator.
 fn random_value(length: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = vec![0u8; length.clamp(1, 256) * 2];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    assert!(filled.is_ok(), "/dev/urandom is readable on Linux");
-    bytes
-        .into_iter()
-        // 62 * 4 = 248: drop the bytes above it so every character is equally likely.
-        .filter(|b| *b < 248)
-        .take(length)
-        .map(|b| ALPHABET[(b % 62) as usize] as char)
-        .collect()
+    let mut urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom is readable");
+    let mut value = String::with_capacity(length);
+    let mut bytes = [0u8; 64];
+    while value.len() < length {
+        std::io::Read::read_exact(&mut urandom, &mut bytes).expect("/dev/urandom is readable");
+        // 62 * 4 = 248: the bytes above are dropped so that every character is as likely.
+        let wanted = length - value.len();
+        value.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 248)
+                .map(|b| ALPHABET[(b % 62) as usize] as char)
+                .take(wanted),
+        );
+    }
+    value
 }
 
 /// The ports to publish: the config's (name, container port, protocol, wanted host port),
@@ -299,22 +313,34 @@ fn wanted_ports(
     wanted
 }
 
-/// Whether a volume is a tmpfs: said so, or untyped with `tmpfs_*` options (the original
-/// Nua's samples write it that way).
+/// Whether a volume is a tmpfs: said so, or managed (the loader's default for an untyped
+/// one) with `tmpfs_*` options and no driver, as the original Nua's samples write it: no
+/// volume driver takes those options.
 fn is_tmpfs(volume: &Volume) -> bool {
     match volume.kind {
         Some(VolumeType::Tmpfs) => true,
-        None => volume
-            .options
-            .as_ref()
-            .is_some_and(|o| o.keys().any(|k| k.starts_with("tmpfs"))),
+        None | Some(VolumeType::Managed) => {
+            volume.driver.is_none()
+                && volume
+                    .options
+                    .as_ref()
+                    .is_some_and(|o| o.keys().any(|k| k.starts_with("tmpfs")))
+        }
         _ => false,
     }
 }
 
-fn option<'a>(volume: &'a Volume, names: &[&str]) -> Option<&'a serde_json::Value> {
+fn option<'a>(volume: &'a Volume, names: &[&'a str]) -> Option<&'a serde_json::Value> {
+    named_option(volume, names).map(|(_, v)| v)
+}
+
+/// The first of `names` the volume's options have, with its value.
+fn named_option<'a>(
+    volume: &'a Volume,
+    names: &[&'a str],
+) -> Option<(&'a str, &'a serde_json::Value)> {
     let options = volume.options.as_ref()?;
-    names.iter().find_map(|n| options.get(*n))
+    names.iter().find_map(|n| options.get(*n).map(|v| (*n, v)))
 }
 
 fn text(value: &serde_json::Value) -> String {
@@ -329,10 +355,11 @@ fn add_volume(plan: &mut Plan, app: &str, volume: &Volume) -> Result<(), Error> 
     let read_only = option(volume, &["read-only", "read_only", "readonly"])
         .is_some_and(|v| v == &serde_json::Value::Bool(true) || text(v) == "true");
     if is_tmpfs(volume) {
-        let size_bytes = option(volume, &["tmpfs_size", "tmpfs-size", "size"])
-            .map(|v| {
+        let size_bytes = named_option(volume, &["tmpfs_size", "tmpfs-size", "size"])
+            .map(|(name, v)| {
                 parse_size(&text(v)).ok_or_else(|| Error::BadSize {
                     target: target.clone(),
+                    option: name.to_owned(),
                     value: text(v),
                 })
             })

@@ -77,9 +77,8 @@ pub fn start(
             Err(crate::runtime::Error::PortTaken { port }) if attempt < PORT_RETRIES => {
                 engine.remove_container(&request.name)?;
                 taken.push(port);
-                let notes = plan.notes;
+                // The new plan says again what the first said, and that the port moved.
                 plan = local::plan(request, ports, &taken)?;
-                plan.notes = notes.into_iter().chain(plan.notes).collect();
             }
             Err(err) => {
                 // Leave nothing half-made behind.
@@ -170,8 +169,9 @@ pub fn foreground(
     on_outcome: &mut dyn FnMut(&Outcome),
     stop_timeout: Duration,
 ) -> Result<Outcome, Error> {
-    let finished = std::sync::atomic::AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
+        // The engine ends a followed log once the container has stopped, after its last
+        // lines: what an app prints as it shuts down or crashes is shown too.
         let follower = scope.spawn(|| {
             engine.logs(
                 name,
@@ -181,20 +181,17 @@ pub fn foreground(
                 },
                 &mut |line| {
                     output(line);
-                    if finished.load(std::sync::atomic::Ordering::Relaxed) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
+                    ControlFlow::Continue(())
                 },
             )
         });
         let outcome = watch(engine, name, interrupted, on_outcome);
-        if !matches!(outcome, Ok(Outcome::Exited { .. })) {
-            let _ = engine.stop_container(name, stop_timeout);
+        if !matches!(outcome, Ok(Outcome::Exited { .. }))
+            && engine.stop_container(name, stop_timeout).is_err()
+        {
+            // A container that cannot be stopped is removed by force, which ends its log.
+            let _ = engine.remove_container(name);
         }
-        // The log stream ends once the container has stopped.
-        finished.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = follower.join();
         outcome
     });
