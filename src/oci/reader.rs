@@ -71,13 +71,50 @@ impl ImageArchive {
     }
 
     /// Find the image, read its manifest and config, verify every blob.
+    ///
+    /// Layers are hashed on as many threads as there are cores (at most 4): hashing is what
+    /// a load or push of a local image waits for. Of several bad layers, the lowest is named.
     pub fn image(&self, opts: ReadOptions) -> Result<ImageInfo> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let info = self.describe()?;
-        for (layer, diff_id) in info.layers.iter().zip(&info.config.rootfs.diff_ids) {
-            let path = self.layer_path(layer);
-            self.verify_layer(&path, layer, opts.verify_diff_ids.then_some(diff_id))?;
+        let jobs: Vec<_> = info
+            .layers
+            .iter()
+            .zip(&info.config.rootfs.diff_ids)
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(jobs.len().max(1));
+        let next = AtomicUsize::new(0);
+        let verify = || {
+            let mut failed = None;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((layer, diff_id)) = jobs.get(i) else {
+                    return failed;
+                };
+                let path = self.layer_path(layer);
+                let diff_id = opts.verify_diff_ids.then_some(*diff_id);
+                if let Err(err) = self.verify_layer(&path, layer, diff_id) {
+                    // No need to hash the layers above a bad one.
+                    next.fetch_add(jobs.len(), Ordering::Relaxed);
+                    failed = failed.or(Some((i, err)));
+                }
+            }
+        };
+        let failures: Vec<(usize, Error)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (1..threads).map(|_| scope.spawn(verify)).collect();
+            let mut failures: Vec<_> = verify().into_iter().collect();
+            for worker in workers {
+                failures.extend(worker.join().expect("hashing a layer does not panic"));
+            }
+            failures
+        });
+        match failures.into_iter().min_by_key(|(i, _)| *i) {
+            Some((_, err)) => Err(err),
+            None => Ok(info),
         }
-        Ok(info)
     }
 
     /// Find the image and read its manifest and config, without reading the layers: for a

@@ -33,15 +33,32 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 /// layer's digest and size), before an engine sees any of it: an archive that lies about one
 /// layer is not to be trusted with the others, even those the engine will not be sent.
 pub fn open_image(path: &Path) -> Result<(ImageArchive, ImageInfo), Error> {
+    let (archive, info) = describe_image(path)?;
+    verify_image(&archive, path)?;
+    Ok((archive, info))
+}
+
+/// Open an image and read its manifest and config, not its layers: check those with
+/// [`verify_image`] before sending anything.
+pub fn describe_image(path: &Path) -> Result<(ImageArchive, ImageInfo), Error> {
     let not_an_image = |source| Error::NotAnImage {
         path: path.to_path_buf(),
         source,
     };
     let archive = ImageArchive::open(path).map_err(not_an_image)?;
-    let info = archive
-        .image(crate::oci::ReadOptions::default())
-        .map_err(not_an_image)?;
+    let info = archive.describe().map_err(not_an_image)?;
     Ok((archive, info))
+}
+
+/// Check the digest and size of every layer of an opened image.
+pub fn verify_image(archive: &ImageArchive, path: &Path) -> Result<(), Error> {
+    archive
+        .image(crate::oci::ReadOptions::default())
+        .map(|_| ())
+        .map_err(|source| Error::NotAnImage {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The DiffIDs of an image's layers, bottom first, as engines write them.

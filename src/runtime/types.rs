@@ -13,11 +13,18 @@ pub type Labels = BTreeMap<String, String>;
 pub struct LoadOptions {
     /// Leave out the layers the engine already has (falls back to everything if refused).
     pub thin: bool,
+    /// Hash every layer before sending anything. Only a caller that has just written the
+    /// image from a store whose blobs were hashed as they went in may skip it (the engine
+    /// still checks the DiffID of every layer it is sent).
+    pub verify: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { thin: true }
+        LoadOptions {
+            thin: true,
+            verify: true,
+        }
     }
 }
 

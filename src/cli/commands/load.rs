@@ -13,7 +13,13 @@ use crate::runtime::{Docker, Engine as _, Error, LoadOptions, Loaded};
 pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
     let loaded = engine
-        .load_image(&args.tarball, LoadOptions { thin: !args.full })
+        .load_image(
+            &args.tarball,
+            LoadOptions {
+                thin: !args.full,
+                verify: true,
+            },
+        )
         .with_context(|| format!("cannot load `{}`", args.tarball.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&loaded)?);
@@ -49,12 +55,14 @@ pub fn docker() -> anyhow::Result<Docker> {
         Err(err @ Error::Connect { denied: true, .. }) => {
             Err(anyhow::Error::new(err).context(Hint(
                 "Docker runs, but this user may not use its socket: join the `docker` group \
-                 (`sudo usermod -aG docker $USER`, then log in again), or run as root",
+                 (`sudo usermod -aG docker $USER`, then log in again), or run as root"
+                    .into(),
             )))
         }
         Err(err @ Error::Connect { .. }) => Err(anyhow::Error::new(err).context(Hint(
             "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), \
-             or point `DOCKER_HOST` at a daemon you can reach",
+             or point `DOCKER_HOST` at a daemon you can reach"
+                .into(),
         ))),
         Err(err) => Err(err.into()),
     }

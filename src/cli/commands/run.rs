@@ -67,7 +67,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (image, loaded, config) = match target {
         Target::App(path) => build_and_load(&engine, &path, args)?,
         Target::Image(path) => {
-            let loaded = load(&engine, &path, args.quiet)?;
+            let loaded = load(&engine, &path, LoadOptions::default(), args.quiet)?;
             let image = first_tag(&loaded, &path)?;
             let config = image_config(&engine, &image)?;
             (image, Some(loaded), config)
@@ -180,13 +180,15 @@ fn detached(
                 }
             }
             return Err(anyhow::anyhow!(message).context(Hint(
-                "fix the start command (`[run] start`) or what it needs; the container was removed",
+                "fix the start command (`[run] start`) or what it needs; the container was removed"
+                    .into(),
             )));
         }
         Outcome::Unhealthy { checks } => {
             return Err(
                 anyhow::anyhow!(unhealthy_message(name, checks)).context(Hint(
-                    "see its output with `nua logs NAME`; `nua stop NAME` removes it",
+                    format!("see its output with `nua logs {name}`; `nua stop {name}` removes it")
+                        .into(),
                 )),
             );
         }
@@ -262,10 +264,10 @@ fn hint_running(err: anyhow::Error, name: &str) -> anyhow::Error {
         .is_some_and(|e| matches!(e, supervise::Error::Running { .. }));
     if running {
         err.context(Hint(
-            "stop it first with `nua stop NAME`, or run another one with `--name`",
+            format!("stop it first with `nua stop {name}`, or run another one with `--name`")
+                .into(),
         ))
     } else {
-        let _ = name;
         err
     }
 }
@@ -305,14 +307,20 @@ fn build_and_load(
         Some(Output::LayoutDir(layout.path().to_path_buf())),
         None,
     )?;
-    let loaded = load(engine, layout.path(), args.quiet)?;
+    // The layout's blobs are hard links to the store's, hashed as they went in: no need to
+    // read them all again.
+    let trusted = LoadOptions {
+        thin: true,
+        verify: false,
+    };
+    let loaded = load(engine, layout.path(), trusted, args.quiet)?;
     let image = first_tag(&loaded, layout.path())?;
     Ok((image, Some(loaded), Some(built.app.config)))
 }
 
-fn load(engine: &Docker, path: &Path, quiet: bool) -> anyhow::Result<Loaded> {
+fn load(engine: &Docker, path: &Path, options: LoadOptions, quiet: bool) -> anyhow::Result<Loaded> {
     let loaded = engine
-        .load_image(path, LoadOptions { thin: true })
+        .load_image(path, options)
         .with_context(|| format!("cannot load `{}`", path.display()))?;
     if !quiet {
         let tag = loaded.tags.first().map_or("the image", String::as_str);
@@ -338,7 +346,7 @@ fn image_config(engine: &Docker, image: &str) -> anyhow::Result<Option<NuaConfig
             reference: image.to_owned(),
         })
         .context(Hint(
-            "give an app folder (built first), an image tarball, or load the image first",
+            "give an app folder (built first), an image tarball, or load the image first".into(),
         )));
     }
     let Some(bytes) = engine.read_image_file(image, CONFIG_PATH)? else {

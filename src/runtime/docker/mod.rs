@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::runtime::Runtime;
 
-use super::load::{diff_ids, open_image, thin_archive, ArchivePlan};
+use super::load::{describe_image, diff_ids, thin_archive, verify_image, ArchivePlan};
 use super::types::*;
 use super::{Engine, Error};
 
@@ -85,7 +85,8 @@ impl Docker {
     }
 
     /// The ChainIDs of the layer stacks the engine holds that matter for an image of config
-    /// `image_id`: all of its own when the engine has it, else every image's, every prefix.
+    /// `image_id`: all of its own when the engine has it, else those of every top-level
+    /// image, every prefix (an intermediate image's layers are a prefix of its child's).
     async fn chains(&self, image_id: &str) -> Result<HashSet<String>, Error> {
         // Loaded already (a no-op rebuild): no need to look at every other image.
         if let Ok(image) = self.client.inspect_image(image_id).await {
@@ -94,9 +95,7 @@ impl Docker {
         }
         let images = self
             .client
-            .list_images(Some(
-                query::ListImagesOptionsBuilder::default().all(true).build(),
-            ))
+            .list_images(Some(query::ListImagesOptionsBuilder::default().build()))
             .await
             .map_err(api("GET /images/json"))?;
         let inspected: Vec<_> = futures_util::stream::iter(images)
@@ -254,7 +253,25 @@ impl std::io::Write for ChannelWriter {
 
 impl Engine for Docker {
     fn load_image(&self, path: &Path, options: LoadOptions) -> Result<Loaded, Error> {
-        let (archive, info) = open_image(path)?;
+        let (archive, info) = describe_image(path)?;
+        // Every layer is checked before anything is sent; meanwhile, ask the engine which
+        // layers it has.
+        let (verified, present) = std::thread::scope(|scope| {
+            let verified = scope.spawn(|| match options.verify {
+                true => verify_image(&archive, path),
+                false => Ok(()),
+            });
+            let present = match options.thin {
+                true => {
+                    let id = info.config_descriptor.digest.to_string();
+                    self.runtime.block_on(self.chains(&id))
+                }
+                false => Ok(HashSet::new()),
+            };
+            (verified.join().expect("verifying does not panic"), present)
+        });
+        verified?;
+        let present = present?;
         let tags: Vec<String> = info.names.iter().map(|n| docker_tag(n)).collect();
         let everything = ArchivePlan::new(info.clone(), tags.clone(), &HashSet::new());
         // Send everything, as the file itself when it is one (an engine with its own image
@@ -265,8 +282,6 @@ impl Engine for Docker {
         };
         let layers = info.layers.len();
         let (tags, bytes_sent, layers_sent, fell_back) = if options.thin {
-            let id = info.config_descriptor.digest.to_string();
-            let present = self.runtime.block_on(self.chains(&id))?;
             let plan = ArchivePlan::new(info.clone(), tags, &present);
             match self.load_thin(path, &archive, &plan) {
                 Ok((tags, bytes)) => (tags, bytes, plan.layers_sent().count(), None),
