@@ -47,14 +47,14 @@ fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What the user can do about an error: attach it with `.context(Hint("…"))`; it is printed
+/// What the user can do about an error: attach it with `.context(Hint("…".into()))`; it is printed
 /// after the error chain as a `hint:` line rather than as part of the chain.
 #[derive(Debug)]
-pub struct Hint(pub &'static str);
+pub struct Hint(pub std::borrow::Cow<'static, str>);
 
 impl fmt::Display for Hint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(&self.0)
     }
 }
 
@@ -66,7 +66,7 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     };
     // anyhow finds a context of type `Hint` anywhere in the chain; its text is shown once,
     // on its own line, rather than as one more cause.
-    let hint = err.downcast_ref::<Hint>().map(|h| h.0.to_owned());
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0.to_string());
     let mut causes = err
         .chain()
         .map(|c| c.to_string())

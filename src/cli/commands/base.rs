@@ -201,7 +201,8 @@ fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
                     "there is no `base-images/` folder here to write `{name}.lock` in"
                 )
                 .context(Hint(
-                    "run it in a checkout of nua, set `NUA_BASE_IMAGES`, or give `--output FILE`",
+                    "run it in a checkout of nua, set `NUA_BASE_IMAGES`, or give `--output FILE`"
+                        .into(),
                 ))),
             };
         let lock = base::lock_base(&catalog, name, args.debian.mirror.as_deref(), &store)

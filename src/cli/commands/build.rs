@@ -266,7 +266,8 @@ fn prepare_output(output: &Output) -> anyhow::Result<()> {
                 return Err(
                     anyhow::anyhow!("`{}` is a folder", path.display()).context(Hint(
                         "give `--output` a file name for the tarball, or add `--oci-dir` to write \
-                     an OCI layout folder",
+                     an OCI layout folder"
+                            .into(),
                     )),
                 );
             }

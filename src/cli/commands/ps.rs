@@ -99,7 +99,7 @@ fn app(engine: &dyn Engine, name: &str) -> anyhow::Result<ContainerInfo> {
             "the container `{name}` was not started by `nua run`; use `docker` for it"
         )),
         None => Err(anyhow::anyhow!("no app named `{name}` is running")
-            .context(Hint("`nua ps` lists the apps `nua run` started"))),
+            .context(Hint("`nua ps` lists the apps `nua run` started".into()))),
     }
 }
 
