@@ -10,6 +10,7 @@ pub mod docker;
 pub mod http;
 pub mod proxy;
 pub mod registry;
+pub mod run;
 pub mod sandbox;
 pub mod token;
 
