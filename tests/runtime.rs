@@ -27,16 +27,16 @@ fn nua_load_streams_a_built_tarball_into_docker() {
     );
     let built: Value = serde_json::from_str(built.lines().last().unwrap()).unwrap();
 
-    // `--full`: the tarball as it is, whatever Docker already has.
+    // `--full`: every layer, whatever Docker already has (in an archive written from what
+    // was checked: the same blobs, without the OCI index).
     let loaded = run_ok(nua().arg("load").arg(&tarball).arg("--json").arg("--full"));
     let _image = LoadedImage("nua-static-site:1.0-1".into());
     let loaded: Value = serde_json::from_str(&loaded).unwrap();
     assert_eq!(loaded["tags"][0], "nua-static-site:1.0-1");
     assert_eq!(loaded["image_id"], built["config_digest"]);
-    assert_eq!(
-        loaded["bytes_sent"].as_u64().unwrap(),
-        std::fs::metadata(&tarball).unwrap().len()
-    );
+    let sent = loaded["bytes_sent"].as_u64().unwrap();
+    let size = std::fs::metadata(&tarball).unwrap().len();
+    assert!(sent * 10 > size * 9 && sent < size + 64 * 1024, "{sent} of {size}");
     assert_eq!(loaded["layers_sent"], loaded["layers"]);
 
     // Loaded again, thin: Docker has every layer, so only `manifest.json` and the config go.

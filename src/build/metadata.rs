@@ -126,20 +126,10 @@ pub fn labels(config: &NuaConfig, created: &str) -> BTreeMap<String, String> {
 /// The literal values of `[env]` (`KEY = "value"`, numbers, booleans), as the container
 /// would see them; computed ones (`from`, `random`, …) are only known at deployment.
 pub fn plain_env(config: &NuaConfig) -> Vec<(String, String)> {
-    use crate::config::EnvValue;
     config
         .env
         .iter()
-        .filter_map(|(key, value)| {
-            let text = match value {
-                EnvValue::Bool(b) => b.to_string(),
-                EnvValue::Int(i) => i.to_string(),
-                EnvValue::Float(f) => f.to_string(),
-                EnvValue::Str(s) => s.clone(),
-                EnvValue::Spec(_) => return None,
-            };
-            Some((key.clone(), text))
-        })
+        .filter_map(|(key, value)| Some((key.clone(), value.literal()?)))
         .collect()
 }
 

@@ -243,6 +243,10 @@ pub struct RunArgs {
     /// Name of the container [default: the app's id]
     #[arg(long)]
     pub name: Option<String>,
+    /// Let the nua-config of an image (not of an app folder) mount host folders with
+    /// `bind` or `directory` volumes
+    #[arg(long)]
+    pub allow_host_mounts: bool,
     /// Build every step again (for an app folder)
     #[arg(long)]
     pub no_cache: bool,
@@ -261,7 +265,7 @@ pub struct RunArgs {
     )]
     pub stop_timeout: u64,
     /// With `--detach`: print the result as JSON on stdout
-    #[arg(long)]
+    #[arg(long, requires = "detach")]
     pub json: bool,
     /// Say nothing but errors (the app's output is still shown)
     #[arg(short, long)]

@@ -332,6 +332,18 @@ pub enum EnvKind {
 }
 
 impl EnvValue {
+    /// The value as the container sees it, for a literal one (`KEY = "value"`, a number, a
+    /// boolean); `None` for one computed at deployment.
+    pub fn literal(&self) -> Option<String> {
+        match self {
+            EnvValue::Bool(b) => Some(b.to_string()),
+            EnvValue::Int(i) => Some(i.to_string()),
+            EnvValue::Float(f) => Some(f.to_string()),
+            EnvValue::Str(s) => Some(s.clone()),
+            EnvValue::Spec(_) => None,
+        }
+    }
+
     /// What kind of value this is.
     pub fn kind(&self) -> EnvKind {
         let on = |f: Option<Flag>| f.is_some_and(|f| f.0);

@@ -37,6 +37,9 @@ pub struct Request {
     pub config: Option<NuaConfig>,
     /// `KEY=VALUE` given on the command line, in order; they win over `[env]`.
     pub env: Vec<(String, String)>,
+    /// Whether `bind` and `directory` volumes may mount host folders: only when the config
+    /// comes from an app the user builds, never from an image (which could ask for `/`).
+    pub host_mounts: bool,
 }
 
 /// A port of the app and where it is published.
@@ -105,6 +108,12 @@ impl HostPorts for LocalPorts {
 pub enum Error {
     #[error("no free {protocol} port left on 127.0.0.1 for `{name}`", protocol = protocol.as_str())]
     NoFreePort { name: String, protocol: Protocol },
+    #[error(
+        "the image asks to mount the host folder `{}` at `{target}`; an image may not choose \
+         host folders unless `--allow-host-mounts` is given",
+        path.display()
+    )]
+    HostMount { path: PathBuf, target: String },
     #[error("the host folder `{}` of the bind volume `{target}` does not exist", path.display())]
     NoBindSource { path: PathBuf, target: String },
     #[error(
@@ -183,7 +192,7 @@ pub fn plan(request: &Request, ports: &dyn HostPorts, taken: &[u16]) -> Result<P
     };
     if let Some(config) = &request.config {
         for volume in &config.volume {
-            add_volume(&mut plan, &request.name, volume)?;
+            add_volume(&mut plan, &request.name, volume, request.host_mounts)?;
         }
     }
     Ok(plan)
@@ -198,37 +207,41 @@ fn labels(request: &Request) -> Labels {
 
 /// `[env]` plain values, random ones generated, then the overrides.
 fn environment(request: &Request, notes: &mut Vec<String>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
+    // Each variable once: Docker passes duplicates on, and programs differ on which of them
+    // they see.
     let overridden = |key: &str| request.env.iter().any(|(k, _)| k == key);
-    if let Some(config) = &request.config {
-        for (key, value) in &config.env {
-            let text = match value {
-                EnvValue::Bool(b) => b.to_string(),
-                EnvValue::Int(i) => i.to_string(),
-                EnvValue::Float(f) => f.to_string(),
-                EnvValue::Str(s) => s.clone(),
-                EnvValue::Spec(_) if overridden(key) => continue,
-                EnvValue::Spec(spec) if value.kind() == EnvKind::Random => {
-                    random_value(spec.length.unwrap_or(24) as usize)
-                }
-                EnvValue::Spec(spec) => {
-                    let from_deployment = value.kind() == EnvKind::From
-                        && spec.from.as_deref().is_none_or(str::is_empty);
-                    let what = if from_deployment {
-                        "from the deployment"
-                    } else {
-                        kind_name(value.kind())
-                    };
-                    notes.push(format!(
-                        "`{key}` is computed by a deployment ({what}); it is not set: give it with `--env {key}=…`"
-                    ));
-                    continue;
-                }
-            };
-            env.push((key.clone(), text));
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (key, value) in request.config.iter().flat_map(|c| &c.env) {
+        if overridden(key) {
+            continue;
+        }
+        let text = match value {
+            EnvValue::Spec(spec) if value.kind() == EnvKind::Random => {
+                random_value(spec.length.unwrap_or(24) as usize)
+            }
+            EnvValue::Spec(spec) => {
+                let from_deployment =
+                    value.kind() == EnvKind::From && spec.from.as_deref().is_none_or(str::is_empty);
+                let what = if from_deployment {
+                    "from the deployment"
+                } else {
+                    kind_name(value.kind())
+                };
+                notes.push(format!(
+                    "`{key}` is computed by a deployment ({what}); it is not set: give it with `--env {key}=…`"
+                ));
+                continue;
+            }
+            plain => plain.literal().unwrap_or_default(),
+        };
+        env.push((key.clone(), text));
+    }
+    // The overrides in the order given, the last of a key winning.
+    for (i, (key, value)) in request.env.iter().enumerate() {
+        if !request.env[i + 1..].iter().any(|(k, _)| k == key) {
+            env.push((key.clone(), value.clone()));
         }
     }
-    env.extend(request.env.iter().cloned());
     env
 }
 
@@ -294,13 +307,7 @@ fn wanted_ports(
         }
     }
     for exposed in &request.details.exposed_ports {
-        let (number, protocol) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
-        let protocol = if protocol == "udp" {
-            Protocol::Udp
-        } else {
-            Protocol::Tcp
-        };
-        let Ok(container) = number.parse::<u16>() else {
+        let Some((container, protocol)) = Protocol::parse_port(exposed) else {
             continue;
         };
         if !wanted
@@ -350,7 +357,7 @@ fn text(value: &serde_json::Value) -> String {
     }
 }
 
-fn add_volume(plan: &mut Plan, app: &str, volume: &Volume) -> Result<(), Error> {
+fn add_volume(plan: &mut Plan, app: &str, volume: &Volume, host_mounts: bool) -> Result<(), Error> {
     let target = volume.target.clone();
     let read_only = option(volume, &["read-only", "read_only", "readonly"])
         .is_some_and(|v| v == &serde_json::Value::Bool(true) || text(v) == "true");
@@ -378,6 +385,12 @@ fn add_volume(plan: &mut Plan, app: &str, volume: &Volume) -> Result<(), Error> 
     match volume.kind.unwrap_or(VolumeType::Managed) {
         VolumeType::Directory | VolumeType::Bind => {
             let source = PathBuf::from(volume.name.clone().unwrap_or_default());
+            if !host_mounts {
+                return Err(Error::HostMount {
+                    path: source,
+                    target,
+                });
+            }
             if volume.kind == Some(VolumeType::Directory) {
                 plan.directories.push(source.clone());
             } else if !source.exists() {

@@ -158,13 +158,15 @@ fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outcome, Error> 
 }
 
 /// Follow the container in the foreground: its output goes to `output` as it comes, health
-/// changes to `on_outcome` (`Healthy`, then possibly `Unhealthy`), until it exits, turns
-/// unhealthy or `interrupted` says so. The container is then stopped and removed (its named
-/// volumes stay), and the final outcome returned.
+/// changes to `on_outcome` (`Healthy`, and later `Unhealthy` or `Healthy` again as Docker
+/// says), until it exits, fails to become healthy, or `interrupted` says so. The container is
+/// then stopped (at once, if `hurry` says so while it stops) and removed, its named volumes
+/// kept, and the final outcome returned.
 pub fn foreground(
     engine: &dyn Engine,
     name: &str,
     interrupted: &(dyn Fn() -> bool + Sync),
+    hurry: &(dyn Fn() -> bool + Sync),
     output: &(dyn Fn(LogLine) + Sync),
     on_outcome: &mut dyn FnMut(&Outcome),
     stop_timeout: Duration,
@@ -186,11 +188,21 @@ pub fn foreground(
             )
         });
         let outcome = watch(engine, name, interrupted, on_outcome);
-        if !matches!(outcome, Ok(Outcome::Exited { .. }))
-            && engine.stop_container(name, stop_timeout).is_err()
-        {
-            // A container that cannot be stopped is removed by force, which ends its log.
-            let _ = engine.remove_container(name);
+        if !matches!(outcome, Ok(Outcome::Exited { .. })) {
+            let stopping = scope.spawn(|| engine.stop_container(name, stop_timeout));
+            let mut killed = false;
+            while !stopping.is_finished() {
+                if hurry() && !killed {
+                    // Asked again: no more grace period.
+                    let _ = engine.stop_container(name, Duration::ZERO);
+                    killed = true;
+                }
+                std::thread::sleep(POLL);
+            }
+            if !matches!(stopping.join(), Ok(Ok(()))) {
+                // A container that cannot be stopped is removed by force, which ends its log.
+                let _ = engine.remove_container(name);
+            }
         }
         let _ = follower.join();
         outcome
@@ -203,6 +215,9 @@ pub fn foreground(
     }
 }
 
+/// Until the container exits or the user interrupts: a container that does not get healthy
+/// ends the watch; one that was healthy and turns unhealthy is reported and left running, as
+/// Docker does (a slow moment is no reason to take an app down).
 fn watch(
     engine: &dyn Engine,
     name: &str,
@@ -214,6 +229,7 @@ fn watch(
     if !matches!(first, Outcome::Healthy | Outcome::Running) {
         return Ok(first);
     }
+    let mut last = HealthStatus::Healthy;
     loop {
         if interrupted() {
             return Ok(Outcome::Interrupted);
@@ -229,10 +245,12 @@ fn watch(
             });
         }
         if let Some(health) = info.health {
-            if health.status == HealthStatus::Unhealthy {
-                let outcome = Outcome::Unhealthy { checks: health.log };
-                on_outcome(&outcome);
-                return Ok(outcome);
+            if health.status != last && health.status != HealthStatus::Starting {
+                last = health.status;
+                on_outcome(&match last {
+                    HealthStatus::Unhealthy => Outcome::Unhealthy { checks: health.log },
+                    _ => Outcome::Healthy,
+                });
             }
         }
         std::thread::sleep(POLL);

@@ -149,20 +149,22 @@ impl ImageArchive {
 
     fn read_index(&self) -> Result<ImageInfo> {
         let index: Index = self.parse("index.json", None)?;
-        let mut names = Vec::new();
-        let mut chosen = None;
-        for d in &index.manifests {
-            if let Some(name) = d
-                .annotations
-                .get(ANNOTATION_CONTAINERD_NAME)
-                .or(d.annotations.get(ANNOTATION_REF_NAME))
-            {
-                names.push(name.clone());
-            }
-            chosen = chosen.or(Some(d.clone()));
-        }
+        let chosen = index.manifests.first().cloned();
         let mut manifest_descriptor =
             chosen.ok_or_else(|| self.invalid("`index.json` lists no manifest".into()))?;
+        // The names of the image read (one entry per name), not those of other images the
+        // index may list: they would be given to this one.
+        let names = index
+            .manifests
+            .iter()
+            .filter(|d| d.digest == manifest_descriptor.digest)
+            .filter_map(|d| {
+                d.annotations
+                    .get(ANNOTATION_CONTAINERD_NAME)
+                    .or(d.annotations.get(ANNOTATION_REF_NAME))
+                    .cloned()
+            })
+            .collect();
         // A multi-platform index: pick linux/amd64, else the first manifest.
         if manifest_descriptor.media_type == media_type::INDEX {
             let nested: Index = self.parse(

@@ -61,6 +61,64 @@ pub fn verify_image(archive: &ImageArchive, path: &Path) -> Result<(), Error> {
         })
 }
 
+/// A file of an image, read from its archive without an engine: the topmost layer that
+/// holds the file, or hides it with a whiteout, decides. `None` when the image has no such
+/// regular file; an error when it is larger than `limit`.
+pub fn read_image_file(
+    archive: &ImageArchive,
+    info: &ImageInfo,
+    path: &str,
+    limit: u64,
+) -> crate::oci::Result<Option<Vec<u8>>> {
+    let wanted = path.trim_start_matches('/');
+    let (dir, name) = wanted.rsplit_once('/').unwrap_or(("", wanted));
+    let whiteout = format!("{dir}/.wh.{name}");
+    let at = |e: io::Error| crate::oci::Error::Io {
+        path: archive_path(info, path),
+        source: e,
+    };
+    for layer in info.layers.iter().rev() {
+        let blob = archive.open_descriptor(layer)?;
+        let reader: Box<dyn Read> = match layer.media_type.as_str() {
+            m if m.ends_with("gzip") => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+            m if m.ends_with("zstd") => {
+                Box::new(zstd::stream::read::Decoder::new(blob).map_err(at)?)
+            }
+            _ => blob,
+        };
+        let mut hidden = false;
+        let mut tar = tar::Archive::new(reader);
+        for entry in tar.entries().map_err(at)? {
+            let mut entry = entry.map_err(at)?;
+            let raw = entry.path_bytes();
+            let entry_path = String::from_utf8_lossy(&raw);
+            let entry_path = entry_path.trim_start_matches("./").trim_start_matches('/');
+            if entry_path == wanted && entry.header().entry_type().is_file() {
+                if entry.size() > limit {
+                    return Err(at(io::Error::other(format!(
+                        "`{path}` is larger than {limit} bytes"
+                    ))));
+                }
+                let mut content = Vec::new();
+                entry.read_to_end(&mut content).map_err(at)?;
+                return Ok(Some(content));
+            }
+            let opaque = entry_path
+                .strip_suffix(".wh..wh..opq")
+                .is_some_and(|d| wanted.starts_with(d));
+            hidden |= entry_path == whiteout.trim_start_matches('/') || opaque;
+        }
+        if hidden {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+fn archive_path(info: &ImageInfo, path: &str) -> std::path::PathBuf {
+    format!("{}:{path}", info.config_descriptor.digest).into()
+}
+
 /// The DiffIDs of an image's layers, bottom first, as engines write them.
 pub fn diff_ids(info: &ImageInfo) -> Vec<String> {
     info.config
@@ -148,12 +206,21 @@ pub fn thin_archive(
             &mut &bytes[..],
         )
         .map_err(io)?;
+        // An image may hold one layer twice (the same blob at two places of the stack);
+        // `manifest.json` names it twice, the archive holds it once.
+        let mut written = HashSet::new();
         for layer in plan.layers_sent() {
+            if !written.insert(&layer.digest) {
+                continue;
+            }
             let mut reader = archive.open_descriptor(layer)?.take(layer.size);
             append(&layer.digest.blob_path(), layer.size, &mut reader).map_err(io)?;
         }
         tar.finish().map_err(io)?;
     }
+    // What is still buffered (the end of the archive) must reach the engine, and an error
+    // in sending it must not be lost in a drop.
+    counted.flush().map_err(io)?;
     Ok(counted.n)
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use docker::Docker;
-pub use load::{chain_ids, thin_archive, ArchivePlan};
+pub use load::{chain_ids, describe_image, read_image_file, thin_archive, ArchivePlan};
 pub use types::*;
 
 /// A container engine. Every method blocks; an engine can be shared between threads (one
@@ -73,6 +73,8 @@ pub enum Error {
         /// The socket is there but this user may not use it.
         denied: bool,
     },
+    #[error("`DOCKER_HOST={endpoint}` (or `DOCKER_TLS_VERIFY`) asks for TLS or SSH, which nua does not speak yet")]
+    UnsupportedHost { endpoint: String },
     #[error("cannot read `{}`", path.display())]
     Io {
         path: PathBuf,

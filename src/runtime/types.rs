@@ -68,6 +68,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// `8000/tcp`, `53/udp` or `8000` (tcp), as Docker writes exposed ports.
+    pub fn parse_port(text: &str) -> Option<(u16, Protocol)> {
+        let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return None,
+        };
+        Some((number.parse().ok()?, protocol))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,9 @@ enum Target {
 fn target(text: &str) -> Target {
     let path = Path::new(text);
     if path.is_dir() {
-        if path.join("index.json").is_file() || path.join("manifest.json").is_file() {
+        // An OCI layout says so with its `oci-layout` file (the image spec's MUST); an app
+        // folder may well hold a `manifest.json` or `index.json` of its own.
+        if path.join("oci-layout").is_file() {
             return Target::Image(path.to_path_buf());
         }
         return Target::App(path.to_path_buf());
@@ -58,30 +60,106 @@ fn is_tar(path: &Path) -> bool {
     }
 }
 
+/// Ctrl-C and SIGTERM, counted: the first stops the app, the second kills it, a third ends
+/// `nua` at once.
+struct Signals {
+    count: Arc<AtomicUsize>,
+    last: Arc<AtomicUsize>,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let count = Arc::new(AtomicUsize::new(0));
+        let last = Arc::new(AtomicUsize::new(0));
+        let hurried = Arc::new(AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM] {
+            // Runs first: exits on the third signal, once the second has set `hurried`.
+            signal_hook::flag::register_conditional_shutdown(
+                signal,
+                128 + signal,
+                Arc::clone(&hurried),
+            )?;
+            let (count, last, hurried) = (count.clone(), last.clone(), hurried.clone());
+            // SAFETY: the handler only does atomic operations, which are async-signal-safe.
+            unsafe {
+                signal_hook::low_level::register(signal, move || {
+                    last.store(signal as usize, Ordering::SeqCst);
+                    if count.fetch_add(1, Ordering::SeqCst) >= 1 {
+                        hurried.store(true, Ordering::SeqCst);
+                    }
+                })?;
+            }
+        }
+        Ok(Signals { count, last })
+    }
+
+    fn interrupted(&self) -> bool {
+        self.count.load(Ordering::SeqCst) >= 1
+    }
+
+    fn hurried(&self) -> bool {
+        self.count.load(Ordering::SeqCst) >= 2
+    }
+
+    /// 130 after Ctrl-C, 143 after SIGTERM, as shells say.
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(128 + self.last.load(Ordering::SeqCst).clamp(1, 127) as u8)
+    }
+}
+
+/// Remove the layout folders of `nua run`s that were killed while building (older than an
+/// hour, so as not to touch a run in progress).
+fn sweep_layouts(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < hour_ago);
+        if old && entry.file_name().to_string_lossy().starts_with("image-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let env = overrides(&args.env)?;
     let text = args.target.as_deref().unwrap_or(".");
     let target = target(text);
     // Fail before a long build when Docker is not there.
     let engine = docker()?;
+    let host_mounts = args.allow_host_mounts || matches!(target, Target::App(_));
     let (image, loaded, config) = match target {
         Target::App(path) => build_and_load(&engine, &path, args)?,
         Target::Image(path) => {
             let loaded = load(&engine, &path, LoadOptions::default(), args.quiet)?;
             let image = first_tag(&loaded, &path)?;
-            let config = image_config(&engine, &image)?;
+            let config = archive_config(&path)?;
             (image, Some(loaded), config)
         }
-        Target::Reference(reference) => {
-            let config = image_config(&engine, &reference)?;
-            (reference, None, config)
-        }
+        Target::Reference(reference) => (reference, None, None),
     };
-    let details = engine
-        .image(&image)?
-        .ok_or_else(|| crate::runtime::Error::NoSuchImage {
+    let details = engine.image(&image)?.ok_or_else(|| {
+        anyhow::Error::new(crate::runtime::Error::NoSuchImage {
             reference: image.clone(),
-        })?;
+        })
+        .context(Hint(
+            "give an app folder (built first) or an image tarball, or load the image first".into(),
+        ))
+    })?;
+
+    // From here on, Ctrl-C stops the app rather than this process; a second one kills it,
+    // a third ends this process at once.
+    let signals = Signals::register()?;
+    let config = match config {
+        Some(config) => Some(config),
+        None if loaded.is_none() => engine_config(&engine, &image)?,
+        None => None,
+    };
     let name = match (&args.name, &config) {
         (Some(name), _) => name.clone(),
         (None, Some(config)) => config.id().to_owned(),
@@ -90,22 +168,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let request = Request {
         name: name.clone(),
         image: image.clone(),
-        details: details.clone(),
+        details,
         config,
         env,
+        host_mounts,
     };
-
-    // From here on, Ctrl-C stops the app rather than this process; a second one ends this
-    // process at once.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&interrupted))?;
-        signal_hook::flag::register(signal, Arc::clone(&interrupted))?;
+    if signals.interrupted() {
+        return Ok(signals.exit_code());
     }
     let (plan, id) = supervise::start(&engine, &request, &LocalPorts)
         .map_err(anyhow::Error::new)
         .with_context(|| format!("cannot start `{name}`"))
-        .map_err(|e| hint_running(e, &name))?;
+        .map_err(|e| hint_start(e, &name))?;
     if !args.quiet {
         for note in &plan.notes {
             eprintln!("{note}");
@@ -116,7 +190,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let stop_timeout = Duration::from_secs(args.stop_timeout);
-    let is_interrupted = || interrupted.load(Ordering::Relaxed);
+    let interrupted = || signals.interrupted();
     if args.detach {
         return detached(
             &engine,
@@ -125,13 +199,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             &plan.published,
             &id,
             loaded,
-            &is_interrupted,
-        );
+            &interrupted,
+        )
+        .map(|code| code.unwrap_or_else(|| signals.exit_code()));
     }
     let outcome = supervise::foreground(
         &engine,
         &name,
-        &is_interrupted,
+        &interrupted,
+        &|| signals.hurried(),
         &print_line,
         &mut |outcome| report(&name, outcome, args.quiet),
         stop_timeout,
@@ -141,7 +217,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             if !args.quiet {
                 eprintln!("stopped and removed {name}");
             }
-            ExitCode::from(130)
+            signals.exit_code()
         }
         Outcome::Exited { code, .. } => {
             eprintln!("{name} exited with code {code}");
@@ -163,7 +239,7 @@ fn detached(
     id: &str,
     loaded: Option<Loaded>,
     interrupted: &dyn Fn() -> bool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Option<ExitCode>> {
     let name = &request.name;
     let outcome = supervise::wait_ready(engine, name, interrupted)?;
     match &outcome {
@@ -192,7 +268,8 @@ fn detached(
                 )),
             );
         }
-        Outcome::Interrupted => return Ok(ExitCode::from(130)),
+        // Ctrl-C while waiting: the app stays, as asked with `--detach`.
+        Outcome::Interrupted => return Ok(None),
         Outcome::Healthy | Outcome::Running => report(name, &outcome, args.quiet),
     }
     if args.json {
@@ -207,7 +284,7 @@ fn detached(
         });
         println!("{json}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(ExitCode::SUCCESS))
 }
 
 fn report(name: &str, outcome: &Outcome, quiet: bool) {
@@ -258,18 +335,20 @@ fn port_line(port: &Published) -> String {
     )
 }
 
-fn hint_running(err: anyhow::Error, name: &str) -> anyhow::Error {
-    let running = err
-        .downcast_ref::<supervise::Error>()
-        .is_some_and(|e| matches!(e, supervise::Error::Running { .. }));
-    if running {
-        err.context(Hint(
+fn hint_start(err: anyhow::Error, name: &str) -> anyhow::Error {
+    let hint = match err.downcast_ref::<supervise::Error>() {
+        Some(supervise::Error::Running { .. }) => {
             format!("stop it first with `nua stop {name}`, or run another one with `--name`")
-                .into(),
-        ))
-    } else {
-        err
-    }
+        }
+        Some(supervise::Error::Foreign { .. }) => {
+            "give the app another container name with `--name`".to_owned()
+        }
+        Some(supervise::Error::Plan(crate::deploy::local::Error::HostMount { .. })) => {
+            "read the image's nua-config (`nua-pack inspect`) before allowing it".to_owned()
+        }
+        _ => return err,
+    };
+    err.context(Hint(hint.into()))
 }
 
 /// Build the app with the build cache into a layout folder in the cache (its blobs are
@@ -298,6 +377,7 @@ fn build_and_load(
     };
     let runs = settings::cache_dir()?.join("run");
     fs_err::create_dir_all(&runs)?;
+    sweep_layouts(&runs);
     let layout = tempfile::Builder::new()
         .prefix("image-")
         .tempdir_in(&runs)
@@ -339,22 +419,27 @@ fn first_tag(loaded: &Loaded, path: &Path) -> anyhow::Result<String> {
     })
 }
 
-/// The nua-config the build put in the image, if it has one.
-fn image_config(engine: &Docker, image: &str) -> anyhow::Result<Option<NuaConfig>> {
-    if engine.image(image)?.is_none() {
-        return Err(anyhow::Error::new(crate::runtime::Error::NoSuchImage {
-            reference: image.to_owned(),
-        })
-        .context(Hint(
-            "give an app folder (built first), an image tarball, or load the image first".into(),
-        )));
-    }
+/// The nua-config the build put in an image Docker has, if it has one.
+fn engine_config(engine: &Docker, image: &str) -> anyhow::Result<Option<NuaConfig>> {
     let Some(bytes) = engine.read_image_file(image, CONFIG_PATH)? else {
         return Ok(None);
     };
-    let config = serde_json::from_slice(&bytes)
-        .with_context(|| format!("`{CONFIG_PATH}` of the image `{image}` is not a nua-config"))?;
-    Ok(Some(config))
+    parse_config(&bytes, image).map(Some)
+}
+
+/// The nua-config the build put in an image tarball or layout, read from its layers.
+fn archive_config(path: &Path) -> anyhow::Result<Option<NuaConfig>> {
+    let (archive, info) = crate::runtime::describe_image(path)?;
+    let bytes = crate::runtime::read_image_file(&archive, &info, CONFIG_PATH, 4 << 20)
+        .with_context(|| format!("cannot read `{CONFIG_PATH}` in `{}`", path.display()))?;
+    bytes
+        .map(|b| parse_config(&b, &path.display().to_string()))
+        .transpose()
+}
+
+fn parse_config(bytes: &[u8], image: &str) -> anyhow::Result<NuaConfig> {
+    serde_json::from_slice(bytes)
+        .with_context(|| format!("`{CONFIG_PATH}` of the image `{image}` is not a nua-config"))
 }
 
 /// A container name from an image reference: `registry/team/app:1.0` → `app`.

@@ -90,17 +90,36 @@ fn request(extra: Option<&str>, exposed: &[&str], env: &[(&str, &str)]) -> Reque
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        host_mounts: true,
     }
 }
 
-/// The environment the container sees: the last value of each key wins, as in Docker.
+/// The environment the container sees. Each key must come once: Docker passes duplicates
+/// on, and programs differ on which one they take.
 fn effective(env: &[String]) -> BTreeMap<String, String> {
-    env.iter()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("KEY=VALUE");
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
+    let mut seen = BTreeMap::new();
+    for kv in env {
+        let (k, v) = kv.split_once('=').expect("KEY=VALUE");
+        let before = seen.insert(k.to_owned(), v.to_owned());
+        assert!(before.is_none(), "`{k}` is set twice: {env:?}");
+    }
+    seen
+}
+
+#[test]
+fn an_image_may_not_mount_host_folders_unless_allowed() {
+    let extra = "[[volume]]\ntype = \"bind\"\nname = \"/\"\ntarget = \"/host\"\n";
+    let mut from_image = request(Some(extra), &[], &[]);
+    from_image.host_mounts = false;
+    let err = plan(&from_image, &Ports::free(), &[]).unwrap_err();
+    assert!(
+        matches!(&err, Error::HostMount { path, target } if path == Path::new("/") && target == "/host"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--allow-host-mounts"), "{err}");
+    from_image.host_mounts = true;
+    let allowed = plan(&from_image, &Ports::free(), &[]).unwrap();
+    assert_eq!(allowed.spec.mounts.len(), 1);
 }
 
 fn moved(wanted: u16, name: &str, other: u16) -> String {

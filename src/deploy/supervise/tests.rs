@@ -71,6 +71,7 @@ fn request(extra: &str) -> Request {
         details: ImageDetails::default(),
         config: Some(config),
         env: Vec::new(),
+        host_mounts: true,
     }
 }
 
@@ -455,6 +456,7 @@ fn follow(engine: &FakeEngine, interrupt_on: usize) -> Followed {
         engine,
         APP,
         &interrupted,
+        &|| false,
         &print,
         &mut |o: &Outcome| outcomes.push(o.clone()),
         TIMEOUT,
@@ -577,7 +579,16 @@ fn foreground_of_no_container_is_an_error() {
     let engine = engine(Script::default());
     let interrupted = || false;
     let print = |_: LogLine| {};
-    let err = foreground(&engine, APP, &interrupted, &print, &mut |_| {}, TIMEOUT).unwrap_err();
+    let err = foreground(
+        &engine,
+        APP,
+        &interrupted,
+        &|| false,
+        &print,
+        &mut |_| {},
+        TIMEOUT,
+    )
+    .unwrap_err();
     assert!(
         matches!(
             &err,

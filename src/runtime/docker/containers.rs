@@ -446,15 +446,7 @@ fn container_info(c: models::ContainerInspectResponse) -> ContainerInfo {
         .and_then(|h| h.port_bindings)
         .unwrap_or_default();
     for (key, list) in bindings {
-        let Some((number, protocol)) = key.split_once('/') else {
-            continue;
-        };
-        let protocol = if protocol == "udp" {
-            Protocol::Udp
-        } else {
-            Protocol::Tcp
-        };
-        let Ok(container) = number.parse() else {
+        let Some((container, protocol)) = Protocol::parse_port(&key) else {
             continue;
         };
         for binding in list.unwrap_or_default() {
@@ -491,6 +483,9 @@ fn container_info(c: models::ContainerInspectResponse) -> ContainerInfo {
     }
 }
 
+/// The longest piece of output held while waiting for the end of its line.
+const MAX_LINE: usize = 64 * 1024;
+
 /// Log chunks cut into lines, each stream apart (a frame may hold part of a line).
 #[derive(Default)]
 struct Lines {
@@ -517,6 +512,15 @@ impl Lines {
                 text: String::from_utf8_lossy(&line[..end])
                     .trim_end_matches('\r')
                     .to_owned(),
+            });
+        }
+        // Output that never ends a line (progress drawn with `\r`, binary data) is passed
+        // on in pieces rather than held without bound.
+        if buffer.len() >= MAX_LINE {
+            let piece: Vec<u8> = std::mem::take(buffer);
+            lines.push(LogLine {
+                stream,
+                text: String::from_utf8_lossy(&piece).into_owned(),
             });
         }
         lines

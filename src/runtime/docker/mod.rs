@@ -1,5 +1,7 @@
-//! [`Engine`] on Docker Engine through bollard, over `DOCKER_HOST` or the default socket, with
-//! the API version negotiated so that Docker 20.10 (API 1.41) and newer all answer.
+//! [`Engine`] on Docker Engine through bollard, over `DOCKER_HOST` (`unix://` or `tcp://`) or
+//! the default socket. Docker 20.10 (API 1.41) and newer answer: the version is negotiated,
+//! and bollard 0.19 sends requests without a version prefix, so each daemon answers in its
+//! own API version, whose fields this module reads only where 1.41 has them too.
 
 mod containers;
 
@@ -25,6 +27,11 @@ pub struct Docker {
 
 /// The largest file [`Engine::read_image_file`] returns (a nua-config.json is a few kB).
 const MAX_FILE: u64 = 4 * 1024 * 1024;
+/// How long the daemon has to answer the first ping.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any other request may wait for its answer (a load of gigabytes, a stop with a
+/// long grace period).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(6 * 60 * 60);
 
 fn api(call: &'static str) -> impl FnOnce(BollardError) -> Error {
     move |source| Error::Api { call, source }
@@ -46,11 +53,22 @@ fn message(err: &BollardError) -> String {
 }
 
 impl Docker {
-    /// Connect and negotiate the API version; fails at once when no daemon answers.
+    /// Connect and negotiate the API version; fails within seconds when no daemon answers.
     pub fn connect() -> Result<Self, Error> {
         let endpoint = std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
-        let runtime = tokio::runtime::Builder::new_current_thread()
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        // bollard is built without TLS and SSH: say so rather than fail to connect, or talk
+        // plain HTTP to a daemon that expects TLS.
+        let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
+        if endpoint.starts_with("ssh://") || endpoint.starts_with("https://") || tls {
+            return Err(Error::UnsupportedHost { endpoint });
+        }
+        // Two threads use the engine at once (one follows logs while the other watches
+        // health); with a worker of its own, neither waits for the other's I/O.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|source| Error::Io {
@@ -76,11 +94,15 @@ impl Docker {
         let client = bollard::Docker::connect_with_defaults().map_err(connect)?;
         let client = runtime
             .block_on(async {
-                let client = client.negotiate_version().await?;
-                client.ping().await?;
-                Ok(client)
+                let quick = client.clone().with_timeout(CONNECT_TIMEOUT);
+                quick.ping().await?;
+                client.negotiate_version().await
             })
             .map_err(connect)?;
+        // bollard gives up on a request after 2 minutes without response headers by
+        // default; Docker answers a load only once it has registered every layer, and a stop
+        // once the app is down.
+        let client = client.with_timeout(REQUEST_TIMEOUT);
         Ok(Self { client, runtime })
     }
 
@@ -113,48 +135,54 @@ impl Docker {
         Ok(chains)
     }
 
-    /// Send an archive body to `POST /images/load`; the tags Docker says it loaded.
+    /// Send an archive body to `POST /images/load`; what Docker says it loaded: tags, or
+    /// image IDs for an image without a name.
     async fn post_load(
         &self,
         path: &Path,
         body: impl futures_util::Stream<Item = Bytes> + Send + 'static,
     ) -> Result<Vec<String>, Error> {
+        let refused = |message| Error::LoadRefused {
+            path: path.to_path_buf(),
+            message,
+        };
         let options = query::ImportImageOptionsBuilder::default()
             .quiet(true)
             .build();
+        // Docker answers 200 and reports a refusal inside the stream of messages, which
+        // bollard turns into `DockerStreamError`.
         let messages: Vec<_> = self
             .client
             .import_image_stream(options, body, None)
             .try_collect()
             .await
             .map_err(|source| match source {
-                BollardError::DockerResponseServerError { message, .. } => Error::LoadRefused {
-                    path: path.to_path_buf(),
-                    message,
-                },
+                BollardError::DockerResponseServerError { message, .. } => refused(message),
+                BollardError::DockerStreamError { error } => refused(error),
                 source => Error::Api {
                     call: "POST /images/load",
                     source,
                 },
             })?;
-        let mut tags = Vec::new();
+        let mut loaded = Vec::new();
         for message in messages {
             if let Some(error) = message.error {
-                return Err(Error::LoadRefused {
-                    path: path.to_path_buf(),
-                    message: error,
-                });
+                return Err(refused(error));
             }
             let text = message.stream.unwrap_or_default();
-            if let Some(tag) = text.trim().strip_prefix("Loaded image: ") {
-                tags.push(tag.to_owned());
+            let text = text.trim();
+            if let Some(name) = text
+                .strip_prefix("Loaded image: ")
+                .or_else(|| text.strip_prefix("Loaded image ID: "))
+            {
+                loaded.push(name.to_owned());
             }
         }
-        Ok(tags)
+        Ok(loaded)
     }
 
-    /// Stream a thin archive, written by a thread from `archive`, into the engine.
-    fn load_thin(
+    /// Stream the archive of `plan`, written by a thread from `archive`, into the engine.
+    fn send(
         &self,
         path: &Path,
         archive: &crate::oci::ImageArchive,
@@ -172,31 +200,15 @@ impl Docker {
             });
             let written = writer.join().expect("the archive writer does not panic");
             match (tags, written) {
-                // A writer error ends the body early; say why rather than what Docker saw.
-                (_, Err(source)) => Err(Error::NotAnImage {
+                // When Docker refuses, it closes the connection and the writer fails too:
+                // Docker's reason is the one to give.
+                (Err(err), _) => Err(err),
+                (Ok(_), Err(source)) => Err(Error::NotAnImage {
                     path: path.to_path_buf(),
                     source,
                 }),
-                (Err(err), _) => Err(err),
                 (Ok(tags), Ok(bytes)) => Ok((tags, bytes)),
             }
-        })
-    }
-
-    /// Stream a tarball as it is into the engine.
-    fn load_file(&self, path: &Path) -> Result<(Vec<String>, u64), Error> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        self.runtime.block_on(async {
-            let file = tokio::fs::File::open(path).await.map_err(io)?;
-            let size = file.metadata().await.map_err(io)?.len();
-            // A read error ends the body early, and the engine refuses a truncated archive.
-            let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
-                .take_while(|chunk| futures_util::future::ready(chunk.is_ok()))
-                .map(|chunk| chunk.unwrap_or_else(|_| Bytes::new()));
-            Ok((self.post_load(path, body).await?, size))
         })
     }
 
@@ -216,7 +228,9 @@ impl Docker {
             .map_err(api("GET /images/{name}/json"))?;
         let image_id = inspect.id.unwrap_or_default();
         let expected = info.config_descriptor.digest.to_string();
-        if image_id != expected {
+        // Docker's own image store names an image by its config; its containerd store, by
+        // its manifest.
+        if image_id != expected && image_id != info.manifest_descriptor.digest.to_string() {
             return Err(Error::IdMismatch {
                 path: path.to_path_buf(),
                 tag: first.clone(),
@@ -273,17 +287,15 @@ impl Engine for Docker {
         verified?;
         let present = present?;
         let tags: Vec<String> = info.names.iter().map(|n| docker_tag(n)).collect();
+        // Even a full load sends an archive written from what was checked, never the file
+        // as it is: Docker reads `manifest.json`, which a hostile tarball could make say
+        // other things than the OCI index that was checked.
         let everything = ArchivePlan::new(info.clone(), tags.clone(), &HashSet::new());
-        // Send everything, as the file itself when it is one (an engine with its own image
-        // store reads the OCI index of it rather than `manifest.json`).
-        let full = || match path.is_file() {
-            true => self.load_file(path),
-            false => self.load_thin(path, &archive, &everything),
-        };
+        let full = || self.send(path, &archive, &everything);
         let layers = info.layers.len();
         let (tags, bytes_sent, layers_sent, fell_back) = if options.thin {
             let plan = ArchivePlan::new(info.clone(), tags, &present);
-            match self.load_thin(path, &archive, &plan) {
+            match self.send(path, &archive, &plan) {
                 Ok((tags, bytes)) => (tags, bytes, plan.layers_sent().count(), None),
                 // The engine could not use the layers it has (another image store, or a
                 // layer removed since it was listed): send everything.
