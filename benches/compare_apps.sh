@@ -28,7 +28,9 @@
 # Tarball: docker build + `docker save -o` (uncompressed layers); buildah bud +
 # `buildah push IMG oci-archive:FILE` (gzip layers); nua-pack writes its tarball (gzip
 # layers) anyway. "to tarball" = the build plus the export, both timed in the same run.
-# nua-pack's image is also `docker load`ed (timed) to give "image in Docker's store".
+# nua-pack's image is also `docker load`ed (timed) to give "image in Docker's store", and
+# loaded with `nua load` (thin: the layers Docker has are not sent), each from the state
+# "base in Docker, this image not" (the image is removed with `docker rmi` before each).
 #
 # The proxy CA: PyPI and npm may only be reachable through a TLS-inspecting proxy whose CA
 # is in the host's bundle (HOST_CA) and not in the base's. Those extra CAs (PEM, the host's
@@ -73,6 +75,11 @@ if [ -z "${NUA_PACK:-}" ]; then
     NUA_PACK=$PWD/target/release/nua-pack
 fi
 pack=$NUA_PACK
+# `nua load` (thin: only the layers Docker lacks) is timed beside `docker load`.
+if [ -z "${NUA:-}" ]; then
+    cargo build --release --locked --bin nua >/dev/null 2>&1
+    NUA=$PWD/target/release/nua
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/apps-bench.XXXXXX")
 docker_ids=()           # every docker image this script built or loaded, removed at exit
@@ -284,6 +291,11 @@ run_nua() {
         rec "$app|nua|${phase}_tar" "$LAST_T"
         [ "$phase" = cold ] && { rec "$app|nua|rss" "$LAST_RSS"; rec "$app|nua|own" "$LAST_OWN"; }
         local tbuild=$LAST_T
+        # Both loads start from the same state: the base in Docker, this image not.
+        "$DOCKER" rmi -f "$tag" >/dev/null 2>&1 || true
+        measure "$NUA" load "$out" || fail "nua load of nua-pack's $out"
+        rec "$app|nua_thin|$phase" "$(sum "$tbuild" "$LAST_T")"
+        "$DOCKER" rmi -f "$tag" >/dev/null 2>&1 || true
         measure "$DOCKER" load -q -i "$out" || fail "docker load of nua-pack's $out"
         rec "$app|nua|$phase" "$(sum "$tbuild" "$LAST_T")"
         docker_ids+=("$("$DOCKER" image inspect -f '{{.Id}}' "$tag")")
@@ -396,6 +408,7 @@ for app in $APPS; do
     n() { nua_or_na "$app" secs "$1"; }
     echo "| $app | \`nua-pack build\` (writes the tarball) | — | — | — | $(n "$app|nua|cold_tar") | $(n "$app|nua|noop_tar") | $(n "$app|nua|edit_tar") |"
     echo "| $app | \`nua-pack build\` + \`docker load\` | $(n "$app|nua|cold") | $(n "$app|nua|noop") | $(n "$app|nua|edit") | — | — | — |"
+    echo "| $app | \`nua-pack build\` + \`nua load\` (thin) | $(n "$app|nua_thin|cold") | $(n "$app|nua_thin|noop") | $(n "$app|nua_thin|edit") | — | — | — |"
     for tool in classic buildkit buildah; do
         case $tool in
             classic) name="\`docker build\` classic (+ \`docker save\`)" ;;
