@@ -34,9 +34,11 @@ pub trait Engine: Sync {
     fn create_volume(&self, spec: &VolumeSpec) -> Result<(), Error>;
     /// The names of the volumes carrying `label=value`.
     fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
+    /// Remove a volume and its data; one that does not exist is no error.
     fn remove_volume(&self, name: &str) -> Result<(), Error>;
     /// Create a bridge network; an existing one of that name is kept.
     fn create_network(&self, name: &str, labels: &Labels) -> Result<(), Error>;
+    /// Remove a network; one that does not exist is no error.
     fn remove_network(&self, name: &str) -> Result<(), Error>;
 
     /// Create a container (not started); returns its ID.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+/// Labels of a container, volume or network, sorted by key.
 pub type Labels = BTreeMap<String, String>;
 
 /// How to load an image.
@@ -60,6 +61,7 @@ pub struct ImageDetails {
     pub has_healthcheck: bool,
 }
 
+/// The transport of a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -79,6 +81,7 @@ impl Protocol {
         Some((number.parse().ok()?, protocol))
     }
 
+    /// `tcp` or `udp`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
@@ -129,6 +132,7 @@ impl Mount {
     }
 }
 
+/// A named volume to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VolumeSpec {
     pub name: String,
@@ -164,6 +168,7 @@ pub enum State {
     Dead,
 }
 
+/// What Docker says of a container's health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
@@ -179,6 +184,7 @@ pub struct CheckResult {
     pub output: String,
 }
 
+/// A container's health: its status and the last checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
     pub status: HealthStatus,
@@ -201,6 +207,7 @@ pub struct ContainerInfo {
     pub labels: Labels,
 }
 
+/// Which output [`Engine::logs`](super::Engine::logs) gives.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogOptions {
     pub follow: bool,
@@ -208,6 +215,7 @@ pub struct LogOptions {
     pub tail: Option<u64>,
 }
 
+/// Which of a container's outputs a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
@@ -222,6 +230,7 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// What a command run in a container printed, and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
     pub exit_code: i64,

@@ -4,6 +4,8 @@
 //! own API version, whose fields this module reads only where 1.41 has them too.
 
 mod containers;
+mod output;
+mod storage;
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -20,6 +22,7 @@ use super::load::{describe_image, diff_ids, thin_archive, verify_image, ArchiveP
 use super::types::*;
 use super::{Engine, Error};
 
+/// Docker Engine, through its API socket.
 pub struct Docker {
     client: bollard::Docker,
     runtime: Runtime,
