@@ -36,7 +36,10 @@ fn nua_load_streams_a_built_tarball_into_docker() {
     assert_eq!(loaded["image_id"], built["config_digest"]);
     let sent = loaded["bytes_sent"].as_u64().unwrap();
     let size = std::fs::metadata(&tarball).unwrap().len();
-    assert!(sent * 10 > size * 9 && sent < size + 64 * 1024, "{sent} of {size}");
+    assert!(
+        sent * 10 > size * 9 && sent < size + 64 * 1024,
+        "{sent} of {size}"
+    );
     assert_eq!(loaded["layers_sent"], loaded["layers"]);
 
     // Loaded again, thin: Docker has every layer, so only `manifest.json` and the config go.
