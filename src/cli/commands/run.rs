@@ -292,7 +292,7 @@ fn report(name: &str, outcome: &Outcome, quiet: bool) {
         Outcome::Healthy if !quiet => eprintln!("{name} is healthy"),
         Outcome::Running if !quiet => eprintln!("{name} is running"),
         Outcome::Unhealthy { checks } => {
-            eprintln!("error: {}", unhealthy_message(name, checks));
+            eprintln!("{}", unhealthy_message(name, checks));
         }
         _ => {}
     }
