@@ -233,3 +233,173 @@ fn nua_load_of_a_rebuilt_image_is_thin() {
     assert!(status.contains("200"), "GET / answered {status}: {body}");
     assert!(body.contains(&unique), "{body}");
 }
+
+/// A Docker API that refuses the first `refusals` loads (as an engine that cannot use a
+/// partial archive does: status 200, the error inside the stream) and accepts the next,
+/// recording the size of every load body. Docker 20.10 here accepts every thin archive, so
+/// the fallback can only be driven by a daemon that refuses; everything else the load does
+/// (verification, archive, the checks after) runs as against the real one.
+struct RefusingDocker {
+    acceptor: common::http::Acceptor,
+    loads: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl RefusingDocker {
+    fn start(refusals: usize, tag: &str, config: &str, diff_ids: Vec<String>) -> RefusingDocker {
+        use common::http::{Framing, Head};
+        use std::io::{BufRead, BufReader, Read, Write};
+        let loads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tag, config) = (tag.to_owned(), config.to_owned());
+        let seen = loads.clone();
+        let acceptor = common::http::Acceptor::start(move |conn| {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut conn = conn;
+            while let Ok(Some(head)) = Head::read(&mut reader) {
+                let mut body = 0u64;
+                match head.request_framing() {
+                    Framing::Chunked => loop {
+                        let mut size = String::new();
+                        reader.read_line(&mut size).unwrap();
+                        let size = u64::from_str_radix(size.trim(), 16).unwrap();
+                        let mut chunk = Vec::new();
+                        (&mut reader)
+                            .take(size + 2)
+                            .read_to_end(&mut chunk)
+                            .unwrap();
+                        body += size;
+                        if size == 0 {
+                            break;
+                        }
+                    },
+                    Framing::Length(n) => {
+                        std::io::copy(&mut (&mut reader).take(n), &mut std::io::sink()).unwrap();
+                    }
+                    _ => {}
+                }
+                let (method, target) = head.method_and_target();
+                let loaded = seen.lock().unwrap().len() > refusals;
+                let (status, json) = if target.ends_with("/_ping") {
+                    (200, "OK".to_owned())
+                } else if target.ends_with("/version") {
+                    (
+                        200,
+                        r#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"20.10.24"}"#
+                            .to_owned(),
+                    )
+                } else if method == "POST" && target.contains("/images/load") {
+                    let mut loads = seen.lock().unwrap();
+                    loads.push(body);
+                    if loads.len() <= refusals {
+                        (200, r#"{"errorDetail":{"message":"refused for the test"},"error":"refused for the test"}"#.to_owned() + "\n")
+                    } else {
+                        (200, format!("{{\"stream\":\"Loaded image: {tag}\\n\"}}\n"))
+                    }
+                } else if target.contains("/images/json") {
+                    (200, "[]".to_owned())
+                } else if target.contains("/images/") && loaded {
+                    let layers = serde_json::to_string(&diff_ids).unwrap();
+                    (
+                        200,
+                        format!(
+                            r#"{{"Id":"{config}","RepoTags":["{tag}"],"RootFS":{{"Type":"layers","Layers":{layers}}}}}"#
+                        ),
+                    )
+                } else {
+                    (404, r#"{"message":"No such image"}"#.to_owned())
+                };
+                let reason = if status == 200 { "OK" } else { "Not Found" };
+                let response = format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                    json.len()
+                );
+                if conn.write_all(response.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        RefusingDocker { acceptor, loads }
+    }
+
+    fn host(&self) -> String {
+        format!("tcp://{}", self.acceptor.addr())
+    }
+}
+
+/// A small image tarball made with the library, and its config digest and DiffIDs.
+fn small_image(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, String, Vec<String>) {
+    use nua::oci::{
+        write_image, write_tarball, BlobStore, ContainerConfig, ImageName, ImageSpec, LayerOptions,
+        LayerWriter, Meta,
+    };
+    let store = BlobStore::open(&dir.join("store")).unwrap();
+    let mut layers = Vec::new();
+    for i in 0..2 {
+        let mut layer = LayerWriter::new(&store, LayerOptions::default()).unwrap();
+        layer
+            .add_bytes(&format!("file{i}"), &Meta::new(0o644), &noise(i, 4096))
+            .unwrap();
+        layers.push(layer.finish().unwrap());
+    }
+    let image = write_image(
+        &store,
+        &ImageSpec::new(layers, ContainerConfig::default(), 1_700_000_000),
+    )
+    .unwrap();
+    let tarball = dir.join("small.tar");
+    write_tarball(&store, &image, &[ImageName::parse(tag).unwrap()], &tarball).unwrap();
+    let archive = nua::oci::ImageArchive::open(&tarball).unwrap();
+    let info = archive.describe().unwrap();
+    let diff_ids = info
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    (tarball, info.config_descriptor.digest.to_string(), diff_ids)
+}
+
+#[test]
+fn a_refused_thin_load_falls_back_to_every_layer() {
+    let work = temp_dir();
+    let tag = "nua-fallback:1";
+    let (tarball, config, diff_ids) = small_image(work.path(), tag);
+    let docker = RefusingDocker::start(1, tag, &config, diff_ids);
+
+    let out = run_ok(
+        nua()
+            .arg("load")
+            .arg(&tarball)
+            .arg("--json")
+            .env("DOCKER_HOST", docker.host()),
+    );
+    let loaded: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(loaded["fell_back"], "refused for the test", "{loaded}");
+    assert_eq!(loaded["image_id"], config.as_str());
+    assert_eq!(loaded["layers_sent"], loaded["layers"]);
+    let loads = docker.loads.lock().unwrap().clone();
+    assert_eq!(
+        loads.len(),
+        2,
+        "one refused load, then the full one: {loads:?}"
+    );
+    assert_eq!(loaded["bytes_sent"].as_u64(), Some(loads[1]));
+}
+
+#[test]
+fn a_load_refused_twice_names_the_reason() {
+    let work = temp_dir();
+    let tag = "nua-refused:1";
+    let (tarball, config, diff_ids) = small_image(work.path(), tag);
+    let docker = RefusingDocker::start(2, tag, &config, diff_ids);
+
+    let out = run(nua()
+        .arg("load")
+        .arg(&tarball)
+        .env("DOCKER_HOST", docker.host()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Docker refused the image"), "{stderr}");
+    assert!(stderr.contains("refused for the test"), "{stderr}");
+    assert_eq!(docker.loads.lock().unwrap().len(), 2);
+}
