@@ -331,7 +331,7 @@ fn small_image(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, String,
         write_image, write_tarball, BlobStore, ContainerConfig, ImageName, ImageSpec, LayerOptions,
         LayerWriter, Meta,
     };
-    let store = BlobStore::open(&dir.join("store")).unwrap();
+    let store = BlobStore::open(dir.join("store")).unwrap();
     let mut layers = Vec::new();
     for i in 0..2 {
         let mut layer = LayerWriter::new(&store, LayerOptions::default()).unwrap();
