@@ -40,6 +40,9 @@ pub struct Request {
     /// Whether `bind` and `directory` volumes may mount host folders: only when the config
     /// comes from an app the user builds, never from an image (which could ask for `/`).
     pub host_mounts: bool,
+    /// `random` env values of earlier runs of this app, reused so that what the app stored
+    /// with them in its volumes still matches.
+    pub kept: BTreeMap<String, String>,
 }
 
 /// A port of the app and where it is published.
@@ -64,6 +67,8 @@ pub struct Plan {
     pub directories: Vec<PathBuf>,
     /// Things worth saying: a port moved, an env value that only a deployment computes.
     pub notes: Vec<String>,
+    /// The `random` env values of this run (kept or new), to keep for the next one.
+    pub random: BTreeMap<String, String>,
 }
 
 /// Which host ports are free.
@@ -129,7 +134,8 @@ pub enum Error {
 /// The container for `request`. `taken` lists host ports to avoid (found busy by a start).
 pub fn plan(request: &Request, ports: &dyn HostPorts, taken: &[u16]) -> Result<Plan, Error> {
     let mut notes = Vec::new();
-    let env = environment(request, &mut notes);
+    let mut random = BTreeMap::new();
+    let env = environment(request, &mut notes, &mut random);
     let lookup = |key: &str| {
         env.iter()
             .rev()
@@ -189,6 +195,7 @@ pub fn plan(request: &Request, ports: &dyn HostPorts, taken: &[u16]) -> Result<P
         volumes: Vec::new(),
         directories: Vec::new(),
         notes,
+        random,
     };
     if let Some(config) = &request.config {
         for volume in &config.volume {
@@ -206,7 +213,11 @@ fn labels(request: &Request) -> Labels {
 }
 
 /// `[env]` plain values, random ones generated, then the overrides.
-fn environment(request: &Request, notes: &mut Vec<String>) -> Vec<(String, String)> {
+fn environment(
+    request: &Request,
+    notes: &mut Vec<String>,
+    random: &mut BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     // Each variable once: Docker passes duplicates on, and programs differ on which of them
     // they see.
     let overridden = |key: &str| request.env.iter().any(|(k, _)| k == key);
@@ -217,7 +228,13 @@ fn environment(request: &Request, notes: &mut Vec<String>) -> Vec<(String, Strin
         }
         let text = match value {
             EnvValue::Spec(spec) if value.kind() == EnvKind::Random => {
-                random_value(spec.length.unwrap_or(24) as usize)
+                let length = spec.length.unwrap_or(24) as usize;
+                let value = match request.kept.get(key) {
+                    Some(kept) if kept.len() == length => kept.clone(),
+                    _ => random_value(length),
+                };
+                random.insert(key.clone(), value.clone());
+                value
             }
             EnvValue::Spec(spec) => {
                 let from_deployment =

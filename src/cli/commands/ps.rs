@@ -144,6 +144,14 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {
         for volume in &volumes {
             engine.remove_volume(volume)?;
         }
+        // The random values the app's data was made with go with the data.
+        let kept = super::run::kept_values_file(&app_name)?;
+        match std::fs::remove_file(&kept) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove `{}`", kept.display()))
+            }
+            _ => {}
+        }
         eprintln!("stopped and removed {}, and its volumes", args.name);
     } else {
         eprintln!("stopped and removed {}", args.name);

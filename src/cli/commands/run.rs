@@ -172,6 +172,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         config,
         env,
         host_mounts,
+        kept: kept_values(&name),
     };
     if signals.interrupted() {
         return Ok(signals.exit_code());
@@ -180,6 +181,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::new)
         .with_context(|| format!("cannot start `{name}`"))
         .map_err(|e| hint_start(e, &name))?;
+    keep_values(&name, &plan.random)?;
     if !args.quiet {
         for note in &plan.notes {
             eprintln!("{note}");
@@ -440,6 +442,51 @@ fn archive_config(path: &Path) -> anyhow::Result<Option<NuaConfig>> {
 fn parse_config(bytes: &[u8], image: &str) -> anyhow::Result<NuaConfig> {
     serde_json::from_slice(bytes)
         .with_context(|| format!("`{CONFIG_PATH}` of the image `{image}` is not a nua-config"))
+}
+
+/// Where the `random` env values of an app's runs are kept: beside its volumes in spirit
+/// (they go together with `nua stop --volumes`), readable by this user only.
+pub(super) fn kept_values_file(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(settings::cache_dir()?
+        .join("run")
+        .join("env")
+        .join(format!("{name}.json")))
+}
+
+/// The `random` values of earlier runs of `name`; none when there were none (or the file
+/// cannot be read: then new ones are made, as on a first run).
+fn kept_values(name: &str) -> std::collections::BTreeMap<String, String> {
+    kept_values_file(name)
+        .ok()
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn keep_values(
+    name: &str,
+    values: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+    if values.is_empty() {
+        return Ok(());
+    }
+    let path = kept_values_file(name)?;
+    let dir = path.parent().expect("the file is in a folder");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let mut temp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    temp.write_all(&serde_json::to_vec(values)?)?;
+    temp.persist(&path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
 }
 
 /// A container name from an image reference: `registry/team/app:1.0` → `app`.

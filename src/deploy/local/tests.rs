@@ -91,6 +91,7 @@ fn request(extra: Option<&str>, exposed: &[&str], env: &[(&str, &str)]) -> Reque
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         host_mounts: true,
+        kept: BTreeMap::new(),
     }
 }
 
@@ -697,4 +698,25 @@ fn the_container_is_named_and_labelled(#[case] extra: Option<&str>) {
             ("nua.image".to_owned(), IMAGE.to_owned()),
         ])
     );
+}
+
+#[test]
+fn random_values_of_an_earlier_run_are_kept() {
+    let extra = "[env]\nSECRET = { random = true, length = 12 }\n";
+    let first = plan(&request(Some(extra), &[], &[]), &Ports::free(), &[]).unwrap();
+    let secret = first.random["SECRET"].clone();
+    assert_eq!(secret.len(), 12);
+    assert_eq!(effective(&first.spec.env)["SECRET"], secret);
+
+    let mut again = request(Some(extra), &[], &[]);
+    again.kept = first.random.clone();
+    let second = plan(&again, &Ports::free(), &[]).unwrap();
+    assert_eq!(effective(&second.spec.env)["SECRET"], secret);
+    assert_eq!(second.random, first.random);
+
+    // A kept value that no longer fits the config (its length changed) is made again.
+    again.kept.insert("SECRET".into(), "short".into());
+    let third = plan(&again, &Ports::free(), &[]).unwrap();
+    assert_eq!(third.random["SECRET"].len(), 12);
+    assert_ne!(third.random["SECRET"], "short");
 }

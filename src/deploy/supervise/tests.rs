@@ -72,6 +72,7 @@ fn request(extra: &str) -> Request {
         config: Some(config),
         env: Vec::new(),
         host_mounts: true,
+        kept: BTreeMap::new(),
     }
 }
 
