@@ -6,3 +6,5 @@
 
 pub mod local;
 pub mod supervise;
+#[cfg(test)]
+mod testing;

@@ -1,79 +1,13 @@
 //! Tests of [`plan`] on nua-configs written inline, with host ports that are free or busy
 //! as each test says.
 
-use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rstest::rstest;
 
 use super::*;
-use crate::config::{load_str, Format, LoadOptions};
-
-const MINIMAL: &str = "[metadata]\nid = \"app\"\nversion = \"1.0\"\nrelease = 1\n";
-const APP: &str = "app";
-const IMAGE: &str = "nua-app:1.0-1";
-/// Where [`Ports::any_free`] starts counting.
-const FIRST_FREE: u16 = 40000;
-
-/// Host ports: those in `busy` are in use, the others free; `any_free` hands out ports
-/// from a counter, skipping busy ones and those it is told to avoid.
-struct Ports {
-    busy: BTreeSet<u16>,
-    next: Cell<u16>,
-}
-
-impl Ports {
-    fn free() -> Ports {
-        Ports::busy(&[])
-    }
-
-    fn busy(ports: &[u16]) -> Ports {
-        Ports {
-            busy: ports.iter().copied().collect(),
-            next: Cell::new(FIRST_FREE),
-        }
-    }
-
-    /// No port is free but the ones asked for by number.
-    fn exhausted() -> Ports {
-        Ports {
-            busy: BTreeSet::new(),
-            next: Cell::new(u16::MAX),
-        }
-    }
-}
-
-impl HostPorts for Ports {
-    fn is_free(&self, port: u16, _protocol: Protocol) -> bool {
-        !self.busy.contains(&port)
-    }
-
-    fn any_free(&self, _protocol: Protocol, not: &[u16]) -> Option<u16> {
-        loop {
-            let port = self.next.get();
-            if port == u16::MAX {
-                return None;
-            }
-            self.next.set(port + 1);
-            if !self.busy.contains(&port) && !not.contains(&port) {
-                return Some(port);
-            }
-        }
-    }
-}
-
-fn config(extra: &str) -> NuaConfig {
-    let text = format!("{MINIMAL}{extra}");
-    load_str(
-        &text,
-        Format::Toml,
-        Path::new("nua-config.toml"),
-        &LoadOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{text}"))
-    .0
-}
+use crate::deploy::testing::{config, Ports, APP, FIRST_FREE, IMAGE};
 
 /// A request for the image `IMAGE` exposing `exposed`, with the nua-config `extra` (after
 /// `[metadata]`; `None`: the image has no nua-config) and the `--env` overrides `env`.

@@ -1,70 +1,20 @@
 //! Tests of [`start`], [`wait_ready`] and [`foreground`] on the in-memory engine.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::*;
-use crate::config::{load_str, Format, LoadOptions};
+use crate::deploy::testing::{config, Ports, APP, FIRST_FREE, IMAGE};
 use crate::runtime::fake::{FakeEngine, Script};
-use crate::runtime::{
-    CheckResult, ContainerSpec, Health, ImageDetails, Protocol, Stream, VolumeSpec,
-};
+use crate::runtime::{CheckResult, ContainerSpec, Health, ImageDetails, Stream, VolumeSpec};
 
-const MINIMAL: &str = "[metadata]\nid = \"app\"\nversion = \"1.0\"\nrelease = 1\n";
-const APP: &str = "app";
-const IMAGE: &str = "nua-app:1.0-1";
-const FIRST_FREE: u16 = 40000;
 const WEB: &str = "[port.web]\ncontainer = 8000\n";
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Host ports as probed on the host: all free but `busy`; `any_free` counts up from
-/// [`FIRST_FREE`], skipping those it is told to avoid.
-struct Ports {
-    busy: BTreeSet<u16>,
-    next: Cell<u16>,
-}
-
-impl Ports {
-    fn free() -> Ports {
-        Ports {
-            busy: BTreeSet::new(),
-            next: Cell::new(FIRST_FREE),
-        }
-    }
-}
-
-impl HostPorts for Ports {
-    fn is_free(&self, port: u16, _protocol: Protocol) -> bool {
-        !self.busy.contains(&port)
-    }
-
-    fn any_free(&self, _protocol: Protocol, not: &[u16]) -> Option<u16> {
-        loop {
-            let port = self.next.get();
-            if port == u16::MAX {
-                return None;
-            }
-            self.next.set(port + 1);
-            if !self.busy.contains(&port) && !not.contains(&port) {
-                return Some(port);
-            }
-        }
-    }
-}
-
 fn request(extra: &str) -> Request {
-    let text = format!("{MINIMAL}{extra}");
-    let config = load_str(
-        &text,
-        Format::Toml,
-        Path::new("nua-config.toml"),
-        &LoadOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{text}"))
-    .0;
+    let config = config(extra);
     Request {
         name: APP.into(),
         image: IMAGE.into(),
