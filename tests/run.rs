@@ -430,31 +430,13 @@ fn run_refuses_a_bad_tarball_before_loading_anything() {
     let truncated = work.path().join("truncated.tar");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     // One byte of the last layer flipped.
-    let layout = unpack(&tarball, work.path());
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
-    let last = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
-    let last = last.as_str().unwrap();
-    let mut layer = std::fs::read(layout.join(last)).unwrap();
-    let middle = layer.len() / 2;
-    layer[middle] ^= 0xff;
-    std::fs::write(layout.join(last), layer).unwrap();
-    let tampered = work.path().join("tampered.tar");
-    run_ok(
-        Command::new("tar")
-            .arg("-cf")
-            .arg(&tampered)
-            .arg("-C")
-            .arg(&layout)
-            .arg("."),
-    );
-    let digest = last.trim_start_matches("blobs/sha256/");
+    let (tampered, digest) = tamper_last_layer(&tarball, work.path());
 
     let cache = work.path().join("cache");
     for (file, must_name) in [
         (&noise_tar, vec!["noise.tar"]),
         (&truncated, vec!["truncated.tar"]),
-        (&tampered, vec!["tampered.tar", digest]),
+        (&tampered, vec!["tampered.tar", digest.as_str()]),
     ] {
         let (status, stdout, stderr) = run_for(
             &mut nua_run(file, &name, &cache, &["--detach"]),

@@ -92,38 +92,14 @@ fn nua_load_refuses_a_tampered_layer_before_docker_sees_it() {
             .arg("-q")
             .env("NUA_CACHE_DIR", cache_with_base("python", work.path())),
     );
-    // Unpack, flip one byte of the last layer, pack again.
-    let layout = unpack(&tarball, work.path());
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
-    let layers = manifest[0]["Layers"].as_array().unwrap();
-    let layer = layout.join(layers.last().unwrap().as_str().unwrap());
-    let mut bytes = std::fs::read(&layer).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&layer, bytes).unwrap();
-    let tampered = work.path().join("tampered.tar");
-    run_ok(
-        Command::new("tar")
-            .arg("-cf")
-            .arg(&tampered)
-            .arg("-C")
-            .arg(&layout)
-            .arg("."),
-    );
+    let (tampered, digest) = tamper_last_layer(&tarball, work.path());
 
     let out = run(nua().arg("load").arg(&tampered));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("nothing was loaded"), "{stderr}");
-    let digest = layers
-        .last()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .trim_start_matches("blobs/sha256/");
     assert!(
-        stderr.contains(digest),
+        stderr.contains(&digest),
         "the error does not name the layer: {stderr}"
     );
 }

@@ -134,6 +134,31 @@ pub fn unpack(tarball: &Path, dir: &Path) -> PathBuf {
     layout
 }
 
+/// `tarball` with one byte of its last layer flipped, packed again as `tampered.tar` in
+/// `dir`; and that layer's digest (hex), which an error about it must name.
+pub fn tamper_last_layer(tarball: &Path, dir: &Path) -> (PathBuf, String) {
+    let layout = unpack(tarball, dir);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    let last = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
+    let last = last.as_str().unwrap().to_owned();
+    let mut layer = std::fs::read(layout.join(&last)).unwrap();
+    let middle = layer.len() / 2;
+    layer[middle] ^= 0xff;
+    std::fs::write(layout.join(&last), layer).unwrap();
+    let tampered = dir.join("tampered.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tampered)
+            .arg("-C")
+            .arg(&layout)
+            .arg("."),
+    );
+    let digest = last.trim_start_matches("blobs/sha256/").to_owned();
+    (tampered, digest)
+}
+
 /// Every blob of the store under `cache` is named by its own digest: nothing corrupt or
 /// half-written is visible there.
 pub fn assert_store_intact(cache: &Path) {
