@@ -16,6 +16,6 @@ cleanup() {
 trap cleanup EXIT
 
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --locked --no-default-features --bin nua-pack
-cargo test --locked --all-targets "$@"
+cargo test --workspace --locked --all-targets "$@"

@@ -4,15 +4,16 @@
 //! Data flows one way: `cli → build → (config, oci)`. Nothing in [`oci`] knows about Nua;
 //! nothing below [`cli`] prints.
 
-pub mod build;
 pub mod cli;
-pub mod config;
-pub mod debian;
+
+pub use nua_build as build;
+pub use nua_config as config;
+pub use nua_debian as debian;
 #[cfg(feature = "runtime")]
-pub mod deploy;
-pub mod http;
-pub mod oci;
-pub mod registry;
+pub use nua_deploy as deploy;
+pub use nua_oci as oci;
+pub use nua_oci::http;
+pub use nua_registry as registry;
 #[cfg(feature = "runtime")]
-pub mod runtime;
-pub mod sandbox;
+pub use nua_runtime as runtime;
+pub use nua_sandbox as sandbox;

@@ -1,0 +1,120 @@
+//! Base images: the definitions of `base-images/` and `layers/`, their lock files, the
+//! builder names of nua-config that resolve to them, and the building of a base from Debian
+//! packages in the sandbox, cached step by step.
+//!
+//! A base is a chain: a Debian bootstrap (`[bootstrap]`), then the layers of each base in
+//! the chain (`from = "debian-bookworm"`, `layers = ["python"]`). Each step with packages
+//! gives two layers: the unpacked packages with their dpkg database, then what their
+//! maintainer scripts and the step's commands changed, run in the sandbox with no network.
+//! Every layer is cached under a key made of its parent's key and its inputs (the locked
+//! package hashes, the commands), so a base is built once and shared by every app.
+
+mod catalog;
+mod lock;
+mod make;
+mod names;
+mod plan;
+
+use std::path::PathBuf;
+
+use crate::{Event, Reporter};
+use nua_oci::BlobStore;
+
+pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
+pub use lock::{Lock, LockedStep};
+pub use make::{build_base, key_of, BaseImage, BaseOptions, Chain, Installer, Tail};
+pub use names::{Resolved, DEFAULT_BASE};
+pub use plan::{lock_base, Plan, PlannedStep};
+
+/// What can go wrong with base definitions and base builds.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` is not a valid definition: {message}", path.display())]
+    Definition { path: PathBuf, message: String },
+    #[error("there is no base image `{name}` (known: {})", known.join(", "))]
+    UnknownBase { name: String, known: Vec<String> },
+    #[error("no base image matches builder `{builder}` (known: {})", known.join(", "))]
+    UnknownBuilder { builder: String, known: Vec<String> },
+    #[error("base image `{base}` uses layer `{layer}`, which `layers/` does not define")]
+    UnknownLayer { base: String, layer: String },
+    #[error("base image `{name}` is built `from` itself")]
+    Cycle { name: String },
+    #[error("cannot resolve the packages of `{base}`, step `{step}`")]
+    Debian {
+        base: String,
+        step: String,
+        #[source]
+        source: Box<nua_debian::Error>,
+    },
+    #[error("the sandbox cannot run step `{step}` of `{base}`")]
+    Sandbox {
+        base: String,
+        step: String,
+        #[source]
+        source: Box<nua_sandbox::Error>,
+    },
+    #[error("step `{step}` of `{base}` failed ({status}); its last lines:\n{tail}")]
+    StepFailed {
+        base: String,
+        step: String,
+        status: String,
+        tail: String,
+    },
+    #[error("the mirror no longer has `{url}`, which `{base}` needs")]
+    PackageGone { base: String, url: String },
+    #[error("cannot write the layer cache in `{}`", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Oci(#[from] nua_oci::Error),
+}
+
+/// Build base `name` (or take it from the cache) as its lock says, saying what the user
+/// should know. When the mirror has dropped a locked package (Debian removes superseded
+/// versions at each point release), the base is resolved from the live archive instead,
+/// with a warning, rather than not built at all.
+pub fn build(
+    catalog: &Catalog,
+    name: &str,
+    mirror: Option<&str>,
+    store: &BlobStore,
+    options: &BaseOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<(Plan, BaseImage), BaseError> {
+    let plan = Plan::new(catalog, name, mirror, store)?;
+    let plan_options = |plan: &Plan| BaseOptions {
+        layer: nua_oci::LayerOptions {
+            source_date_epoch: plan.source_date_epoch,
+            ..options.layer
+        },
+        ..options.clone()
+    };
+    for message in &plan.warnings {
+        reporter.event(Event::Warning { message });
+    }
+    match build_base(&plan, store, &plan_options(&plan), reporter) {
+        Err(BaseError::PackageGone { url, .. }) if plan.locked => {
+            let why = format!(
+                "the mirror no longer has `{url}`, which `base-images/{name}.lock` pins: \
+                 building `{name}` from the live archive (run `nua-pack base lock {name}`, \
+                 or pin a `snapshot` in its definition)"
+            );
+            let plan = Plan::live(catalog, name, mirror, store, why)?;
+            for message in &plan.warnings {
+                reporter.event(Event::Warning { message });
+            }
+            let base = build_base(&plan, store, &plan_options(&plan), reporter)?;
+            Ok((plan, base))
+        }
+        result => result.map(|base| (plan, base)),
+    }
+}

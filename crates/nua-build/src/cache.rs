@@ -1,0 +1,148 @@
+//! The layer cache: a step's cache key → the layer it produced, whose blob lives in the store.
+//!
+//! One small JSON file per key under `<cache>/layers/`, written to a temporary file and renamed
+//! into place, so two builds sharing a cache never see a half-written entry. An entry whose
+//! blob is gone from the store is a miss.
+
+use std::path::{Path, PathBuf};
+
+use std::time::Instant;
+
+use super::why::{History, Inputs};
+use super::{Event, Reporter};
+use nua_oci as oci;
+
+/// One entry: the layer, and the step that made it (for `nua-pack cache ls`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub layer: oci::Layer,
+    #[serde(default)]
+    pub step: String,
+}
+
+pub struct LayerCache {
+    dir: PathBuf,
+    /// `false` with `--no-cache`: every step is made again (and its entry replaced).
+    reading: bool,
+}
+
+/// What a step is made from, to say why it is made again (see [`super::why`]).
+pub struct Explain<'a> {
+    pub history: &'a History,
+    pub parent: &'a str,
+    pub inputs: &'a Inputs,
+}
+
+impl LayerCache {
+    pub fn new(cache_dir: &Path) -> Self {
+        Self {
+            dir: cache_dir.join("layers"),
+            reading: true,
+        }
+    }
+
+    /// A cache whose entries are written but never read (`--no-cache`).
+    pub fn write_only(mut self) -> Self {
+        self.reading = false;
+        self
+    }
+
+    fn entry(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The layer cached under `key`, if its entry parses and its blob is in the store.
+    pub fn get(&self, key: &str, store: &oci::BlobStore) -> Option<oci::Layer> {
+        if !self.reading {
+            return None;
+        }
+        let entry = self.entry(key);
+        let bytes = fs_err::read(&entry).ok()?;
+        let layer = serde_json::from_slice::<Entry>(&bytes).ok()?.layer;
+        if !store.contains(&layer.descriptor.digest) {
+            return None;
+        }
+        // The entry's time says when it was last used, for `nua-pack cache prune`.
+        if let Ok(file) = std::fs::File::options().append(true).open(&entry) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        Some(layer)
+    }
+
+    pub fn put(&self, key: &str, step: &str, layer: &oci::Layer) -> std::io::Result<()> {
+        fs_err::create_dir_all(&self.dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        let entry = Entry {
+            layer: layer.clone(),
+            step: step.to_owned(),
+        };
+        serde_json::to_writer(&mut tmp, &entry)?;
+        tmp.persist(self.entry(key)).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// A build step: the layer cached under `key`, else the one `make` writes (then cached),
+    /// reported as step `label`. `cache_error` turns a failure to write the entry into `E`.
+    pub fn step<E>(
+        &self,
+        store: &oci::BlobStore,
+        key: &str,
+        label: &str,
+        reporter: &mut dyn Reporter,
+        make: impl FnOnce(&mut dyn Reporter) -> Result<oci::Layer, E>,
+        cache_error: impl FnOnce(PathBuf, std::io::Error) -> E,
+    ) -> Result<(String, oci::Layer, bool), E> {
+        self.step_explained(store, key, label, None, reporter, make, cache_error)
+    }
+
+    /// [`LayerCache::step`] that, when the step is made again, says why (an
+    /// [`Event::Rebuilt`]) and records what it was made from.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_explained<E>(
+        &self,
+        store: &oci::BlobStore,
+        key: &str,
+        label: &str,
+        explain: Option<Explain<'_>>,
+        reporter: &mut dyn Reporter,
+        make: impl FnOnce(&mut dyn Reporter) -> Result<oci::Layer, E>,
+        cache_error: impl FnOnce(PathBuf, std::io::Error) -> E,
+    ) -> Result<(String, oci::Layer, bool), E> {
+        reporter.event(Event::StepStarted { step: label });
+        let started = Instant::now();
+        let (layer, cached) = match self.get(key, store) {
+            Some(layer) => {
+                // `--why` compares with the last build, cached or not.
+                if let Some(e) = &explain {
+                    e.history.record(label, e.parent, e.inputs);
+                }
+                (layer, true)
+            }
+            None => {
+                let reasons = match &explain {
+                    Some(e) => e.history.reasons(label, e.parent, e.inputs),
+                    None => Vec::new(),
+                };
+                reporter.event(Event::Rebuilt {
+                    step: label,
+                    reasons: &reasons,
+                });
+                let layer = make(reporter)?;
+                if let Some(e) = &explain {
+                    e.history.record(label, e.parent, e.inputs);
+                }
+                if let Err(source) = self.put(key, label, &layer) {
+                    return Err(cache_error(self.dir.clone(), source));
+                }
+                (layer, false)
+            }
+        };
+        reporter.event(Event::StepFinished {
+            step: label,
+            cached,
+            elapsed: started.elapsed(),
+        });
+        Ok((label.to_owned(), layer, cached))
+    }
+}

@@ -1,0 +1,101 @@
+//! Errors of the build.
+
+use std::path::PathBuf;
+
+use nua_oci as oci;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Base(#[from] super::base::BaseError),
+    #[error("cannot pull `{image}`, the image this app wraps")]
+    Wrap {
+        image: String,
+        #[source]
+        source: Box<nua_registry::Error>,
+    },
+    #[error("cannot add the app source `{}` to its layer", path.display())]
+    SourceLayer {
+        path: PathBuf,
+        #[source]
+        source: oci::Error,
+    },
+    #[error("cannot write the image to `{}`", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: oci::Error,
+    },
+    #[error("cannot read the ignore file `{}`", path.display())]
+    Ignore {
+        path: PathBuf,
+        #[source]
+        source: ignore::Error,
+    },
+    #[error("cannot write the layer cache in `{}`", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{tag}` is not a valid image name")]
+    Tag {
+        tag: String,
+        #[source]
+        source: oci::Error,
+    },
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the Debian packages of step `{step}` ({names})")]
+    Packages {
+        step: String,
+        names: String,
+        #[source]
+        source: Box<nua_debian::Error>,
+    },
+    #[error("there is no meta-package `{name}` (known: {})", known.join(", "))]
+    MetaPackage { name: String, known: Vec<String> },
+    #[error("the `project` folder `{project}` is not in the source (looked for `{}`)", path.display())]
+    Project { path: PathBuf, project: String },
+    #[error("the sandbox cannot run step `{step}`")]
+    Sandbox {
+        step: String,
+        #[source]
+        source: Box<nua_sandbox::Error>,
+    },
+    #[error("step `{step}` failed: `{command}` ended with {status}; its last lines:\n{tail}")]
+    StepFailed {
+        step: String,
+        command: String,
+        status: String,
+        tail: String,
+    },
+    #[error(
+        "test `{command}` failed ({status}), so no image was written; its last lines:\n{tail}"
+    )]
+    TestFailed {
+        command: String,
+        status: String,
+        tail: String,
+    },
+    #[error(
+        "`{}` has no start command: add `start = \"…\"` under `[run]` (the command that runs the app, e.g. `gunicorn app:app`), or a `nua/scripts/start` script to the app",
+        file.display()
+    )]
+    NoStart { file: PathBuf },
+    #[error(transparent)]
+    Fetch {
+        source: Box<super::fetch::FetchError>,
+    },
+    #[error("cannot make the SBOM of the image")]
+    Sbom {
+        #[source]
+        source: Box<super::sbom::SbomError>,
+    },
+    #[error(transparent)]
+    Oci(oci::Error),
+}

@@ -1,0 +1,369 @@
+//! The build: a loaded nua-config → image layers → an OCI image tarball (or layout folder).
+//!
+//! The plan ([`AppPlan`]) is a list of steps, each producing layers and each with a cache
+//! key made of its inputs (the parent's key, the step's definition and environment, the
+//! bytes it reads; never mtimes): the base (see [`base`]), the app's Debian packages, its
+//! build-only packages (left out of the image), its dependencies from their manifests, its
+//! source ([`fetch`] for `src-url` and `git-url`), its build commands, its `nua/` files, the
+//! metadata (with the [`sbom`]), then its tests. A `wrap` build pulls its `base-image` and
+//! adds only the metadata. `app.rs` runs the steps, `run.rs` the commands in the sandbox,
+//! `why.rs` explains what was made again, [`prune`] cleans the cache.
+//!
+//! The build does no printing: it reports progress through a [`Reporter`].
+
+mod app;
+pub mod base;
+pub(crate) mod cache;
+mod error;
+pub mod fetch;
+mod finish;
+pub mod metadata;
+pub mod plan;
+pub mod prune;
+mod run;
+pub mod sbom;
+mod source;
+mod source_layer;
+mod steps;
+mod why;
+mod wrap;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::Error;
+pub use plan::AppPlan;
+pub use run::host_ca_bundle;
+pub use source::SourceFilter;
+
+use nua_config::{BuildMethod, Loaded};
+use nua_oci as oci;
+
+/// How and where to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The cache folder: blob store and layer cache index.
+    pub cache_dir: PathBuf,
+    /// The base image definitions.
+    pub catalog: base::Catalog,
+    /// The Debian mirror to take packages from instead of the machine's.
+    pub mirror: Option<String>,
+    /// How to reach registries (the `base-image` of a wrap build).
+    pub registry: nua_registry::ClientOptions,
+    /// Where the result goes.
+    pub output: Output,
+    /// Layer compression.
+    pub compression: oci::Compression,
+    /// Upper bound of every timestamp in the image (`SOURCE_DATE_EPOCH`, default 0).
+    pub source_date_epoch: u64,
+    /// Names of the image; empty means the config's `nua-<id>:<version>-<release>`.
+    pub tags: Vec<String>,
+    /// Make every step again instead of taking it from the cache (`--no-cache`).
+    pub no_cache: bool,
+    /// The CA bundle build commands get (`--ca-bundle`); `None`: the machine's, if any.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Where the image is written.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A hybrid OCI layout + `docker save` tarball.
+    Tarball(PathBuf),
+    /// An OCI image layout folder.
+    LayoutDir(PathBuf),
+}
+
+impl Output {
+    pub fn path(&self) -> &Path {
+        match self {
+            Output::Tarball(p) | Output::LayoutDir(p) => p,
+        }
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildResult {
+    /// The image's first name (`nua-<id>:<version>-<release>` unless tagged otherwise).
+    pub image: String,
+    /// Every name the image carries.
+    pub tags: Vec<String>,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub layers: Vec<LayerSummary>,
+    /// Sum of the compressed layer sizes.
+    pub size: u64,
+    pub output: PathBuf,
+    /// The image in the store (to push it).
+    #[serde(skip)]
+    pub image_ref: oci::ImageRef,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerSummary {
+    pub step: String,
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub cached: bool,
+}
+
+impl LayerSummary {
+    pub fn new(step: &str, layer: &oci::Layer, cached: bool) -> LayerSummary {
+        LayerSummary {
+            step: step.to_owned(),
+            digest: layer.descriptor.digest.to_string(),
+            diff_id: layer.diff_id.to_string(),
+            size: layer.descriptor.size,
+            cached,
+        }
+    }
+}
+
+/// Progress of a build, as it happens.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// Something the user should know (a missing lock, a builder name without exact match).
+    Warning {
+        message: &'a str,
+    },
+    /// A line printed by the command a step runs.
+    Output {
+        line: &'a str,
+    },
+    StepStarted {
+        step: &'a str,
+    },
+    /// The step is made again (its key is not in the cache), and why.
+    Rebuilt {
+        step: &'a str,
+        reasons: &'a [String],
+    },
+    StepFinished {
+        step: &'a str,
+        cached: bool,
+        elapsed: Duration,
+    },
+    Writing {
+        path: &'a Path,
+    },
+}
+
+/// Receives the build's [`Event`]s; the CLI draws them, tests ignore them.
+pub trait Reporter {
+    fn event(&mut self, event: Event<'_>);
+
+    /// Where blob transfers (the pull of a wrapped image) are reported; nowhere by default.
+    fn transfers(&self) -> &dyn nua_registry::Progress {
+        &()
+    }
+}
+
+/// A reporter that drops everything.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn event(&mut self, _: Event<'_>) {}
+}
+
+/// The base `app` builds on (its `builder`, else [`base::DEFAULT_BASE`]), built or taken
+/// from the cache.
+fn build_base_of(
+    app: &Loaded,
+    options: &BuildOptions,
+    store: &oci::BlobStore,
+    reporter: &mut dyn Reporter,
+) -> Result<base::BaseImage, Error> {
+    let build = &app.config.build;
+    let builders: Vec<String> = match (&build.builder, &build.builders) {
+        (Some(one), _) => vec![one.image_name()],
+        (None, Some(many)) => many.iter().map(|b| b.image_name()).collect(),
+        (None, None) => Vec::new(),
+    };
+    let name = match builders.first() {
+        None => base::DEFAULT_BASE.to_owned(),
+        Some(first) => {
+            let resolved = options.catalog.resolve_builder(first)?;
+            if let Some(message) = &resolved.warning {
+                reporter.event(Event::Warning { message });
+            }
+            resolved.base
+        }
+    };
+    if builders.len() > 1 {
+        let message = format!(
+            "only the first of `builders` is used for now (`{}`): the others are ignored",
+            builders[0]
+        );
+        reporter.event(Event::Warning { message: &message });
+    }
+    let base_options = base::BaseOptions {
+        cache_dir: options.cache_dir.clone(),
+        // The base keeps its own time (its archive's date, set by the plan), not the app's:
+        // one base for all apps.
+        layer: oci::LayerOptions {
+            compression: options.compression,
+            source_date_epoch: 0,
+        },
+    };
+    let (_, base) = base::build(
+        &options.catalog,
+        &name,
+        options.mirror.as_deref(),
+        store,
+        &base_options,
+        reporter,
+    )?;
+    Ok(base)
+}
+
+/// The distribution a Debian suite belongs to, as package URLs name it (`debian-12`).
+fn distro_of(suite: &str) -> String {
+    let version = match suite {
+        "bullseye" => "11",
+        "bookworm" => "12",
+        "trixie" => "13",
+        "forky" => "14",
+        other => other,
+    };
+    format!("debian-{version}")
+}
+
+/// Build the image of `app` as `options` say.
+pub fn build(
+    app: &Loaded,
+    options: &BuildOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<BuildResult, Error> {
+    // Names and the plan are checked first: a typo should not cost a build.
+    let tags = if options.tags.is_empty() {
+        vec![app.config.image_tag()]
+    } else {
+        options.tags.clone()
+    };
+    let names = tags
+        .iter()
+        .map(|tag| {
+            oci::ImageName::parse(tag).map_err(|source| Error::Tag {
+                tag: tag.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let method = app.config.build_method();
+    let plan = match method {
+        BuildMethod::Build => {
+            let plan = AppPlan::new(app)?;
+            if plan.start.is_none() {
+                return Err(Error::NoStart {
+                    file: app.file.clone(),
+                });
+            }
+            Some(plan)
+        }
+        BuildMethod::Wrap => None,
+    };
+    let store = oci::BlobStore::open(&options.cache_dir).map_err(Error::Oci)?;
+    let cache = if options.no_cache {
+        cache::LayerCache::new(&options.cache_dir).write_only()
+    } else {
+        cache::LayerCache::new(&options.cache_dir)
+    };
+    let layer_options = oci::LayerOptions {
+        compression: options.compression,
+        source_date_epoch: options.source_date_epoch,
+    };
+
+    let (layers, below) = match plan {
+        Some(plan) => {
+            let base = build_base_of(app, options, &store, reporter)?;
+            let env = base.env.clone();
+            let ca = options.ca_bundle.clone().or_else(host_ca_bundle);
+            let stage = |epoch: u64| app::Stage {
+                options: base::BaseOptions {
+                    cache_dir: options.cache_dir.clone(),
+                    layer: oci::LayerOptions {
+                        source_date_epoch: epoch,
+                        ..layer_options
+                    },
+                },
+                world: run::World::new(
+                    &metadata::image_env(&env),
+                    epoch,
+                    ca.as_deref(),
+                    Some(&options.cache_dir.join("packages")),
+                ),
+            };
+            let build = app::Build {
+                app,
+                options,
+                store: &store,
+                cache: &cache,
+                history: why::History::new(&options.cache_dir, app.config.id()),
+                below: stage(base.epoch),
+                above: stage(options.source_date_epoch),
+                distro: distro_of(&base.source.suite),
+                image_env: metadata::image_env(&env),
+            };
+            let layers = app::build_layers(&build, &plan, base, reporter)?;
+            let cmd = plan.start.clone().unwrap_or_default();
+            (layers, steps::Below::Base { env, cmd })
+        }
+        // A wrap build starts from the pulled image and adds only the metadata layer.
+        None => {
+            let wrapped = wrap::pull(app, &store, &options.registry, reporter)?;
+            let mut layers = wrapped.layers;
+            let ctx = steps::Context {
+                app,
+                store: &store,
+                options,
+                src_dir: app.root.clone(),
+                filter: SourceFilter::new(&app.root)?,
+            };
+            let step = steps::Step::Metadata;
+            let key = step.cache_key(&ctx, &wrapped.key)?;
+            layers.push(cache.step(
+                &store,
+                &key,
+                step.name(),
+                reporter,
+                |_| step.run(&ctx, None),
+                |path, source| Error::Cache { path, source },
+            )?);
+            (layers, steps::Below::Image(Box::new(wrapped.config)))
+        }
+    };
+
+    let image = steps::write_image(app, options, &store, &layers, &below)?;
+
+    match &options.output {
+        // Unchanged image, unchanged file: nothing is rewritten.
+        Output::Tarball(path) if oci::tarball_is_current(&image, &names, path) => Ok(()),
+        Output::Tarball(path) => {
+            reporter.event(Event::Writing { path });
+            oci::write_tarball(&store, &image, &names, path)
+        }
+        Output::LayoutDir(path) => {
+            reporter.event(Event::Writing { path });
+            oci::write_layout_dir(&store, &image, &names, path)
+        }
+    }
+    .map_err(|source| Error::Output {
+        path: options.output.path().to_path_buf(),
+        source,
+    })?;
+
+    Ok(BuildResult {
+        image: tags[0].clone(),
+        tags,
+        manifest_digest: image.manifest.digest.to_string(),
+        config_digest: image.config.digest.to_string(),
+        size: layers.iter().map(|(_, l, _)| l.descriptor.size).sum(),
+        layers: layers
+            .into_iter()
+            .map(|(step, layer, cached)| LayerSummary::new(&step, &layer, cached))
+            .collect(),
+        output: options.output.path().to_path_buf(),
+        image_ref: image,
+    })
+}

@@ -1,0 +1,130 @@
+//! `wrap` builds (`base-image` in `[build]`): the image is pulled as it is, and only the Nua
+//! metadata layer is added on top. Its entrypoint, command, user, working folder, variables,
+//! volumes and history are kept; the Nua labels, ports and healthcheck are added (a
+//! `[healthcheck]` replaces the image's), and a `[run] start` replaces only its command.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest as _, Sha256};
+
+use super::metadata;
+use super::{Error, Event, Reporter};
+use nua_config::Loaded;
+use nua_oci::{self as oci, image::media_type, BlobStore, ImageConfig};
+use nua_registry::{self as registry, Reference};
+
+/// The pulled image a wrap build starts from.
+pub struct Wrapped {
+    /// Its layers, bottom first, named as steps.
+    pub layers: Vec<(String, oci::Layer, bool)>,
+    /// Its config, whose run settings and history the new image keeps.
+    pub config: ImageConfig,
+    /// A cache key standing for this exact image (its manifest digest).
+    pub key: String,
+}
+
+/// Pull the config's `base-image` into the store (nothing is downloaded twice).
+pub fn pull(
+    app: &Loaded,
+    store: &BlobStore,
+    client: &registry::ClientOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<Wrapped, Error> {
+    let name = app
+        .config
+        .build
+        .base_image
+        .clone()
+        .expect("a wrap build has a base image");
+    let wrap_error = |source| Error::Wrap {
+        image: name.clone(),
+        source: Box::new(source),
+    };
+    let reference = Reference::parse(&name).map_err(wrap_error)?;
+    let step = format!("pull {reference}");
+    reporter.event(Event::StepStarted { step: &step });
+    let started = std::time::Instant::now();
+    let client = registry::Client::new(client.clone()).map_err(wrap_error)?;
+    let pulled = registry::pull(
+        &client,
+        &reference,
+        store,
+        &registry::PullOptions::default(),
+        reporter.transfers(),
+    )
+    .map_err(wrap_error)?;
+    let fetched: u64 = pulled.blobs.iter().map(|b| b.transferred).sum();
+    let line = format!(
+        "{} ({} layers, {:.1} MB downloaded)",
+        pulled.image.manifest.digest,
+        pulled.image.layers.len(),
+        fetched as f64 / 1e6
+    );
+    reporter.event(Event::Output { line: &line });
+    reporter.event(Event::StepFinished {
+        step: &step,
+        cached: fetched == 0,
+        elapsed: started.elapsed(),
+    });
+
+    let diff_ids = &pulled.config.rootfs.diff_ids;
+    let layers = pulled
+        .image
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .enumerate()
+        .map(|(i, (descriptor, diff_id))| {
+            let mut descriptor = descriptor.clone();
+            // The same bytes under the OCI name, so the manifest is all OCI.
+            if descriptor.media_type == media_type::DOCKER_LAYER_GZIP {
+                descriptor.media_type = media_type::LAYER_GZIP.to_owned();
+            }
+            let layer = oci::Layer {
+                descriptor,
+                diff_id: diff_id.clone(),
+            };
+            (format!("{reference} layer {}", i + 1), layer, true)
+        })
+        .collect();
+    let key = hex::encode(Sha256::digest(format!(
+        "nua-wrap-v1\0{}",
+        pulled.image.manifest.digest
+    )));
+    Ok(Wrapped {
+        layers,
+        config: pulled.config,
+        key,
+    })
+}
+
+/// The image's run settings: the pulled image's, with Nua's labels, ports and healthcheck,
+/// and its start command when the config has one.
+pub fn container_config(app: &Loaded, base: &ImageConfig, created: &str) -> oci::ContainerConfig {
+    let ours = metadata::container_config(&app.config, created, &BTreeMap::new());
+    let mut config = base.config.clone().unwrap_or_default();
+    config.labels.extend(ours.labels);
+    config.exposed_ports.extend(ours.exposed_ports);
+    if ours.healthcheck.is_some() {
+        config.healthcheck = ours.healthcheck;
+    }
+    if metadata::start_script(&app.config).is_some() {
+        config.cmd = ours.cmd;
+    }
+    config
+}
+
+/// The history of the wrapped image: the pulled one, then one entry per added layer.
+pub fn history(base: &ImageConfig, added: &[String], created: &str) -> Vec<oci::History> {
+    let mut history = base.history.clone();
+    // A config without history gets one entry per layer, as `ImageSpec` would make.
+    if history.is_empty() {
+        history = vec![oci::History::default(); base.rootfs.diff_ids.len()];
+    }
+    history.extend(added.iter().map(|step| oci::History {
+        created: Some(created.to_owned()),
+        created_by: Some(format!("nua-pack build: {step}")),
+        ..oci::History::default()
+    }));
+    history
+}

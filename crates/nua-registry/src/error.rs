@@ -1,0 +1,126 @@
+//! The one error type of the `registry` module.
+//!
+//! Every variant names the registry, the reference or the blob it is about and, where there is
+//! one, what to do next. No variant carries a password or a token: credentials are named by
+//! where they came from ([`CredentialSource`]), never by value.
+
+use std::path::PathBuf;
+
+use nua_oci::http::HttpKind;
+use nua_oci::{self as oci, Digest};
+
+use super::auth::CredentialSource;
+
+/// Result alias of the `registry` module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while talking to a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A reference that does not parse, with the reason.
+    #[error("invalid image reference `{reference}`: {reason}")]
+    InvalidReference { reference: String, reason: String },
+
+    /// A request failed for good (after `retries` retries).
+    #[error("{method} `{url}` failed: {kind} (after {retries} retries){}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Http {
+        method: String,
+        url: String,
+        kind: HttpKind,
+        retries: u32,
+        /// What the registry said, from its JSON error body.
+        detail: Option<String>,
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+
+    /// The registry asks for credentials and none were found.
+    #[error("registry `{registry}` requires authentication and no credentials were found (tried {tried})\nhint: pass `--username USER --password-stdin`, or run `docker login {registry}`")]
+    AuthRequired { registry: String, tried: String },
+
+    /// The registry refused the credentials it was given.
+    #[error("registry `{registry}` refused the credentials from {credentials}\nhint: check the user name and password (or token) of that source")]
+    Unauthorized {
+        registry: String,
+        credentials: CredentialSource,
+    },
+
+    /// Authenticated, but not allowed to do this.
+    #[error("registry `{registry}` denied {action} access to `{repository}` (credentials from {credentials})")]
+    Denied {
+        registry: String,
+        repository: String,
+        action: &'static str,
+        credentials: CredentialSource,
+    },
+
+    /// A credential source could not be read (config file, helper).
+    #[error("cannot read credentials from {credentials}: {reason}")]
+    Credentials {
+        credentials: CredentialSource,
+        reason: String,
+    },
+
+    /// The manifest, or the tag, does not exist.
+    #[error("`{reference}` not found on registry `{registry}`")]
+    NotFound { registry: String, reference: String },
+
+    /// A manifest we cannot use.
+    #[error("unusable manifest of `{reference}`: {reason}")]
+    Manifest { reference: String, reason: String },
+
+    /// No manifest of an index matches the wanted platform.
+    #[error("`{reference}` has no image for platform `{wanted}` (it has: {available})\nhint: pick one with `--platform`")]
+    NoPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+
+    /// A platform string that is not `os/arch[/variant]`.
+    #[error("invalid platform `{value}`: expected `os/arch[/variant]`, e.g. `linux/amd64`")]
+    InvalidPlatform { value: String },
+
+    /// Content that does not hash to its digest: refused, nothing stored.
+    #[error("blob `{expected}` from `{origin}` does not match its digest: expected `{expected}`, got `{actual}`; nothing was stored")]
+    Digest {
+        origin: String,
+        expected: Digest,
+        actual: Digest,
+    },
+
+    /// Content that does not have its announced size: refused, nothing stored.
+    #[error("blob `{digest}` from `{origin}` has {actual} bytes, its descriptor says {expected}; nothing was stored")]
+    Size {
+        origin: String,
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+
+    /// The registry answered something the protocol does not allow.
+    #[error("registry `{registry}` answered unexpectedly: {reason}")]
+    Protocol { registry: String, reason: String },
+
+    /// A local file could not be read or written.
+    #[error("I/O error on `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The blob store or an image archive failed.
+    #[error(transparent)]
+    Oci(#[from] oci::Error),
+}
+
+impl Error {
+    /// The HTTP kind, when the error is an HTTP failure.
+    pub fn http_kind(&self) -> Option<HttpKind> {
+        match self {
+            Error::Http { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The bridge to Docker Engine at run time, and the only user of bollard.
+//!
+//! Orchestration talks to an [`Engine`]: load an image, volumes, networks, containers, logs,
+//! exec, health. [`Docker`] is the real one; [`fake::FakeEngine`] keeps everything in memory
+//! for the unit tests of what sits above. This module knows nothing of nua-configs: it runs
+//! what it is given.
+
+mod docker;
+pub mod fake;
+mod load;
+mod types;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use docker::Docker;
+pub use load::{chain_ids, describe_image, read_image_file, thin_archive, ArchivePlan};
+pub use types::*;
+
+/// A container engine. Every method blocks; an engine can be shared between threads (one
+/// follows logs while another watches health).
+pub trait Engine: Sync {
+    /// Verify an image (tarball or OCI layout folder), send it to the engine, and check that
+    /// the engine's image ID and layers are the ones of its config. With `thin`, the layers
+    /// the engine already has (same ChainID) are left out of what is sent.
+    fn load_image(&self, image: &Path, options: LoadOptions) -> Result<Loaded, Error>;
+    /// The image a reference names, if the engine has it.
+    fn image(&self, reference: &str) -> Result<Option<ImageDetails>, Error>;
+    /// A file of an image (its content), read without starting it; `None` if it is absent.
+    fn read_image_file(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Create a named volume; an existing one of that name is kept as it is.
+    fn create_volume(&self, spec: &VolumeSpec) -> Result<(), Error>;
+    /// The names of the volumes carrying `label=value`.
+    fn volumes(&self, label: &str, value: &str) -> Result<Vec<String>, Error>;
+    /// Remove a volume and its data; one that does not exist is no error.
+    fn remove_volume(&self, name: &str) -> Result<(), Error>;
+    /// Create a bridge network; an existing one of that name is kept.
+    fn create_network(&self, name: &str, labels: &Labels) -> Result<(), Error>;
+    /// Remove a network; one that does not exist is no error.
+    fn remove_network(&self, name: &str) -> Result<(), Error>;
+
+    /// Create a container (not started); returns its ID.
+    fn create_container(&self, spec: &ContainerSpec) -> Result<String, Error>;
+    /// Start a container; [`Error::PortTaken`] when a host port is in use.
+    fn start_container(&self, name: &str) -> Result<(), Error>;
+    /// Stop a container: SIGTERM, then SIGKILL after `timeout`.
+    fn stop_container(&self, name: &str, timeout: Duration) -> Result<(), Error>;
+    /// Remove a container, running or not, with its anonymous volumes (named ones stay).
+    fn remove_container(&self, name: &str) -> Result<(), Error>;
+    /// A container by name or ID, if it exists.
+    fn container(&self, name: &str) -> Result<Option<ContainerInfo>, Error>;
+    /// Every container (running or not) carrying the label `label`.
+    fn containers(&self, label: &str) -> Result<Vec<ContainerInfo>, Error>;
+    /// Send a container's output to `sink`, line by line, stdout and stderr as they come;
+    /// with `follow`, until the container stops or `sink` says to break.
+    fn logs(
+        &self,
+        name: &str,
+        options: LogOptions,
+        sink: &mut dyn FnMut(LogLine) -> ControlFlow<()>,
+    ) -> Result<(), Error>;
+    /// Run a command in a running container and collect its output.
+    fn exec(&self, name: &str, command: &[&str]) -> Result<ExecOutput, Error>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach the Docker daemon at `{endpoint}`: {reason}")]
+    Connect {
+        endpoint: String,
+        /// The deepest cause (`Connection refused`, `Permission denied`, …).
+        reason: String,
+        /// The socket is there but this user may not use it.
+        denied: bool,
+    },
+    #[error("`DOCKER_HOST={endpoint}` (or `DOCKER_TLS_VERIFY`) asks for TLS or SSH, which nua does not speak yet")]
+    UnsupportedHost { endpoint: String },
+    #[error("cannot read `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Docker refused the image `{}`: {message}", path.display())]
+    LoadRefused { path: PathBuf, message: String },
+    #[error("`{}` is not a valid image; nothing was loaded", path.display())]
+    NotAnImage {
+        path: PathBuf,
+        #[source]
+        source: nua_oci::Error,
+    },
+    #[error(
+        "Docker gave `{tag}` the image ID {actual}, but `{}` has the config {expected}",
+        path.display()
+    )]
+    IdMismatch {
+        path: PathBuf,
+        tag: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "Docker reports other layers for `{tag}` than the config of `{}` lists",
+        path.display()
+    )]
+    LayersMismatch { path: PathBuf, tag: String },
+    #[error("Docker loaded `{}` but named no image", path.display())]
+    NothingLoaded { path: PathBuf },
+    #[error("the host port {port} is already in use")]
+    PortTaken { port: u16 },
+    #[error("there is no container `{name}`")]
+    NoSuchContainer { name: String },
+    #[error("a container named `{name}` already exists")]
+    NameTaken { name: String },
+    #[error("there is no image `{reference}` in Docker")]
+    NoSuchImage { reference: String },
+    #[error("the Docker API call `{call}` failed")]
+    Api {
+        call: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
