@@ -71,7 +71,7 @@ command -v python3 >/dev/null || apt_install python3
 [ "$(id -u)" = 0 ] || { log "run as root (buildah's storage, dockerd's peak memory)"; exit 1; }
 
 if [ -z "${NUA_PACK:-}" ]; then
-    cargo build --release --locked --no-default-features --bin nua-pack >/dev/null 2>&1
+    cargo build --release --locked --bin nua-pack >/dev/null 2>&1
     NUA_PACK=$PWD/target/release/nua-pack
 fi
 pack=$NUA_PACK

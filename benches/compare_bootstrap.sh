@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 mirror=$(apt_mirror)
 
-cargo build --release --locked --no-default-features --bin nua-pack >/dev/null 2>&1
+cargo build --release --locked --bin nua-pack >/dev/null 2>&1
 pack=$PWD/target/release/nua-pack
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

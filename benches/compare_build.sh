@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 DOCKER=${DOCKER:-/usr/bin/docker}
 
-cargo build --release --locked --no-default-features --bin nua-pack >/dev/null 2>&1
+cargo build --release --locked --bin nua-pack >/dev/null 2>&1
 pack=$PWD/target/release/nua-pack
 
 work=$(mktemp -d)

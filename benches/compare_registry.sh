@@ -36,7 +36,7 @@ PUSH_JSON_UPLOADED=${PUSH_JSON_UPLOADED:-'.uploaded'}
 for tool in docker-registry skopeo umoci jq curl; do
     command -v "$tool" >/dev/null || { log "missing $tool: run scripts/test-env.sh setup"; exit 1; }
 done
-cargo build --release --locked --no-default-features --bin nua-pack >/dev/null 2>&1
+cargo build --release --locked --bin nua-pack >/dev/null 2>&1
 pack=$PWD/target/release/nua-pack
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/registry-bench.XXXXXX")

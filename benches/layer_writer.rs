@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use nua::oci::{BlobStore, Compression, LayerOptions, LayerWriter};
+use nua_oci::{BlobStore, Compression, LayerOptions, LayerWriter};
 
 /// About 2 MiB: 200 small text files and 4 partly compressible 256 KiB files.
 fn make_tree(root: &Path) -> u64 {

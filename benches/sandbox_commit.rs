@@ -1,14 +1,14 @@
 //! Commit cost of a sandbox step that changes a few files, over a small base (2,000 files)
 //! and a base ten times larger: the commit walks only the upper directory, so the two must
-//! cost the same. Needs user namespaces and overlayfs (see `nua::sandbox`).
+//! cost the same. Needs user namespaces and overlayfs (see `nua_sandbox`).
 //!
 //! `cargo bench --bench sandbox_commit`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use nua::oci::{BlobStore, Layer, LayerOptions, LayerWriter, Meta};
-use nua::sandbox::{Bind, Command, Sandbox};
+use nua_oci::{BlobStore, Layer, LayerOptions, LayerWriter, Meta};
+use nua_sandbox::{Bind, Command, Sandbox};
 
 /// A base layer of `files` small files spread over 100 directories.
 fn base(store: &BlobStore, files: usize) -> Layer {

@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use nua::oci::{BlobStore, Compression, LayerOptions, LayerWriter};
+use nua_oci::{BlobStore, Compression, LayerOptions, LayerWriter};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

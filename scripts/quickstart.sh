@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # The sandbox maps a full range of ids when `newuidmap` is there (rootless builds).
 command -v newuidmap >/dev/null || apt_install uidmap
 
-cargo build --release --locked --no-default-features --bin nua-pack
+cargo build --release --locked --bin nua-pack
 # The first build bootstraps the `python` base from Debian's archive (its lock pins every
 # package), once: later builds take it from the cache.
 ./target/release/nua-pack build fixtures/apps/static-site \

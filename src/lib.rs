@@ -1,19 +1,10 @@
-//! Nua: describe an application once in a `nua-config` file, build it into an OCI image
-//! without a Docker daemon and without root, and run it.
+//! The command line shared by `nua-pack` and `nua`: clap definitions of the builder's
+//! commands, settings resolved from flags and environment, their handlers, and the printing
+//! of progress, results and errors. The libraries under `crates/` do the work and never
+//! print.
 //!
-//! Data flows one way: `cli → build → (config, oci)`. Nothing in [`oci`] knows about Nua;
-//! nothing below [`cli`] prints.
+//! Only the builder's side is here: the run side's handlers live with the `nua` binary
+//! (`src/bin/nua/`), so that `nua-pack` links nothing of `nua-runtime`, `nua-deploy` or
+//! bollard.
 
 pub mod cli;
-
-pub use nua_build as build;
-pub use nua_config as config;
-pub use nua_debian as debian;
-#[cfg(feature = "runtime")]
-pub use nua_deploy as deploy;
-pub use nua_oci as oci;
-pub use nua_oci::http;
-pub use nua_registry as registry;
-#[cfg(feature = "runtime")]
-pub use nua_runtime as runtime;
-pub use nua_sandbox as sandbox;

@@ -175,21 +175,21 @@ fn two_bootstraps_from_the_same_lock_give_the_same_digest() {
 /// machine's TLS-inspecting proxy thanks to the host's CA bundle bound in read-only.
 #[test]
 fn python_base_pip_installs_from_pypi_in_the_sandbox() {
-    use nua::build::base::{build_base, BaseOptions, Catalog, Plan};
-    use nua::sandbox::{Bind, Command as SandboxCommand, Sandbox};
+    use nua_build::base::{build_base, BaseOptions, Catalog, Plan};
+    use nua_sandbox::{Bind, Command as SandboxCommand, Sandbox};
 
     let cache = shared_base("python");
-    let store = nua::oci::BlobStore::open(&cache).unwrap();
+    let store = nua_oci::BlobStore::open(&cache).unwrap();
     let catalog = Catalog::builtin().unwrap();
     let plan = Plan::new(&catalog, "python", None, &store).unwrap();
     let options = BaseOptions {
         cache_dir: cache.clone(),
-        layer: nua::oci::LayerOptions {
-            compression: nua::oci::Compression::default(),
+        layer: nua_oci::LayerOptions {
+            compression: nua_oci::Compression::default(),
             source_date_epoch: plan.source_date_epoch,
         },
     };
-    let base = build_base(&plan, &store, &options, &mut nua::build::Silent).unwrap();
+    let base = build_base(&plan, &store, &options, &mut nua_build::Silent).unwrap();
     assert!(base.layers.iter().all(|(_, _, cached)| *cached));
     assert_eq!(base.env["VIRTUAL_ENV"], "/nua/venv");
 

@@ -10,11 +10,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use nua::debian::{
-    self, configure_env, configure_script, download, fetch_in_release, fetch_index, unpack_layer,
-    verify_release, Error, Index, Locked, Request, Source,
+use nua_debian::{
+    self as debian, configure_env, configure_script, download, fetch_in_release, fetch_index,
+    unpack_layer, verify_release, Error, Index, Locked, Request, Source,
 };
-use nua::oci::{BlobStore, Compression, Digest, LayerOptions};
+use nua_oci::{BlobStore, Compression, Digest, LayerOptions};
 
 const SUITE: &str = "bookworm";
 

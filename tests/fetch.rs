@@ -9,9 +9,9 @@ use std::process::Command;
 
 use common::archive;
 use common::*;
-use nua::build::fetch::{self, FetchError, Origin};
-use nua::http::HttpKind;
-use nua::oci::BlobStore;
+use nua_build::fetch::{self, FetchError, Origin};
+use nua_oci::http::HttpKind;
+use nua_oci::BlobStore;
 
 /// A blob store and a work folder in one temporary folder.
 struct Dirs {
@@ -148,7 +148,7 @@ fn the_src_url_fixture_loads_with_the_served_url() {
     let served = archive::serve_src_url_fixture();
     let d = dirs();
     let app = archive::src_url_app(&d.work.join("app"), &served);
-    let loaded = nua::config::load(&app, &Default::default()).unwrap();
+    let loaded = nua_config::load(&app, &Default::default()).unwrap();
     let origin = Origin::of(&loaded.config);
     assert_eq!(origin, url_origin(&served.url, Some(&served.sha256)));
     let fetched = fetch::fetch(&origin, &d.work, &d.store).unwrap();

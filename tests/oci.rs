@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use nua::oci::image::media_type;
-use nua::oci::{
+use nua_oci::image::media_type;
+use nua_oci::{
     tree_diff_id, write_image, write_layout_dir, write_tarball, BlobStore, Compression,
     ContainerConfig, Digest, Error, Healthcheck, ImageArchive, ImageName, ImageRef, ImageSpec,
     Layer, LayerOptions, LayerWriter, Meta, ReadOptions,
@@ -45,7 +45,7 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 }
 
 /// Open an image and verify every blob, DiffIDs included.
-fn read_verified(path: &Path) -> nua::oci::ImageInfo {
+fn read_verified(path: &Path) -> nua_oci::ImageInfo {
     ImageArchive::open(path)
         .unwrap()
         .image(ReadOptions {
@@ -267,7 +267,7 @@ fn in_memory_entries_whiteouts_and_xattrs() {
     w.add_opaque("nua/etc").unwrap();
     w.add_device(
         "dev/null",
-        nua::oci::DeviceKind::Char,
+        nua_oci::DeviceKind::Char,
         &Meta::new(0o666),
         1,
         3,

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use common::registry::{Auth, Registry};
 use common::{assert_store_intact, noise, nua_pack, run, run_ok, temp_dir};
-use nua::oci::{self, BlobStore, ImageArchive, ImageName, ReadOptions};
-use nua::registry::{self, Client, ClientOptions, Outcome, PullOptions, PushOptions, Reference};
+use nua_oci::{self as oci, BlobStore, ImageArchive, ImageName, ReadOptions};
+use nua_registry::{
+    self as registry, Client, ClientOptions, Outcome, PullOptions, PushOptions, Reference,
+};
 use serde_json::Value;
 
 /// A client speaking plain HTTP to `host`.

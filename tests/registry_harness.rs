@@ -18,7 +18,7 @@ use common::noise;
 use common::proxy::{Fault, FaultProxy};
 use common::registry::{Auth, Registry};
 use common::token::Presented;
-use nua::oci::{
+use nua_oci::{
     write_image, write_layout_dir, BlobStore, ContainerConfig, ImageName, ImageRef, ImageSpec,
     LayerOptions, LayerWriter, Meta,
 };

@@ -7,7 +7,6 @@
 //! Every test has its own cache, container name and image name (`app_copy` gives the app a
 //! unique id), and removes what it made when dropped; tests that publish on a fixture's host
 //! port hold that port's lock while their container lives.
-#![cfg(feature = "runtime")]
 
 mod common;
 

@@ -1,5 +1,4 @@
 //! The runtime side on the real Docker Engine: `nua load`.
-#![cfg(feature = "runtime")]
 
 mod common;
 
@@ -303,7 +302,7 @@ impl RefusingDocker {
 
 /// A small image tarball made with the library, and its config digest and DiffIDs.
 fn small_image(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, String, Vec<String>) {
-    use nua::oci::{
+    use nua_oci::{
         write_image, write_tarball, BlobStore, ContainerConfig, ImageName, ImageSpec, LayerOptions,
         LayerWriter, Meta,
     };
@@ -323,7 +322,7 @@ fn small_image(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, String,
     .unwrap();
     let tarball = dir.join("small.tar");
     write_tarball(&store, &image, &[ImageName::parse(tag).unwrap()], &tarball).unwrap();
-    let archive = nua::oci::ImageArchive::open(&tarball).unwrap();
+    let archive = nua_oci::ImageArchive::open(&tarball).unwrap();
     let info = archive.describe().unwrap();
     let diff_ids = info
         .config

@@ -9,8 +9,8 @@ use std::process::Command as Proc;
 use std::time::Duration;
 
 use common::sandbox::{env, listing, root, set_readable, sh, stdout};
-use nua::oci::{self, Descriptor, Layer, LayerOptions};
-use nua::sandbox::{Bind, Command, Network, Root, Status, Stream};
+use nua_oci::{self as oci, Descriptor, Layer, LayerOptions};
+use nua_sandbox::{Bind, Command, Network, Root, Status, Stream};
 
 #[test]
 fn exit_codes_and_signals_pass_through() {
@@ -170,7 +170,7 @@ fn deleted_file_and_replaced_directory_survive_commit_and_umoci() {
 }
 
 /// The hostile fixture as a registry layer would arrive: raw tar straight into the store.
-fn hostile(name: &str) -> Result<Root, nua::sandbox::Error> {
+fn hostile(name: &str) -> Result<Root, nua_sandbox::Error> {
     let bytes = std::fs::read(common::root().join("fixtures/hostile").join(name)).unwrap();
     let info = env().store.put_bytes(&bytes).unwrap();
     let layer = Layer {

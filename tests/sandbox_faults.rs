@@ -14,8 +14,8 @@ use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::sandbox::{self as sb, env, listing, processes_with, sh, stdout};
-use nua::oci::{Compression, Layer, LayerOptions, LayerWriter, Meta};
-use nua::sandbox::{Command, Mapping, Sandbox};
+use nua_oci::{Compression, Layer, LayerOptions, LayerWriter, Meta};
+use nua_sandbox::{Command, Mapping, Sandbox};
 
 /// Set for the `sleeper` child: the marker its processes carry in their command lines.
 const SLEEPER: &str = "NUA_SANDBOX_TEST_SLEEPER";
@@ -317,7 +317,7 @@ fn a_command_that_never_stops_printing_still_times_out() {
     let mut lines = 0u64;
     let started = Instant::now();
     let status = root.run(&cmd, &mut |_, _| lines += 1).unwrap();
-    assert_eq!(status, nua::sandbox::Status::TimedOut);
+    assert_eq!(status, nua_sandbox::Status::TimedOut);
     assert!(lines > 0);
     assert!(started.elapsed() < Duration::from_secs(60));
 }

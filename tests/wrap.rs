@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::registry::{Auth, Registry};
 use common::*;
-use nua::oci::{self, ContainerConfig, ImageSpec};
+use nua_oci::{self as oci, ContainerConfig, ImageSpec};
 use serde_json::Value;
 
 fn build_json(args: &[&str], app: &Path, cache: &Path) -> Value {
@@ -80,7 +80,7 @@ fn build_push_sends_the_image_that_skopeo_then_reads() {
 /// An upstream image with an entrypoint of its own, on the bookworm base: made with the oci
 /// module and pushed with skopeo, as a third party would publish it.
 fn publish_upstream(host: &str, work: &Path) {
-    use nua::build::base::{self, BaseOptions, Catalog};
+    use nua_build::base::{self, BaseOptions, Catalog};
     let cache = shared_base("debian-bookworm");
     let store = oci::BlobStore::open(&cache).unwrap();
     let options = BaseOptions {
@@ -94,7 +94,7 @@ fn publish_upstream(host: &str, work: &Path) {
         None,
         &store,
         &options,
-        &mut nua::build::Silent,
+        &mut nua_build::Silent,
     )
     .unwrap();
     let config = ContainerConfig {

@@ -11,31 +11,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{NuaCli, NuaCommand, PackCli, PackCommand};
+use args::{PackCli, PackCommand};
 
+/// `nua-pack`: parse the command line, run the command, print its error if any.
 pub fn main_pack() -> ExitCode {
     let cli = PackCli::parse();
     finish(dispatch_pack(&cli.command))
 }
 
-pub fn main_nua() -> ExitCode {
-    let cli = NuaCli::parse();
-    finish(match &cli.command {
-        NuaCommand::Pack(cmd) => dispatch_pack(cmd),
-        #[cfg(feature = "runtime")]
-        NuaCommand::Load(args) => commands::load::run(args),
-        #[cfg(feature = "runtime")]
-        NuaCommand::Run(args) => commands::run::run(args),
-        #[cfg(feature = "runtime")]
-        NuaCommand::Ps(args) => commands::ps::ps(args),
-        #[cfg(feature = "runtime")]
-        NuaCommand::Logs(args) => commands::ps::logs(args),
-        #[cfg(feature = "runtime")]
-        NuaCommand::Stop(args) => commands::ps::stop(args),
-    })
-}
-
-fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
+/// Run one of the builder's commands (shared by `nua-pack` and `nua`).
+pub fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PackCommand::Check(args) => commands::check::run(args),
         PackCommand::Build(args) => commands::build::run(args),
@@ -59,7 +44,7 @@ impl fmt::Display for Hint {
 }
 
 /// Print an error chain once, then its hints, and map it to exit code 1.
-fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     let err = match result {
         Ok(code) => return code,
         Err(err) => err,
@@ -78,7 +63,7 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
         eprintln!("  caused by: {cause}");
     }
     let hint = hint.or_else(|| {
-        err.downcast_ref::<crate::config::Error>()
+        err.downcast_ref::<nua_config::Error>()
             .and_then(|e| e.hint())
     });
     if let Some(hint) = hint {

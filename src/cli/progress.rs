@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::build::{Event, Reporter};
+use nua_build::{Event, Reporter};
 
 /// One line per step on stderr; on a terminal, a spinner while the step runs.
 pub struct Lines {
@@ -58,7 +58,7 @@ impl Lines {
 }
 
 impl Reporter for Lines {
-    fn transfers(&self) -> &dyn crate::registry::Progress {
+    fn transfers(&self) -> &dyn nua_registry::Progress {
         &self.transfers
     }
 

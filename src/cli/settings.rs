@@ -67,8 +67,8 @@ pub fn ssl_cert_file() -> Option<PathBuf> {
 }
 
 /// The base image definitions: those of `NUA_BASE_IMAGES` when set, else the built-in ones.
-pub fn catalog() -> anyhow::Result<crate::build::base::Catalog> {
-    use crate::build::base::Catalog;
+pub fn catalog() -> anyhow::Result<nua_build::base::Catalog> {
+    use nua_build::base::Catalog;
     Ok(
         match std::env::var_os(NUA_BASE_IMAGES).filter(|d| !d.is_empty()) {
             Some(dir) => Catalog::from_dir(Path::new(&dir))
@@ -80,10 +80,10 @@ pub fn catalog() -> anyhow::Result<crate::build::base::Catalog> {
 
 /// The definitions a lock is made from and written beside: `NUA_BASE_IMAGES`, else
 /// `./base-images` when it exists (a checkout), else the built-in ones (no folder to write).
-pub fn catalog_for_writing() -> anyhow::Result<crate::build::base::Catalog> {
+pub fn catalog_for_writing() -> anyhow::Result<nua_build::base::Catalog> {
     let here = Path::new("base-images");
     if std::env::var_os(NUA_BASE_IMAGES).is_none_or(|d| d.is_empty()) && here.is_dir() {
-        return crate::build::base::Catalog::from_dir(here)
+        return nua_build::base::Catalog::from_dir(here)
             .context("cannot read the base images of `./base-images`");
     }
     catalog()
@@ -95,8 +95,8 @@ pub fn catalog_for_writing() -> anyhow::Result<crate::build::base::Catalog> {
 pub fn registry_options(
     args: &crate::cli::args::RegistryArgs,
     registry: Option<&str>,
-) -> anyhow::Result<crate::registry::ClientOptions> {
-    use crate::registry::{AuthConfig, ClientOptions, Secret};
+) -> anyhow::Result<nua_registry::ClientOptions> {
+    use nua_registry::{AuthConfig, ClientOptions, Secret};
     let explicit = match (&args.username, args.password_stdin) {
         (Some(user), true) => {
             let mut password = String::new();

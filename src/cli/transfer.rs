@@ -9,8 +9,8 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::cli::progress::{human_bytes, human_duration};
-use crate::oci::Digest;
-use crate::registry::{BlobReport, Outcome, Progress};
+use nua_oci::Digest;
+use nua_registry::{BlobReport, Outcome, Progress};
 
 /// Reports blob transfers on stderr.
 pub struct Transfers {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Proc;
 use std::sync::OnceLock;
 
-use nua::oci::{BlobStore, Compression, Layer, LayerOptions, LayerWriter};
-use nua::sandbox::{Command, Root, Sandbox, Status, Stream};
+use nua_oci::{BlobStore, Compression, Layer, LayerOptions, LayerWriter};
+use nua_sandbox::{Command, Root, Sandbox, Status, Stream};
 
 /// Set in a test binary re-run by [`rerun_as`], so the outer tests do not recurse.
 pub const INNER: &str = "NUA_SANDBOX_TEST_INNER";

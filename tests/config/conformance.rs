@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use nua::config::{self, EnvKind, LoadOptions, NuaConfig};
+use nua_config::{self as config, EnvKind, LoadOptions, NuaConfig};
 use serde_json::Value;
 
 /// The corpus, read in place.

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nua::config::{self, LoadOptions};
+use nua_config::{self as config, LoadOptions};
 
 /// The fixture folders of `kind`, as paths relative to the crate root (tests run there), so
 /// that messages show short paths.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nua::config::{self, schema, LoadOptions};
+use nua_config::{self as config, schema, LoadOptions};
 use serde_json::Value;
 
 use super::conformance::corpus_apps;

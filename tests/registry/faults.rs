@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use nua::http::Retry;
-use nua::oci::{BlobStore, Descriptor};
-use nua::registry::{self, Client, ClientOptions, PullOptions, PushOptions, Reference};
+use nua_oci::http::Retry;
+use nua_oci::{BlobStore, Descriptor};
+use nua_registry::{self as registry, Client, ClientOptions, PullOptions, PushOptions, Reference};
 
 use super::common::proxy::{Fault, FaultProxy};
 use super::common::registry::{Auth, Registry};
@@ -25,7 +25,7 @@ fn fast_client(host: &str) -> Client {
 }
 
 /// A registry holding a three-layer image at `faults/app:1`, and a proxy in front of it.
-fn served() -> (Registry, FaultProxy, tempfile::TempDir, nua::oci::ImageRef) {
+fn served() -> (Registry, FaultProxy, tempfile::TempDir, nua_oci::ImageRef) {
     let registry = Registry::start(Auth::None);
     let work = temp_dir();
     let store = BlobStore::open(work.path().join("push-cache")).unwrap();

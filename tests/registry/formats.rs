@@ -8,7 +8,7 @@ use super::common::proxy::{Fault, FaultProxy};
 use super::common::registry::{Auth, Registry};
 use super::common::{run, run_ok, temp_dir};
 use super::{image, pack, pull_json, skopeo_digest};
-use nua::oci::{self, BlobStore, ImageArchive, ImageName, ReadOptions};
+use nua_oci::{self as oci, BlobStore, ImageArchive, ImageName, ReadOptions};
 
 /// The small image written as an OCI layout at `dir/layout` (tag `1`), and its ref.
 fn layout(dir: &std::path::Path, store: &BlobStore, seed: u8) -> oci::ImageRef {

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::build::base::{self, BaseOptions, Catalog};
-use crate::build::metadata::image_env;
 use crate::cli::args::{BaseBuildArgs, BaseCommand, BaseListArgs, BaseLockArgs};
 use crate::cli::progress::{human_bytes, Lines};
 use crate::cli::{settings, Hint};
-use crate::oci;
+use nua_build::base::{self, BaseOptions, Catalog};
+use nua_build::metadata::image_env;
+use nua_oci as oci;
 
 pub fn run(cmd: &BaseCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -84,7 +84,7 @@ fn lock_state(catalog: &Catalog, name: &str) -> anyhow::Result<&'static str> {
 struct Built {
     base: String,
     locked: bool,
-    layers: Vec<crate::build::LayerSummary>,
+    layers: Vec<nua_build::LayerSummary>,
     size: u64,
     image: Option<String>,
     manifest_digest: Option<String>,
@@ -97,7 +97,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
     let resolved = catalog.resolve_builder(&args.name)?;
     let mut reporter = Lines::new(args.quiet, args.json);
     if let Some(message) = &resolved.warning {
-        crate::build::Reporter::event(&mut reporter, crate::build::Event::Warning { message });
+        nua_build::Reporter::event(&mut reporter, nua_build::Event::Warning { message });
     }
     let store = oci::BlobStore::open(&cache_dir)?;
     let options = BaseOptions {
@@ -121,7 +121,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
         layers: built
             .layers
             .iter()
-            .map(|(step, layer, cached)| crate::build::LayerSummary::new(step, layer, *cached))
+            .map(|(step, layer, cached)| nua_build::LayerSummary::new(step, layer, *cached))
             .collect(),
         image: None,
         manifest_digest: None,

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use std::process::ExitCode;
 
-use crate::build::{self, BuildOptions, Output};
 use crate::cli::args::BuildArgs;
 use crate::cli::progress::{human_bytes, Lines};
 use crate::cli::transfer::Transfers;
 use crate::cli::{settings, Hint};
-use crate::config::{self, LoadOptions};
-use crate::oci;
-use crate::registry::Reference;
+use nua_build::{self as build, BuildOptions, Output};
+use nua_config::{self as config, LoadOptions};
+use nua_oci as oci;
+use nua_registry::Reference;
 
 pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     // A reference that does not parse is refused before anything is built.
@@ -237,19 +237,19 @@ fn dry_run(app: &config::Loaded, json: bool) -> anyhow::Result<ExitCode> {
 fn push_built(
     result: &build::BuildResult,
     reference: &Reference,
-    registry: crate::registry::ClientOptions,
+    registry: nua_registry::ClientOptions,
     options: &BuildOptions,
     args: &BuildArgs,
-) -> anyhow::Result<(Reference, crate::registry::Pushed)> {
-    let client = crate::registry::Client::new(registry)?;
+) -> anyhow::Result<(Reference, nua_registry::Pushed)> {
+    let client = nua_registry::Client::new(registry)?;
     let store = oci::BlobStore::open(&options.cache_dir)?;
     let progress = Transfers::new(args.quiet || args.json);
-    let pushed = crate::registry::push(
+    let pushed = nua_registry::push(
         &client,
         &store,
         &result.image_ref,
         reference,
-        &crate::registry::PushOptions::default(),
+        &nua_registry::PushOptions::default(),
         &progress,
     )
     .with_context(|| format!("built, but cannot push to `{reference}`"));

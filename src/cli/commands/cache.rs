@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::build::prune;
 use crate::cli::args::CacheCommand;
 use crate::cli::progress::{human_age, human_bytes};
 use crate::cli::settings;
+use nua_build::prune;
 
 pub fn run(cmd: &CacheCommand) -> anyhow::Result<ExitCode> {
     let cache_dir = settings::cache_dir()?;

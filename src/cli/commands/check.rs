@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::cli::args::CheckArgs;
-use crate::config::{self, LoadOptions};
+use nua_config::{self as config, LoadOptions};
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));

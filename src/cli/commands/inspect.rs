@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::cli::args::InspectArgs;
 use crate::cli::progress::human_bytes;
 use crate::cli::settings;
-use crate::oci::{Descriptor, ImageArchive, ImageConfig, ReadOptions};
-use crate::registry::{self, Client, Reference};
+use nua_oci::{Descriptor, ImageArchive, ImageConfig, ReadOptions};
+use nua_registry::{self as registry, Client, Reference};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

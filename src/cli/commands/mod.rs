@@ -5,11 +5,5 @@ pub mod build;
 pub mod cache;
 pub mod check;
 pub mod inspect;
-#[cfg(feature = "runtime")]
-pub mod load;
-#[cfg(feature = "runtime")]
-pub mod ps;
 pub mod pull;
 pub mod push;
-#[cfg(feature = "runtime")]
-pub mod run;

@@ -9,8 +9,8 @@ use crate::cli::args::PushArgs;
 use crate::cli::progress::human_bytes;
 use crate::cli::settings;
 use crate::cli::transfer::Transfers;
-use crate::oci::{self, BlobStore};
-use crate::registry::{self, BlobReport, Client, Outcome, PushOptions, Reference};
+use nua_oci::{self as oci, BlobStore};
+use nua_registry::{self as registry, BlobReport, Client, Outcome, PushOptions, Reference};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::args::LoadArgs;
-use crate::cli::progress::human_bytes;
-use crate::cli::Hint;
-use crate::runtime::{Docker, Engine as _, Error, LoadOptions, Loaded};
+use crate::args::LoadArgs;
+use nua::cli::progress::human_bytes;
+use nua::cli::Hint;
+use nua_runtime::{Docker, Engine as _, Error, LoadOptions, Loaded};
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;

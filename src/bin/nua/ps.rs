@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::load::docker;
-use crate::cli::args::{LogsArgs, PsArgs, StopArgs};
-use crate::cli::Hint;
-use crate::deploy::local::APP_LABEL;
-use crate::runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream};
+use crate::args::{LogsArgs, PsArgs, StopArgs};
+use crate::load::docker;
+use nua::cli::Hint;
+use nua_deploy::local::APP_LABEL;
+use nua_runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream};
 
 pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
@@ -145,7 +145,7 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {
             engine.remove_volume(volume)?;
         }
         // The random values the app's data was made with go with the data.
-        let kept = super::run::kept_values_file(&app_name)?;
+        let kept = crate::run::kept_values_file(&app_name)?;
         match std::fs::remove_file(&kept) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove `{}`", kept.display()))

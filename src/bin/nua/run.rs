@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::load::{docker, sent};
-use crate::build::Output;
-use crate::cli::args::{BuildArgs, RegistryArgs, RunArgs};
-use crate::cli::{settings, Hint};
-use crate::config::NuaConfig;
-use crate::deploy::local::{LocalPorts, Published, Request, CONFIG_PATH};
-use crate::deploy::supervise::{self, Outcome};
-use crate::runtime::{Docker, Engine, LoadOptions, Loaded, LogLine, Stream};
+use crate::args::RunArgs;
+use crate::load::{docker, sent};
+use nua::cli::args::{BuildArgs, RegistryArgs};
+use nua::cli::{settings, Hint};
+use nua_build::Output;
+use nua_config::NuaConfig;
+use nua_deploy::local::{LocalPorts, Published, Request, CONFIG_PATH};
+use nua_deploy::supervise::{self, Outcome};
+use nua_runtime::{Docker, Engine, LoadOptions, Loaded, LogLine, Stream};
 
 /// What `nua run` was given, once looked at.
 enum Target {
@@ -144,7 +145,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Target::Reference(reference) => (reference, None, None),
     };
     let details = engine.image(&image)?.ok_or_else(|| {
-        anyhow::Error::new(crate::runtime::Error::NoSuchImage {
+        anyhow::Error::new(nua_runtime::Error::NoSuchImage {
             reference: image.clone(),
         })
         .context(Hint(
@@ -300,7 +301,7 @@ fn report(name: &str, outcome: &Outcome, quiet: bool) {
     }
 }
 
-fn unhealthy_message(name: &str, checks: &[crate::runtime::CheckResult]) -> String {
+fn unhealthy_message(name: &str, checks: &[nua_runtime::CheckResult]) -> String {
     let mut message = format!("{name} is unhealthy: its health check failed");
     if let Some(last) = checks.iter().rev().find(|c| c.exit_code != 0) {
         message.push_str(&format!(" (exit code {}):", last.exit_code));
@@ -322,7 +323,7 @@ fn print_line(line: LogLine) {
 }
 
 fn port_line(port: &Published) -> String {
-    let scheme = if port.protocol == crate::runtime::Protocol::Tcp {
+    let scheme = if port.protocol == nua_runtime::Protocol::Tcp {
         "http"
     } else {
         "udp"
@@ -345,7 +346,7 @@ fn hint_start(err: anyhow::Error, name: &str) -> anyhow::Error {
         Some(supervise::Error::Foreign { .. }) => {
             "give the app another container name with `--name`".to_owned()
         }
-        Some(supervise::Error::Plan(crate::deploy::local::Error::HostMount { .. })) => {
+        Some(supervise::Error::Plan(nua_deploy::local::Error::HostMount { .. })) => {
             "read the image's nua-config (`nua-pack inspect`) before allowing it".to_owned()
         }
         _ => return err,
@@ -384,7 +385,7 @@ fn build_and_load(
         .prefix("image-")
         .tempdir_in(&runs)
         .with_context(|| format!("cannot make a folder in `{}`", runs.display()))?;
-    let built = super::build::build_app(
+    let built = nua::cli::commands::build::build_app(
         &build_args,
         Some(Output::LayoutDir(layout.path().to_path_buf())),
         None,
@@ -431,8 +432,8 @@ fn engine_config(engine: &Docker, image: &str) -> anyhow::Result<Option<NuaConfi
 
 /// The nua-config the build put in an image tarball or layout, read from its layers.
 fn archive_config(path: &Path) -> anyhow::Result<Option<NuaConfig>> {
-    let (archive, info) = crate::runtime::describe_image(path)?;
-    let bytes = crate::runtime::read_image_file(&archive, &info, CONFIG_PATH, 4 << 20)
+    let (archive, info) = nua_runtime::describe_image(path)?;
+    let bytes = nua_runtime::read_image_file(&archive, &info, CONFIG_PATH, 4 << 20)
         .with_context(|| format!("cannot read `{CONFIG_PATH}` in `{}`", path.display()))?;
     bytes
         .map(|b| parse_config(&b, &path.display().to_string()))
@@ -446,7 +447,7 @@ fn parse_config(bytes: &[u8], image: &str) -> anyhow::Result<NuaConfig> {
 
 /// Where the `random` env values of an app's runs are kept: beside its volumes in spirit
 /// (they go together with `nua stop --volumes`), readable by this user only.
-pub(super) fn kept_values_file(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn kept_values_file(name: &str) -> anyhow::Result<PathBuf> {
     Ok(settings::cache_dir()?
         .join("run")
         .join("env")

@@ -1,0 +1,124 @@
+//! clap definitions of the run side, the commands only `nua` has.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use nua::cli::args::PackCommand;
+
+/// nua: build and run Nua applications
+#[derive(Debug, Parser)]
+#[command(name = "nua", version, propagate_version = true)]
+pub struct NuaCli {
+    #[command(subcommand)]
+    pub command: NuaCommand,
+}
+
+/// Every command of `nua`: the builder's, then the run side.
+#[derive(Debug, Subcommand)]
+pub enum NuaCommand {
+    #[command(flatten)]
+    Pack(PackCommand),
+    /// Load an image tarball into Docker Engine, sending only the layers it lacks
+    Load(LoadArgs),
+    /// Run an app on Docker: build it (a folder) or load it (a tarball) first
+    Run(RunArgs),
+    /// List the apps `nua run` started, running or not
+    Ps(PsArgs),
+    /// Show the output of an app started with `nua run`
+    Logs(LogsArgs),
+    /// Stop an app started with `nua run` and remove its container (its volumes stay)
+    Stop(StopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The image tarball (`nua-<id>_<version>-<release>.tar`) or OCI layout folder
+    pub tarball: PathBuf,
+    /// Send every layer, even those Docker already has
+    #[arg(long)]
+    pub full: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// An app folder or nua-config (built first), an image tarball or OCI layout folder
+    /// (loaded first), or the reference of an image Docker has [default: .]
+    pub target: Option<String>,
+    /// Set an environment variable (repeatable); `KEY` alone takes this shell's value
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Leave the app running in the background once it has started (healthy, when the image
+    /// has a health check)
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Name of the container [default: the app's id]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Let the nua-config of an image (not of an app folder) mount host folders with
+    /// `bind` or `directory` volumes
+    #[arg(long)]
+    pub allow_host_mounts: bool,
+    /// Build every step again (for an app folder)
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The Debian mirror for base images, instead of the machine's apt sources
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// The CA bundle build commands trust [default: the machine's]
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Seconds to wait for the app to stop on Ctrl-C before killing it
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub stop_timeout: u64,
+    /// With `--detach`: print the result as JSON on stdout
+    #[arg(long, requires = "detach")]
+    pub json: bool,
+    /// Say nothing but errors (the app's output is still shown)
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Print the list as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The app's name (as `nua ps` shows it)
+    pub name: String,
+    /// Keep printing output as it comes
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The app's name (as `nua ps` shows it)
+    pub name: String,
+    /// Seconds to wait for it to stop before killing it
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub time: u64,
+    /// Also remove its named volumes (their data is lost)
+    #[arg(long)]
+    pub volumes: bool,
+}

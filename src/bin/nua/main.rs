@@ -1,0 +1,29 @@
+//! `nua`: every `nua-pack` command, plus the run side.
+//!
+//! The run side's command line lives here, with the binary, rather than in the `nua`
+//! library that both binaries share: that library never names `nua-runtime` or
+//! `nua-deploy`, so `nua-pack` links neither of them nor bollard.
+
+mod args;
+mod load;
+mod ps;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{NuaCli, NuaCommand};
+use nua::cli::{dispatch_pack, finish};
+
+fn main() -> ExitCode {
+    let cli = NuaCli::parse();
+    finish(match &cli.command {
+        NuaCommand::Pack(cmd) => dispatch_pack(cmd),
+        NuaCommand::Load(args) => load::run(args),
+        NuaCommand::Run(args) => run::run(args),
+        NuaCommand::Ps(args) => ps::ps(args),
+        NuaCommand::Logs(args) => ps::logs(args),
+        NuaCommand::Stop(args) => ps::stop(args),
+    })
+}
