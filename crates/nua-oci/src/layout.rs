@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::digest::{Digest, Sha256Writer};
 use super::error::{Error, IoContext, Result};
+use super::fs::{write_atomic, write_atomic_with, READABLE_BY_ALL};
 use super::image::{json, media_type, Descriptor, ImageRef, Index};
 use super::name::ImageName;
 use super::store::BlobStore;
@@ -128,53 +129,17 @@ pub fn write_layout_dir(
             }
         } else {
             let mut reader = store.open_blob(&blob.digest)?;
-            let temp = temp_file_for(&to)?;
-            let mut out = BufWriter::new(temp.as_file());
-            copy_verified(&mut reader, &mut out, blob)?;
-            out.flush().at(&to)?;
-            drop(out);
-            temp.persist(&to).map_err(|e| e.error).at(&to)?;
+            write_atomic_with(&to, READABLE_BY_ALL, |file| {
+                let mut out = BufWriter::new(file);
+                copy_verified(&mut reader, &mut out, blob)?;
+                out.flush().at(&to)
+            })?;
         }
     }
     for (name, bytes) in metadata_files(image, names)? {
         write_atomic(&dir.join(name), &bytes)?;
     }
     Ok(())
-}
-
-/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut temp = temp_file_for(path)?;
-    temp.write_all(bytes).map_err(without_temp_name).at(path)?;
-    temp.as_file().sync_all().at(path)?;
-    temp.persist(path).map_err(|e| e.error).at(path)?;
-    Ok(())
-}
-
-/// A temporary file (readable by all once renamed) in the folder of `dest`, to be renamed to
-/// `dest`. Errors name `dest`: the temporary name means nothing to the caller.
-fn temp_file_for(dest: &Path) -> Result<tempfile::NamedTempFile> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(super::readable_by_all())
-        .tempfile_in(parent)
-        .map_err(without_temp_name)
-        .at(dest)
-}
-
-/// tempfile adds ` at path "<temporary name>"` to its I/O errors; keep the cause only.
-fn without_temp_name(e: io::Error) -> io::Error {
-    let message = e.to_string();
-    match message.split_once(" at path ") {
-        Some((cause, _)) if e.get_ref().is_some() => io::Error::new(e.kind(), cause.to_owned()),
-        _ => e,
-    }
 }
 
 /// Write `image` as a hybrid OCI layout / `docker save` tarball at `out`.
@@ -186,9 +151,19 @@ pub fn write_tarball(
     names: &[ImageName],
     out: &Path,
 ) -> Result<()> {
-    // Every error names `out`, the path the caller gave, not the temporary file next to it.
-    let temp = temp_file_for(out)?;
-    let file = temp.reopen().map_err(without_temp_name).at(out)?;
+    write_atomic_with(out, READABLE_BY_ALL, |file| {
+        write_tarball_to(store, image, names, out, file)
+    })
+}
+
+/// The tarball of [`write_tarball`] into `file`; errors name `out`.
+fn write_tarball_to(
+    store: &BlobStore,
+    image: &ImageRef,
+    names: &[ImageName],
+    out: &Path,
+    file: &mut File,
+) -> Result<()> {
     let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, file));
     let no_xattrs = Default::default();
     let header = |path: &'static str, kind, size| tarball_header(path, kind, size, &no_xattrs);
@@ -211,10 +186,7 @@ pub fn write_tarball(
         check(blob, hashed.finish(), &mut reader, store)?;
     }
     let writer = tar.finish().at(out)?;
-    let file = writer.into_inner().map_err(|e| e.into_error()).at(out)?;
-    file.sync_all().at(out)?;
-    drop(file);
-    temp.persist(out).map_err(|e| e.error).at(out)?;
+    writer.into_inner().map_err(|e| e.into_error()).at(out)?;
     Ok(())
 }
 

@@ -44,6 +44,7 @@
 pub mod canonical;
 pub mod digest;
 pub mod error;
+pub mod fs;
 pub mod http;
 pub mod image;
 pub mod layer;
@@ -66,10 +67,3 @@ pub use layout::{tarball_is_current, write_layout_dir, write_tarball};
 pub use name::ImageName;
 pub use reader::{ImageArchive, ImageInfo, ReadOptions};
 pub use store::{BlobInfo, BlobStore, BlobWriter};
-
-/// Mode of the files this module writes (before the umask): temporary files are private by
-/// default, but blobs and images are meant to be read by others, as `docker save` output is.
-pub(crate) fn readable_by_all() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::Permissions::from_mode(0o644)
-}

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::digest::{Digest, Sha256Writer};
 use super::error::{Error, IoContext, Result};
+use super::fs::{AtomicFile, READABLE_BY_ALL};
 
 /// A digest and a size: what is known about a blob once it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,13 +129,8 @@ impl BlobStore {
     /// Start writing a new blob.
     pub fn writer(&self) -> Result<BlobWriter> {
         let dir = self.tmp_dir();
-        let temp = tempfile::Builder::new()
-            .prefix("blob-")
-            .permissions(super::readable_by_all())
-            .tempfile_in(&dir)
-            .at(&dir)?;
-        let path = temp.path().to_path_buf();
-        let file = temp.reopen().at(&path)?;
+        let temp = AtomicFile::create_in(&dir, "blob-", READABLE_BY_ALL)?;
+        let file = temp.file().try_clone().at(&dir)?;
         Ok(BlobWriter {
             store: self.clone(),
             temp,
@@ -145,7 +141,8 @@ impl BlobStore {
     /// Store a small blob from memory.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<BlobInfo> {
         let mut writer = self.writer()?;
-        writer.write_all(bytes).at(writer.temp.path())?;
+        let dir = writer.store.tmp_dir();
+        writer.write_all(bytes).at(dir)?;
         writer.commit(None)
     }
 }
@@ -155,7 +152,7 @@ impl BlobStore {
 /// Dropping it without committing deletes the temporary file.
 pub struct BlobWriter {
     store: BlobStore,
-    temp: tempfile::NamedTempFile,
+    temp: AtomicFile,
     out: Sha256Writer<BufWriter<File>>,
 }
 
@@ -175,12 +172,12 @@ impl BlobWriter {
     /// On a mismatch the temporary file is deleted and nothing appears under `blobs/`.
     pub fn commit(self, expected: Option<&Digest>) -> Result<BlobInfo> {
         let BlobWriter { store, temp, out } = self;
-        let temp_path = temp.path().to_path_buf();
+        let temp_dir = store.tmp_dir();
         let (digest, size, buffered) = out.finish();
         let file = buffered
             .into_inner()
             .map_err(|e| e.into_error())
-            .at(&temp_path)?;
+            .at(&temp_dir)?;
         if let Some(expected) = expected {
             if expected != &digest {
                 // `temp` is dropped here, which deletes the file.
@@ -191,12 +188,13 @@ impl BlobWriter {
                 });
             }
         }
-        file.sync_all().at(&temp_path)?;
-        drop(file);
-        // Blobs are immutable and may be shared (an OCI layout served by a registry).
-        fs::set_permissions(&temp_path, fs::Permissions::from_mode(0o644)).at(&temp_path)?;
         let dest = store.path(&digest);
-        temp.persist(&dest).map_err(|e| e.error).at(&dest)?;
+        // Blobs are immutable and may be shared (an OCI layout served by a registry): readable
+        // by all whatever the umask.
+        file.set_permissions(fs::Permissions::from_mode(READABLE_BY_ALL))
+            .at(&dest)?;
+        drop(file);
+        temp.commit_as(&dest)?;
         Ok(BlobInfo { digest, size })
     }
 }

@@ -60,13 +60,8 @@ pub(crate) fn record<'a>(
     let Ok(bytes) = serde_json::to_vec(&map) else {
         return;
     };
-    let target = path(store);
-    if let Ok(mut temp) = tempfile::NamedTempFile::new_in(store.root()) {
-        use std::io::Write;
-        if temp.write_all(&bytes).is_ok() {
-            let _ = temp.persist(&target);
-        }
-    }
+    // Private, as it always was: it lists what this machine pulled from where.
+    let _ = nua_oci::fs::write_atomic_mode(&path(store), &bytes, 0o600);
 }
 
 #[cfg(test)]
