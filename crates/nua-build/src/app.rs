@@ -8,9 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::base::{key_of, BaseImage, BaseOptions, Chain, Installer, PlannedStep};
-use super::cache::{Explain, LayerCache};
+use super::base::{BaseError, BaseImage};
 use super::fetch;
+use super::layers::{
+    key_of, BaseOptions, Chain, Explain, InstallError, Installer, LayerCache, PlannedStep,
+};
 use super::plan::Origin;
 use super::plan::{AppPlan, DEPS_DIR, NUA_DIR_MOUNT};
 use super::run::{self, Job, World};
@@ -212,7 +214,7 @@ impl Build<'_> {
                 run: Vec::new(),
             };
             match installer.install(&step, "", chain, reporter) {
-                Err(super::base::BaseError::PackageGone { url, .. }) if !fresh => {
+                Err(InstallError::PackageGone { url, .. }) if !fresh => {
                     let message = format!(
                         "the mirror no longer has `{url}`: resolving the packages of step \
                          `{name}` again"
@@ -220,7 +222,7 @@ impl Build<'_> {
                     reporter.event(Event::Warning { message: &message });
                     fresh = true;
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(BaseError::from(err).into()),
                 Ok(()) => return Ok(step.packages),
             }
         }

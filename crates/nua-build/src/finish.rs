@@ -1,7 +1,7 @@
 //! The last steps of a build: what the image holds (its SBOM) and its tests.
 
 use super::app::Build;
-use super::base::{key_of, Chain};
+use super::layers::{key_of, Chain};
 use super::plan::AppPlan;
 use super::run::{self, Job, World};
 use super::steps::Step;

@@ -13,10 +13,10 @@
 
 mod app;
 pub mod base;
-pub(crate) mod cache;
 mod error;
 pub mod fetch;
 mod finish;
+mod layers;
 pub mod metadata;
 pub mod plan;
 pub mod prune;
@@ -265,9 +265,9 @@ pub fn build(
     };
     let store = oci::BlobStore::open(&options.cache_dir).map_err(Error::Oci)?;
     let cache = if options.no_cache {
-        cache::LayerCache::new(&options.cache_dir).write_only()
+        layers::LayerCache::new(&options.cache_dir).write_only()
     } else {
-        cache::LayerCache::new(&options.cache_dir)
+        layers::LayerCache::new(&options.cache_dir)
     };
     let layer_options = oci::LayerOptions {
         compression: options.compression,
@@ -280,7 +280,7 @@ pub fn build(
             let env = base.env.clone();
             let ca = options.ca_bundle.clone().or_else(host_ca_bundle);
             let stage = |epoch: u64| app::Stage {
-                options: base::BaseOptions {
+                options: layers::BaseOptions {
                     cache_dir: options.cache_dir.clone(),
                     layer: oci::LayerOptions {
                         source_date_epoch: epoch,

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::cache::Entry;
+use super::layers::Entry;
 use super::Error;
 use nua_oci as oci;
 

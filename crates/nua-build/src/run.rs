@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::base::{Chain, Tail};
+use super::layers::{BaseOptions, Chain, Tail};
 use super::{Error, Event, Reporter};
 use crate::metadata::{NUA_GID, NUA_UID};
 use nua_oci as oci;
@@ -222,7 +222,7 @@ pub fn run_commands(
 #[allow(clippy::too_many_arguments)]
 pub fn layer_step(
     chain: &mut Chain,
-    sandbox_options: &super::base::BaseOptions,
+    sandbox_options: &BaseOptions,
     store: &oci::BlobStore,
     world: &World,
     step: &str,

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::app::{Build, APP_FORMAT};
-use super::base::{key_of, Chain};
 use super::fetch::{self, Origin};
+use super::layers::{key_of, Chain};
 use super::plan::AppPlan;
 use super::steps::{self, Step};
 use super::why::{self, Inputs};

@@ -1,7 +1,6 @@
 //! The steps of a build: what each one puts in its layer and what its cache key is made of.
 
-use sha2::{Digest as _, Sha256};
-
+use super::layers::KeyHasher;
 use super::metadata::{self, NUA_GID, NUA_UID};
 use super::source::SourceFilter;
 use super::{BuildOptions, Error};
@@ -77,18 +76,13 @@ impl Step {
     /// The key under which this step's layer is cached: its parent's key, the layer options
     /// and everything the step reads.
     pub fn cache_key(self, ctx: &Context<'_>, parent: &str) -> Result<String, Error> {
-        let mut hasher = Sha256::new();
-        for part in [
-            STEP_FORMAT,
-            self.name(),
-            parent,
-            &ctx.options.compression.cache_name(),
-            &ctx.options.source_date_epoch.to_string(),
-        ] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-        match self {
+        let key = KeyHasher::new()
+            .field(STEP_FORMAT)
+            .field(self.name())
+            .field(parent)
+            .field(ctx.options.compression.cache_name())
+            .field(ctx.options.source_date_epoch.to_string());
+        let key = match self {
             // The DiffID the app tree would have: everything that reaches the layer (content,
             // modes, links, xattrs, clamped times), read by the walker that writes it.
             Step::Source => {
@@ -104,7 +98,7 @@ impl Step {
                     path: root.clone(),
                     source,
                 })?;
-                hasher.update(diff_id.to_string().as_bytes());
+                key.raw(diff_id.to_string())
             }
             Step::NuaFiles => {
                 let dir = ctx.app.root.join("nua");
@@ -113,20 +107,15 @@ impl Step {
                         nua_file_included(rel, meta.is_dir())
                     })
                     .map_err(|source| Error::SourceLayer { path: dir, source })?;
-                hasher.update(diff_id.to_string().as_bytes());
+                key.raw(diff_id.to_string())
             }
-            Step::Metadata => {
-                hasher.update(metadata::config_json(&ctx.app.config));
-                hasher.update([0]);
-                if let Some(script) = metadata::start_script(&ctx.app.config) {
-                    hasher.update(script.as_bytes());
-                }
-                // The SBOM follows from the layers below (the parent key) and its format.
-                hasher.update([0]);
-                hasher.update(SBOM_FORMAT.as_bytes());
-            }
-        }
-        Ok(hex::encode(hasher.finalize()))
+            // The SBOM follows from the layers below (the parent key) and its format.
+            Step::Metadata => key
+                .field(metadata::config_json(&ctx.app.config))
+                .field(metadata::start_script(&ctx.app.config).unwrap_or_default())
+                .raw(SBOM_FORMAT),
+        };
+        Ok(key.finish())
     }
 
     /// Write this step's layer into the store.

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+
+use crate::layers::KeyHasher;
 
 /// How many changed inputs are named before "and N more".
 const NAMED: usize = 8;
@@ -29,9 +30,7 @@ pub struct History {
 }
 
 /// A digest of some bytes, for [`Inputs`] values.
-pub fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::layers::digest;
 
 impl History {
     pub fn new(cache_dir: &Path, app_id: &str) -> History {
@@ -128,14 +127,10 @@ pub fn tree_inputs(root: &Path, include: &dyn Fn(&Path, bool) -> bool) -> std::i
                 let target = fs_err::read_link(entry.path())?;
                 digest(format!("link {}", target.display()).as_bytes())
             } else if meta.is_file() {
-                let mut hasher = Sha256::new();
-                hasher.update(if meta.permissions().mode() & 0o111 != 0 {
-                    "x "
-                } else {
-                    "- "
-                });
-                std::io::copy(&mut fs_err::File::open(entry.path())?, &mut hasher)?;
-                hex::encode(hasher.finalize())
+                let executable = meta.permissions().mode() & 0o111 != 0;
+                let mut key = KeyHasher::new().raw(if executable { "x " } else { "- " });
+                std::io::copy(&mut fs_err::File::open(entry.path())?, &mut key)?;
+                key.finish()
             } else {
                 continue;
             };

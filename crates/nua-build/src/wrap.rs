@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest as _, Sha256};
-
+use super::layers::KeyHasher;
 use super::metadata;
 use super::{Error, Event, Reporter};
 use nua_config::Loaded;
@@ -87,10 +86,10 @@ pub fn pull(
             (format!("{reference} layer {}", i + 1), layer, true)
         })
         .collect();
-    let key = hex::encode(Sha256::digest(format!(
-        "nua-wrap-v1\0{}",
-        pulled.image.manifest.digest
-    )));
+    let key = KeyHasher::new()
+        .field("nua-wrap-v1")
+        .raw(pulled.image.manifest.digest.to_string())
+        .finish();
     Ok(Wrapped {
         layers,
         config: pulled.config,

@@ -17,14 +17,16 @@ mod plan;
 
 use std::path::PathBuf;
 
+use crate::layers::InstallError;
 use crate::{Event, Reporter};
 use nua_oci::BlobStore;
 
+pub use crate::layers::{BaseOptions, PlannedStep};
 pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
 pub use lock::{Lock, LockedStep};
-pub use make::{build_base, key_of, BaseImage, BaseOptions, Chain, Installer, Tail};
+pub use make::{build_base, BaseImage};
 pub use names::{Resolved, DEFAULT_BASE};
-pub use plan::{lock_base, Plan, PlannedStep};
+pub use plan::{lock_base, Plan};
 
 /// What can go wrong with base definitions and base builds.
 #[derive(Debug, thiserror::Error)]
@@ -52,28 +54,8 @@ pub enum BaseError {
         #[source]
         source: Box<nua_debian::Error>,
     },
-    #[error("the sandbox cannot run step `{step}` of `{base}`")]
-    Sandbox {
-        base: String,
-        step: String,
-        #[source]
-        source: Box<nua_sandbox::Error>,
-    },
-    #[error("step `{step}` of `{base}` failed ({status}); its last lines:\n{tail}")]
-    StepFailed {
-        base: String,
-        step: String,
-        status: String,
-        tail: String,
-    },
-    #[error("the mirror no longer has `{url}`, which `{base}` needs")]
-    PackageGone { base: String, url: String },
-    #[error("cannot write the layer cache in `{}`", path.display())]
-    Cache {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Install(#[from] crate::layers::InstallError),
     #[error(transparent)]
     Oci(#[from] nua_oci::Error),
 }
@@ -102,7 +84,7 @@ pub fn build(
         reporter.event(Event::Warning { message });
     }
     match build_base(&plan, store, &plan_options(&plan), reporter) {
-        Err(BaseError::PackageGone { url, .. }) if plan.locked => {
+        Err(BaseError::Install(InstallError::PackageGone { url, .. })) if plan.locked => {
             let why = format!(
                 "the mirror no longer has `{url}`, which `base-images/{name}.lock` pins: \
                  building `{name}` from the live archive (run `nua-pack base lock {name}`, \

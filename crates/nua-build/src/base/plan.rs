@@ -6,22 +6,9 @@ use std::collections::BTreeMap;
 use super::catalog::Catalog;
 use super::lock::{Lock, LockedStep};
 use super::BaseError;
+use crate::layers::{PlannedStep, BOOTSTRAP};
 use nua_debian as debian;
 use nua_oci::BlobStore;
-
-/// The name of the first step of every base.
-pub const BOOTSTRAP: &str = "bootstrap";
-
-/// One step of a base.
-#[derive(Debug, Clone)]
-pub struct PlannedStep {
-    /// `bootstrap` or a layer name.
-    pub name: String,
-    /// Exact packages to install, sorted by name.
-    pub packages: Vec<debian::Locked>,
-    /// Shell commands run as root after the packages are configured.
-    pub run: Vec<String>,
-}
 
 /// How to build a base.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use std::time::Instant;
 
-use super::why::{History, Inputs};
-use super::{Event, Reporter};
+use crate::why::{History, Inputs};
+use crate::{Event, Reporter};
 use nua_oci as oci;
 
 /// One entry: the layer, and the step that made it (for `nua-pack cache ls`).
@@ -27,7 +27,7 @@ pub struct LayerCache {
     reading: bool,
 }
 
-/// What a step is made from, to say why it is made again (see [`super::why`]).
+/// What a step is made from, to say why it is made again (see [`crate::why`]).
 pub struct Explain<'a> {
     pub history: &'a History,
     pub parent: &'a str,
