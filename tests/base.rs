@@ -190,11 +190,11 @@ fn python_base_pip_installs_from_pypi_in_the_sandbox() {
         },
     };
     let base = build_base(&plan, &store, &options, &mut nua_build::Silent).unwrap();
-    assert!(base.layers.iter().all(|(_, _, cached)| *cached));
+    assert!(base.layers.iter().all(|l| l.cached));
     assert_eq!(base.env["VIRTUAL_ENV"], "/nua/venv");
 
     let sandbox = Sandbox::new(&cache.join("sandbox"), &store).unwrap();
-    let layers: Vec<_> = base.layers.iter().map(|(_, l, _)| l.clone()).collect();
+    let layers: Vec<_> = base.layers.iter().map(|l| l.layer.clone()).collect();
     let mut root = sandbox.root(&layers).unwrap();
     let ca = "/etc/ssl/certs/ca-certificates.crt";
     let mut command = SandboxCommand::shell(

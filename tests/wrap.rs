@@ -103,7 +103,7 @@ fn publish_upstream(host: &str, work: &Path) {
         env: vec!["UPSTREAM=1".into(), "PATH=/usr/bin:/bin".into()],
         ..ContainerConfig::default()
     };
-    let layers = built.layers.into_iter().map(|(_, l, _)| l).collect();
+    let layers = built.layers.into_iter().map(|l| l.layer).collect();
     let image = oci::write_image(&store, &ImageSpec::new(layers, config, 1_700_000_000)).unwrap();
     let layout = work.join("upstream");
     let name = oci::ImageName::parse("upstream/app:2").unwrap();

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use super::base::{BaseError, BaseImage};
 use super::fetch;
 use super::layers::{
-    key_of, BaseOptions, Chain, Explain, InstallError, Installer, LayerCache, PlannedStep,
+    key_of, only_layers, BaseOptions, Chain, Explain, InstallError, Installer, LayerCache,
+    LayerSummary, PlannedStep,
 };
 use super::plan::Origin;
 use super::plan::{AppPlan, DEPS_DIR, NUA_DIR_MOUNT};
@@ -110,7 +111,7 @@ impl Build<'_> {
         inputs: &Inputs,
         reporter: &mut dyn Reporter,
         make: impl FnOnce(&mut Chain, &mut dyn Reporter) -> Result<oci::Layer, Error>,
-    ) -> Result<(String, oci::Layer, bool), Error> {
+    ) -> Result<LayerSummary, Error> {
         let parent = chain.key.clone();
         let explain = Explain {
             history: &self.history,
@@ -235,7 +236,7 @@ pub fn build_layers(
     plan: &AppPlan,
     mut base: BaseImage,
     reporter: &mut dyn Reporter,
-) -> Result<Vec<(String, oci::Layer, bool)>, Error> {
+) -> Result<Vec<LayerSummary>, Error> {
     // The base's key covers its layers and date; the app's layers add their compression.
     let mut chain = Chain {
         layers: base.layers.clone(),
@@ -391,7 +392,7 @@ pub fn build_layers(
     // Metadata, with the SBOM of the layers the image keeps.
     let ctx = source_layer::context(build, app.root.clone())?;
     let key = Step::Metadata.cache_key(&ctx, &chain.key)?;
-    let kept: Vec<oci::Layer> = layers.iter().map(|(_, l, _)| l.clone()).collect();
+    let kept = only_layers(&layers);
     let config = &app.config;
     let inputs: Inputs = [
         (

@@ -1,7 +1,7 @@
 //! The last steps of a build: what the image holds (its SBOM) and its tests.
 
 use super::app::Build;
-use super::layers::{key_of, Chain};
+use super::layers::{key_of, only_layers, Chain, LayerSummary};
 use super::plan::AppPlan;
 use super::run::{self, Job, World};
 use super::steps::Step;
@@ -98,7 +98,7 @@ pub fn test_step(
     build: &Build<'_>,
     plan: &AppPlan,
     chain: &mut Chain,
-    layers: &[(String, oci::Layer, bool)],
+    layers: &[LayerSummary],
     image_key: &str,
     reporter: &mut dyn Reporter,
 ) -> Result<(), Error> {
@@ -119,7 +119,7 @@ pub fn test_step(
             step: "test".to_owned(),
             source: Box::new(source),
         };
-        let all: Vec<oci::Layer> = layers.iter().map(|(_, l, _)| l.clone()).collect();
+        let all = only_layers(layers);
         let sandbox = chain
             .sandbox(&build.above.options, build.store, reporter)
             .map_err(sandbox_error)?;

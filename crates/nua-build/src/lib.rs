@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::Error;
+pub use layers::LayerSummary;
 pub use plan::AppPlan;
 pub use run::host_ca_bundle;
 pub use source::SourceFilter;
@@ -97,27 +98,6 @@ pub struct BuildResult {
     /// The image in the store (to push it).
     #[serde(skip)]
     pub image_ref: oci::ImageRef,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LayerSummary {
-    pub step: String,
-    pub digest: String,
-    pub diff_id: String,
-    pub size: u64,
-    pub cached: bool,
-}
-
-impl LayerSummary {
-    pub fn new(step: &str, layer: &oci::Layer, cached: bool) -> LayerSummary {
-        LayerSummary {
-            step: step.to_owned(),
-            digest: layer.descriptor.digest.to_string(),
-            diff_id: layer.diff_id.to_string(),
-            size: layer.descriptor.size,
-            cached,
-        }
-    }
 }
 
 /// Progress of a build, as it happens.
@@ -358,11 +338,8 @@ pub fn build(
         tags,
         manifest_digest: image.manifest.digest.to_string(),
         config_digest: image.config.digest.to_string(),
-        size: layers.iter().map(|(_, l, _)| l.descriptor.size).sum(),
-        layers: layers
-            .into_iter()
-            .map(|(step, layer, cached)| LayerSummary::new(&step, &layer, cached))
-            .collect(),
+        size: layers.iter().map(|l| l.layer.descriptor.size).sum(),
+        layers,
         output: options.output.path().to_path_buf(),
         image_ref: image,
     })

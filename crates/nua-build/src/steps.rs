@@ -1,6 +1,6 @@
 //! The steps of a build: what each one puts in its layer and what its cache key is made of.
 
-use super::layers::KeyHasher;
+use super::layers::{only_layers, KeyHasher, LayerSummary};
 use super::metadata::{self, NUA_GID, NUA_UID};
 use super::source::SourceFilter;
 use super::{BuildOptions, Error};
@@ -202,13 +202,13 @@ pub fn write_image(
     app: &Loaded,
     options: &BuildOptions,
     store: &oci::BlobStore,
-    layers: &[(String, oci::Layer, bool)],
+    layers: &[LayerSummary],
     below: &Below,
 ) -> Result<oci::ImageRef, Error> {
     let epoch = options.source_date_epoch;
     let created = oci::image::rfc3339(epoch);
     let config = &app.config;
-    let all_layers = layers.iter().map(|(_, layer, _)| layer.clone()).collect();
+    let all_layers = only_layers(layers);
     let mut spec = match below {
         Below::Base { env, cmd } => {
             let mut container = metadata::container_config(config, &created, env);
@@ -216,9 +216,9 @@ pub fn write_image(
             let mut spec = oci::ImageSpec::new(all_layers, container, epoch);
             spec.history = layers
                 .iter()
-                .map(|(step, _, _)| oci::History {
+                .map(|l| oci::History {
                     created: Some(created.clone()),
-                    created_by: Some(format!("nua-pack build: {step}")),
+                    created_by: Some(format!("nua-pack build: {}", l.step)),
                     ..oci::History::default()
                 })
                 .collect();
@@ -227,7 +227,7 @@ pub fn write_image(
         Below::Image(base) => {
             let added: Vec<String> = layers[base.rootfs.diff_ids.len()..]
                 .iter()
-                .map(|(step, _, _)| step.clone())
+                .map(|l| l.step.clone())
                 .collect();
             let mut spec = oci::ImageSpec::new(
                 all_layers,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::layers::KeyHasher;
+use super::layers::{KeyHasher, LayerSummary};
 use super::metadata;
 use super::{Error, Event, Reporter};
 use nua_config::Loaded;
@@ -15,7 +15,7 @@ use nua_registry::{self as registry, Reference};
 /// The pulled image a wrap build starts from.
 pub struct Wrapped {
     /// Its layers, bottom first, named as steps.
-    pub layers: Vec<(String, oci::Layer, bool)>,
+    pub layers: Vec<LayerSummary>,
     /// Its config, whose run settings and history the new image keeps.
     pub config: ImageConfig,
     /// A cache key standing for this exact image (its manifest digest).
@@ -39,7 +39,7 @@ pub fn pull(
         image: name.clone(),
         source: Box::new(source),
     };
-    let reference = Reference::parse(&name).map_err(wrap_error)?;
+    let reference = Reference::parse(&name).map_err(|e| wrap_error(e.into()))?;
     let step = format!("pull {reference}");
     reporter.event(Event::StepStarted { step: &step });
     let started = std::time::Instant::now();
@@ -83,7 +83,11 @@ pub fn pull(
                 descriptor,
                 diff_id: diff_id.clone(),
             };
-            (format!("{reference} layer {}", i + 1), layer, true)
+            LayerSummary {
+                step: format!("{reference} layer {}", i + 1),
+                layer,
+                cached: true,
+            }
         })
         .collect();
     let key = KeyHasher::new()

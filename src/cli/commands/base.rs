@@ -117,12 +117,8 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
     let mut result = Built {
         base: built.name.clone(),
         locked: plan.locked,
-        size: built.layers.iter().map(|(_, l, _)| l.descriptor.size).sum(),
-        layers: built
-            .layers
-            .iter()
-            .map(|(step, layer, cached)| nua_build::LayerSummary::new(step, layer, *cached))
-            .collect(),
+        size: built.layers.iter().map(|l| l.layer.descriptor.size).sum(),
+        layers: built.layers.clone(),
         image: None,
         manifest_digest: None,
         output: None,
@@ -144,7 +140,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
             cmd: Some(vec!["/bin/bash".into()]),
             ..oci::ContainerConfig::default()
         };
-        let layers = built.layers.iter().map(|(_, l, _)| l.clone()).collect();
+        let layers = built.layers.iter().map(|l| l.layer.clone()).collect();
         let image = oci::write_image(
             &store,
             &oci::ImageSpec::new(layers, config, plan.source_date_epoch),

@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 
 use super::plan::Plan;
 use super::BaseError;
-use crate::layers::{key_of, BaseOptions, Chain, Installer, LayerCache};
+use crate::layers::{key_of, BaseOptions, Chain, Installer, LayerCache, LayerSummary};
 use crate::Reporter;
 use nua_debian as debian;
-use nua_oci as oci;
 use nua_oci::BlobStore;
 use nua_sandbox::Sandbox;
 
@@ -19,8 +18,8 @@ const BASE_FORMAT: &str = "nua-base-v1";
 /// A built base: its layers, bottom first, and its image config variables.
 pub struct BaseImage {
     pub name: String,
-    /// (step, layer, taken from the cache)
-    pub layers: Vec<(String, oci::Layer, bool)>,
+    /// Bottom first.
+    pub layers: Vec<LayerSummary>,
     pub env: BTreeMap<String, String>,
     /// The cache key of the last layer: the identity of this base for the steps above it.
     pub key: String,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Instant;
 
+use super::LayerSummary;
 use crate::why::{History, Inputs};
 use crate::{Event, Reporter};
 use nua_oci as oci;
@@ -92,7 +93,7 @@ impl LayerCache {
         reporter: &mut dyn Reporter,
         make: impl FnOnce(&mut dyn Reporter) -> Result<oci::Layer, E>,
         cache_error: impl FnOnce(PathBuf, std::io::Error) -> E,
-    ) -> Result<(String, oci::Layer, bool), E> {
+    ) -> Result<LayerSummary, E> {
         self.step_explained(store, key, label, None, reporter, make, cache_error)
     }
 
@@ -108,7 +109,7 @@ impl LayerCache {
         reporter: &mut dyn Reporter,
         make: impl FnOnce(&mut dyn Reporter) -> Result<oci::Layer, E>,
         cache_error: impl FnOnce(PathBuf, std::io::Error) -> E,
-    ) -> Result<(String, oci::Layer, bool), E> {
+    ) -> Result<LayerSummary, E> {
         reporter.event(Event::StepStarted { step: label });
         let started = Instant::now();
         let (layer, cached) = match self.get(key, store) {
@@ -143,6 +144,10 @@ impl LayerCache {
             cached,
             elapsed: started.elapsed(),
         });
-        Ok((label.to_owned(), layer, cached))
+        Ok(LayerSummary {
+            step: label.to_owned(),
+            layer,
+            cached,
+        })
     }
 }

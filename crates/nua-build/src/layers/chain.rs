@@ -9,6 +9,38 @@ use nua_oci as oci;
 use nua_oci::BlobStore;
 use nua_sandbox::{self as sandbox, Sandbox};
 
+/// A layer made (or taken from the cache) by a step.
+#[derive(Debug, Clone)]
+pub struct LayerSummary {
+    /// The step's label (`source`, `python: configure`, …).
+    pub step: String,
+    pub layer: oci::Layer,
+    /// Taken from the cache rather than made.
+    pub cached: bool,
+}
+
+/// Shown as `{step, digest, diff_id, size, cached}` (the `--json` output of builds).
+impl serde::Serialize for LayerSummary {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            step: &'a str,
+            digest: String,
+            diff_id: String,
+            size: u64,
+            cached: bool,
+        }
+        Shown {
+            step: &self.step,
+            digest: self.layer.descriptor.digest.to_string(),
+            diff_id: self.layer.diff_id.to_string(),
+            size: self.layer.descriptor.size,
+            cached: self.cached,
+        }
+        .serialize(serializer)
+    }
+}
+
 /// How to build the layers of a base (and of an app's steps): where the cache is, and the
 /// layers' options.
 #[derive(Debug, Clone)]
@@ -21,8 +53,8 @@ pub struct BaseOptions {
 /// Layers being stacked: what is there so far, the cache key of the top one, and the
 /// sandbox once a step had to run (a fully cached chain needs none).
 pub struct Chain {
-    /// (step, layer, taken from the cache), bottom first.
-    pub layers: Vec<(String, oci::Layer, bool)>,
+    /// Bottom first.
+    pub layers: Vec<LayerSummary>,
     pub key: String,
     pub sandbox: Option<Sandbox>,
 }
@@ -44,8 +76,9 @@ impl Chain {
     }
 }
 
-fn only_layers(layers: &[(String, oci::Layer, bool)]) -> Vec<oci::Layer> {
-    layers.iter().map(|(_, l, _)| l.clone()).collect()
+/// The layers of `summaries`, in order.
+pub fn only_layers(summaries: &[LayerSummary]) -> Vec<oci::Layer> {
+    summaries.iter().map(|s| s.layer.clone()).collect()
 }
 
 /// The sandbox, made the first time a step has to run (a fully cached base needs none);
@@ -83,5 +116,35 @@ impl Tail {
     pub fn text(&self) -> String {
         let lines: Vec<&str> = self.0.iter().map(|l| l.as_str()).collect();
         format!("  {}", lines.join("\n  "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_summary_shows_as_the_json_builds_print() {
+        let layer = oci::Layer {
+            descriptor: oci::Descriptor::new(
+                oci::image::media_type::LAYER_GZIP,
+                format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+                42,
+            ),
+            diff_id: format!("sha256:{}", "b".repeat(64)).parse().unwrap(),
+        };
+        let summary = LayerSummary {
+            step: "source".into(),
+            layer,
+            cached: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&summary).unwrap(),
+            format!(
+                r#"{{"step":"source","digest":"sha256:{}","diff_id":"sha256:{}","size":42,"cached":true}}"#,
+                "a".repeat(64),
+                "b".repeat(64)
+            )
+        );
     }
 }

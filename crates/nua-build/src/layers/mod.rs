@@ -11,6 +11,6 @@ mod install;
 mod key;
 
 pub use cache::{Entry, Explain, LayerCache};
-pub use chain::{sandbox_for, BaseOptions, Chain, Tail};
+pub use chain::{only_layers, sandbox_for, BaseOptions, Chain, LayerSummary, Tail};
 pub use install::{InstallError, Installer, PlannedStep, BOOTSTRAP};
 pub use key::{digest, key_of, KeyHasher};
