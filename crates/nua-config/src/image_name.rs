@@ -8,7 +8,9 @@
 //!   distribution spec's grammar with one separator at a time, which every real id follows;
 //! - a tag is `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 //!
-//! Each check returns the message and the hint, or `None` when the value is valid.
+//! Each check returns the message and the hint, or `None` when the value is valid. The id rule
+//! is stricter than the spec on purpose (one separator at a time, 128 characters): nua-oci's
+//! `tests/config_names.rs` checks that everything accepted here parses there.
 
 /// The longest `metadata.id`.
 pub const MAX_ID: usize = 128;
@@ -17,8 +19,8 @@ pub const MAX_TAG: usize = 128;
 
 const ID_RULE: &str = "use lowercase letters, digits, and `.`, `_`, `-` between them";
 
-/// What is wrong with `id` as an image name component.
-pub(crate) fn id_problem(id: &str) -> Option<(String, String)> {
+/// What is wrong with `id` as an image name component: the message and the hint.
+pub fn id_problem(id: &str) -> Option<(String, String)> {
     let why = if id.is_empty() {
         "it is empty".to_string()
     } else if let Some(c) = id
@@ -59,8 +61,9 @@ pub(crate) fn id_problem(id: &str) -> Option<(String, String)> {
     ))
 }
 
-/// What is wrong with the tag `<version>[-<release>]`; the version is what the user can fix.
-pub(crate) fn tag_problem(version: &str, release: Option<u64>) -> Option<(String, String)> {
+/// What is wrong with the tag `<version>[-<release>]`: the message and the hint; the version is
+/// what the user can fix.
+pub fn tag_problem(version: &str, release: Option<u64>) -> Option<(String, String)> {
     let tag = match release {
         Some(r) => format!("{version}-{r}"),
         None => version.to_string(),

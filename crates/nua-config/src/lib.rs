@@ -9,7 +9,7 @@
 
 pub mod discover;
 pub mod error;
-mod image_name;
+pub mod image_name;
 mod legacy;
 mod messages;
 pub mod model;

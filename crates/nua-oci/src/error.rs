@@ -81,9 +81,13 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    /// An image reference like `nua-foo:1.0-1` that cannot be parsed.
+    /// An image name for a layout, like `nua-foo:1.0-1`, that cannot be parsed.
     #[error("invalid image name `{name}`: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName { name: String, reason: String },
+
+    /// An image reference, like `registry:5000/ns/app@sha256:…`, that cannot be parsed.
+    #[error("invalid image reference `{reference}`: {reason}")]
+    InvalidReference { reference: String, reason: String },
 
     /// An image layout or archive that is structurally wrong.
     #[error("invalid image in `{}`: {reason}", location.display())]

@@ -186,7 +186,7 @@ mod tests {
             file.write_all(b"half a fi").unwrap();
             Err(Error::InvalidName {
                 name: "x".into(),
-                reason: "stop here",
+                reason: "stop here".into(),
             })
         });
         assert!(matches!(result, Err(Error::InvalidName { .. })));

@@ -1,5 +1,6 @@
 //! OCI image primitives: digests, canonical JSON, the blob store, the deterministic layer
-//! writer, image config/manifest/index, OCI layouts (directory or hybrid tarball) and a reader.
+//! writer, image config/manifest/index, OCI layouts (directory or hybrid tarball) and a reader;
+//! image references (the one parser), atomic file writes and the HTTP stack.
 //!
 //! Nothing here knows about Nua, prints or touches the network: callers hand in paths and
 //! readers and get typed results back.
@@ -51,6 +52,7 @@ pub mod layer;
 pub mod layout;
 pub mod name;
 pub mod reader;
+pub mod reference;
 pub mod store;
 mod tar_writer;
 
@@ -66,4 +68,5 @@ pub use layer::{
 pub use layout::{tarball_is_current, write_layout_dir, write_tarball};
 pub use name::ImageName;
 pub use reader::{ImageArchive, ImageInfo, ReadOptions};
+pub use reference::Reference;
 pub use store::{BlobInfo, BlobStore, BlobWriter};

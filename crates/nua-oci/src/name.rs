@@ -1,14 +1,12 @@
 //! Image names as written into layouts: `nua-foo:1.0-1` ↔ `docker.io/library/nua-foo:1.0-1`.
 //!
-//! Follows the normalization of Docker's reference grammar (distribution/reference): a first
-//! component without `.` or `:` that is not `localhost` is not a registry, so the name lives on
-//! `docker.io`, and a single-component name there is under `library/`.
+//! A name is a [`Reference`] with a tag (`latest` when none is given) and no digest, parsed
+//! and normalized by the one parser of [`crate::reference`].
 
 use std::fmt;
 
 use super::error::{Error, Result};
-
-const DOCKER_HUB: &str = "docker.io";
+use super::reference::Reference;
 
 /// A fully qualified repository and a tag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,54 +19,26 @@ pub struct ImageName {
 impl ImageName {
     /// Parse `[registry/]path[:tag]`; the tag defaults to `latest`. Digests are refused.
     pub fn parse(name: &str) -> Result<ImageName> {
-        let invalid = |reason| Error::InvalidName {
+        let invalid = |reason: String| Error::InvalidName {
             name: name.to_owned(),
             reason,
         };
         if name.contains('@') {
             return Err(invalid(
-                "a digest reference cannot name an image in a layout",
+                "a digest reference cannot name an image in a layout".into(),
             ));
         }
-        let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-        let (repo, tag) = match name[last_slash..].rfind(':') {
-            Some(i) => (&name[..last_slash + i], &name[last_slash + i + 1..]),
-            None => (name, "latest"),
-        };
-        let tag_ok = !tag.is_empty()
-            && tag.len() <= 128
-            && !tag.starts_with(['.', '-'])
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !tag_ok {
-            return Err(invalid(
-                "a tag is 1 to 128 of `A-Za-z0-9_.-`, not starting with `.` or `-`",
-            ));
-        }
-        let (domain, path) = match repo.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-                (first, rest.to_owned())
-            }
-            _ if !repo.contains('/') => (DOCKER_HUB, format!("library/{repo}")),
-            _ => (DOCKER_HUB, repo.to_owned()),
-        };
-        let path_ok = !path.is_empty()
-            && path.split('/').all(|c| {
-                !c.is_empty()
-                    && c.bytes()
-                        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
-                    && c.as_bytes()[0].is_ascii_alphanumeric()
-            });
-        if !path_ok {
-            return Err(invalid(
-                "repository components are lowercase letters, digits and `._-`, starting with a letter or digit",
-            ));
-        }
-        Ok(ImageName {
-            repository: format!("{domain}/{path}"),
-            tag: tag.to_owned(),
-        })
+        let reference = Reference::parse(name).map_err(|e| match e {
+            Error::InvalidReference { reason, .. } => invalid(reason),
+            other => other,
+        })?;
+        let tag = reference.tag.as_deref().unwrap_or("latest");
+        Ok(ImageName::from_parts(reference.name(), tag.to_owned()))
+    }
+
+    /// A name from a repository and a tag already checked by the parser.
+    pub(crate) fn from_parts(repository: String, tag: String) -> ImageName {
+        ImageName { repository, tag }
     }
 
     /// `docker.io/library/nua-foo:1.0-1`.
