@@ -154,28 +154,9 @@ fn build_base_of(
     store: &oci::BlobStore,
     reporter: &mut dyn Reporter,
 ) -> Result<base::BaseImage, Error> {
-    let build = &app.config.build;
-    let builders: Vec<String> = match (&build.builder, &build.builders) {
-        (Some(one), _) => vec![one.image_name()],
-        (None, Some(many)) => many.iter().map(|b| b.image_name()).collect(),
-        (None, None) => Vec::new(),
-    };
-    let name = match builders.first() {
-        None => base::DEFAULT_BASE.to_owned(),
-        Some(first) => {
-            let resolved = options.catalog.resolve_builder(first)?;
-            if let Some(message) = &resolved.warning {
-                reporter.event(Event::Warning { message });
-            }
-            resolved.base
-        }
-    };
-    if builders.len() > 1 {
-        let message = format!(
-            "only the first of `builders` is used for now (`{}`): the others are ignored",
-            builders[0]
-        );
-        reporter.event(Event::Warning { message: &message });
+    let choice = options.catalog.base_for(&app.config.build)?;
+    for message in &choice.warnings {
+        reporter.event(Event::Warning { message });
     }
     let base_options = base::BaseOptions {
         cache_dir: options.cache_dir.clone(),
@@ -188,7 +169,7 @@ fn build_base_of(
     };
     let (_, base) = base::build(
         &options.catalog,
-        &name,
+        &choice.base,
         options.mirror.as_deref(),
         store,
         &base_options,

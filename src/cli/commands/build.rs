@@ -185,24 +185,11 @@ fn dry_run(app: &config::Loaded, json: bool) -> anyhow::Result<ExitCode> {
             ));
         }
         config::BuildMethod::Build => {
-            let catalog = settings::catalog()?;
-            let builder = config
-                .build
-                .builder
-                .as_ref()
-                .or(config.build.builders.as_ref().and_then(|b| b.first()))
-                .map(|b| b.image_name());
-            let base = match builder {
-                Some(name) => {
-                    let resolved = catalog.resolve_builder(&name)?;
-                    if let Some(warning) = &resolved.warning {
-                        eprintln!("warning: {warning}");
-                    }
-                    resolved.base
-                }
-                None => build::base::DEFAULT_BASE.to_owned(),
-            };
-            steps.push(("base".into(), base));
+            let choice = settings::catalog()?.base_for(&config.build)?;
+            for warning in &choice.warnings {
+                eprintln!("warning: {warning}");
+            }
+            steps.push(("base".into(), choice.base));
             steps.extend(build::AppPlan::new(app)?.describe());
         }
     }

@@ -25,7 +25,7 @@ pub use crate::layers::{BaseOptions, PlannedStep};
 pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
 pub use lock::{Lock, LockedStep};
 pub use make::{build_base, BaseImage};
-pub use names::{Resolved, DEFAULT_BASE};
+pub use names::{BaseChoice, Resolved, DEFAULT_BASE};
 pub use plan::{lock_base, Plan};
 
 /// What can go wrong with base definitions and base builds.

@@ -12,6 +12,14 @@ pub struct Resolved {
     pub warning: Option<String>,
 }
 
+/// The base an app builds on, and what the user should know about that choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseChoice {
+    pub base: String,
+    /// A builder name without exact match, extra `builders` that are ignored.
+    pub warnings: Vec<String>,
+}
+
 /// The base used when a nua-config names no builder.
 pub const DEFAULT_BASE: &str = "debian-bookworm";
 
@@ -37,6 +45,33 @@ fn family_version(name: &str) -> (String, Option<u32>) {
 }
 
 impl Catalog {
+    /// The base of an app whose `[build]` is `build`: its `builder`, else the first of its
+    /// `builders`, resolved ([`Catalog::resolve_builder`]); [`DEFAULT_BASE`] when it names
+    /// none. The build and its `--dry-run` both choose with this.
+    pub fn base_for(&self, build: &nua_config::Build) -> Result<BaseChoice, BaseError> {
+        let builders: Vec<String> = match (&build.builder, &build.builders) {
+            (Some(one), _) => vec![one.image_name()],
+            (None, Some(many)) => many.iter().map(|b| b.image_name()).collect(),
+            (None, None) => Vec::new(),
+        };
+        let mut warnings = Vec::new();
+        let base = match builders.first() {
+            None => DEFAULT_BASE.to_owned(),
+            Some(first) => {
+                let resolved = self.resolve_builder(first)?;
+                warnings.extend(resolved.warning);
+                resolved.base
+            }
+        };
+        if builders.len() > 1 {
+            warnings.push(format!(
+                "only the first of `builders` is used for now (`{}`): the others are ignored",
+                builders[0]
+            ));
+        }
+        Ok(BaseChoice { base, warnings })
+    }
+
     /// The base for `builder`: its exact name, an alias listed in a base's `builders`, or
     /// the nearest version of the same family (with a warning that says so).
     pub fn resolve_builder(&self, builder: &str) -> Result<Resolved, BaseError> {
@@ -145,5 +180,29 @@ mod tests {
             err.contains("`elixir-1.15`") && err.contains("python"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_app_builds_on_its_builder_else_the_first_of_its_builders() {
+        use nua_config::{Build, Builder};
+        let catalog = Catalog::builtin().unwrap();
+        let none = catalog.base_for(&Build::default()).unwrap();
+        assert_eq!(none.base, DEFAULT_BASE);
+        assert!(none.warnings.is_empty());
+        let many = Build {
+            builders: Some(vec![
+                Builder::Name("node-16".into()),
+                Builder::Name("python".into()),
+            ]),
+            ..Build::default()
+        };
+        let choice = catalog.base_for(&many).unwrap();
+        assert_eq!(choice.base, "node-18");
+        assert_eq!(choice.warnings.len(), 2, "{:?}", choice.warnings);
+        let one = Build {
+            builder: Some(Builder::Name("python".into())),
+            ..many
+        };
+        assert_eq!(catalog.base_for(&one).unwrap().base, "python");
     }
 }
