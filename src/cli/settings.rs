@@ -30,6 +30,13 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache/nua"))
 }
 
+/// The user's home folder (`HOME`), for a leading `~` in paths given as arguments.
+pub fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
 /// `SOURCE_DATE_EPOCH` when set; else the time of the last commit when `app_root` is in a
 /// git work tree (so that images of a commit say when it was made, and still reproduce);
 /// else 0.

@@ -4,17 +4,15 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use crate::args::{LogsArgs, PsArgs, StopArgs};
 use crate::load::docker;
 use nua::cli::Hint;
-use nua_deploy::local::APP_LABEL;
+use nua_deploy::apps;
 use nua_runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream};
 
 pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
-    let apps = engine.containers(APP_LABEL)?;
+    let apps = apps::list(&engine)?;
     if args.json {
         let list: Vec<_> = apps
             .iter()
@@ -91,22 +89,19 @@ fn ports(c: &ContainerInfo) -> String {
         .join(", ")
 }
 
-/// The container of an app `nua run` started, or an error saying there is none.
-fn app(engine: &dyn Engine, name: &str) -> anyhow::Result<ContainerInfo> {
-    match engine.container(name)? {
-        Some(c) if c.labels.contains_key(APP_LABEL) => Ok(c),
-        Some(_) => Err(anyhow::anyhow!(
-            "the container `{name}` was not started by `nua run`; use `docker` for it"
-        )),
-        None => Err(anyhow::anyhow!("no app named `{name}` is running")
-            .context(Hint("`nua ps` lists the apps `nua run` started".into()))),
-    }
+/// What `nua logs` and `nua stop` say when the app is not theirs to touch.
+fn hint_apps(err: apps::Error) -> anyhow::Error {
+    let hint = match &err {
+        apps::Error::NotFound { .. } => "`nua ps` lists the apps `nua run` started",
+        _ => return err.into(),
+    };
+    anyhow::Error::new(err).context(Hint(hint.into()))
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let engine = docker()?;
-    app(&engine, &args.name)?;
+    apps::find(&engine, &args.name).map_err(hint_apps)?;
     let options = LogOptions {
         follow: args.follow,
         tail: args.tail,
@@ -129,34 +124,16 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
 
 pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
-    let container = app(&engine, &args.name)?;
-    engine
-        .stop_container(&args.name, Duration::from_secs(args.time))
-        .with_context(|| format!("cannot stop `{}`", args.name))?;
-    engine.remove_container(&args.name)?;
-    let app_name = container
-        .labels
-        .get(APP_LABEL)
-        .cloned()
-        .unwrap_or_else(|| args.name.clone());
-    let volumes = engine.volumes(APP_LABEL, &app_name)?;
-    if args.volumes {
-        for volume in &volumes {
-            engine.remove_volume(volume)?;
-        }
-        // The random values the app's data was made with go with the data.
-        let kept = crate::run::kept_values_file(&app_name)?;
-        match std::fs::remove_file(&kept) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("cannot remove `{}`", kept.display()))
-            }
-            _ => {}
-        }
+    let timeout = Duration::from_secs(args.time);
+    let kept = crate::run::kept_values()?;
+    let stopped =
+        apps::stop(&engine, &args.name, timeout, args.volumes, &kept).map_err(hint_apps)?;
+    if stopped.volumes_removed {
         eprintln!("stopped and removed {}, and its volumes", args.name);
     } else {
         eprintln!("stopped and removed {}", args.name);
-        if !volumes.is_empty() {
-            eprintln!("  kept its volumes {}", volumes.join(", "));
+        if !stopped.volumes.is_empty() {
+            eprintln!("  kept its volumes {}", stopped.volumes.join(", "));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `nua run`: build or load an app, then run one instance of it on Docker, in the foreground
 //! (its output shown until Ctrl-C, which stops and removes it) or detached.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,51 +15,12 @@ use nua::cli::args::{BuildArgs, RegistryArgs};
 use nua::cli::{settings, Hint};
 use nua_build::Output;
 use nua_config::NuaConfig;
-use nua_deploy::local::{LocalPorts, Published, Request, CONFIG_PATH};
+use nua_deploy::image;
+use nua_deploy::kept::KeptValues;
+use nua_deploy::local::{LocalPorts, Published, Request};
 use nua_deploy::supervise::{self, Outcome};
+use nua_deploy::target::Target;
 use nua_runtime::{Docker, Engine, LoadOptions, Loaded, LogLine, Stream};
-
-/// What `nua run` was given, once looked at.
-enum Target {
-    /// An app folder or nua-config file: build it.
-    App(PathBuf),
-    /// An image tarball or OCI layout folder: load it.
-    Image(PathBuf),
-    /// An image Docker should already have.
-    Reference(String),
-}
-
-fn target(text: &str) -> Target {
-    let path = Path::new(text);
-    if path.is_dir() {
-        // An OCI layout says so with its `oci-layout` file (the image spec's MUST); an app
-        // folder may well hold a `manifest.json` or `index.json` of its own.
-        if path.join("oci-layout").is_file() {
-            return Target::Image(path.to_path_buf());
-        }
-        return Target::App(path.to_path_buf());
-    }
-    if path.is_file() {
-        return if is_tar(path) {
-            Target::Image(path.to_path_buf())
-        } else {
-            Target::App(path.to_path_buf())
-        };
-    }
-    Target::Reference(text.to_owned())
-}
-
-/// Whether a file is a tar archive (the `ustar` magic of POSIX tar headers), or anything
-/// else that is not text: a nua-config is text, an image is not.
-fn is_tar(path: &Path) -> bool {
-    let mut head = [0u8; 512];
-    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head));
-    match read {
-        Ok(n) if n >= 262 => &head[257..262] == b"ustar" || head[..n].contains(&0),
-        Ok(n) => head[..n].contains(&0),
-        Err(_) => false,
-    }
-}
 
 /// Ctrl-C and SIGTERM, counted: the first stops the app, the second kills it, a third ends
 /// `nua` at once.
@@ -130,16 +91,22 @@ fn sweep_layouts(runs: &Path) {
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let env = overrides(&args.env)?;
     let text = args.target.as_deref().unwrap_or(".");
-    let target = target(text);
+    let target = Target::classify(text, settings::home().as_deref()).map_err(|e| {
+        anyhow::Error::new(e).context(Hint(
+            "give an app folder, a nua-config, an image tarball or the reference of an image \
+             Docker has"
+                .into(),
+        ))
+    })?;
     // Fail before a long build when Docker is not there.
     let engine = docker()?;
-    let host_mounts = args.allow_host_mounts || matches!(target, Target::App(_));
+    let host_mounts = args.allow_host_mounts || target.is_app();
     let (image, loaded, config) = match target {
         Target::App(path) => build_and_load(&engine, &path, args)?,
         Target::Image(path) => {
             let loaded = load(&engine, &path, LoadOptions::default(), args.quiet)?;
             let image = first_tag(&loaded, &path)?;
-            let config = archive_config(&path)?;
+            let config = image::config_in_archive(&path)?;
             (image, Some(loaded), config)
         }
         Target::Reference(reference) => (reference, None, None),
@@ -156,15 +123,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // From here on, Ctrl-C stops the app rather than this process; a second one kills it,
     // a third ends this process at once.
     let signals = Signals::register()?;
+    let kept = kept_values()?;
     let config = match config {
         Some(config) => Some(config),
-        None if loaded.is_none() => engine_config(&engine, &image)?,
+        None if loaded.is_none() => image::config_in_engine(&engine, &image)?,
         None => None,
     };
     let name = match (&args.name, &config) {
         (Some(name), _) => name.clone(),
         (None, Some(config)) => config.id().to_owned(),
-        (None, None) => name_of_reference(&image),
+        (None, None) => image::name_of_reference(&image),
     };
     let request = Request {
         name: name.clone(),
@@ -173,7 +141,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         config,
         env,
         host_mounts,
-        kept: kept_values(&name),
+        kept: kept.load(&name),
     };
     if signals.interrupted() {
         return Ok(signals.exit_code());
@@ -182,7 +150,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::new)
         .with_context(|| format!("cannot start `{name}`"))
         .map_err(|e| hint_start(e, &name))?;
-    keep_values(&name, &plan.random)?;
+    kept.save(&name, &plan.random)?;
     if !args.quiet {
         for note in &plan.notes {
             eprintln!("{note}");
@@ -422,87 +390,12 @@ fn first_tag(loaded: &Loaded, path: &Path) -> anyhow::Result<String> {
     })
 }
 
-/// The nua-config the build put in an image Docker has, if it has one.
-fn engine_config(engine: &Docker, image: &str) -> anyhow::Result<Option<NuaConfig>> {
-    let Some(bytes) = engine.read_image_file(image, CONFIG_PATH)? else {
-        return Ok(None);
-    };
-    parse_config(&bytes, image).map(Some)
-}
-
-/// The nua-config the build put in an image tarball or layout, read from its layers.
-fn archive_config(path: &Path) -> anyhow::Result<Option<NuaConfig>> {
-    let (archive, info) = nua_runtime::describe_image(path)?;
-    let bytes = nua_runtime::read_image_file(&archive, &info, CONFIG_PATH, 4 << 20)
-        .with_context(|| format!("cannot read `{CONFIG_PATH}` in `{}`", path.display()))?;
-    bytes
-        .map(|b| parse_config(&b, &path.display().to_string()))
-        .transpose()
-}
-
-fn parse_config(bytes: &[u8], image: &str) -> anyhow::Result<NuaConfig> {
-    serde_json::from_slice(bytes)
-        .with_context(|| format!("`{CONFIG_PATH}` of the image `{image}` is not a nua-config"))
-}
-
-/// Where the `random` env values of an app's runs are kept: beside its volumes in spirit
-/// (they go together with `nua stop --volumes`), readable by this user only.
-pub(crate) fn kept_values_file(name: &str) -> anyhow::Result<PathBuf> {
-    Ok(settings::cache_dir()?
-        .join("run")
-        .join("env")
-        .join(format!("{name}.json")))
-}
-
-/// The `random` values of earlier runs of `name`; none when there were none (or the file
-/// cannot be read: then new ones are made, as on a first run).
-fn kept_values(name: &str) -> std::collections::BTreeMap<String, String> {
-    kept_values_file(name)
-        .ok()
-        .and_then(|path| std::fs::read(path).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-fn keep_values(
-    name: &str,
-    values: &std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::DirBuilderExt;
-    if values.is_empty() {
-        return Ok(());
-    }
-    let path = kept_values_file(name)?;
-    let dir = path.parent().expect("the file is in a folder");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let mut temp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
-    temp.write_all(&serde_json::to_vec(values)?)?;
-    temp.persist(&path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
-}
-
-/// A container name from an image reference: `registry/team/app:1.0` → `app`.
-fn name_of_reference(reference: &str) -> String {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    let repo = last.split([':', '@']).next().unwrap_or(last);
-    repo.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+/// Where the `random` env values of the apps' runs are kept: beside their volumes in
+/// spirit (they go together with `nua stop --volumes`).
+pub(crate) fn kept_values() -> anyhow::Result<KeptValues> {
+    Ok(KeptValues::new(
+        settings::cache_dir()?.join("run").join("env"),
+    ))
 }
 
 /// `--env KEY=VALUE`, or `--env KEY` for this shell's value (left out when unset, as
@@ -528,18 +421,6 @@ fn overrides(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_come_from_the_repository() {
-        assert_eq!(
-            name_of_reference("nua-flask-hello:1.0-1"),
-            "nua-flask-hello"
-        );
-        assert_eq!(
-            name_of_reference("127.0.0.1:5000/team/app@sha256:ab"),
-            "app"
-        );
-    }
 
     #[test]
     fn env_overrides_take_values_or_the_shell() {
