@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::Error;
+use super::layout::in_layer;
 use super::parse::Format;
 
 /// The extensions tried, in order.
@@ -48,10 +49,11 @@ pub fn find(path: &Path) -> Result<Found, Error> {
     }
     let root = path.to_path_buf();
     let mut searched = Vec::new();
+    // An app may keep its config where the image will have it, under `nua/metadata/`.
     for folder in [
         root.clone(),
-        root.join("nua"),
-        root.join("nua").join("metadata"),
+        root.join(in_layer::NUA_DIR),
+        root.join(in_layer::METADATA_DIR),
     ] {
         let present: Vec<PathBuf> = EXTENSIONS
             .iter()

@@ -10,6 +10,7 @@
 pub mod discover;
 pub mod error;
 pub mod image_name;
+pub mod layout;
 mod legacy;
 mod messages;
 pub mod model;
@@ -181,7 +182,7 @@ impl NuaConfig {
     }
 
     /// `nua-<id>:<version>-<release>` (`nua-<id>:<version>` without release); an id that
-    /// already starts with `nua-` is not prefixed twice.
+    /// already starts with `nua-` is not prefixed twice. The [`layout::LABEL_TAG`] of the image.
     pub fn image_tag(&self) -> String {
         format!("{}:{}", self.image_name(), self.version_release())
     }
@@ -233,7 +234,7 @@ impl NuaConfig {
         self.healthcheck.as_ref()
     }
 
-    /// The normalized config with modules merged, as written to `/nua/metadata/nua-config.json`:
+    /// The normalized config with modules merged, as written to [`layout::CONFIG_FILE`]:
     /// kebab-case keys as in the format, absent values left out.
     pub fn normalized_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("the config serializes")
