@@ -19,7 +19,7 @@ pub const APP_LABEL: &str = "nua.app";
 /// The label giving the image a container was made from.
 pub const IMAGE_LABEL: &str = "nua.image";
 /// Where the build puts the normalized nua-config in the image.
-pub const CONFIG_PATH: &str = "/nua/metadata/nua-config.json";
+pub use nua_config::layout::CONFIG_FILE as CONFIG_PATH;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
