@@ -20,7 +20,7 @@ pub use parse::{debian_components, python_components, DistInfo};
 pub use spdx::{spdx_json, spdx_license_id};
 
 /// Where `/nua/metadata/sbom.json` is in the image.
-pub const SBOM_FILE: &str = "nua/metadata/sbom.json";
+pub use nua_config::layout::in_layer::SBOM_FILE;
 
 /// The package manager a component was installed by. The order of the variants is the order
 /// of the packages in the document.
