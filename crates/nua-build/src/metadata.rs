@@ -13,10 +13,10 @@ pub const NUA_UID: u32 = 1000;
 pub const NUA_GID: u32 = 1000;
 
 /// Where the image layout of Nua puts things (the seed image spec).
-pub const APP_DIR: &str = "/nua/app";
-pub const METADATA_FILE: &str = "nua/metadata/nua-config.json";
-pub const SBOM_FILE: &str = "nua/metadata/sbom.json";
-pub const START_SCRIPT: &str = "nua/scripts/start";
+pub use nua_config::layout::{
+    in_layer::{CONFIG_FILE as METADATA_FILE, SBOM_FILE, START_SCRIPT},
+    APP_DIR,
+};
 
 const PATH: &str =
     "/nua/bin:/nua/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
