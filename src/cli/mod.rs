@@ -15,8 +15,21 @@ use args::{PackCli, PackCommand};
 
 /// `nua-pack`: parse the command line, run the command, print its error if any.
 pub fn main_pack() -> ExitCode {
+    exit_on_closed_pipe();
     let cli = PackCli::parse();
     finish(dispatch_pack(&cli.command))
+}
+
+/// Let a closed pipe end this process quietly, as it ends `cat` or `ls`: `nua ps --json |
+/// head` must not panic on the write that finds the reader gone. The Rust runtime ignores
+/// SIGPIPE, which turns that write into an error `println!` panics on; this restores the
+/// default. Not for `nua run`, whose foreground must outlive its reader to stop the app.
+pub fn exit_on_closed_pipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; `SIG_DFL` is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Run one of the builder's commands (shared by `nua-pack` and `nua`).
@@ -32,8 +45,11 @@ pub fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What the user can do about an error: attach it with `.context(Hint("…".into()))`; it is printed
-/// after the error chain as a `hint:` line rather than as part of the chain.
+/// What the user can do about an error, said once after the error chain as a `hint:` line.
+///
+/// Hints come one way: as data beside an error's message, never inside it. The command line
+/// attaches its own with `.context(Hint("…".into()))`; a library error carries its own,
+/// returned by its `hint()`; [`finish`] asks the chain for them, in that order.
 #[derive(Debug)]
 pub struct Hint(pub std::borrow::Cow<'static, str>);
 
@@ -43,15 +59,36 @@ impl fmt::Display for Hint {
     }
 }
 
-/// Print an error chain once, then its hints, and map it to exit code 1.
+/// The hint of an error: the command line's own, else the first a library error of the chain
+/// gives.
+fn hint_of(err: &anyhow::Error) -> Option<String> {
+    if let Some(hint) = err.downcast_ref::<Hint>() {
+        return Some(hint.0.to_string());
+    }
+    err.chain().find_map(library_hint)
+}
+
+/// The hint a library error carries, for the error types that carry one.
+fn library_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    macro_rules! ask {
+        ($($error:ty),* $(,)?) => {$(
+            if let Some(hint) = cause.downcast_ref::<$error>().and_then(|e| e.hint()) {
+                return Some(hint);
+            }
+        )*};
+    }
+    ask!(nua_config::Error);
+    None
+}
+
+/// Print an error chain once, then its hint, and map it to exit code 1.
 pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     let err = match result {
         Ok(code) => return code,
         Err(err) => err,
     };
-    // anyhow finds a context of type `Hint` anywhere in the chain; its text is shown once,
-    // on its own line, rather than as one more cause.
-    let hint = err.downcast_ref::<Hint>().map(|h| h.0.to_string());
+    let hint = hint_of(&err);
+    // A `Hint` context is also one link of anyhow's chain: shown once, as the hint.
     let mut causes = err
         .chain()
         .map(|c| c.to_string())
@@ -62,10 +99,6 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     for cause in causes {
         eprintln!("  caused by: {cause}");
     }
-    let hint = hint.or_else(|| {
-        err.downcast_ref::<nua_config::Error>()
-            .and_then(|e| e.hint())
-    });
     if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 
 use crate::args::RunArgs;
@@ -253,7 +255,8 @@ fn detached(
             "health": matches!(outcome, Outcome::Healthy).then_some("healthy"),
             "load": loaded,
         });
-        println!("{json}");
+        // The app runs, detached as asked, whether or not anyone still reads this.
+        let _ = writeln!(std::io::stdout(), "{json}");
     }
     Ok(Some(ExitCode::SUCCESS))
 }
