@@ -6,6 +6,7 @@
 //! `nua/` files → metadata (with the SBOM of what the image holds) → tests. The layers of
 //! the build packages are below every later step while building, and left out of the image.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::base::{BaseError, BaseImage};
@@ -15,7 +16,7 @@ use super::layers::{
     LayerSummary, PlannedStep,
 };
 use super::plan::Origin;
-use super::plan::{AppPlan, DEPS_DIR, NUA_DIR_MOUNT};
+use super::plan::{AppPlan, Dependencies, DEPS_DIR, NUA_DIR_MOUNT};
 use super::run::{self, Job, World};
 use super::steps::{self, Step};
 use super::why::{self, History, Inputs};
@@ -246,32 +247,7 @@ pub fn build_layers(
         ),
         sandbox: base.sandbox.take(),
     };
-    let mut installed = base.packages.clone();
-    if !plan.packages.is_empty() {
-        let added = build.packages_step(
-            &base,
-            &mut chain,
-            "packages",
-            &plan.packages,
-            &installed,
-            reporter,
-        )?;
-        installed.extend(added);
-    }
-    let build_only = if plan.build_packages.is_empty() {
-        0..0
-    } else {
-        let start = chain.layers.len();
-        build.packages_step(
-            &base,
-            &mut chain,
-            "build-packages",
-            &plan.build_packages,
-            &installed,
-            reporter,
-        )?;
-        start..chain.layers.len()
-    };
+    let build_only = build.package_layers(plan, &base, &mut chain, reporter)?;
 
     let app = build.app;
     let project = plan
@@ -285,7 +261,73 @@ pub fn build_layers(
         })
     };
     if let Some(deps) = &plan.dependencies {
-        let src_dir = src_dir()?;
+        build.dependencies_step(&mut chain, deps, &src_dir()?, reporter)?;
+    }
+    match &plan.origin {
+        Origin::Local => source_layer::local(build, &mut chain, src_dir()?, reporter)?,
+        remote => source_layer::fetched(build, &mut chain, remote, plan, reporter)?,
+    }
+    if !plan.build.is_empty() {
+        build.build_step(&mut chain, plan, reporter)?;
+    }
+
+    let mut layers = chain.layers.clone();
+    layers.drain(build_only);
+    if let Some(dir) = &plan.nua_dir {
+        layers.extend(build.nua_files_step(&mut chain, dir, reporter)?);
+    }
+    layers.push(build.metadata_step(&mut chain, &layers, reporter)?);
+    let image_key = chain.key.clone();
+    super::finish::test_step(build, plan, &mut chain, &layers, &image_key, reporter)?;
+    Ok(layers)
+}
+
+impl Build<'_> {
+    /// The layers of the app's Debian packages: those it runs with, then those it only
+    /// builds with, whose range in `chain` is returned (they are left out of the image).
+    fn package_layers(
+        &self,
+        plan: &AppPlan,
+        base: &BaseImage,
+        chain: &mut Chain,
+        reporter: &mut dyn Reporter,
+    ) -> Result<Range<usize>, Error> {
+        let mut installed = base.packages.clone();
+        if !plan.packages.is_empty() {
+            let added = self.packages_step(
+                base,
+                chain,
+                "packages",
+                &plan.packages,
+                &installed,
+                reporter,
+            )?;
+            installed.extend(added);
+        }
+        if plan.build_packages.is_empty() {
+            return Ok(0..0);
+        }
+        let start = chain.layers.len();
+        self.packages_step(
+            base,
+            chain,
+            "build-packages",
+            &plan.build_packages,
+            &installed,
+            reporter,
+        )?;
+        Ok(start..chain.layers.len())
+    }
+
+    /// The dependencies layer: its commands run with only the manifests of `src_dir`
+    /// (bound read-only), so that an edit of the source keeps it.
+    fn dependencies_step(
+        &self,
+        chain: &mut Chain,
+        deps: &Dependencies,
+        src_dir: &Path,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), Error> {
         let mut inputs = Inputs::new();
         let mut binds = Vec::new();
         for file in &deps.files {
@@ -315,23 +357,24 @@ pub fn build_layers(
                 shown: true,
             })
             .collect();
-        build.command_step(
-            &mut chain,
-            &build.below,
+        self.command_step(
+            chain,
+            &self.below,
             "dependencies",
             &jobs,
             inputs,
             &binds,
             reporter,
-        )?;
+        )
     }
 
-    match &plan.origin {
-        Origin::Local => source_layer::local(build, &mut chain, src_dir()?, reporter)?,
-        remote => source_layer::fetched(build, &mut chain, remote, plan, reporter)?,
-    }
-
-    if !plan.build.is_empty() {
+    /// The layer of the build commands, run on the source.
+    fn build_step(
+        &self,
+        chain: &mut Chain,
+        plan: &AppPlan,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), Error> {
         let jobs: Vec<Job<'_>> = plan
             .build
             .iter()
@@ -355,68 +398,69 @@ pub fn build_layers(
             })?);
             binds.push(Bind::read_only(dir, NUA_DIR_MOUNT));
         }
-        build.command_step(
-            &mut chain,
-            &build.above,
-            "build",
-            &jobs,
-            inputs,
-            &binds,
-            reporter,
-        )?;
+        self.command_step(chain, &self.above, "build", &jobs, inputs, &binds, reporter)
     }
 
-    let mut layers = chain.layers.clone();
-    layers.drain(build_only);
-    if let Some(dir) = &plan.nua_dir {
+    /// The layer of the files of the app's `nua/` folder `dir`, if it has any.
+    fn nua_files_step(
+        &self,
+        chain: &mut Chain,
+        dir: &Path,
+        reporter: &mut dyn Reporter,
+    ) -> Result<Option<LayerSummary>, Error> {
         let has_files = why::tree_inputs(dir, &|rel, is_dir| steps::nua_file_included(rel, is_dir))
             .map(|files| !files.is_empty())
             .unwrap_or(true);
-        if has_files {
-            let ctx = source_layer::context(build, app.root.clone())?;
-            let key = Step::NuaFiles.cache_key(&ctx, &chain.key)?;
-            let made = build.cache.step(
-                build.store,
-                &key,
-                Step::NuaFiles.name(),
-                reporter,
-                |_| Step::NuaFiles.run(&ctx, None),
-                Build::cache_error,
-            )?;
-            chain.layers.push(made.clone());
-            layers.push(made);
-            chain.key = key;
+        if !has_files {
+            return Ok(None);
         }
+        let ctx = source_layer::context(self, self.app.root.clone())?;
+        let key = Step::NuaFiles.cache_key(&ctx, &chain.key)?;
+        let made = self.cache.step(
+            self.store,
+            &key,
+            Step::NuaFiles.name(),
+            reporter,
+            |_| Step::NuaFiles.run(&ctx, None),
+            Build::cache_error,
+        )?;
+        chain.layers.push(made.clone());
+        chain.key = key;
+        Ok(Some(made))
     }
 
-    // Metadata, with the SBOM of the layers the image keeps.
-    let ctx = source_layer::context(build, app.root.clone())?;
-    let key = Step::Metadata.cache_key(&ctx, &chain.key)?;
-    let kept = only_layers(&layers);
-    let config = &app.config;
-    let inputs: Inputs = [
-        (
-            "nua-config".to_owned(),
-            why::digest(&super::metadata::config_json(config)),
-        ),
-        (
-            "start commands".to_owned(),
-            why::digest(config.start_commands().join("\n").as_bytes()),
-        ),
-    ]
-    .into();
-    let made = build.explained_step(
-        &mut chain,
-        key.clone(),
-        Step::Metadata.name(),
-        &inputs,
-        reporter,
-        |chain, reporter| {
-            let sbom = super::finish::sbom_of(build, chain, &kept, reporter)?;
-            Step::Metadata.run(&ctx, Some(&sbom))
-        },
-    )?;
-    layers.push(made);
-    super::finish::test_step(build, plan, &mut chain, &layers, &key, reporter)?;
-    Ok(layers)
+    /// The metadata layer, with the SBOM of `kept`, the layers the image keeps.
+    fn metadata_step(
+        &self,
+        chain: &mut Chain,
+        kept: &[LayerSummary],
+        reporter: &mut dyn Reporter,
+    ) -> Result<LayerSummary, Error> {
+        let ctx = source_layer::context(self, self.app.root.clone())?;
+        let key = Step::Metadata.cache_key(&ctx, &chain.key)?;
+        let kept = only_layers(kept);
+        let config = &self.app.config;
+        let inputs: Inputs = [
+            (
+                "nua-config".to_owned(),
+                why::digest(&super::metadata::config_json(config)),
+            ),
+            (
+                "start commands".to_owned(),
+                why::digest(config.start_commands().join("\n").as_bytes()),
+            ),
+        ]
+        .into();
+        self.explained_step(
+            chain,
+            key,
+            Step::Metadata.name(),
+            &inputs,
+            reporter,
+            |chain, reporter| {
+                let sbom = super::finish::sbom_of(self, chain, &kept, reporter)?;
+                Step::Metadata.run(&ctx, Some(&sbom))
+            },
+        )
+    }
 }

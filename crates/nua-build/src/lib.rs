@@ -197,22 +197,8 @@ pub fn build(
     reporter: &mut dyn Reporter,
 ) -> Result<BuildResult, Error> {
     // Names and the plan are checked first: a typo should not cost a build.
-    let tags = if options.tags.is_empty() {
-        vec![app.config.image_tag()]
-    } else {
-        options.tags.clone()
-    };
-    let names = tags
-        .iter()
-        .map(|tag| {
-            oci::ImageName::parse(tag).map_err(|source| Error::Tag {
-                tag: tag.clone(),
-                source,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let method = app.config.build_method();
-    let plan = match method {
+    let (tags, names) = image_names(app, options)?;
+    let plan = match app.config.build_method() {
         BuildMethod::Build => {
             let plan = AppPlan::new(app)?;
             if plan.start.is_none() {
@@ -230,90 +216,12 @@ pub fn build(
     } else {
         layers::LayerCache::new(&options.cache_dir)
     };
-    let layer_options = oci::LayerOptions {
-        compression: options.compression,
-        source_date_epoch: options.source_date_epoch,
-    };
-
     let (layers, below) = match plan {
-        Some(plan) => {
-            let base = build_base_of(app, options, &store, reporter)?;
-            let env = base.env.clone();
-            let ca = options.ca_bundle.clone().or_else(host_ca_bundle);
-            let stage = |epoch: u64| app::Stage {
-                options: layers::BaseOptions {
-                    cache_dir: options.cache_dir.clone(),
-                    layer: oci::LayerOptions {
-                        source_date_epoch: epoch,
-                        ..layer_options
-                    },
-                },
-                world: run::World::new(
-                    &metadata::image_env(&env),
-                    epoch,
-                    ca.as_deref(),
-                    Some(&options.cache_dir.join("packages")),
-                ),
-            };
-            let build = app::Build {
-                app,
-                options,
-                store: &store,
-                cache: &cache,
-                history: why::History::new(&options.cache_dir, app.config.id()),
-                below: stage(base.epoch),
-                above: stage(options.source_date_epoch),
-                distro: distro_of(&base.source.suite),
-                image_env: metadata::image_env(&env),
-            };
-            let layers = app::build_layers(&build, &plan, base, reporter)?;
-            let cmd = plan.start.clone().unwrap_or_default();
-            (layers, steps::Below::Base { env, cmd })
-        }
-        // A wrap build starts from the pulled image and adds only the metadata layer.
-        None => {
-            let wrapped = wrap::pull(app, &store, &options.registry, reporter)?;
-            let mut layers = wrapped.layers;
-            let ctx = steps::Context {
-                app,
-                store: &store,
-                options,
-                src_dir: app.root.clone(),
-                filter: SourceFilter::new(&app.root)?,
-            };
-            let step = steps::Step::Metadata;
-            let key = step.cache_key(&ctx, &wrapped.key)?;
-            layers.push(cache.step(
-                &store,
-                &key,
-                step.name(),
-                reporter,
-                |_| step.run(&ctx, None),
-                |path, source| Error::Cache { path, source },
-            )?);
-            (layers, steps::Below::Image(Box::new(wrapped.config)))
-        }
+        Some(plan) => app_layers(app, &plan, options, &store, &cache, reporter)?,
+        None => wrap::layers(app, options, &store, &cache, reporter)?,
     };
-
     let image = steps::write_image(app, options, &store, &layers, &below)?;
-
-    match &options.output {
-        // Unchanged image, unchanged file: nothing is rewritten.
-        Output::Tarball(path) if oci::tarball_is_current(&image, &names, path) => Ok(()),
-        Output::Tarball(path) => {
-            reporter.event(Event::Writing { path });
-            oci::write_tarball(&store, &image, &names, path)
-        }
-        Output::LayoutDir(path) => {
-            reporter.event(Event::Writing { path });
-            oci::write_layout_dir(&store, &image, &names, path)
-        }
-    }
-    .map_err(|source| Error::Output {
-        path: options.output.path().to_path_buf(),
-        source,
-    })?;
-
+    write_output(options, &store, &image, &names, reporter)?;
     Ok(BuildResult {
         image: tags[0].clone(),
         tags,
@@ -323,5 +231,97 @@ pub fn build(
         layers,
         output: options.output.path().to_path_buf(),
         image_ref: image,
+    })
+}
+
+/// The names the image gets (the config's `nua-<id>:<version>-<release>` unless tagged),
+/// as given and parsed.
+fn image_names(
+    app: &Loaded,
+    options: &BuildOptions,
+) -> Result<(Vec<String>, Vec<oci::ImageName>), Error> {
+    let tags = if options.tags.is_empty() {
+        vec![app.config.image_tag()]
+    } else {
+        options.tags.clone()
+    };
+    let names = tags
+        .iter()
+        .map(|tag| {
+            oci::ImageName::parse(tag).map_err(|source| Error::Tag {
+                tag: tag.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((tags, names))
+}
+
+/// The layers of a `build`-method app: its base, then the steps of `plan`.
+fn app_layers(
+    app: &Loaded,
+    plan: &AppPlan,
+    options: &BuildOptions,
+    store: &oci::BlobStore,
+    cache: &layers::LayerCache,
+    reporter: &mut dyn Reporter,
+) -> Result<(Vec<LayerSummary>, steps::Below), Error> {
+    let base = build_base_of(app, options, store, reporter)?;
+    let env = base.env.clone();
+    let ca = options.ca_bundle.clone().or_else(host_ca_bundle);
+    let stage = |epoch: u64| app::Stage {
+        options: layers::BaseOptions {
+            cache_dir: options.cache_dir.clone(),
+            layer: oci::LayerOptions {
+                compression: options.compression,
+                source_date_epoch: epoch,
+            },
+        },
+        world: run::World::new(
+            &metadata::image_env(&env),
+            epoch,
+            ca.as_deref(),
+            Some(&options.cache_dir.join("packages")),
+        ),
+    };
+    let build = app::Build {
+        app,
+        options,
+        store,
+        cache,
+        history: why::History::new(&options.cache_dir, app.config.id()),
+        below: stage(base.epoch),
+        above: stage(options.source_date_epoch),
+        distro: distro_of(&base.source.suite),
+        image_env: metadata::image_env(&env),
+    };
+    let layers = app::build_layers(&build, plan, base, reporter)?;
+    let cmd = plan.start.clone().unwrap_or_default();
+    Ok((layers, steps::Below::Base { env, cmd }))
+}
+
+/// Write `image` where `options` say, under `names`.
+fn write_output(
+    options: &BuildOptions,
+    store: &oci::BlobStore,
+    image: &oci::ImageRef,
+    names: &[oci::ImageName],
+    reporter: &mut dyn Reporter,
+) -> Result<(), Error> {
+    match &options.output {
+        // Unchanged image, unchanged file: nothing is rewritten.
+        Output::Tarball(path) if oci::tarball_is_current(image, names, path) => Ok(()),
+        Output::Tarball(path) => {
+            reporter.event(Event::Writing { path });
+            oci::write_tarball(store, image, names, path)
+        }
+        Output::LayoutDir(path) => {
+            reporter.event(Event::Writing { path });
+            oci::write_layout_dir(store, image, names, path)
+        }
+    }
+    .map_err(|source| Error::Output {
+        path: options.output.path().to_path_buf(),
+        source,
     })
 }

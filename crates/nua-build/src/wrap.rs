@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::layers::{KeyHasher, LayerSummary};
+use super::layers::{KeyHasher, LayerCache, LayerSummary};
 use super::metadata;
+use super::steps::{Below, Context, Step};
+use super::{BuildOptions, SourceFilter};
 use super::{Error, Event, Reporter};
 use nua_config::Loaded;
 use nua_oci::{self as oci, image::media_type, BlobStore, ImageConfig};
@@ -99,6 +101,36 @@ pub fn pull(
         config: pulled.config,
         key,
     })
+}
+
+/// The layers of a `wrap` build: the pulled image's, and only the metadata layer on top.
+pub fn layers(
+    app: &Loaded,
+    options: &BuildOptions,
+    store: &BlobStore,
+    cache: &LayerCache,
+    reporter: &mut dyn Reporter,
+) -> Result<(Vec<LayerSummary>, Below), Error> {
+    let wrapped = pull(app, store, &options.registry, reporter)?;
+    let mut layers = wrapped.layers;
+    let ctx = Context {
+        app,
+        store,
+        options,
+        src_dir: app.root.clone(),
+        filter: SourceFilter::new(&app.root)?,
+    };
+    let step = Step::Metadata;
+    let key = step.cache_key(&ctx, &wrapped.key)?;
+    layers.push(cache.step(
+        store,
+        &key,
+        step.name(),
+        reporter,
+        |_| step.run(&ctx, None),
+        |path, source| Error::Cache { path, source },
+    )?);
+    Ok((layers, Below::Image(Box::new(wrapped.config))))
 }
 
 /// The image's run settings: the pulled image's, with Nua's labels, ports and healthcheck,

@@ -156,100 +156,125 @@ impl Unpacker {
         conffiles: &HashSet<String>,
         list: &mut Vec<String>,
     ) -> Result<()> {
-        let bad_tar = |e: std::io::Error| Error::Deb {
-            package: package.to_owned(),
-            reason: format!("data.tar: {e}"),
-        };
         let mut archive = tar::Archive::new(stream);
-        for entry in archive.entries().map_err(bad_tar)? {
-            let mut entry = entry.map_err(bad_tar)?;
-            let raw = entry.path_bytes().into_owned();
-            let unsafe_entry = |reason| Error::UnsafeEntry {
-                package: package.to_owned(),
-                entry: String::from_utf8_lossy(&raw).into_owned(),
-                reason,
-            };
-            let Some(original) = clean(&raw).map_err(unsafe_entry)? else {
-                continue;
-            };
-            list.push(original.clone());
-            let path = self.rewrite(&original);
-            let through_symlink = path
-                .match_indices('/')
-                .any(|(i, _)| self.written.get(&path[..i]) == Some(&Kind::Symlink));
-            if through_symlink {
-                return Err(unsafe_entry(
-                    "its path goes through a symlink a package shipped",
-                ));
+        for entry in archive.entries().map_err(bad_tar(package))? {
+            let mut entry = entry.map_err(bad_tar(package))?;
+            self.data_entry(&mut entry, package, conffiles, list)?;
+        }
+        Ok(())
+    }
+
+    /// One entry of a package's `data.tar`, added to the layer at its merged-/usr path
+    /// (a conffile as `<path>.dpkg-new`) unless an earlier package wrote that path.
+    fn data_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        package: &str,
+        conffiles: &HashSet<String>,
+        list: &mut Vec<String>,
+    ) -> Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let unsafe_entry = |reason| Error::UnsafeEntry {
+            package: package.to_owned(),
+            entry: String::from_utf8_lossy(&raw).into_owned(),
+            reason,
+        };
+        let Some(original) = clean(&raw).map_err(unsafe_entry)? else {
+            return Ok(());
+        };
+        list.push(original.clone());
+        let path = self.rewrite(&original);
+        let through_symlink = path
+            .match_indices('/')
+            .any(|(i, _)| self.written.get(&path[..i]) == Some(&Kind::Symlink));
+        if through_symlink {
+            return Err(unsafe_entry(
+                "its path goes through a symlink a package shipped",
+            ));
+        }
+        let h = entry.header();
+        let meta = Meta {
+            mode: h.mode().map_err(bad_tar(package))? & 0o7777,
+            uid: h.uid().map_err(bad_tar(package))? as u32,
+            gid: h.gid().map_err(bad_tar(package))? as u32,
+            mtime: h.mtime().ok(),
+            xattrs: Default::default(),
+        };
+        let kind = h.entry_type();
+        if self.written.get(&path) == Some(&Kind::Merged) {
+            // trixie's base-files ships the merged-/usr symlinks itself: the same link
+            // is no change.
+            if kind.is_dir() || same_link(entry, &path) {
+                return Ok(());
             }
-            let h = entry.header();
-            let meta = Meta {
-                mode: h.mode().map_err(bad_tar)? & 0o7777,
-                uid: h.uid().map_err(bad_tar)? as u32,
-                gid: h.gid().map_err(bad_tar)? as u32,
-                mtime: h.mtime().ok(),
-                xattrs: Default::default(),
-            };
-            let kind = h.entry_type();
-            if self.written.get(&path) == Some(&Kind::Merged) {
-                // trixie's base-files ships the merged-/usr symlinks itself: the same link
-                // is no change.
-                let same_link = kind.is_symlink()
-                    && entry.link_name_bytes().is_some_and(|target| {
-                        let target = String::from_utf8_lossy(&target);
-                        let target = target.trim_start_matches('/');
-                        target == format!("usr/{path}")
-                    });
-                if kind.is_dir() || same_link {
-                    continue;
-                }
-                return Err(unsafe_entry("it would replace a merged-/usr symlink"));
+            return Err(unsafe_entry("it would replace a merged-/usr symlink"));
+        }
+        if kind.is_dir() {
+            if !self.written.contains_key(&path) {
+                self.dir(&path, &meta)?;
             }
-            if kind.is_dir() {
-                if !self.written.contains_key(&path) {
-                    self.dir(&path, &meta)?;
-                }
-            } else if kind.is_file() || kind == tar::EntryType::Continuous {
-                let target = if conffiles.contains(&format!("/{original}")) {
-                    format!("{path}.dpkg-new")
-                } else {
-                    path
-                };
-                if !self.written.contains_key(&target) {
-                    self.parents(&target)?;
-                    let size = entry.size();
-                    self.layer.add_file(&target, &meta, size, &mut entry)?;
-                    self.written.insert(target, Kind::File);
-                }
-            } else if kind.is_symlink() {
-                let link = entry.link_name_bytes().unwrap_or_default();
-                let link = std::str::from_utf8(&link)
-                    .map_err(|_| unsafe_entry("its link target is not UTF-8"))?
-                    .to_owned();
-                if !self.written.contains_key(&path) {
-                    self.parents(&path)?;
-                    self.layer.add_symlink(&path, &link, &meta)?;
-                    self.written.insert(path, Kind::Symlink);
-                }
-            } else if kind.is_hard_link() {
-                let link = entry.link_name_bytes().unwrap_or_default().into_owned();
-                let target = clean(&link)
-                    .map_err(unsafe_entry)?
-                    .map(|t| self.rewrite(&t));
-                let Some(target) = target.filter(|t| self.written.get(t) == Some(&Kind::File))
-                else {
-                    return Err(unsafe_entry("it is a hard link to a file not in the layer"));
-                };
-                if !self.written.contains_key(&path) {
-                    self.parents(&path)?;
-                    self.layer.add_hardlink(&path, &target, &meta)?;
-                    self.written.insert(path, Kind::File);
-                }
+        } else if kind.is_file() || kind == tar::EntryType::Continuous {
+            let target = if conffiles.contains(&format!("/{original}")) {
+                format!("{path}.dpkg-new")
             } else {
-                return Err(unsafe_entry(
-                    "device nodes, FIFOs and sockets are not allowed",
-                ));
+                path
+            };
+            if !self.written.contains_key(&target) {
+                self.parents(&target)?;
+                let size = entry.size();
+                self.layer.add_file(&target, &meta, size, entry)?;
+                self.written.insert(target, Kind::File);
             }
+        } else if kind.is_symlink() {
+            self.symlink(entry, path, &meta, &unsafe_entry)?;
+        } else if kind.is_hard_link() {
+            self.hard_link(entry, path, &meta, &unsafe_entry)?;
+        } else {
+            return Err(unsafe_entry(
+                "device nodes, FIFOs and sockets are not allowed",
+            ));
+        }
+        Ok(())
+    }
+
+    fn symlink<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        path: String,
+        meta: &Meta,
+        unsafe_entry: &dyn Fn(&'static str) -> Error,
+    ) -> Result<()> {
+        let link = entry.link_name_bytes().unwrap_or_default();
+        let link = std::str::from_utf8(&link)
+            .map_err(|_| unsafe_entry("its link target is not UTF-8"))?
+            .to_owned();
+        if !self.written.contains_key(&path) {
+            self.parents(&path)?;
+            self.layer.add_symlink(&path, &link, meta)?;
+            self.written.insert(path, Kind::Symlink);
+        }
+        Ok(())
+    }
+
+    /// A hard link, to a file of the layer.
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        path: String,
+        meta: &Meta,
+        unsafe_entry: &dyn Fn(&'static str) -> Error,
+    ) -> Result<()> {
+        let link = entry.link_name_bytes().unwrap_or_default().into_owned();
+        let target = clean(&link)
+            .map_err(unsafe_entry)?
+            .map(|t| self.rewrite(&t));
+        let Some(target) = target.filter(|t| self.written.get(t) == Some(&Kind::File)) else {
+            return Err(unsafe_entry("it is a hard link to a file not in the layer"));
+        };
+        if !self.written.contains_key(&path) {
+            self.parents(&path)?;
+            self.layer.add_hardlink(&path, &target, meta)?;
+            self.written.insert(path, Kind::File);
         }
         Ok(())
     }
@@ -293,6 +318,25 @@ impl Unpacker {
         self.written.insert(path.to_owned(), Kind::File);
         Ok(())
     }
+}
+
+/// A failure to read a package's `data.tar`.
+fn bad_tar(package: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Deb {
+        package: package.to_owned(),
+        reason: format!("data.tar: {e}"),
+    }
+}
+
+/// Whether `entry` is a symlink to `/usr/<path>` (or `usr/<path>`): the merged-/usr link
+/// the layer has at `path` already.
+fn same_link<R: Read>(entry: &tar::Entry<'_, R>, path: &str) -> bool {
+    entry.header().entry_type().is_symlink()
+        && entry.link_name_bytes().is_some_and(|target| {
+            let target = String::from_utf8_lossy(&target);
+            let target = target.trim_start_matches('/');
+            target == format!("usr/{path}")
+        })
 }
 
 /// A package path made relative and checked: `./usr/bin/` → `usr/bin`; None for the root.

@@ -67,21 +67,66 @@ impl Root {
     }
 
     fn plan(&self, cmd: &Command) -> Result<Plan> {
-        let bad = |what: String| Error::Command(what);
-        let c = |s: &str, what: &str| cstring(s).ok_or_else(|| bad(format!("NUL byte in {what}")));
         if cmd.argv.is_empty() {
-            return Err(bad("empty argv".into()));
+            return Err(Error::Command("empty argv".into()));
         }
         if !cmd.cwd.starts_with('/') {
-            return Err(bad(format!(
+            return Err(Error::Command(format!(
                 "working directory `{}` must be absolute",
                 cmd.cwd
             )));
         }
-        let scaffold = self.dir.join("scaffold");
-        if scaffold.exists() {
-            fs::remove_dir_all(&scaffold).at(&scaffold)?;
-        }
+        let (binds, wanted) = self.binds(cmd)?;
+        self.scaffold(&wanted)?;
+        let c = |s: &str, what: &str| {
+            cstring(s).ok_or_else(|| Error::Command(format!("NUL byte in {what}")))
+        };
+        let mapping = &self.sandbox.inner.mapping;
+        Ok(Plan {
+            root_dir: c(&self.dir.to_string_lossy(), "the cache path")?,
+            mounts: MountPlan {
+                overlay: c(
+                    &format!(
+                        "lowerdir={},upperdir=upper,workdir=work,{OVERLAY_OPTIONS}",
+                        self.lowerdir("scaffold")
+                    ),
+                    "paths",
+                )?,
+                binds,
+                tty_gid: mapping.maps(5).then_some(5),
+            },
+            hostname: c(&cmd.hostname, "the hostname")?,
+            net_none: cmd.network == Network::None,
+            user: cmd.user,
+            cwd: c(&cmd.cwd, "the working directory")?,
+            argv: cmd
+                .argv
+                .iter()
+                .map(|a| c(a, "argv"))
+                .collect::<Result<_>>()?,
+            env: cmd
+                .env
+                .iter()
+                .map(|(k, v)| c(&format!("{k}={v}"), "env"))
+                .collect::<Result<_>>()?,
+            exec: exec_paths(cmd)
+                .iter()
+                .map(|p| c(p, "argv[0]"))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The bind mounts of `cmd` (the host's `/etc/resolv.conf` first), checked, and every
+    /// mount point the scaffold must have: (relative target, is a folder).
+    #[allow(clippy::type_complexity)]
+    fn binds(
+        &self,
+        cmd: &Command,
+    ) -> Result<(
+        Vec<(std::ffi::CString, Vec<u8>, bool, bool)>,
+        Vec<(String, bool)>,
+    )> {
+        let bad = |what: String| Error::Command(what);
         let mut wanted: Vec<(String, bool)> = ["proc", "dev", "tmp"]
             .iter()
             .map(|d| (d.to_string(), true))
@@ -116,7 +161,16 @@ impl Root {
             binds.push((source, rel.clone().into_bytes(), is_dir, writable));
             wanted.push((rel, is_dir));
         }
-        for (rel, is_dir) in &wanted {
+        Ok((binds, wanted))
+    }
+
+    /// A fresh `scaffold` folder, the top lower layer, with the mount points of `wanted`.
+    fn scaffold(&self, wanted: &[(String, bool)]) -> Result<()> {
+        let scaffold = self.dir.join("scaffold");
+        if scaffold.exists() {
+            fs::remove_dir_all(&scaffold).at(&scaffold)?;
+        }
+        for (rel, is_dir) in wanted {
             let path = scaffold.join(rel);
             let parent = if *is_dir {
                 path.as_path()
@@ -128,54 +182,7 @@ impl Root {
                 fs::File::create(&path).at(&path)?;
             }
         }
-        let path_var = cmd
-            .env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map_or(DEFAULT_PATH, |(_, v)| v);
-        let argv0 = &cmd.argv[0];
-        let exec: Vec<String> = if argv0.contains('/') {
-            vec![argv0.clone()]
-        } else {
-            path_var
-                .split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| format!("{d}/{argv0}"))
-                .collect()
-        };
-        let mapping = &self.sandbox.inner.mapping;
-        Ok(Plan {
-            root_dir: c(&self.dir.to_string_lossy(), "the cache path")?,
-            mounts: MountPlan {
-                overlay: c(
-                    &format!(
-                        "lowerdir={},upperdir=upper,workdir=work,{OVERLAY_OPTIONS}",
-                        self.lowerdir("scaffold")
-                    ),
-                    "paths",
-                )?,
-                binds,
-                tty_gid: mapping.maps(5).then_some(5),
-            },
-            hostname: c(&cmd.hostname, "the hostname")?,
-            net_none: cmd.network == Network::None,
-            user: cmd.user,
-            cwd: c(&cmd.cwd, "the working directory")?,
-            argv: cmd
-                .argv
-                .iter()
-                .map(|a| c(a, "argv"))
-                .collect::<Result<_>>()?,
-            env: cmd
-                .env
-                .iter()
-                .map(|(k, v)| c(&format!("{k}={v}"), "env"))
-                .collect::<Result<_>>()?,
-            exec: exec
-                .iter()
-                .map(|p| c(p, "argv[0]"))
-                .collect::<Result<_>>()?,
-        })
+        Ok(())
     }
 
     /// Refuse a bind target whose parent is a symlink or a file in the image: the scaffold
@@ -330,4 +337,24 @@ fn create_dirs_755(base: &Path, dir: &Path) -> Result<()> {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).at(&path)?;
     }
     Ok(())
+}
+
+/// Where `cmd`'s program may be: itself when it has a `/`, else in each folder of the
+/// command's `PATH` (or the default one), in order.
+fn exec_paths(cmd: &Command) -> Vec<String> {
+    let path_var = cmd
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v);
+    let argv0 = &cmd.argv[0];
+    if argv0.contains('/') {
+        vec![argv0.clone()]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{d}/{argv0}"))
+            .collect()
+    }
 }

@@ -149,120 +149,184 @@ impl Extract<'_> {
     fn entry<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         use tar::EntryType as T;
         let raw = entry.path_bytes().into_owned();
-        let kind = entry.header().entry_type();
         let normalized = oci::layer::normalize(&raw, false)
             .map_err(|_| self.hostile(&raw, "absolute paths and `..` leave the root"))?;
         let Some(path) = normalized else {
             return Ok(()); // the root itself
         };
-        let io_err = |e: io::Error| self.hostile(&raw, e.to_string());
         let (dir, name) = self.parent(&raw, &path, true)?;
-        let base = name.to_bytes();
+        let at = Place {
+            raw: &raw,
+            dir,
+            name,
+        };
+        let base = at.name.to_bytes();
         if base == b".wh..wh..opq" {
-            let opaque = cstring(OPAQUE_XATTRS[0]).expect("constant");
-            // SAFETY: valid descriptor and NUL-terminated name; value is a 1-byte slice.
-            cvt(unsafe {
-                libc::fsetxattr(dir.as_raw_fd(), opaque.as_ptr(), c"y".as_ptr().cast(), 1, 0)
-            })
-            .map_err(io_err)?;
-            return Ok(());
+            return self.opaque(&at);
         }
-        let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let owner = (
-            header.uid().unwrap_or(0) as libc::uid_t,
-            header.gid().unwrap_or(0) as libc::gid_t,
-        );
-        let mtime = header.mtime().unwrap_or(0) as i64;
         if let Some(hidden) = base.strip_prefix(b".wh.") {
-            let hidden = cstring(hidden).ok_or_else(|| self.hostile(&raw, "NUL in name"))?;
-            remove(&dir, &hidden);
-            // SAFETY: valid descriptor and name; a 0:0 character device is a whiteout.
-            cvt(unsafe { libc::mknodat(dir.as_raw_fd(), hidden.as_ptr(), libc::S_IFCHR, 0) })
-                .map_err(io_err)?;
-            return Ok(());
+            return self.whiteout(&at, hidden);
         }
-        let d = dir.as_raw_fd();
-        match kind {
-            T::Directory => {
-                // SAFETY: valid descriptor and name.
-                let made = unsafe { libc::mkdirat(d, name.as_ptr(), 0o700) };
-                if made != 0 && open_dir(d, &name).is_err() {
-                    remove(&dir, &name);
-                    // SAFETY: as above.
-                    cvt(unsafe { libc::mkdirat(d, name.as_ptr(), 0o700) }).map_err(io_err)?;
-                }
-                let fd = open_dir(d, &name).map_err(io_err)?;
-                set_meta(&fd, owner, mode, mtime);
-            }
-            T::Regular | T::Continuous | T::GNUSparse => {
-                remove(&dir, &name);
-                let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-                // SAFETY: valid descriptor and name; the result is a fresh descriptor.
-                let fd =
-                    cvt(unsafe { libc::openat(d, name.as_ptr(), flags | libc::O_CLOEXEC, 0o600) })
-                        .map_err(io_err)?;
-                // SAFETY: just opened.
-                let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-                io::copy(entry, &mut file).map_err(io_err)?;
-                let fd = OwnedFd::from(file);
-                for (key, value) in pax_xattrs(entry) {
-                    // Best effort: `trusted.*` needs real root; overlay's own are refused.
-                    // SAFETY: valid descriptor, NUL-terminated key, slice value.
-                    unsafe {
-                        libc::fsetxattr(
-                            fd.as_raw_fd(),
-                            key.as_ptr(),
-                            value.as_ptr().cast(),
-                            value.len(),
-                            0,
-                        )
-                    };
-                }
-                set_meta(&fd, owner, mode, mtime);
-            }
-            T::Symlink => {
-                remove(&dir, &name);
-                let target = entry.link_name_bytes().unwrap_or_default();
-                let target = cstring(target.into_owned())
-                    .ok_or_else(|| self.hostile(&raw, "NUL in link"))?;
-                // SAFETY: valid descriptor and NUL-terminated strings.
-                cvt(unsafe { libc::symlinkat(target.as_ptr(), d, name.as_ptr()) })
-                    .map_err(io_err)?;
-                // SAFETY: as above; never follows the link.
-                unsafe {
-                    libc::fchownat(
-                        d,
-                        name.as_ptr(),
-                        owner.0,
-                        owner.1,
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    )
-                };
-            }
-            T::Link => {
-                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                let target = oci::layer::normalize(&target, false)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| self.hostile(&raw, "hard link target outside the root"))?;
-                let (tdir, tname) = self.parent(&raw, &target, false)?;
-                remove(&dir, &name);
-                // SAFETY: valid descriptors and names; flags 0 never follows a symlink.
-                cvt(unsafe { libc::linkat(tdir.as_raw_fd(), tname.as_ptr(), d, name.as_ptr(), 0) })
-                    .map_err(|e| self.hostile(&raw, format!("hard link target missing: {e}")))?;
-            }
+        let meta = Meta::of(entry.header());
+        match entry.header().entry_type() {
+            T::Directory => self.directory(&at, &meta),
+            T::Regular | T::Continuous | T::GNUSparse => self.regular(&at, &meta, entry),
+            T::Symlink => self.symlink(&at, &meta, entry),
+            T::Link => self.hard_link(&at, entry),
             T::Fifo => {
-                remove(&dir, &name);
+                remove(&at.dir, &at.name);
+                let (d, name) = (at.dir.as_raw_fd(), at.name.as_ptr());
                 // SAFETY: valid descriptor and name.
-                cvt(unsafe { libc::mknodat(d, name.as_ptr(), libc::S_IFIFO | mode, 0) })
-                    .map_err(io_err)?;
+                cvt(unsafe { libc::mknodat(d, name, libc::S_IFIFO | meta.mode, 0) })
+                    .map_err(self.io_error(&at))?;
+                Ok(())
             }
             // Device nodes are neutralised: the sandbox mounts its own /dev.
-            T::Char | T::Block | T::XGlobalHeader | T::XHeader => {}
-            other => return Err(self.hostile(&raw, format!("unsupported entry type {other:?}"))),
+            T::Char | T::Block | T::XGlobalHeader | T::XHeader => Ok(()),
+            other => Err(self.hostile(&raw, format!("unsupported entry type {other:?}"))),
         }
+    }
+
+    /// An I/O failure on the entry at `at`, which names it.
+    fn io_error<'a>(&'a self, at: &'a Place<'_>) -> impl Fn(io::Error) -> Error + 'a {
+        |e| self.hostile(at.raw, e.to_string())
+    }
+
+    /// `.wh..wh..opq`: the folder hides what the layers below have in it.
+    fn opaque(&self, at: &Place<'_>) -> Result<()> {
+        let opaque = cstring(OPAQUE_XATTRS[0]).expect("constant");
+        // SAFETY: valid descriptor and NUL-terminated name; value is a 1-byte slice.
+        cvt(unsafe {
+            libc::fsetxattr(
+                at.dir.as_raw_fd(),
+                opaque.as_ptr(),
+                c"y".as_ptr().cast(),
+                1,
+                0,
+            )
+        })
+        .map_err(self.io_error(at))?;
         Ok(())
+    }
+
+    /// `.wh.<name>`: `<name>` is deleted from the layers below.
+    fn whiteout(&self, at: &Place<'_>, hidden: &[u8]) -> Result<()> {
+        let hidden = cstring(hidden).ok_or_else(|| self.hostile(at.raw, "NUL in name"))?;
+        remove(&at.dir, &hidden);
+        // SAFETY: valid descriptor and name; a 0:0 character device is a whiteout.
+        cvt(unsafe { libc::mknodat(at.dir.as_raw_fd(), hidden.as_ptr(), libc::S_IFCHR, 0) })
+            .map_err(self.io_error(at))?;
+        Ok(())
+    }
+
+    fn directory(&self, at: &Place<'_>, meta: &Meta) -> Result<()> {
+        let (d, name) = (at.dir.as_raw_fd(), &at.name);
+        // SAFETY: valid descriptor and name.
+        let made = unsafe { libc::mkdirat(d, name.as_ptr(), 0o700) };
+        if made != 0 && open_dir(d, name).is_err() {
+            remove(&at.dir, name);
+            // SAFETY: as above.
+            cvt(unsafe { libc::mkdirat(d, name.as_ptr(), 0o700) }).map_err(self.io_error(at))?;
+        }
+        let fd = open_dir(d, name).map_err(self.io_error(at))?;
+        set_meta(&fd, meta.owner, meta.mode, meta.mtime);
+        Ok(())
+    }
+
+    fn regular<R: Read>(
+        &self,
+        at: &Place<'_>,
+        meta: &Meta,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<()> {
+        remove(&at.dir, &at.name);
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        let (d, name) = (at.dir.as_raw_fd(), at.name.as_ptr());
+        // SAFETY: valid descriptor and name; the result is a fresh descriptor.
+        let fd = cvt(unsafe { libc::openat(d, name, flags | libc::O_CLOEXEC, 0o600) })
+            .map_err(self.io_error(at))?;
+        // SAFETY: just opened.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        io::copy(entry, &mut file).map_err(self.io_error(at))?;
+        let fd = OwnedFd::from(file);
+        for (key, value) in pax_xattrs(entry) {
+            // Best effort: `trusted.*` needs real root; overlay's own are refused.
+            // SAFETY: valid descriptor, NUL-terminated key, slice value.
+            unsafe {
+                libc::fsetxattr(
+                    fd.as_raw_fd(),
+                    key.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            };
+        }
+        set_meta(&fd, meta.owner, meta.mode, meta.mtime);
+        Ok(())
+    }
+
+    fn symlink<R: Read>(
+        &self,
+        at: &Place<'_>,
+        meta: &Meta,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<()> {
+        remove(&at.dir, &at.name);
+        let target = entry.link_name_bytes().unwrap_or_default();
+        let target =
+            cstring(target.into_owned()).ok_or_else(|| self.hostile(at.raw, "NUL in link"))?;
+        let (d, name) = (at.dir.as_raw_fd(), at.name.as_ptr());
+        // SAFETY: valid descriptor and NUL-terminated strings.
+        cvt(unsafe { libc::symlinkat(target.as_ptr(), d, name) }).map_err(self.io_error(at))?;
+        let (uid, gid) = meta.owner;
+        // SAFETY: as above; never follows the link.
+        unsafe { libc::fchownat(d, name, uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+        Ok(())
+    }
+
+    /// A hard link, to an entry already extracted inside the root.
+    fn hard_link<R: Read>(&self, at: &Place<'_>, entry: &tar::Entry<'_, R>) -> Result<()> {
+        let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+        let target = oci::layer::normalize(&target, false)
+            .ok()
+            .flatten()
+            .ok_or_else(|| self.hostile(at.raw, "hard link target outside the root"))?;
+        let (tdir, tname) = self.parent(at.raw, &target, false)?;
+        remove(&at.dir, &at.name);
+        let (d, name) = (at.dir.as_raw_fd(), at.name.as_ptr());
+        // SAFETY: valid descriptors and names; flags 0 never follows a symlink.
+        cvt(unsafe { libc::linkat(tdir.as_raw_fd(), tname.as_ptr(), d, name, 0) })
+            .map_err(|e| self.hostile(at.raw, format!("hard link target missing: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Where an entry goes: its parent folder (opened without following links) and its name.
+struct Place<'a> {
+    /// The entry's path as the layer spells it, for errors.
+    raw: &'a [u8],
+    dir: OwnedFd,
+    name: CString,
+}
+
+/// What a tar header says of an entry's owner, mode and time.
+struct Meta {
+    owner: (libc::uid_t, libc::gid_t),
+    mode: u32,
+    mtime: i64,
+}
+
+impl Meta {
+    fn of(header: &tar::Header) -> Meta {
+        Meta {
+            owner: (
+                header.uid().unwrap_or(0) as libc::uid_t,
+                header.gid().unwrap_or(0) as libc::gid_t,
+            ),
+            mode: header.mode().unwrap_or(0o644) & 0o7777,
+            mtime: header.mtime().unwrap_or(0) as i64,
+        }
     }
 }
 

@@ -85,98 +85,74 @@ impl Installer<'_> {
         chain: &mut Chain,
         reporter: &mut dyn Reporter,
     ) -> Result<(), InstallError> {
-        let (what, store, options) = (self.what, self.store, self.options);
-        let sandbox_error = |step: &str| {
-            let step = step.to_owned();
-            move |source| InstallError::Sandbox {
-                what: what.to_owned(),
-                step,
-                source: Box::new(source),
-            }
-        };
-        let debian_error = |step: &str| {
-            let step = step.to_owned();
-            move |source| InstallError::Debian {
-                what: what.to_owned(),
-                step,
-                source: Box::new(source),
-            }
-        };
-        // Fetch what is not in the store yet (a cached layer may need its packages again
-        // when the layer above it is not cached), and say how much came over the network.
-        let fetch = |reporter: &mut dyn Reporter| {
-            let (count, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-            debian::download(self.source, &step.packages, store, &|event| {
-                if let debian::Event::Downloaded { size, .. } = event {
-                    count.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(size, Ordering::Relaxed);
-                }
-            })
-            .map_err(|err| match err {
-                debian::Error::Http {
-                    kind: debian::HttpKind::Status(404),
-                    url,
-                    ..
-                } => InstallError::PackageGone {
-                    what: what.to_owned(),
-                    url,
-                },
-                other => debian_error(&step.name)(other),
-            })?;
-            let count = count.into_inner();
-            if count > 0 {
-                let line = format!(
-                    "fetched {count} packages ({:.1} MB) from {}",
-                    bytes.into_inner() as f64 / 1e6,
-                    self.source.mirror
-                );
-                reporter.event(Event::Output { line: &line });
-            }
-            Ok::<(), InstallError>(())
-        };
-
-        let bootstrap = step.name == BOOTSTRAP;
         let has_packages = !step.packages.is_empty();
         if has_packages {
-            let label = format!(
-                "{prefix}{}: unpack {} packages",
-                step.name,
-                step.packages.len()
-            );
-            let packages = serde_json::to_string(&step.packages).expect("serializable");
-            let unpack_key = key_of(&chain.key, &["unpack", &packages, &bootstrap.to_string()]);
-            let below = chain.only_layers();
-            let sandbox = &mut chain.sandbox;
-            let make = |reporter: &mut dyn Reporter| {
-                fetch(reporter)?;
-                // Packages over a root are added to its dpkg database.
-                let status = if bootstrap {
-                    None
-                } else {
-                    let root = sandbox_for(sandbox, options, store, reporter)
-                        .and_then(|s| s.root(&below))
-                        .map_err(sandbox_error(&step.name))?;
-                    root.read_file("/var/lib/dpkg/status")
-                        .map_err(sandbox_error(&step.name))?
-                };
-                debian::unpack_layer(
-                    &step.packages,
-                    store,
-                    status.as_deref(),
-                    self.source,
-                    &options.layer,
-                )
-                .map_err(debian_error(&step.name))
-            };
-            let layer = self
-                .cache
-                .step(store, &unpack_key, &label, reporter, make, cache_error)?;
-            chain.layers.push(layer);
-            chain.key = unpack_key;
+            self.unpack(step, prefix, chain, reporter)?;
         }
         if !has_packages && step.run.is_empty() {
             return Ok(());
         }
+        self.configure(step, prefix, chain, reporter)
+    }
+
+    /// The layer of `step`'s packages unpacked over `chain`, with the dpkg database.
+    fn unpack(
+        &self,
+        step: &PlannedStep,
+        prefix: &str,
+        chain: &mut Chain,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), InstallError> {
+        let (store, options) = (self.store, self.options);
+        let bootstrap = step.name == BOOTSTRAP;
+        let label = format!(
+            "{prefix}{}: unpack {} packages",
+            step.name,
+            step.packages.len()
+        );
+        let packages = serde_json::to_string(&step.packages).expect("serializable");
+        let unpack_key = key_of(&chain.key, &["unpack", &packages, &bootstrap.to_string()]);
+        let below = chain.only_layers();
+        let sandbox = &mut chain.sandbox;
+        let make = |reporter: &mut dyn Reporter| {
+            self.fetch(step, reporter)?;
+            // Packages over a root are added to its dpkg database.
+            let status = if bootstrap {
+                None
+            } else {
+                let root = sandbox_for(sandbox, options, store, reporter)
+                    .and_then(|s| s.root(&below))
+                    .map_err(self.sandbox_error(&step.name))?;
+                root.read_file("/var/lib/dpkg/status")
+                    .map_err(self.sandbox_error(&step.name))?
+            };
+            debian::unpack_layer(
+                &step.packages,
+                store,
+                status.as_deref(),
+                self.source,
+                &options.layer,
+            )
+            .map_err(self.debian_error(&step.name))
+        };
+        let layer = self
+            .cache
+            .step(store, &unpack_key, &label, reporter, make, cache_error)?;
+        chain.layers.push(layer);
+        chain.key = unpack_key;
+        Ok(())
+    }
+
+    /// The layer of what the maintainer scripts of `step`'s packages (already unpacked on
+    /// `chain`, if any) and its commands change.
+    fn configure(
+        &self,
+        step: &PlannedStep,
+        prefix: &str,
+        chain: &mut Chain,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), InstallError> {
+        let has_packages = !step.packages.is_empty();
         // The packages are in the parent key already; the configure script follows from them.
         let label = if has_packages {
             format!("{prefix}{}: configure", step.name)
@@ -192,45 +168,109 @@ impl Installer<'_> {
         let make = |reporter: &mut dyn Reporter| {
             let mut script = vec!["set -e".to_owned()];
             if has_packages {
-                fetch(reporter)?;
+                self.fetch(step, reporter)?;
                 script.push(
-                    debian::configure_script(&step.packages, store)
-                        .map_err(debian_error(&step.name))?,
+                    debian::configure_script(&step.packages, self.store)
+                        .map_err(self.debian_error(&step.name))?,
                 );
             }
             script.extend(step.run.iter().cloned());
-            let mut root = sandbox_for(sandbox, options, store, reporter)
+            let mut root = sandbox_for(sandbox, self.options, self.store, reporter)
                 .and_then(|s| s.root(&below))
-                .map_err(sandbox_error(&step.name))?;
-            let mut command = sandbox::Command::shell(&(script.join("\n") + "\n"));
-            // Nothing from the host: dpkg's variables, `SOURCE_DATE_EPOCH`, a plain `PATH`.
-            command.env = debian::configure_env(options.layer.source_date_epoch);
-            command.network = sandbox::Network::None;
-            command.timeout = Some(STEP_TIMEOUT);
-            let mut tail = Tail::default();
-            let status = root
-                .run(&command, &mut |_, line| {
-                    tail.push(line);
-                    reporter.event(Event::Output { line });
-                })
-                .map_err(sandbox_error(&step.name))?;
-            if !status.success() {
-                return Err(InstallError::StepFailed {
-                    what: what.to_owned(),
-                    step: step.name.clone(),
-                    status: status.to_string(),
-                    tail: tail.text(),
-                });
-            }
-            root.commit(&options.layer)
-                .map_err(sandbox_error(&step.name))
+                .map_err(self.sandbox_error(&step.name))?;
+            self.run_script(&mut root, &step.name, &script, reporter)?;
+            root.commit(&self.options.layer)
+                .map_err(self.sandbox_error(&step.name))
         };
         let layer = self
             .cache
-            .step(store, &run_key, &label, reporter, make, cache_error)?;
+            .step(self.store, &run_key, &label, reporter, make, cache_error)?;
         chain.layers.push(layer);
         chain.key = run_key;
         Ok(())
+    }
+
+    /// Run `script` as root in `root` with nothing from the host: dpkg's variables,
+    /// `SOURCE_DATE_EPOCH`, a plain `PATH`, no network.
+    fn run_script(
+        &self,
+        root: &mut sandbox::Root,
+        step: &str,
+        script: &[String],
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), InstallError> {
+        let mut command = sandbox::Command::shell(&(script.join("\n") + "\n"));
+        command.env = debian::configure_env(self.options.layer.source_date_epoch);
+        command.network = sandbox::Network::None;
+        command.timeout = Some(STEP_TIMEOUT);
+        let mut tail = Tail::default();
+        let status = root
+            .run(&command, &mut |_, line| {
+                tail.push(line);
+                reporter.event(Event::Output { line });
+            })
+            .map_err(self.sandbox_error(step))?;
+        if !status.success() {
+            return Err(InstallError::StepFailed {
+                what: self.what.to_owned(),
+                step: step.to_owned(),
+                status: status.to_string(),
+                tail: tail.text(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetch the packages of `step` that are not in the store yet (a cached layer may need
+    /// its packages again when the layer above it is not cached), and say how much came
+    /// over the network.
+    fn fetch(&self, step: &PlannedStep, reporter: &mut dyn Reporter) -> Result<(), InstallError> {
+        let (count, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+        debian::download(self.source, &step.packages, self.store, &|event| {
+            if let debian::Event::Downloaded { size, .. } = event {
+                count.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(size, Ordering::Relaxed);
+            }
+        })
+        .map_err(|err| match err {
+            debian::Error::Http {
+                kind: debian::HttpKind::Status(404),
+                url,
+                ..
+            } => InstallError::PackageGone {
+                what: self.what.to_owned(),
+                url,
+            },
+            other => self.debian_error(&step.name)(other),
+        })?;
+        let count = count.into_inner();
+        if count > 0 {
+            let line = format!(
+                "fetched {count} packages ({:.1} MB) from {}",
+                bytes.into_inner() as f64 / 1e6,
+                self.source.mirror
+            );
+            reporter.event(Event::Output { line: &line });
+        }
+        Ok(())
+    }
+
+    fn sandbox_error(&self, step: &str) -> impl Fn(sandbox::Error) -> InstallError {
+        let (what, step) = (self.what.to_owned(), step.to_owned());
+        move |source| InstallError::Sandbox {
+            what: what.clone(),
+            step: step.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn debian_error(&self, step: &str) -> impl Fn(debian::Error) -> InstallError {
+        let (what, step) = (self.what.to_owned(), step.to_owned());
+        move |source| InstallError::Debian {
+            what: what.clone(),
+            step: step.clone(),
+            source: Box::new(source),
+        }
     }
 }
 
