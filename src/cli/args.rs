@@ -43,9 +43,8 @@ pub enum CacheCommand {
 
 #[derive(Debug, Args)]
 pub struct CacheLsArgs {
-    /// Print the list as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -54,9 +53,8 @@ pub struct CachePruneArgs {
     /// a build may be running)
     #[arg(long, value_name = "N", default_value_t = 14)]
     pub keep_days: u64,
-    /// Print what was removed as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 /// How to reach registries: shared by `pull`, `push` and `inspect`.
@@ -73,12 +71,22 @@ pub struct RegistryArgs {
     pub password_stdin: bool,
 }
 
-/// What a transfer command prints.
+/// What a command that reports progress prints: shared by `build`, `base build`, `pull` and
+/// `push`.
 #[derive(Debug, Args, Clone, Copy, Default)]
 pub struct ReportArgs {
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the result as JSON (with `build`: each event, then the result, one JSON object
+    /// per line)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json`, for the commands that print a result and no progress.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct JsonArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -124,9 +132,8 @@ pub struct InspectArgs {
     pub platform: String,
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Print the result as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,9 +148,8 @@ pub enum BaseCommand {
 
 #[derive(Debug, Args)]
 pub struct BaseListArgs {
-    /// Print the list as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -158,12 +164,8 @@ pub struct BaseBuildArgs {
     pub tags: Vec<String>,
     #[command(flatten)]
     pub debian: DebianArgs,
-    /// Print nothing but errors
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Print the result as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -190,9 +192,8 @@ pub struct DebianArgs {
 pub struct CheckArgs {
     /// The app folder or the nua-config file [default: .]
     pub path: Option<PathBuf>,
-    /// Print the normalized config, warnings and errors as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
     /// Treat warnings (legacy keys moved) as errors
     #[arg(long)]
     pub strict: bool,
@@ -211,9 +212,8 @@ pub struct BuildArgs {
     /// Write an OCI image layout directory instead of a tarball
     #[arg(long)]
     pub oci_dir: bool,
-    /// The Debian mirror for base images, instead of the machine's apt sources
-    #[arg(long, value_name = "URL")]
-    pub mirror: Option<String>,
+    #[command(flatten)]
+    pub debian: DebianArgs,
     /// Compress layers with zstd instead of gzip (Docker 23+ and podman read zstd)
     #[arg(long)]
     pub zstd: bool,
@@ -239,10 +239,6 @@ pub struct BuildArgs {
     /// Treat config warnings as errors
     #[arg(long)]
     pub strict: bool,
-    /// Print nothing but errors
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Print each build event, then the result, as one JSON object per line
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }

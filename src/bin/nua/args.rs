@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use nua::cli::args::PackCommand;
+use nua::cli::args::{DebianArgs, JsonArgs, PackCommand};
 
 /// nua: build and run Nua applications
 #[derive(Debug, Parser)]
@@ -38,9 +38,8 @@ pub struct LoadArgs {
     /// Send every layer, even those Docker already has
     #[arg(long)]
     pub full: bool,
-    /// Print the result as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -65,9 +64,8 @@ pub struct RunArgs {
     /// Build every step again (for an app folder)
     #[arg(long)]
     pub no_cache: bool,
-    /// The Debian mirror for base images, instead of the machine's apt sources
-    #[arg(long, value_name = "URL")]
-    pub mirror: Option<String>,
+    #[command(flatten)]
+    pub debian: DebianArgs,
     /// The CA bundle build commands trust [default: the machine's]
     #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
@@ -89,9 +87,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
-    /// Print the list as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 #[derive(Debug, Args)]

@@ -21,7 +21,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .with_context(|| format!("cannot load `{}`", args.tarball.display()))?;
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string(&loaded)?);
     } else {
         for tag in &loaded.tags {

@@ -13,7 +13,7 @@ use nua_runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream
 pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
     let apps = apps::list(&engine)?;
-    if args.json {
+    if args.output.json {
         let list: Vec<_> = apps
             .iter()
             .map(|c| {

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 use crate::args::RunArgs;
 use crate::load::{docker, sent};
-use nua::cli::args::{BuildArgs, RegistryArgs};
+use nua::cli::args::{BuildArgs, RegistryArgs, ReportArgs};
 use nua::cli::{settings, Hint};
 use nua_build::Output;
 use nua_config::NuaConfig;
@@ -337,7 +337,7 @@ fn build_and_load(
         output: None,
         tags: Vec::new(),
         oci_dir: true,
-        mirror: args.mirror.clone(),
+        debian: args.debian.clone(),
         zstd: false,
         push: None,
         no_cache: args.no_cache,
@@ -346,8 +346,10 @@ fn build_and_load(
         ca_bundle: args.ca_bundle.clone(),
         registry: RegistryArgs::default(),
         strict: false,
-        quiet: args.quiet,
-        json: false,
+        report: ReportArgs {
+            quiet: args.quiet,
+            json: false,
+        },
     };
     let runs = settings::cache_dir()?.join("run");
     fs_err::create_dir_all(&runs)?;

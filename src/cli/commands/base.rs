@@ -51,7 +51,7 @@ fn list(args: &BaseListArgs) -> anyhow::Result<ExitCode> {
             lock: lock_state(&catalog, name)?,
         });
     }
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -95,7 +95,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
     let catalog = settings::catalog()?;
     let cache_dir = settings::cache_dir()?;
     let resolved = catalog.resolve_builder(&args.name)?;
-    let mut reporter = Lines::new(args.quiet, args.json);
+    let mut reporter = Lines::new(args.report.quiet, args.report.json);
     if let Some(message) = &resolved.warning {
         nua_build::Reporter::event(&mut reporter, nua_build::Event::Warning { message });
     }
@@ -155,9 +155,9 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
         result.output = Some(output.clone());
     }
 
-    if args.json {
+    if args.report.json {
         println!("{}", serde_json::to_string(&result)?);
-    } else if !args.quiet {
+    } else if !args.report.quiet {
         println!(
             "base {} ({} layers, {})",
             result.base,

@@ -24,7 +24,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         .context("`--push` needs an image reference")?;
     if args.dry_run {
         let app = load_app(args)?;
-        return dry_run(&app, args.json);
+        return dry_run(&app, args.report.json);
     }
     let Built {
         result, options, ..
@@ -34,7 +34,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         Some(reference) => Some(push_built(&result, reference, registry, &options, args)?),
         None => None,
     };
-    if args.json {
+    if args.report.json {
         let mut json = serde_json::to_value(&result)?;
         json["event"] = "result".into();
         if let Some(pushed) = &pushed {
@@ -45,7 +45,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             });
         }
         println!("{}", serde_json::to_string(&json)?);
-    } else if !args.quiet {
+    } else if !args.report.quiet {
         let output = result.output.display();
         println!("built {}", result.tags.join(", "));
         println!("  digest  {}", result.manifest_digest);
@@ -85,12 +85,12 @@ fn load_app(args: &BuildArgs) -> anyhow::Result<config::Loaded> {
             strict: args.strict,
         },
     )?;
-    if !args.quiet {
+    if !args.report.quiet {
         for warning in &app.warnings {
             eprintln!("warning: {warning}");
         }
     }
-    if args.json && !args.dry_run {
+    if args.report.json && !args.dry_run {
         for warning in &app.warnings {
             let event = serde_json::json!({"event": "warning", "message": warning.to_string()});
             println!("{event}");
@@ -132,7 +132,7 @@ pub fn build_app(
     let options = BuildOptions {
         cache_dir,
         catalog: settings::catalog()?,
-        mirror: args.mirror.clone(),
+        mirror: args.debian.mirror.clone(),
         registry,
         output,
         compression: if args.zstd {
@@ -146,8 +146,8 @@ pub fn build_app(
         ca_bundle: args.ca_bundle.clone().or_else(settings::ssl_cert_file),
     };
 
-    let mut reporter = Lines::new(args.quiet, args.json).with_why(args.why);
-    if args.json {
+    let mut reporter = Lines::new(args.report.quiet, args.report.json).with_why(args.why);
+    if args.report.json {
         reporter = reporter.with_json_events();
     }
     match build::build(&app, &options, &mut reporter) {
@@ -159,7 +159,7 @@ pub fn build_app(
         Err(err) => {
             let err =
                 anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()));
-            if args.json {
+            if args.report.json {
                 // CI reads the failure on stdout too; stderr keeps the full explanation.
                 let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
                 let event = serde_json::json!({"event": "error", "causes": causes});
@@ -230,7 +230,7 @@ fn push_built(
 ) -> anyhow::Result<(Reference, nua_registry::Pushed)> {
     let client = nua_registry::Client::new(registry)?;
     let store = oci::BlobStore::open(&options.cache_dir)?;
-    let progress = Transfers::new(args.quiet || args.json);
+    let progress = Transfers::new(args.report.quiet || args.report.json);
     let pushed = nua_registry::push(
         &client,
         &store,

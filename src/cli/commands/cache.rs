@@ -14,7 +14,7 @@ pub fn run(cmd: &CacheCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         CacheCommand::Ls(args) => {
             let usage = prune::usage(&cache_dir)?;
-            if args.json {
+            if args.output.json {
                 println!("{}", serde_json::to_string(&usage)?);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -42,7 +42,7 @@ pub fn run(cmd: &CacheCommand) -> anyhow::Result<ExitCode> {
         CacheCommand::Prune(args) => {
             let keep = Duration::from_secs(args.keep_days.saturating_mul(24 * 60 * 60));
             let pruned = prune::prune(&cache_dir, keep)?;
-            if args.json {
+            if args.output.json {
                 println!("{}", serde_json::to_string(&pruned)?);
             } else {
                 println!(

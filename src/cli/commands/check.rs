@@ -20,7 +20,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             strict: args.strict,
         },
     );
-    if args.json {
+    if args.output.json {
         let (valid, report) = json_report(&result);
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(if valid {

@@ -78,7 +78,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     } else {
         from_registry(args)?
     };
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
         return Ok(ExitCode::SUCCESS);
     }
