@@ -20,6 +20,7 @@ pub mod providers;
 pub mod schema;
 pub mod services;
 mod tree;
+mod unknown_key;
 mod validate;
 
 use std::path::{Path, PathBuf};

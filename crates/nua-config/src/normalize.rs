@@ -29,6 +29,18 @@ fn issue(path: &[&str], message: String, hint: Option<String>) -> Issue {
 /// Normalize `config` in place; the issues found, none if it is valid.
 pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
     let mut issues = Vec::new();
+    check_image_name(config, &mut issues);
+    normalize_build(config, &mut issues);
+    normalize_ports(&mut config.port, &["port"], &mut issues);
+    normalize_volumes(&mut config.volume, &["volume"], &mut issues);
+    normalize_providers(config, &mut issues);
+    check_env_sources(config, &mut issues);
+    check_provider_cycle(config, &mut issues);
+    issues
+}
+
+/// `metadata.id` and the version must make the image name `nua-<id>:<version>-<release>`.
+fn check_image_name(config: &NuaConfig, issues: &mut Vec<Issue>) {
     let meta = &config.metadata;
     if let Some((message, hint)) = image_name::id_problem(&meta.id) {
         issues.push(issue(&["metadata", "id"], message, Some(hint)));
@@ -36,6 +48,10 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
     if let Some((message, hint)) = image_name::tag_problem(&meta.version, meta.release) {
         issues.push(issue(&["metadata", "version"], message, Some(hint)));
     }
+}
+
+/// `[build]`: placeholders expanded, the checksum as bare lowercase hex, the method explicit.
+fn normalize_build(config: &mut NuaConfig, issues: &mut Vec<Issue>) {
     let vars = metadata_vars(config);
     let build = &mut config.build;
     for (key, field) in [
@@ -57,21 +73,7 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
         }
     }
     if let Some(sum) = build.src_checksum.as_mut() {
-        let lower = sum.trim().to_lowercase();
-        let hex = lower.strip_prefix("sha256:").unwrap_or(&lower).to_string();
-        let found = match hex.chars().find(|c| !c.is_ascii_hexdigit()) {
-            Some(c) => Some(format!("`{c}`, which is not hexadecimal")),
-            None if hex.len() != 64 => Some(format!("{} characters", hex.len())),
-            None => None,
-        };
-        if let Some(found) = found {
-            issues.push(issue(
-                &["build", "src-checksum"],
-                format!("`build.src-checksum` must be a SHA-256 digest of 64 hexadecimal characters, found {found}"),
-                Some("compute it with `sha256sum <archive>`".into()),
-            ));
-        }
-        *sum = hex;
+        normalize_checksum(sum, issues);
     }
     match (build.method, build.base_image.is_some()) {
         (None, wrap) => {
@@ -88,8 +90,29 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
         )),
         _ => {}
     }
-    normalize_ports(&mut config.port, &["port"], &mut issues);
-    normalize_volumes(&mut config.volume, &["volume"], &mut issues);
+}
+
+/// `build.src-checksum`: 64 hexadecimal characters, lower case, without `sha256:`.
+fn normalize_checksum(sum: &mut String, issues: &mut Vec<Issue>) {
+    let lower = sum.trim().to_lowercase();
+    let hex = lower.strip_prefix("sha256:").unwrap_or(&lower).to_string();
+    let found = match hex.chars().find(|c| !c.is_ascii_hexdigit()) {
+        Some(c) => Some(format!("`{c}`, which is not hexadecimal")),
+        None if hex.len() != 64 => Some(format!("{} characters", hex.len())),
+        None => None,
+    };
+    if let Some(found) = found {
+        issues.push(issue(
+            &["build", "src-checksum"],
+            format!("`build.src-checksum` must be a SHA-256 digest of 64 hexadecimal characters, found {found}"),
+            Some("compute it with `sha256sum <archive>`".into()),
+        ));
+    }
+    *sum = hex;
+}
+
+/// Each provider: a name of its own, its ports and volumes normalized.
+fn normalize_providers(config: &mut NuaConfig, issues: &mut Vec<Issue>) {
     let mut names: Vec<&str> = Vec::new();
     for (i, p) in config.provider.iter_mut().enumerate() {
         let index = i.to_string();
@@ -101,38 +124,44 @@ pub(crate) fn normalize(config: &mut NuaConfig) -> Vec<Issue> {
             ));
         }
         names.push(&p.name);
-        normalize_ports(&mut p.port, &["provider", &index, "port"], &mut issues);
-        normalize_volumes(&mut p.volume, &["provider", &index, "volume"], &mut issues);
+        normalize_ports(&mut p.port, &["provider", &index, "port"], issues);
+        normalize_volumes(&mut p.volume, &["provider", &index, "volume"], issues);
     }
-    check_env_sources(config, &mut issues);
-    if let Some(cycle) = super::providers::find_cycle(&dependencies(config)) {
-        // Point at the `from` that starts the cycle.
-        let first = config
-            .provider
-            .iter()
-            .position(|p| p.name == cycle[0])
-            .unwrap_or(0);
-        let key = config.provider[first]
-            .env
-            .iter()
-            .find_map(|(k, v)| match v {
-                EnvValue::Spec(s) if s.from.as_deref() == Some(cycle[1].as_str()) => {
-                    Some(k.clone())
-                }
-                _ => None,
-            });
-        let index = first.to_string();
-        let mut path = vec!["provider", &index, "env"];
-        if let Some(key) = &key {
-            path.extend([key.as_str(), "from"]);
-        }
-        issues.push(issue(
-            &path,
-            format!("providers depend on each other in a cycle: {}", cycle.join(" → ")),
-            Some("a provider's env `from` must not lead back to itself; remove one of these references".into()),
-        ));
+}
+
+/// Providers whose env `from` lead back to themselves, pointed at the `from` that starts it.
+fn check_provider_cycle(config: &NuaConfig, issues: &mut Vec<Issue>) {
+    let Some(cycle) = super::providers::find_cycle(&dependencies(config)) else {
+        return;
+    };
+    let first = config
+        .provider
+        .iter()
+        .position(|p| p.name == cycle[0])
+        .unwrap_or(0);
+    let key = config.provider[first]
+        .env
+        .iter()
+        .find_map(|(k, v)| match v {
+            EnvValue::Spec(s) if s.from.as_deref() == Some(cycle[1].as_str()) => Some(k.clone()),
+            _ => None,
+        });
+    let index = first.to_string();
+    let mut path = vec!["provider", &index, "env"];
+    if let Some(key) = &key {
+        path.extend([key.as_str(), "from"]);
     }
-    issues
+    issues.push(issue(
+        &path,
+        format!(
+            "providers depend on each other in a cycle: {}",
+            cycle.join(" → ")
+        ),
+        Some(
+            "a provider's env `from` must not lead back to itself; remove one of these references"
+                .into(),
+        ),
+    ));
 }
 
 /// Volume type defaults to `managed`; a `directory` or `bind` volume names the host folder.

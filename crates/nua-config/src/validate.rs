@@ -6,11 +6,9 @@
 use serde_json::Value;
 
 use super::error::{Pos, Problem};
-use super::messages::{
-    describe_table, did_you_mean, display_path, expected, plain, range_problem, type_problem,
-    RETIRED,
-};
+use super::messages::{describe_table, expected, plain, range_problem, type_problem};
 use super::parse::{Kind, Node};
+use super::unknown_key::{unknown_key, Keys};
 
 /// What the walk found: errors, and warnings for keys it renamed.
 #[derive(Default)]
@@ -203,54 +201,12 @@ fn walk_table(
     for entry in entries.iter_mut() {
         let known = props.is_some_and(|p| p.contains_key(&entry.key));
         if !known && props.is_some() && additional == Some(&Value::Bool(false)) {
-            let kebab = entry.key.to_lowercase().replace('_', "-");
-            if names.contains(&kebab) && written.contains(&kebab) {
-                out.problems.push(
-                    Problem::new(
-                        entry.pos,
-                        format!(
-                            "`{}` and `{kebab}` are the same key, given twice",
-                            entry.key
-                        ),
-                    )
-                    .with_hint(format!("keep only `{kebab}`")),
-                );
-                continue;
-            } else if names.contains(&kebab) && !seen.contains(&kebab) {
-                out.warnings.push((
-                    entry.pos,
-                    format!(
-                        "`{}` in `{}` is spelled `{kebab}`; read as `{kebab}`",
-                        entry.key,
-                        display_path(path)
-                    ),
-                ));
-                entry.key = kebab;
-            } else if let Some((_, msg, hint)) = RETIRED.iter().find(|(k, _, _)| *k == kebab) {
-                let msg = msg.replacen(&format!("`{kebab}`"), &format!("`{}`", entry.key), 1);
-                out.problems
-                    .push(Problem::new(entry.pos, msg).with_hint(*hint));
-                continue;
-            } else {
-                let place = if path.is_empty() {
-                    "at the top level".to_string()
-                } else {
-                    format!("in `{}`", display_path(path))
-                };
-                let mut problem =
-                    Problem::new(entry.pos, format!("unknown key `{}` {place}", entry.key));
-                problem.hint = Some(match did_you_mean(&entry.key, &names) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!(
-                        "known keys here: {}",
-                        names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-                out.problems.push(problem);
+            let keys = Keys {
+                names: &names,
+                written: &written,
+                seen: &seen,
+            };
+            if !unknown_key(entry, &keys, path, out) {
                 continue;
             }
         }
@@ -266,6 +222,17 @@ fn walk_table(
         walk(&mut entry.value, sub, root, path, out);
         path.pop();
     }
+    check_required(schema, &seen, table_pos, path, out);
+}
+
+/// Every key the schema requires of a table at `table_pos` is among those `seen`.
+fn check_required(
+    schema: &Value,
+    seen: &[String],
+    table_pos: Pos,
+    path: &[String],
+    out: &mut Findings,
+) {
     for required in schema
         .get("required")
         .and_then(Value::as_array)
@@ -337,6 +304,7 @@ fn type_matches(node: &Node, schema: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::messages::did_you_mean;
     use super::*;
     use crate::parse::{parse, Format};
     use rstest::rstest;

@@ -10,8 +10,9 @@
 
 use std::io::{Read, Write};
 
+use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{CONTENT_RANGE, RANGE};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 
 use super::client::{Client, Repo};
 use super::error::{Error, Result};
@@ -20,7 +21,7 @@ use super::reference::Reference;
 use super::{parallel, sources, BlobReport, Outcome, Progress};
 use nua_oci::http::HttpKind;
 use nua_oci::image::Platform;
-use nua_oci::{self as oci, BlobStore, Descriptor, ImageConfig, ImageRef};
+use nua_oci::{self as oci, BlobInfo, BlobStore, BlobWriter, Descriptor, ImageConfig, ImageRef};
 
 /// What to pull.
 #[derive(Debug, Clone)]
@@ -137,13 +138,7 @@ fn download(
     progress: &dyn Progress,
 ) -> Result<BlobReport> {
     let origin = format!("{}/{}", repo.registry, repo.repository);
-    if store.contains(&blob.digest) && store.size(&blob.digest)? == blob.size {
-        let report = BlobReport {
-            digest: blob.digest.clone(),
-            size: blob.size,
-            outcome: Outcome::Present,
-            transferred: 0,
-        };
+    if let Some(report) = already_stored(blob, store)? {
         progress.finish(&report);
         return Ok(report);
     }
@@ -156,30 +151,10 @@ fn download(
     let mut resumes = 0;
     loop {
         let offset = writer.len();
-        let resp = repo.send(
-            Method::GET,
-            &url,
-            &|r| {
-                if offset > 0 {
-                    r.header(RANGE, format!("bytes={offset}-"))
-                } else {
-                    r
-                }
-            },
-            true,
-        )?;
-        match resp.status() {
-            StatusCode::PARTIAL_CONTENT if offset > 0 && starts_at(&resp, offset) => {}
-            StatusCode::OK if offset == 0 => {}
+        let resp = get_blob_from(repo, &url, blob, offset)?;
+        if offset > 0 && resp.status() == StatusCode::OK {
             // A full body where a range was asked for: start over.
-            StatusCode::OK => writer = store.writer()?,
-            StatusCode::NOT_FOUND => {
-                return Err(Error::NotFound {
-                    registry: repo.registry.clone(),
-                    reference: format!("{}@{}", repo.repository, blob.digest),
-                })
-            }
-            _ => return Err(repo.unexpected(&Method::GET, &url, resp)),
+            writer = store.writer()?;
         }
         let remaining = blob.size.saturating_sub(writer.len());
         let copied = copy_counted(resp.take(remaining + 1), &mut writer, |n| {
@@ -209,39 +184,14 @@ fn download(
             continue;
         }
         if breaks == retry.retries || resumes >= MAX_RESUMES {
-            if copied.is_ok() {
-                // Short every time: name the sizes, not a digest of half a blob.
-                return Err(Error::Size {
-                    origin,
-                    digest: blob.digest.clone(),
-                    expected: blob.size,
-                    actual: writer.len(),
-                });
-            }
-            return Err(Error::Http {
-                method: "GET".into(),
-                url: url.to_string(),
-                kind: HttpKind::Connect,
-                retries: breaks,
-                detail: Some(format!("the body broke at byte {}", writer.len())),
-                source: None,
-            });
+            let broken = copied.is_err();
+            return Err(gave_up(origin, blob, &url, broken, breaks, writer.len()));
         }
         progress.retry(&blob.digest, &format!("resuming at byte {}", writer.len()));
         std::thread::sleep(retry.wait(breaks, None));
         breaks += 1;
     }
-    writer.flush().map_err(|e| store_error(store, e))?;
-    let info = writer.commit(Some(&blob.digest)).map_err(|e| match e {
-        oci::Error::DigestMismatch {
-            expected, actual, ..
-        } => Error::Digest {
-            origin: origin.clone(),
-            expected,
-            actual,
-        },
-        other => other.into(),
-    })?;
+    let info = commit_verified(writer, store, blob, origin)?;
     let report = BlobReport {
         digest: info.digest,
         size: info.size,
@@ -252,8 +202,91 @@ fn download(
     Ok(report)
 }
 
+/// The report of a blob the store already has whole, if it has.
+fn already_stored(blob: &Descriptor, store: &BlobStore) -> Result<Option<BlobReport>> {
+    if store.contains(&blob.digest) && store.size(&blob.digest)? == blob.size {
+        return Ok(Some(BlobReport {
+            digest: blob.digest.clone(),
+            size: blob.size,
+            outcome: Outcome::Present,
+            transferred: 0,
+        }));
+    }
+    Ok(None)
+}
+
+/// `GET` the blob from byte `offset` on (a `Range` request past 0). The answer is a `206`
+/// starting at `offset`, or a `200` with the whole blob; anything else is an error.
+fn get_blob_from(repo: &Repo<'_>, url: &Url, blob: &Descriptor, offset: u64) -> Result<Response> {
+    let range = |r: RequestBuilder| {
+        if offset > 0 {
+            r.header(RANGE, format!("bytes={offset}-"))
+        } else {
+            r
+        }
+    };
+    let resp = repo.send(Method::GET, url, &range, true)?;
+    match resp.status() {
+        StatusCode::PARTIAL_CONTENT if offset > 0 && starts_at(&resp, offset) => Ok(resp),
+        StatusCode::OK => Ok(resp),
+        StatusCode::NOT_FOUND => Err(Error::NotFound {
+            registry: repo.registry.clone(),
+            reference: format!("{}@{}", repo.repository, blob.digest),
+        }),
+        _ => Err(repo.unexpected(&Method::GET, url, resp)),
+    }
+}
+
+/// The error of a transfer given up after `breaks` retries, with `received` bytes stored.
+fn gave_up(
+    origin: String,
+    blob: &Descriptor,
+    url: &Url,
+    broken: bool,
+    breaks: u32,
+    received: u64,
+) -> Error {
+    if !broken {
+        // Short every time: name the sizes, not a digest of half a blob.
+        return Error::Size {
+            origin,
+            digest: blob.digest.clone(),
+            expected: blob.size,
+            actual: received,
+        };
+    }
+    Error::Http {
+        method: "GET".into(),
+        url: url.to_string(),
+        kind: HttpKind::Connect,
+        retries: breaks,
+        detail: Some(format!("the body broke at byte {received}")),
+        source: None,
+    }
+}
+
+/// Move a complete blob into the store once it matches its digest; a mismatch names `origin`.
+fn commit_verified(
+    mut writer: BlobWriter,
+    store: &BlobStore,
+    blob: &Descriptor,
+    origin: String,
+) -> Result<BlobInfo> {
+    writer.flush().map_err(|e| store_error(store, e))?;
+    writer.commit(Some(&blob.digest)).map_err(|e| match e {
+        oci::Error::DigestMismatch {
+            expected, actual, ..
+        } => Error::Digest {
+            origin,
+            expected,
+            actual,
+        },
+        other => other.into(),
+    })
+}
+
 /// Whether a `206` answer's `Content-Range: bytes START-END/TOTAL` starts at `offset`.
-fn starts_at(resp: &reqwest::blocking::Response, offset: u64) -> bool {
+fn starts_at(resp: &Response, offset: u64) -> bool {
     resp.headers()
         .get(CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
