@@ -94,6 +94,16 @@ pub enum Error {
     InvalidImage { location: PathBuf, reason: String },
 }
 
+impl Error {
+    /// What the user can do about it, when there is something: the text of a `hint:` line,
+    /// without that prefix. None of these errors has one yet (each names what failed); the
+    /// method is here so that errors wrapping these delegate to it, as every library error
+    /// type of Nua does.
+    pub fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Bytes from untrusted input (a tar entry name, a tar library message quoting one) made safe
 /// to show: invalid UTF-8 becomes U+FFFD and control characters are escaped (`\u{1b}`), so an
 /// error message can never carry terminal escape sequences or raw binary.

@@ -1,7 +1,7 @@
 //! The one error type of the `registry` module.
 //!
-//! Every variant names the registry, the reference or the blob it is about and, where there is
-//! one, what to do next. No variant carries a password or a token: credentials are named by
+//! Every variant names the registry, the reference or the blob it is about; what to do next,
+//! when there is something, comes from [`Error::hint`], never inside the message. No variant carries a password or a token: credentials are named by
 //! where they came from ([`CredentialSource`]), never by value.
 
 use std::path::PathBuf;
@@ -35,11 +35,11 @@ pub enum Error {
     },
 
     /// The registry asks for credentials and none were found.
-    #[error("registry `{registry}` requires authentication and no credentials were found (tried {tried})\nhint: pass `--username USER --password-stdin`, or run `docker login {registry}`")]
+    #[error("registry `{registry}` requires authentication and no credentials were found (tried {tried})")]
     AuthRequired { registry: String, tried: String },
 
     /// The registry refused the credentials it was given.
-    #[error("registry `{registry}` refused the credentials from {credentials}\nhint: check the user name and password (or token) of that source")]
+    #[error("registry `{registry}` refused the credentials from {credentials}")]
     Unauthorized {
         registry: String,
         credentials: CredentialSource,
@@ -70,7 +70,7 @@ pub enum Error {
     Manifest { reference: String, reason: String },
 
     /// No manifest of an index matches the wanted platform.
-    #[error("`{reference}` has no image for platform `{wanted}` (it has: {available})\nhint: pick one with `--platform`")]
+    #[error("`{reference}` has no image for platform `{wanted}` (it has: {available})")]
     NoPlatform {
         reference: String,
         wanted: String,
@@ -116,11 +116,64 @@ pub enum Error {
 }
 
 impl Error {
+    /// What the user can do about it, when there is something: the text of a `hint:` line,
+    /// without that prefix. Errors of nua-oci carried here give theirs.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::AuthRequired { registry, .. } => Some(format!(
+                "pass `--username USER --password-stdin`, or run `docker login {registry}`"
+            )),
+            Error::Unauthorized { .. } => {
+                Some("check the user name and password (or token) of that source".into())
+            }
+            Error::NoPlatform { .. } => Some("pick one with `--platform`".into()),
+            Error::Oci(e) => e.hint(),
+            _ => None,
+        }
+    }
+
     /// The HTTP kind, when the error is an HTTP failure.
     pub fn http_kind(&self) -> Option<HttpKind> {
         match self {
             Error::Http { kind, .. } => Some(*kind),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_beside_the_message_never_in_it() {
+        let errors = [
+            Error::AuthRequired {
+                registry: "r:5000".into(),
+                tried: "Docker's config".into(),
+            },
+            Error::Unauthorized {
+                registry: "r:5000".into(),
+                credentials: CredentialSource::CommandLine,
+            },
+            Error::NoPlatform {
+                reference: "r:5000/app:1".into(),
+                wanted: "linux/arm64".into(),
+                available: "linux/amd64".into(),
+            },
+        ];
+        for error in &errors {
+            assert!(!error.to_string().contains("hint"), "{error}");
+            assert!(error.hint().is_some_and(|h| !h.starts_with("hint")));
+        }
+        assert_eq!(
+            errors[0].hint().unwrap(),
+            "pass `--username USER --password-stdin`, or run `docker login r:5000`"
+        );
+        assert_eq!(errors[2].hint().unwrap(), "pick one with `--platform`");
+        let wrapped = Error::Oci(oci::Error::PathEscape {
+            entry: "../x".into(),
+        });
+        assert_eq!(wrapped.hint(), None);
     }
 }
