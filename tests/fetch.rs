@@ -111,9 +111,10 @@ fn a_missing_archive_is_named() {
         ),
         "{message}"
     );
+    let hint = err.hint().unwrap_or_default();
     assert!(
-        message.contains(&url) && message.contains("check `src-url`"),
-        "{message}"
+        message.contains(&url) && hint.contains("check `src-url`"),
+        "{message}\nhint: {hint}"
     );
     assert_eq!(leftovers(&d.work), 0);
 }

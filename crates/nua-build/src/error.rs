@@ -99,3 +99,52 @@ pub enum Error {
     #[error(transparent)]
     Oci(oci::Error),
 }
+
+impl Error {
+    /// What the user can do about it, when there is something: the hint of the error of
+    /// another module it wraps (the CLI prints it once, after the chain of causes).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Base(e) => e.hint(),
+            // TODO(registry hint): `source.hint()` once `nua_registry::Error` has one.
+            Error::Wrap { .. } => None,
+            Error::Packages { source, .. } => source.hint(),
+            Error::Sandbox { source, .. } => source.hint(),
+            Error::Fetch { source } => source.hint(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::FetchError;
+
+    #[test]
+    fn a_wrapped_error_gives_its_hint() {
+        let err = Error::Fetch {
+            source: Box::new(FetchError::GitReference {
+                url: "https://h/r.git".into(),
+                reference: "v9".into(),
+                stderr: String::new(),
+            }),
+        };
+        assert!(!err.to_string().contains("hint:"), "{err}");
+        assert_eq!(
+            err.hint().as_deref(),
+            Some("check `git-branch` (a branch or tag name)")
+        );
+        let err = Error::Base(crate::base::BaseError::Install(
+            crate::layers::InstallError::Sandbox {
+                what: "app".into(),
+                step: "packages".into(),
+                source: Box::new(nua_sandbox::Error::Unsupported {
+                    what: "no user namespaces".into(),
+                    fix: "enable them".into(),
+                }),
+            },
+        ));
+        assert_eq!(err.hint().as_deref(), Some("enable them"));
+    }
+}

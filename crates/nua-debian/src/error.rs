@@ -1,7 +1,8 @@
 //! The one error type of the `debian` module.
 //!
-//! Every variant names the suite, package, file or URL it is about and, where there is one,
-//! what to do next; the cause lives in `#[source]` and is not repeated in the message.
+//! Every variant names the suite, package, file or URL it is about; [`Error::hint`] says
+//! what to do next, where there is something. The cause lives in `#[source]` and is not
+//! repeated in the message.
 
 use std::path::PathBuf;
 
@@ -28,7 +29,7 @@ pub enum Error {
     Sources { path: PathBuf, reason: String },
 
     /// A request to the archive failed (after `retries` retries).
-    #[error("fetching `{url}` failed: {kind} (after {retries} retries)\nhint: check the mirror URL and the network, or pick another mirror")]
+    #[error("fetching `{url}` failed: {kind} (after {retries} retries)")]
     Http {
         url: String,
         kind: HttpKind,
@@ -38,11 +39,11 @@ pub enum Error {
     },
 
     /// The keyring could not be read or holds no usable key.
-    #[error("cannot use the keyring `{}`: {reason}\nhint: install `debian-archive-keyring` or point `Signed-By` at the right key", path.display())]
+    #[error("cannot use the keyring `{}`: {reason}", path.display())]
     Keyring { path: PathBuf, reason: String },
 
     /// InRelease is not signed by a key of the keyring: the repository is refused.
-    #[error("the `InRelease` of suite `{suite}` has no valid signature from `{}`: {reason}\nhint: the mirror may be tampered with or the keyring outdated", keyring.display())]
+    #[error("the `InRelease` of suite `{suite}` has no valid signature from `{}`: {reason}", keyring.display())]
     Signature {
         suite: String,
         keyring: PathBuf,
@@ -50,7 +51,7 @@ pub enum Error {
     },
 
     /// InRelease is past its `Valid-Until` date.
-    #[error("the `InRelease` of suite `{suite}` expired on {valid_until}\nhint: the mirror is stale (or replayed); use another mirror, or a snapshot")]
+    #[error("the `InRelease` of suite `{suite}` expired on {valid_until}")]
     Expired { suite: String, valid_until: String },
 
     /// InRelease misses something needed (a field, a listed index).
@@ -58,7 +59,7 @@ pub enum Error {
     Release { suite: String, reason: String },
 
     /// An index file does not match what InRelease lists for it.
-    #[error("index `{file}` of suite `{suite}` does not match `InRelease`: expected {expected}, got {actual}\nhint: the mirror may be syncing; retry later")]
+    #[error("index `{file}` of suite `{suite}` does not match `InRelease`: expected {expected}, got {actual}")]
     IndexMismatch {
         suite: String,
         file: String,
@@ -83,7 +84,7 @@ pub enum Error {
     Relation { value: String, reason: String },
 
     /// A package needed by the resolution is not in the index.
-    #[error("package `{package}` cannot be installed: {reason}{}\nhint: check the name, the suite and the components", needed_by.as_ref().map(|n| format!(" (needed by `{n}`)")).unwrap_or_default())]
+    #[error("package `{package}` cannot be installed: {reason}{}", needed_by.as_ref().map(|n| format!(" (needed by `{n}`)")).unwrap_or_default())]
     Unresolvable {
         package: String,
         needed_by: Option<String>,
@@ -91,7 +92,7 @@ pub enum Error {
     },
 
     /// A downloaded `.deb` does not hash to the SHA256 of the index.
-    #[error("package `{package}` ({filename}) fails its hash check: expected sha256 {expected}, got {actual}\nhint: the mirror or the index is corrupt or tampered with; nothing was kept")]
+    #[error("package `{package}` ({filename}) fails its hash check: expected sha256 {expected}, got {actual}")]
     PackageDigest {
         package: String,
         filename: String,
@@ -109,7 +110,7 @@ pub enum Error {
     },
 
     /// A locked package is not in the blob store (call `download` first).
-    #[error("package `{package}` is not in the blob store\nhint: run the download step first")]
+    #[error("package `{package}` is not in the blob store")]
     NotDownloaded { package: String },
 
     /// A `.deb` is not a valid Debian binary package (deb(5)).
@@ -127,6 +128,30 @@ pub enum Error {
     /// The blob store or the layer writer failed.
     #[error(transparent)]
     Oci(#[from] oci::Error),
+}
+
+impl Error {
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Error::Http { .. } => "check the mirror URL and the network, or pick another mirror",
+            Error::Keyring { .. } => {
+                "install `debian-archive-keyring` or point `Signed-By` at the right key"
+            }
+            Error::Signature { .. } => "the mirror may be tampered with or the keyring outdated",
+            Error::Expired { .. } => {
+                "the mirror is stale (or replayed); use another mirror, or a snapshot"
+            }
+            Error::IndexMismatch { .. } => "the mirror may be syncing; retry later",
+            Error::Unresolvable { .. } => "check the name, the suite and the components",
+            Error::PackageDigest { .. } => {
+                "the mirror or the index is corrupt or tampered with; nothing was kept"
+            }
+            Error::NotDownloaded { .. } => "run the download step first",
+            _ => return None,
+        };
+        Some(hint.to_owned())
+    }
 }
 
 /// Attach a path to `std::io` errors.
@@ -157,5 +182,24 @@ impl From<nua_oci::http::HttpError> for Error {
             retries,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_apart_from_the_message() {
+        let err = Error::NotDownloaded {
+            package: "libc6".into(),
+        };
+        assert_eq!(err.to_string(), "package `libc6` is not in the blob store");
+        assert_eq!(err.hint().as_deref(), Some("run the download step first"));
+        let err = Error::Release {
+            suite: "bookworm".into(),
+            reason: "no `Date`".into(),
+        };
+        assert_eq!(err.hint(), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The one error type of the `sandbox` module.
 //!
-//! Each variant names the path, layer or setup step it is about and, when the user can do
-//! something, says what; the cause lives in `#[source]` and is not repeated in the message.
+//! Each variant names the path, layer or setup step it is about; when the user can do
+//! something, [`Error::hint`] says what. The cause lives in `#[source]` and is not repeated
+//! in the message.
 
 use std::path::PathBuf;
 
@@ -12,8 +13,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kernel or the machine does not allow what the sandbox needs.
-    #[error("the sandbox cannot run here: {what}\nhint: {fix}")]
-    Unsupported { what: String, fix: String },
+    #[error("the sandbox cannot run here: {what}")]
+    Unsupported {
+        what: String,
+        /// What to do about it (see [`Error::hint`]).
+        fix: String,
+    },
 
     /// A file system operation on the host side failed.
     #[error("I/O error on `{}`", path.display())]
@@ -32,7 +37,7 @@ pub enum Error {
     },
 
     /// Writing the uid/gid maps of the user namespace failed.
-    #[error("cannot map ids into the user namespace with `{tool}`: {message}\nhint: check `/etc/subuid` and `/etc/subgid` for this user, or `apt-get install uidmap`")]
+    #[error("cannot map ids into the user namespace with `{tool}`: {message}")]
     IdMap { tool: String, message: String },
 
     /// A task run inside the user namespace (unpack, commit, read, remove) failed there.
@@ -78,6 +83,20 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
+impl Error {
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Unsupported { fix, .. } => Some(fix.clone()),
+            Error::IdMap { .. } => Some(
+                "check `/etc/subuid` and `/etc/subgid` for this user, or `apt-get install uidmap`"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,9 +109,11 @@ mod tests {
         };
         let text = e.to_string();
         assert!(
-            text.contains("disabled") && text.contains("hint: sysctl"),
+            text.contains("disabled") && !text.contains("hint:"),
             "{text}"
         );
+        let hint = e.hint().unwrap_or_default();
+        assert!(hint.starts_with("sysctl"), "{hint}");
         let e = Error::HostileEntry {
             layer: "sha256:ab".into(),
             entry: "../x".into(),

@@ -60,6 +60,17 @@ pub enum BaseError {
     Oci(#[from] nua_oci::Error),
 }
 
+impl BaseError {
+    /// What the user can do about it, when there is something (its cause's hint).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BaseError::Debian { source, .. } => source.hint(),
+            BaseError::Install(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Build base `name` (or take it from the cache) as its lock says, saying what the user
 /// should know. When the mirror has dropped a locked package (Debian removes superseded
 /// versions at each point release), the base is resolved from the live archive instead,

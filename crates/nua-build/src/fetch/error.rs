@@ -1,5 +1,5 @@
 //! The one error type of [`super`]: each variant names the URL or the repository and reference
-//! it is about, and ends with a `hint:` line when there is something the user can do.
+//! it is about; [`FetchError::hint`] says what the user can do, when there is something.
 
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ use nua_oci::{self as oci, Digest};
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The source archive could not be downloaded (after the retries of [`nua_oci::http`]).
-    #[error("downloading the source archive `{url}` failed: {kind} (after {retries} retries)\nhint: {}", download_hint(*kind), url = redact(url))]
+    #[error("downloading the source archive `{url}` failed: {kind} (after {retries} retries)", url = redact(url))]
     Download {
         url: String,
         kind: HttpKind,
@@ -20,15 +20,15 @@ pub enum FetchError {
     },
 
     /// The server sent more than [`super::MAX_ARCHIVE_SIZE`] bytes.
-    #[error("the source archive `{url}` is larger than {limit} bytes; nothing was kept\nhint: check that `src-url` names a source archive", url = redact(url))]
+    #[error("the source archive `{url}` is larger than {limit} bytes; nothing was kept", url = redact(url))]
     TooLarge { url: String, limit: u64 },
 
     /// `src-checksum` is not 64 hexadecimal characters (the loader normally catches this).
-    #[error("`src-checksum` of `{url}` is not a sha256 digest: `{value}`\nhint: write the 64 hexadecimal characters of the archive's sha256", url = redact(url))]
+    #[error("`src-checksum` of `{url}` is not a sha256 digest: `{value}`", url = redact(url))]
     InvalidChecksum { url: String, value: String },
 
     /// The archive does not hash to `src-checksum`.
-    #[error("the source archive `{url}` has digest `{actual}`, but `src-checksum` says `{expected}`; nothing was kept\nhint: the file changed on the server or was tampered with; check where it comes from before updating `src-checksum`", url = redact(url))]
+    #[error("the source archive `{url}` has digest `{actual}`, but `src-checksum` says `{expected}`; nothing was kept", url = redact(url))]
     Checksum {
         url: String,
         expected: Digest,
@@ -36,7 +36,7 @@ pub enum FetchError {
     },
 
     /// The content is not an archive format this module reads.
-    #[error("the source archive `{url}` is {found}: unsupported archive format, supported: {}\nhint: point `src-url` at a source archive", super::archive::SUPPORTED, url = redact(url))]
+    #[error("the source archive `{url}` is {found}: unsupported archive format, supported: {}", super::archive::SUPPORTED, url = redact(url))]
     UnsupportedFormat { url: String, found: String },
 
     /// The archive could not be read: truncated, corrupt, or an unsupported variant.
@@ -48,7 +48,7 @@ pub enum FetchError {
     },
 
     /// An entry would write outside the source folder, or is otherwise refused.
-    #[error("refusing entry `{entry}` of the source archive `{url}`: {reason}; nothing was extracted\nhint: the archive is broken or malicious", url = redact(url))]
+    #[error("refusing entry `{entry}` of the source archive `{url}`: {reason}; nothing was extracted", url = redact(url))]
     Hostile {
         url: String,
         entry: String,
@@ -56,7 +56,7 @@ pub enum FetchError {
     },
 
     /// `git` cannot be started.
-    #[error("`git` is needed to fetch `{url}` (`git-url`) but cannot be run\nhint: install it, e.g. `apt-get install git`", url = redact(url))]
+    #[error("`git` is needed to fetch `{url}` (`git-url`) but cannot be run", url = redact(url))]
     GitMissing {
         url: String,
         #[source]
@@ -64,11 +64,11 @@ pub enum FetchError {
     },
 
     /// git cannot read the repository: wrong URL, no access, network.
-    #[error("git cannot read the repository `{url}`:\n  {stderr}\nhint: check `git-url`, and that the repository is public or reachable from here", url = redact(url))]
+    #[error("git cannot read the repository `{url}`:\n  {stderr}", url = redact(url))]
     GitRepository { url: String, stderr: String },
 
     /// The repository has no such branch or tag (or no commit at all, for `HEAD`).
-    #[error("the repository `{url}` has no branch or tag `{reference}`{}\nhint: check `git-branch` (a branch or tag name)", tail(stderr), url = redact(url))]
+    #[error("the repository `{url}` has no branch or tag `{reference}`{}", tail(stderr), url = redact(url))]
     GitReference {
         url: String,
         reference: String,
@@ -76,7 +76,7 @@ pub enum FetchError {
     },
 
     /// The clone is not at the commit that `pin` found: the branch moved in between.
-    #[error("`{reference}` of `{url}` is at commit {actual}, but the build was planned for {expected}\nhint: the branch moved while building; run the build again", url = redact(url))]
+    #[error("`{reference}` of `{url}` is at commit {actual}, but the build was planned for {expected}", url = redact(url))]
     GitMoved {
         url: String,
         reference: String,
@@ -93,14 +93,18 @@ pub enum FetchError {
     },
 
     /// `project` is absolute or climbs out with `..` (or a symlink).
-    #[error("`project` = `{project}` {reason}\nhint: `project` is a folder relative to the source, like `server` or `apps/web`")]
+    #[error("`project` = `{project}` {reason}")]
     ProjectPath {
         project: String,
         reason: &'static str,
     },
 
     /// `project` names no folder of the source.
-    #[error("`project` = `{project}` is not a folder of the source; {} has: {}\nhint: check `project` in `[build]`", place(parent), list(available))]
+    #[error(
+        "`project` = `{project}` is not a folder of the source; {} has: {}",
+        place(parent),
+        list(available)
+    )]
     ProjectMissing {
         project: String,
         /// The deepest existing folder on the way to `project`, relative to the source
@@ -125,6 +129,41 @@ pub enum FetchError {
     /// The blob store failed.
     #[error(transparent)]
     Store(#[from] oci::Error),
+}
+
+impl FetchError {
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        let hint = match self {
+            FetchError::Download { kind, .. } => download_hint(*kind),
+            FetchError::TooLarge { .. } => "check that `src-url` names a source archive",
+            FetchError::InvalidChecksum { .. } => {
+                "write the 64 hexadecimal characters of the archive's sha256"
+            }
+            FetchError::Checksum { .. } => {
+                "the file changed on the server or was tampered with; check where it comes \
+                 from before updating `src-checksum`"
+            }
+            FetchError::UnsupportedFormat { .. } => "point `src-url` at a source archive",
+            FetchError::Hostile { .. } => "the archive is broken or malicious",
+            FetchError::GitMissing { .. } => "install it, e.g. `apt-get install git`",
+            FetchError::GitRepository { .. } => {
+                "check `git-url`, and that the repository is public or reachable from here"
+            }
+            FetchError::GitReference { .. } => "check `git-branch` (a branch or tag name)",
+            FetchError::GitMoved { .. } => "the branch moved while building; run the build again",
+            FetchError::ProjectPath { .. } => {
+                "`project` is a folder relative to the source, like `server` or `apps/web`"
+            }
+            FetchError::ProjectMissing { .. } => "check `project` in `[build]`",
+            FetchError::Archive { .. }
+            | FetchError::Git { .. }
+            | FetchError::NothingToFetch
+            | FetchError::Io { .. }
+            | FetchError::Store(_) => return None,
+        };
+        Some(hint.to_owned())
+    }
 }
 
 impl From<HttpError> for FetchError {
@@ -228,5 +267,19 @@ mod tests {
             stderr: String::new(),
         };
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn hints_are_apart_from_the_message() {
+        let err = FetchError::GitMissing {
+            url: "https://h/r.git".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(!err.to_string().contains("hint:"), "{err}");
+        assert_eq!(
+            err.hint().as_deref(),
+            Some("install it, e.g. `apt-get install git`")
+        );
+        assert_eq!(FetchError::NothingToFetch.hint(), None);
     }
 }

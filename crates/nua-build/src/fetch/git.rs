@@ -152,7 +152,8 @@ mod tests {
         let err = run(&mut Command::new("/nonexistent/git"), "https://h/r.git").unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, FetchError::GitMissing { .. }), "{message}");
-        assert!(message.contains("https://h/r.git") && message.contains("apt-get install git"));
+        let hint = err.hint().unwrap_or_default();
+        assert!(message.contains("https://h/r.git") && hint.contains("apt-get install git"));
     }
 
     #[test]

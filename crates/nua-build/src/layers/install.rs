@@ -64,6 +64,19 @@ pub enum InstallError {
     },
 }
 
+impl InstallError {
+    /// What the user can do about it, when there is something (its cause's hint).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            InstallError::Debian { source, .. } => source.hint(),
+            InstallError::Sandbox { source, .. } => source.hint(),
+            InstallError::StepFailed { .. }
+            | InstallError::PackageGone { .. }
+            | InstallError::Cache { .. } => None,
+        }
+    }
+}
+
 /// Installs Debian packages onto a [`Chain`]: a base's steps, or an app's packages.
 pub struct Installer<'a> {
     /// What the packages are for (a base or app name), for errors.
