@@ -106,8 +106,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Base(e) => e.hint(),
-            // TODO(registry hint): `source.hint()` once `nua_registry::Error` has one.
-            Error::Wrap { .. } => None,
+            Error::Wrap { source, .. } => source.hint(),
             Error::Packages { source, .. } => source.hint(),
             Error::Sandbox { source, .. } => source.hint(),
             Error::Fetch { source } => source.hint(),
