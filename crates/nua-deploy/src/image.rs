@@ -60,20 +60,37 @@ fn parse(bytes: &[u8], image: &str) -> Result<NuaConfig, Error> {
     })
 }
 
+/// The name of the app (and its container): the one given, else its nua-config's id, else
+/// the name of its image reference.
+pub fn app_name(given: Option<&str>, config: Option<&NuaConfig>, image: &str) -> String {
+    match (given, config) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(config)) => config.id().to_owned(),
+        (None, None) => name_of_reference(image),
+    }
+}
+
 /// The name of an app run from an image reference: its repository's last component,
-/// `registry/team/app:1.0` → `app`.
+/// `registry/team/app:1.0` → `app`. Only the name part is parsed (a digest does not change
+/// it). Docker found the image by this reference, so it parses; should it not (an image ID),
+/// its characters that a name may not hold become `-`.
 pub fn name_of_reference(reference: &str) -> String {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    let repo = last.split([':', '@']).next().unwrap_or(last);
-    repo.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    let name = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    match nua_oci::Reference::parse(name) {
+        Ok(parsed) => parsed.base_name().to_owned(),
+        Err(_) => reference
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

@@ -19,10 +19,10 @@ use nua_build::Output;
 use nua_config::NuaConfig;
 use nua_deploy::image;
 use nua_deploy::kept::KeptValues;
-use nua_deploy::local::{LocalPorts, Published, Request};
+use nua_deploy::local::{LocalPorts, Plan, Published, Request};
 use nua_deploy::supervise::{self, Outcome};
 use nua_deploy::target::Target;
-use nua_runtime::{Docker, Engine, LoadOptions, Loaded, LogLine, Stream};
+use nua_runtime::{Docker, Engine, ImageDetails, LoadOptions, Loaded, LogLine, Stream};
 
 /// Ctrl-C and SIGTERM, counted: the first stops the app, the second kills it, a third ends
 /// `nua` at once.
@@ -103,10 +103,68 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Fail before a long build when Docker is not there.
     let engine = docker()?;
     let host_mounts = args.allow_host_mounts || target.is_app();
+    let Prepared {
+        image,
+        details,
+        loaded,
+        config,
+    } = prepare(&engine, target, args)?;
+
+    // From here on, Ctrl-C stops the app rather than this process; a second one kills it,
+    // a third ends this process at once.
+    let signals = Signals::register()?;
+    let kept = kept_values()?;
+    let config = match config {
+        Some(config) => Some(config),
+        None if loaded.is_none() => image::config_in_engine(&engine, &image)?,
+        None => None,
+    };
+    let name = image::app_name(args.name.as_deref(), config.as_ref(), &image);
+    let request = Request {
+        name: name.clone(),
+        image,
+        details,
+        config,
+        env,
+        host_mounts,
+        kept: kept.load(&name),
+    };
+    if signals.interrupted() {
+        return Ok(signals.exit_code());
+    }
+    let (plan, id) = start(&engine, &request, &kept, args.quiet)?;
+    let interrupted = || signals.interrupted();
+    if args.detach {
+        return detached(
+            &engine,
+            args,
+            &request,
+            &plan.published,
+            &id,
+            loaded,
+            &interrupted,
+        )
+        .map(|code| code.unwrap_or_else(|| signals.exit_code()));
+    }
+    in_foreground(&engine, &name, &signals, args)
+}
+
+/// The image to run, in Docker, with what is known of it.
+struct Prepared {
+    image: String,
+    details: ImageDetails,
+    /// What loading it sent, when it was loaded.
+    loaded: Option<Loaded>,
+    /// Its nua-config, when it came from an app folder or an archive.
+    config: Option<NuaConfig>,
+}
+
+/// Build or load `target` as it needs, and find its image in Docker.
+fn prepare(engine: &Docker, target: Target, args: &RunArgs) -> anyhow::Result<Prepared> {
     let (image, loaded, config) = match target {
-        Target::App(path) => build_and_load(&engine, &path, args)?,
+        Target::App(path) => build_and_load(engine, &path, args)?,
         Target::Image(path) => {
-            let loaded = load(&engine, &path, LoadOptions::default(), args.quiet)?;
+            let loaded = load(engine, &path, LoadOptions::default(), args.quiet)?;
             let image = first_tag(&loaded, &path)?;
             let config = image::config_in_archive(&path)?;
             (image, Some(loaded), config)
@@ -121,39 +179,28 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "give an app folder (built first) or an image tarball, or load the image first".into(),
         ))
     })?;
-
-    // From here on, Ctrl-C stops the app rather than this process; a second one kills it,
-    // a third ends this process at once.
-    let signals = Signals::register()?;
-    let kept = kept_values()?;
-    let config = match config {
-        Some(config) => Some(config),
-        None if loaded.is_none() => image::config_in_engine(&engine, &image)?,
-        None => None,
-    };
-    let name = match (&args.name, &config) {
-        (Some(name), _) => name.clone(),
-        (None, Some(config)) => config.id().to_owned(),
-        (None, None) => image::name_of_reference(&image),
-    };
-    let request = Request {
-        name: name.clone(),
-        image: image.clone(),
+    Ok(Prepared {
+        image,
         details,
+        loaded,
         config,
-        env,
-        host_mounts,
-        kept: kept.load(&name),
-    };
-    if signals.interrupted() {
-        return Ok(signals.exit_code());
-    }
-    let (plan, id) = supervise::start(&engine, &request, &LocalPorts)
+    })
+}
+
+/// Start the app, keep its generated values, and say where it answers.
+fn start(
+    engine: &Docker,
+    request: &Request,
+    kept: &KeptValues,
+    quiet: bool,
+) -> anyhow::Result<(Plan, String)> {
+    let name = &request.name;
+    let (plan, id) = supervise::start(engine, request, &LocalPorts)
         .map_err(anyhow::Error::new)
         .with_context(|| format!("cannot start `{name}`"))
-        .map_err(|e| hint_start(e, &name))?;
-    kept.save(&name, &plan.random)?;
-    if !args.quiet {
+        .map_err(|e| hint_start(e, name))?;
+    kept.save(name, &plan.random)?;
+    if !quiet {
         for note in &plan.notes {
             eprintln!("{note}");
         }
@@ -162,28 +209,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{}", port_line(port));
         }
     }
-    let stop_timeout = Duration::from_secs(args.stop_timeout);
-    let interrupted = || signals.interrupted();
-    if args.detach {
-        return detached(
-            &engine,
-            args,
-            &request,
-            &plan.published,
-            &id,
-            loaded,
-            &interrupted,
-        )
-        .map(|code| code.unwrap_or_else(|| signals.exit_code()));
-    }
+    Ok((plan, id))
+}
+
+/// Follow the app until it ends or the user interrupts, and exit as it did.
+fn in_foreground(
+    engine: &Docker,
+    name: &str,
+    signals: &Signals,
+    args: &RunArgs,
+) -> anyhow::Result<ExitCode> {
     let outcome = supervise::foreground(
-        &engine,
-        &name,
-        &interrupted,
+        engine,
+        name,
+        &|| signals.interrupted(),
         &|| signals.hurried(),
         &print_line,
-        &mut |outcome| report(&name, outcome, args.quiet),
-        stop_timeout,
+        &mut |outcome| report(name, outcome, args.quiet),
+        Duration::from_secs(args.stop_timeout),
     )?;
     Ok(match outcome {
         Outcome::Interrupted => {
