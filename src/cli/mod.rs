@@ -77,7 +77,7 @@ fn library_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             }
         )*};
     }
-    ask!(nua_config::Error);
+    ask!(nua_config::Error, nua_registry::Error, nua_oci::Error);
     None
 }
 

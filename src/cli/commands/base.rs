@@ -204,29 +204,9 @@ fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
         let lock = base::lock_base(&catalog, name, args.debian.mirror.as_deref(), &store)
             .with_context(|| format!("cannot lock base image `{name}`"))?;
         let count: usize = lock.steps.iter().map(|s| s.packages.len()).sum();
-        write_atomically(&path, lock.to_text().as_bytes())?;
+        // A lock is part of the source tree: readable by all, like the files beside it.
+        nua_oci::fs::write_atomic(&path, lock.to_text().as_bytes())?;
         eprintln!("locked {name}: {count} packages in {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Replace `path` with `bytes` so a reader never sees half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    // A lock is part of the source tree: readable by all, like the files beside it.
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut tmp.as_file().metadata()?.permissions(),
-        0o644,
-    );
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
 }
