@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use super::base::{BaseError, BaseImage};
 use super::fetch;
 use super::layers::{
-    key_of, only_layers, BaseOptions, Chain, Explain, InstallError, Installer, LayerCache,
-    LayerSummary, PlannedStep,
+    key_of, only_layers, write_file, BaseOptions, Chain, Explain, InstallError, Installer,
+    LayerCache, LayerSummary, PlannedStep,
 };
 use super::plan::Origin;
 use super::plan::{AppPlan, Dependencies, DEPS_DIR, NUA_DIR_MOUNT};
@@ -173,17 +173,13 @@ impl Build<'_> {
             required: false,
         };
         let resolved = index.resolve(&request, &present).map_err(packages_error)?;
-        let write = || -> std::io::Result<()> {
-            fs_err::create_dir_all(&dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-            serde_json::to_writer(&mut tmp, &resolved)?;
-            tmp.persist(&file).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(|source| Error::Cache {
-            path: dir.clone(),
-            source,
-        })?;
+        serde_json::to_vec(&resolved)
+            .map_err(std::io::Error::from)
+            .and_then(|bytes| write_file(&file, &bytes))
+            .map_err(|source| Error::Cache {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(resolved)
     }
 

@@ -1,7 +1,7 @@
 //! The last steps of a build: what the image holds (its SBOM) and its tests.
 
 use super::app::Build;
-use super::layers::{key_of, only_layers, Chain, LayerSummary};
+use super::layers::{key_of, only_layers, write_file, Chain, LayerSummary};
 use super::plan::AppPlan;
 use super::run::{self, Job, World};
 use super::steps::Step;
@@ -167,14 +167,10 @@ pub fn test_step(
                 other => other,
             })?;
         }
-        let dir = build.options.cache_dir.join("tests");
-        let write = || -> std::io::Result<()> {
-            fs_err::create_dir_all(&dir)?;
-            let tmp = tempfile::NamedTempFile::new_in(&dir)?;
-            tmp.persist(&marker).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(|source| Error::Cache { path: dir, source })?;
+        write_file(&marker, b"").map_err(|source| Error::Cache {
+            path: build.options.cache_dir.join("tests"),
+            source,
+        })?;
     }
     reporter.event(Event::StepFinished {
         step: "test",

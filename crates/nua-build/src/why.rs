@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::layers::KeyHasher;
+use crate::layers::{write_file, KeyHasher};
 
 /// How many changed inputs are named before "and N more".
 const NAMED: usize = 8;
@@ -85,14 +85,9 @@ impl History {
             parent: parent.to_owned(),
             inputs: inputs.clone(),
         };
-        let write = || -> std::io::Result<()> {
-            fs_err::create_dir_all(&self.dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            serde_json::to_writer(&mut tmp, &record)?;
-            tmp.persist(self.file(step)).map_err(|e| e.error)?;
-            Ok(())
-        };
-        let _ = write();
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            let _ = write_file(&self.file(step), &bytes);
+        }
     }
 }
 

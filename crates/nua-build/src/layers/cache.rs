@@ -13,6 +13,15 @@ use crate::why::{History, Inputs};
 use crate::{Event, Reporter};
 use nua_oci as oci;
 
+/// Write `bytes` to `path` atomically ([`oci::fs::write_atomic`]), making its folder first:
+/// how every file of the cache folder (entries, records, markers) is written.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    oci::fs::write_atomic(path, bytes).map_err(std::io::Error::other)
+}
+
 /// One entry: the layer, and the step that made it (for `nua-pack cache ls`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
@@ -72,15 +81,11 @@ impl LayerCache {
     }
 
     pub fn put(&self, key: &str, step: &str, layer: &oci::Layer) -> std::io::Result<()> {
-        fs_err::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         let entry = Entry {
             layer: layer.clone(),
             step: step.to_owned(),
         };
-        serde_json::to_writer(&mut tmp, &entry)?;
-        tmp.persist(self.entry(key)).map_err(|e| e.error)?;
-        Ok(())
+        write_file(&self.entry(key), &serde_json::to_vec(&entry)?)
     }
 
     /// A build step: the layer cached under `key`, else the one `make` writes (then cached),
@@ -149,5 +154,24 @@ impl LayerCache {
             layer,
             cached,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_file_is_written_whole_in_a_folder_made_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layers").join("k.json");
+        write_file(&path, b"old").unwrap();
+        write_file(&path, b"new").unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+        let names: Vec<_> = fs_err::read_dir(dir.path().join("layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["k.json"]);
     }
 }

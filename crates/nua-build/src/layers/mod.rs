@@ -10,7 +10,7 @@ mod chain;
 mod install;
 mod key;
 
-pub use cache::{Entry, Explain, LayerCache};
+pub use cache::{write_file, Entry, Explain, LayerCache};
 pub use chain::{only_layers, sandbox_for, BaseOptions, Chain, LayerSummary, Tail};
 pub use install::{InstallError, Installer, PlannedStep, BOOTSTRAP};
 pub use key::{digest, key_of, KeyHasher};
