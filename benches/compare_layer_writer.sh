@@ -6,7 +6,7 @@
 #   SIZE_MIB=256 benches/compare_layer_writer.sh
 #
 # Needs GNU time (`apt-get install -y time pigz`). The tree is generated deterministically
-# by `examples/write_layer.rs gen` and the page cache is warmed before timing, so every tool
+# by `crates/nua-oci/examples/write_layer.rs gen` and the page cache is warmed before timing, so every tool
 # reads from memory. Peak RSS of a pipeline is the largest of its processes.
 set -euo pipefail
 
@@ -19,7 +19,7 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/layer-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --quiet --release --example write_layer
+cargo build --quiet --release -p nua-oci --example write_layer
 BIN=target/release/examples/write_layer
 "$BIN" gen "$WORK/tree" "$SIZE_MIB"
 INPUT=$(du -sb "$WORK/tree" | cut -f1)
