@@ -77,7 +77,16 @@ fn library_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             }
         )*};
     }
-    ask!(nua_config::Error, nua_registry::Error, nua_oci::Error);
+    ask!(
+        nua_config::Error,
+        nua_build::Error,
+        nua_build::base::BaseError,
+        nua_build::fetch::FetchError,
+        nua_registry::Error,
+        nua_debian::Error,
+        nua_sandbox::Error,
+        nua_oci::Error,
+    );
     None
 }
 
