@@ -148,7 +148,7 @@ pub struct Backup {
 }
 
 /// `[[provider]]`: a service the app needs. With `module-name`, the built-in module fills in
-/// what the provider does not say (see `crate::providers`).
+/// what the provider does not say (see `nua_config::providers`).
 ///
 /// Another provider it depends on is named by `from` in its `[provider.env]`; dependencies
 /// must not form a cycle.
