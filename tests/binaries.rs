@@ -1,6 +1,5 @@
 //! What the binaries are, seen from outside: what they link and how they end.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 fn names_crate(binary: &str, name: &[u8]) -> bool {
@@ -28,7 +27,8 @@ fn nua_pack_links_no_run_side_and_nua_does() {
 }
 
 /// `nua-pack base list --json | head` with a reader gone before the first write: the
-/// process ends as `cat` would (SIGPIPE), without a panic.
+/// command ends quietly and successfully (nothing is left to say, and no one to say it to),
+/// without a panic.
 #[test]
 fn a_closed_pipe_ends_a_command_quietly() {
     for (binary, args) in [
@@ -45,11 +45,7 @@ fn a_closed_pipe_ends_a_command_quietly() {
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{binary}: {stderr}");
-        assert_eq!(
-            out.status.signal(),
-            Some(libc::SIGPIPE),
-            "{binary}: {stderr}"
-        );
+        assert!(stderr.is_empty(), "{binary}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{binary}: {stderr}");
     }
 }

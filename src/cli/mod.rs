@@ -15,22 +15,42 @@ use args::{PackCli, PackCommand};
 
 /// `nua-pack`: parse the command line, run the command, print its error if any.
 pub fn main_pack() -> ExitCode {
-    exit_on_closed_pipe();
     let cli = PackCli::parse();
     finish(dispatch_pack(&cli.command))
 }
 
-/// Let a closed pipe end this process quietly, as it ends `cat` or `ls`: `nua ps --json |
-/// head` must not panic on the write that finds the reader gone. The Rust runtime ignores
-/// SIGPIPE, which turns that write into an error `println!` panics on; this restores the
-/// default. Not for `nua run`, whose foreground must outlive its reader to stop the app.
-pub fn exit_on_closed_pipe() {
-    // SAFETY: called first thing in `main`, before any thread exists; `SIG_DFL` is a valid
-    // disposition for SIGPIPE.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// `println!` that returns an error instead of panicking: a reader that went away (`nua ps
+/// --json | head`) ends the command quietly through [`finish`], while SIGPIPE stays ignored
+/// (a credential helper or a daemon that closes its end must give an error, not kill us).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Write one line on standard output; see [`outln!`].
+pub fn write_line(line: fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
     }
 }
+
+/// The reader of standard output went away: nothing is left to say, and no one to say it to.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
 
 /// Run one of the builder's commands (shared by `nua-pack` and `nua`).
 pub fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
@@ -96,6 +116,9 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
         Ok(code) => return code,
         Err(err) => err,
     };
+    if err.downcast_ref::<StdoutClosed>().is_some() {
+        return ExitCode::SUCCESS;
+    }
     let hint = hint_of(&err);
     // A `Hint` context is also one link of anyhow's chain: shown once, as the hint.
     let mut causes = err
@@ -112,4 +135,54 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
         eprintln!("hint: {hint}");
     }
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_error() -> nua_registry::Error {
+        nua_registry::Error::AuthRequired {
+            registry: "127.0.0.1:5000".into(),
+            tried: "no credentials".into(),
+        }
+    }
+
+    #[test]
+    fn a_library_error_deep_in_the_chain_gives_its_hint() {
+        let err = anyhow::Error::new(registry_error())
+            .context("cannot pull `127.0.0.1:5000/app`")
+            .context("cannot build `app`");
+        assert_eq!(
+            hint_of(&err).as_deref(),
+            Some("pass `--username USER --password-stdin`, or run `docker login 127.0.0.1:5000`")
+        );
+        // Through a wrapper that is transparent, the inner error's hint still comes out.
+        let fetch = nua_build::fetch::FetchError::GitReference {
+            url: "https://example.invalid/r.git".into(),
+            reference: "v9".into(),
+            stderr: String::new(),
+        };
+        let err = anyhow::Error::new(nua_build::Error::Fetch {
+            source: Box::new(fetch),
+        });
+        assert_eq!(
+            hint_of(&err).as_deref(),
+            Some("check `git-branch` (a branch or tag name)")
+        );
+    }
+
+    #[test]
+    fn the_command_lines_own_hint_comes_first_and_no_hint_is_none() {
+        let err = anyhow::Error::new(registry_error()).context(Hint("do this instead".into()));
+        assert_eq!(hint_of(&err).as_deref(), Some("do this instead"));
+        let err = anyhow::anyhow!("plain failure").context("while doing something");
+        assert_eq!(hint_of(&err), None);
+    }
+
+    #[test]
+    fn no_message_of_the_chain_holds_a_hint() {
+        let err = anyhow::Error::new(registry_error()).context("cannot pull");
+        assert!(err.chain().all(|c| !c.to_string().contains("hint:")));
+    }
 }

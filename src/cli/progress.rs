@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use crate::outln;
 use nua_build::{Event, Reporter};
 
 /// One line per step on stderr; on a terminal, a spinner while the step runs.
@@ -64,7 +65,8 @@ impl Reporter for Lines {
 
     fn event(&mut self, event: Event<'_>) {
         if self.events {
-            println!("{}", json_event(&event));
+            // A reader gone mid-build: the build goes on; the result's line ends it quietly.
+            let _ = outln!("{}", json_event(&event));
         }
         if self.quiet || (self.warnings_only && !matches!(event, Event::Warning { .. })) {
             return;

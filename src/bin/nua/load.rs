@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use crate::args::LoadArgs;
 use nua::cli::progress::human_bytes;
 use nua::cli::Hint;
+use nua::outln;
 use nua_runtime::{Docker, Engine as _, Error, LoadOptions, Loaded};
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
@@ -22,13 +23,13 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         )
         .with_context(|| format!("cannot load `{}`", args.tarball.display()))?;
     if args.output.json {
-        println!("{}", serde_json::to_string(&loaded)?);
+        outln!("{}", serde_json::to_string(&loaded)?)?;
     } else {
         for tag in &loaded.tags {
-            println!("loaded {tag}");
+            outln!("loaded {tag}")?;
         }
-        println!("  image id {}", loaded.image_id);
-        println!("  sent     {}", sent(&loaded));
+        outln!("  image id {}", loaded.image_id)?;
+        outln!("  sent     {}", sent(&loaded))?;
         if let Some(reason) = &loaded.fell_back {
             eprintln!(
                 "warning: Docker refused the layers it has ({reason}); the whole image was sent"

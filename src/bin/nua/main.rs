@@ -18,9 +18,6 @@ use nua::cli::{dispatch_pack, finish};
 
 fn main() -> ExitCode {
     let cli = NuaCli::parse();
-    if !matches!(cli.command, NuaCommand::Run(_)) {
-        nua::cli::exit_on_closed_pipe();
-    }
     finish(match &cli.command {
         NuaCommand::Pack(cmd) => dispatch_pack(cmd),
         NuaCommand::Load(args) => load::run(args),

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use crate::cli::args::{BaseBuildArgs, BaseCommand, BaseListArgs, BaseLockArgs};
 use crate::cli::progress::{human_bytes, Lines};
 use crate::cli::{settings, Hint};
+use crate::outln;
 use nua_build::base::{self, BaseOptions, Catalog};
 use nua_build::metadata::image_env;
 use nua_oci as oci;
@@ -52,17 +53,20 @@ fn list(args: &BaseListArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<16} {:<16} {:<8} DESCRIPTION", "NAME", "FROM", "LOCK");
+    outln!("{:<16} {:<16} {:<8} DESCRIPTION", "NAME", "FROM", "LOCK")?;
     for row in &rows {
-        println!(
+        outln!(
             "{:<16} {:<16} {:<8} {}",
-            row.name, row.from, row.lock, row.description
-        );
+            row.name,
+            row.from,
+            row.lock,
+            row.description
+        )?;
         if !row.builders.is_empty() {
-            println!("{:<16} builders: {}", "", row.builders.join(", "));
+            outln!("{:<16} builders: {}", "", row.builders.join(", "))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -156,17 +160,17 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
     }
 
     if args.report.json {
-        println!("{}", serde_json::to_string(&result)?);
+        outln!("{}", serde_json::to_string(&result)?)?;
     } else if !args.report.quiet {
-        println!(
+        outln!(
             "base {} ({} layers, {})",
             result.base,
             result.layers.len(),
             human_bytes(result.size)
-        );
+        )?;
         if let (Some(digest), Some(output)) = (&result.manifest_digest, &result.output) {
-            println!("  digest  {digest}");
-            println!("  written {}", output.display());
+            outln!("  digest  {digest}")?;
+            outln!("  written {}", output.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

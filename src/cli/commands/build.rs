@@ -9,6 +9,7 @@ use crate::cli::args::BuildArgs;
 use crate::cli::progress::{human_bytes, Lines};
 use crate::cli::transfer::Transfers;
 use crate::cli::{settings, Hint};
+use crate::outln;
 use nua_build::{self as build, BuildOptions, Output};
 use nua_config::{self as config, LoadOptions};
 use nua_oci as oci;
@@ -44,26 +45,26 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
                 "uploaded": pushed.1.uploaded(),
             });
         }
-        println!("{}", serde_json::to_string(&json)?);
+        outln!("{}", serde_json::to_string(&json)?)?;
     } else if !args.report.quiet {
         let output = result.output.display();
-        println!("built {}", result.tags.join(", "));
-        println!("  digest  {}", result.manifest_digest);
-        println!(
+        outln!("built {}", result.tags.join(", "))?;
+        outln!("  digest  {}", result.manifest_digest)?;
+        outln!(
             "  size    {} in {} layers",
             human_bytes(result.size),
             result.layers.len()
-        );
-        println!("  written {output}");
+        )?;
+        outln!("  written {output}")?;
         if let Some((reference, pushed)) = &pushed {
-            println!(
+            outln!(
                 "  pushed  {reference}@{} ({} uploaded)",
                 pushed.digest,
                 human_bytes(pushed.uploaded())
-            );
+            )?;
         }
         if matches!(options.output, Output::Tarball(_)) {
-            println!("load it with: docker load -i {output}");
+            outln!("load it with: docker load -i {output}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -93,7 +94,7 @@ fn load_app(args: &BuildArgs) -> anyhow::Result<config::Loaded> {
     if args.report.json && !args.dry_run {
         for warning in &app.warnings {
             let event = serde_json::json!({"event": "warning", "message": warning.to_string()});
-            println!("{event}");
+            outln!("{event}")?;
         }
     }
     Ok(app)
@@ -163,7 +164,7 @@ pub fn build_app(
                 // CI reads the failure on stdout too; stderr keeps the full explanation.
                 let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
                 let event = serde_json::json!({"event": "error", "causes": causes});
-                println!("{event}");
+                outln!("{event}")?;
             }
             Err(err)
         }
@@ -204,18 +205,18 @@ fn dry_run(app: &config::Loaded, json: bool) -> anyhow::Result<ExitCode> {
             "method": method,
             "steps": steps,
         });
-        println!("{}", serde_json::to_string(&plan)?);
+        outln!("{}", serde_json::to_string(&plan)?)?;
     } else {
         let method = serde_json::to_value(method)?;
-        println!(
+        outln!(
             "plan of {} ({} method)",
             config.image_tag(),
             method.as_str().unwrap_or_default()
-        );
+        )?;
         for (step, does) in &steps {
-            println!("{step:>14}  {does}");
+            outln!("{step:>14}  {does}")?;
         }
-        println!("nothing was run (--dry-run)");
+        outln!("nothing was run (--dry-run)")?;
     }
     Ok(ExitCode::SUCCESS)
 }

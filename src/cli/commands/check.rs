@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::cli::args::CheckArgs;
+use crate::outln;
 use nua_config::{self as config, LoadOptions};
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -22,7 +23,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     );
     if args.output.json {
         let (valid, report) = json_report(&result);
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(if valid {
             ExitCode::SUCCESS
         } else {
@@ -31,7 +32,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let loaded = result?;
     // The struct itself, not `normalized_json()`, so that sections keep the order of the format.
-    println!("{}", serde_json::to_string_pretty(&loaded.config)?);
+    outln!("{}", serde_json::to_string_pretty(&loaded.config)?)?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::cli::args::InspectArgs;
 use crate::cli::progress::human_bytes;
 use crate::cli::settings;
+use crate::outln;
 use nua_oci::{Descriptor, ImageArchive, ImageConfig, ReadOptions};
 use nua_registry::{self as registry, Client, Reference};
 
@@ -79,27 +80,27 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
         from_registry(args)?
     };
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        outln!("{}", serde_json::to_string_pretty(&inspection)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("image:      {}", inspection.image);
-    println!("digest:     {}", inspection.digest);
-    println!("media type: {}", inspection.media_type);
-    println!("platform:   {}", inspection.platform);
-    println!("config:     {}", inspection.config.digest);
+    outln!("image:      {}", inspection.image)?;
+    outln!("digest:     {}", inspection.digest)?;
+    outln!("media type: {}", inspection.media_type)?;
+    outln!("platform:   {}", inspection.platform)?;
+    outln!("config:     {}", inspection.config.digest)?;
     if let Some(created) = &inspection.created {
-        println!("created:    {created}");
+        outln!("created:    {created}")?;
     }
-    println!(
+    outln!(
         "layers:     {} ({})",
         inspection.layers.len(),
         human_bytes(inspection.size)
-    );
+    )?;
     for layer in &inspection.layers {
-        println!("  {} {:>10}", layer.digest, human_bytes(layer.size));
+        outln!("  {} {:>10}", layer.digest, human_bytes(layer.size))?;
     }
     for (key, value) in &inspection.labels {
-        println!("label:      {key}={value}");
+        outln!("label:      {key}={value}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

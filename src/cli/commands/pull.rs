@@ -9,6 +9,7 @@ use crate::cli::args::PullArgs;
 use crate::cli::progress::human_bytes;
 use crate::cli::settings;
 use crate::cli::transfer::Transfers;
+use crate::outln;
 use nua_oci::{self as oci, BlobStore};
 use nua_registry::{self as registry, BlobReport, Client, Outcome, PullOptions, Reference};
 
@@ -63,22 +64,22 @@ pub fn run(args: &PullArgs) -> anyhow::Result<ExitCode> {
         output: output.map(|p| p.display().to_string()),
     };
     if args.report.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else if !args.report.quiet {
         let fetched = pulled
             .blobs
             .iter()
             .filter(|b| b.outcome == Outcome::Downloaded)
             .count();
-        println!(
+        outln!(
             "pulled {}@{} ({} blobs, {fetched} downloaded, {})",
             report.reference,
             report.digest,
             pulled.blobs.len(),
             human_bytes(report.downloaded)
-        );
+        )?;
         if let Some(output) = &report.output {
-            println!("wrote {output}");
+            outln!("wrote {output}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@ use crate::cli::args::PushArgs;
 use crate::cli::progress::human_bytes;
 use crate::cli::settings;
 use crate::cli::transfer::Transfers;
+use crate::outln;
 use nua_oci::{self as oci, BlobStore};
 use nua_registry::{self as registry, BlobReport, Client, Outcome, PushOptions, Reference};
 
@@ -50,10 +51,10 @@ pub fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
         blobs: &pushed.blobs,
     };
     if args.report.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else if !args.report.quiet {
         let count = |o| pushed.blobs.iter().filter(|b| b.outcome == o).count();
-        println!(
+        outln!(
             "pushed {}@{} ({} uploaded in {} blobs, {} already there, {} mounted)",
             report.reference,
             report.digest,
@@ -61,7 +62,7 @@ pub fn run(args: &PushArgs) -> anyhow::Result<ExitCode> {
             count(Outcome::Uploaded),
             count(Outcome::Present),
             count(Outcome::Mounted)
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
