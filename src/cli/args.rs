@@ -16,8 +16,13 @@ pub struct PackCli {
 #[derive(Debug, Subcommand)]
 pub enum PackCommand {
     /// Load and validate a nua-config, print it normalized
+    #[command(mut_arg("json", |a| a.help("Print the normalized config, warnings and errors as JSON")))]
     Check(CheckArgs),
     /// Build the image of an application
+    #[command(
+        mut_arg("json", |a| a.help("Print each build event, then the result, as one JSON object per line")),
+        mut_arg("mirror", |a| a.help("The Debian mirror for base images, instead of the machine's apt sources")),
+    )]
     Build(BuildArgs),
     /// Base images: list, build and lock the definitions of `base-images/`
     #[command(subcommand)]
@@ -36,8 +41,10 @@ pub enum PackCommand {
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// List the cached layers (most recently used first) and what the cache holds
+    #[command(mut_arg("json", |a| a.help("Print the list as JSON")))]
     Ls(CacheLsArgs),
     /// Remove the layers no build used for a while, and what only they needed
+    #[command(mut_arg("json", |a| a.help("Print what was removed as JSON")))]
     Prune(CachePruneArgs),
 }
 
@@ -78,8 +85,7 @@ pub struct ReportArgs {
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
-    /// Print the result as JSON (with `build`: each event, then the result, one JSON object
-    /// per line)
+    /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -139,6 +145,7 @@ pub struct InspectArgs {
 #[derive(Debug, Subcommand)]
 pub enum BaseCommand {
     /// List the base images, what they are made of and the builder names they answer to
+    #[command(mut_arg("json", |a| a.help("Print the list as JSON")))]
     List(BaseListArgs),
     /// Build a base image from Debian packages (cached), optionally writing it as an image
     Build(BaseBuildArgs),

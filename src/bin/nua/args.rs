@@ -22,8 +22,10 @@ pub enum NuaCommand {
     /// Load an image tarball into Docker Engine, sending only the layers it lacks
     Load(LoadArgs),
     /// Run an app on Docker: build it (a folder) or load it (a tarball) first
+    #[command(mut_arg("mirror", |a| a.help("The Debian mirror for base images, instead of the machine's apt sources")))]
     Run(RunArgs),
     /// List the apps `nua run` started, running or not
+    #[command(mut_arg("json", |a| a.help("Print the list as JSON")))]
     Ps(PsArgs),
     /// Show the output of an app started with `nua run`
     Logs(LogsArgs),
