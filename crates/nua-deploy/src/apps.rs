@@ -54,14 +54,14 @@ pub struct Stopped {
     pub volumes_removed: bool,
 }
 
-/// Stop the container `name` (killed after `timeout`) and remove it. With `remove_volumes`,
-/// its app's named volumes go too, with the `random` values its data was made with.
+/// Stop the container `name` (killed after `timeout`) and remove it. With `remove_volumes`
+/// (the kept values of the apps), its app's named volumes go too, with the `random` values
+/// its data was made with.
 pub fn stop(
     engine: &dyn Engine,
     name: &str,
     timeout: Duration,
-    remove_volumes: bool,
-    kept: &KeptValues,
+    remove_volumes: Option<&KeptValues>,
 ) -> Result<Stopped, Error> {
     let container = find(engine, name)?;
     engine
@@ -77,7 +77,7 @@ pub fn stop(
         .cloned()
         .unwrap_or_else(|| name.to_owned());
     let volumes = engine.volumes(APP_LABEL, &app)?;
-    if remove_volumes {
+    if let Some(kept) = remove_volumes {
         for volume in &volumes {
             engine.remove_volume(volume)?;
         }
@@ -86,6 +86,6 @@ pub fn stop(
     Ok(Stopped {
         app,
         volumes,
-        volumes_removed: remove_volumes,
+        volumes_removed: remove_volumes.is_some(),
     })
 }

@@ -80,7 +80,11 @@ pub fn name_of_reference(reference: &str) -> String {
         .map_or(reference, |(name, _)| name);
     match nua_oci::Reference::parse(name) {
         Ok(parsed) => parsed.base_name().to_owned(),
-        Err(_) => reference
+        Err(_) => name
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.split(':').next())
+            .unwrap_or(name)
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || "_.-".contains(c) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::args::{LogsArgs, PsArgs, StopArgs};
 use crate::load::docker;
 use nua::cli::Hint;
+use nua::outln;
 use nua_deploy::apps;
 use nua_runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream};
 
@@ -27,7 +28,7 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string(&list)?);
+        outln!("{}", serde_json::to_string(&list)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 4]> = apps
@@ -52,7 +53,7 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
             w1 = widths[1],
             w2 = widths[2]
         );
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -125,9 +126,13 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
 pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
     let timeout = Duration::from_secs(args.time);
-    let kept = crate::run::kept_values()?;
-    let stopped =
-        apps::stop(&engine, &args.name, timeout, args.volumes, &kept).map_err(hint_apps)?;
+    // The kept values go with the volumes, and only then is their folder needed.
+    let kept = if args.volumes {
+        Some(crate::run::kept_values()?)
+    } else {
+        None
+    };
+    let stopped = apps::stop(&engine, &args.name, timeout, kept.as_ref()).map_err(hint_apps)?;
     if stopped.volumes_removed {
         eprintln!("stopped and removed {}, and its volumes", args.name);
     } else {

@@ -113,7 +113,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // From here on, Ctrl-C stops the app rather than this process; a second one kills it,
     // a third ends this process at once.
     let signals = Signals::register()?;
-    let kept = kept_values()?;
     let config = match config {
         Some(config) => Some(config),
         None if loaded.is_none() => image::config_in_engine(&engine, &image)?,
@@ -127,12 +126,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         config,
         env,
         host_mounts,
-        kept: kept.load(&name),
+        // None kept (or no cache folder to keep them in): new ones, as on a first run.
+        kept: kept_values().map(|k| k.load(&name)).unwrap_or_default(),
     };
     if signals.interrupted() {
         return Ok(signals.exit_code());
     }
-    let (plan, id) = start(&engine, &request, &kept, args.quiet)?;
+    let (plan, id) = start(&engine, &request, args.quiet)?;
     let interrupted = || signals.interrupted();
     if args.detach {
         return detached(
@@ -188,18 +188,15 @@ fn prepare(engine: &Docker, target: Target, args: &RunArgs) -> anyhow::Result<Pr
 }
 
 /// Start the app, keep its generated values, and say where it answers.
-fn start(
-    engine: &Docker,
-    request: &Request,
-    kept: &KeptValues,
-    quiet: bool,
-) -> anyhow::Result<(Plan, String)> {
+fn start(engine: &Docker, request: &Request, quiet: bool) -> anyhow::Result<(Plan, String)> {
     let name = &request.name;
     let (plan, id) = supervise::start(engine, request, &LocalPorts)
         .map_err(anyhow::Error::new)
         .with_context(|| format!("cannot start `{name}`"))
         .map_err(|e| hint_start(e, name))?;
-    kept.save(name, &plan.random)?;
+    if !plan.random.is_empty() {
+        kept_values()?.save(name, &plan.random)?;
+    }
     if !quiet {
         for note in &plan.notes {
             eprintln!("{note}");
