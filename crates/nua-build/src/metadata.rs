@@ -7,16 +7,12 @@ use std::collections::BTreeMap;
 use nua_config::{NuaConfig, PortNumber, Protocol};
 use nua_oci as oci;
 
-/// The uid and gid of the `nua` user that runs the app (and owns `/nua/app`). Base images
-/// create the user with these ids; with a bare root filesystem the numeric ids still work.
-pub const NUA_UID: u32 = 1000;
-pub const NUA_GID: u32 = 1000;
-
-/// Where the image layout of Nua puts things (the seed image spec).
+/// Where the image layout of Nua puts things (the seed image spec), and the `nua` user.
 pub use nua_config::layout::{
     in_layer::{CONFIG_FILE as METADATA_FILE, SBOM_FILE, START_SCRIPT},
-    APP_DIR,
+    APP_DIR, NUA_GID, NUA_UID,
 };
+use nua_config::layout::{LABEL_APP_ID, LABEL_BUILD_VERSION, LABEL_TAG};
 
 const PATH: &str =
     "/nua/bin:/nua/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -94,10 +90,10 @@ pub fn config_json(config: &NuaConfig) -> Vec<u8> {
 pub fn labels(config: &NuaConfig, created: &str) -> BTreeMap<String, String> {
     let meta = &config.metadata;
     let mut labels = BTreeMap::new();
-    labels.insert("APP_ID".to_owned(), config.id().to_owned());
-    labels.insert("NUA_TAG".to_owned(), config.image_tag());
+    labels.insert(LABEL_APP_ID.to_owned(), config.id().to_owned());
+    labels.insert(LABEL_TAG.to_owned(), config.image_tag());
     labels.insert(
-        "NUA_BUILD_VERSION".to_owned(),
+        LABEL_BUILD_VERSION.to_owned(),
         env!("CARGO_PKG_VERSION").to_owned(),
     );
     let mut oci = |key: &str, value: Option<&str>| {

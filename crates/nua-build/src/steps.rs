@@ -4,6 +4,7 @@ use super::layers::{only_layers, KeyHasher, LayerSummary};
 use super::metadata::{self, NUA_GID, NUA_UID};
 use super::source::SourceFilter;
 use super::{BuildOptions, Error};
+use nua_config::layout::in_layer;
 use nua_config::Loaded;
 use nua_oci as oci;
 
@@ -15,7 +16,7 @@ pub const STEP_FORMAT: &str = "nua-step-v3";
 const SBOM_FORMAT: &str = "spdx-2.3-v2";
 
 /// Where the app's source lands in the image.
-const APP_PREFIX: &str = "nua/app";
+const APP_PREFIX: &str = in_layer::APP_DIR;
 
 /// The app's files belong to the `nua` user, with the modes git would record for them.
 const APP_TREE: oci::TreeOptions = oci::TreeOptions {
@@ -102,11 +103,14 @@ impl Step {
             }
             Step::NuaFiles => {
                 let dir = ctx.app.root.join("nua");
-                let diff_id =
-                    oci::tree_diff_id(&dir, "nua", APP_TREE, &layer_options(ctx), |rel, meta| {
-                        nua_file_included(rel, meta.is_dir())
-                    })
-                    .map_err(|source| Error::SourceLayer { path: dir, source })?;
+                let diff_id = oci::tree_diff_id(
+                    &dir,
+                    in_layer::NUA_DIR,
+                    APP_TREE,
+                    &layer_options(ctx),
+                    |rel, meta| nua_file_included(rel, meta.is_dir()),
+                )
+                .map_err(|source| Error::SourceLayer { path: dir, source })?;
                 key.raw(diff_id.to_string())
             }
             // The SBOM follows from the layers below (the parent key) and its format.
@@ -126,7 +130,9 @@ impl Step {
             Step::Source => {
                 // Entries in name order: `nua/`, `nua/app/…`, `nua/bin/`, `nua/etc/`.
                 let owner = oci::Meta::new(0o755).owned_by(NUA_UID, NUA_GID);
-                writer.add_dir("nua", &owner).map_err(Error::Oci)?;
+                writer
+                    .add_dir(in_layer::NUA_DIR, &owner)
+                    .map_err(Error::Oci)?;
                 let root = &ctx.src_dir;
                 writer
                     .append_dir_tree(root, APP_PREFIX, APP_TREE, |rel, meta| {
@@ -136,14 +142,14 @@ impl Step {
                         path: root.clone(),
                         source,
                     })?;
-                for dir in ["nua/bin", "nua/etc"] {
+                for dir in [in_layer::BIN_DIR, in_layer::ETC_DIR] {
                     writer.add_dir(dir, &owner).map_err(Error::Oci)?;
                 }
             }
             Step::NuaFiles => {
                 let dir = ctx.app.root.join("nua");
                 writer
-                    .append_dir_tree(&dir, "nua", APP_TREE, |rel, meta| {
+                    .append_dir_tree(&dir, in_layer::NUA_DIR, APP_TREE, |rel, meta| {
                         nua_file_included(rel, meta.is_dir())
                     })
                     .map_err(|source| Error::SourceLayer { path: dir, source })?;
@@ -152,10 +158,13 @@ impl Step {
                 let config = &ctx.app.config;
                 let root_dir = oci::Meta::new(0o755);
                 writer
-                    .add_dir("nua", &root_dir.clone().owned_by(NUA_UID, NUA_GID))
+                    .add_dir(
+                        in_layer::NUA_DIR,
+                        &root_dir.clone().owned_by(NUA_UID, NUA_GID),
+                    )
                     .map_err(Error::Oci)?;
                 writer
-                    .add_dir("nua/metadata", &root_dir)
+                    .add_dir(in_layer::METADATA_DIR, &root_dir)
                     .map_err(Error::Oci)?;
                 let json = metadata::config_json(config);
                 writer
@@ -172,7 +181,7 @@ impl Step {
                         .map_err(Error::Oci)?;
                 }
                 writer
-                    .add_dir("nua/scripts", &root_dir)
+                    .add_dir(in_layer::SCRIPTS_DIR, &root_dir)
                     .map_err(Error::Oci)?;
                 if let Some(script) = metadata::start_script(config) {
                     writer

@@ -19,7 +19,9 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         fs_err::create_dir_all(dir)?;
     }
-    oci::fs::write_atomic(path, bytes).map_err(std::io::Error::other)
+    // Private, as the cache's files always were: the why records hold digests of the
+    // build's environment values.
+    oci::fs::write_atomic_mode(path, bytes, 0o600).map_err(std::io::Error::other)
 }
 
 /// One entry: the layer, and the step that made it (for `nua-pack cache ls`).
