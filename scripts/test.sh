@@ -18,7 +18,7 @@ trap cleanup EXIT
 cargo fmt --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # nua-pack is made of nua-build and what it depends on: none of it may depend on the run side
-# (tests/linkage.rs checks the binary itself).
+# (tests/binaries.rs checks the binary itself).
 if cargo tree --locked -e normal --prefix none -p nua-build | grep -E '^(bollard|nua-runtime|nua-deploy) '; then
     echo "error: a library of nua-pack depends on the run side" >&2
     exit 1
