@@ -140,6 +140,21 @@ pub fn wait_ready(
     }
 }
 
+/// [`wait_ready`] for an app left in the background (`nua run --detach`): an app that
+/// exited as it started is removed (its last lines are in the outcome), as nothing would
+/// follow it; an unhealthy one is left for `nua logs`.
+pub fn wait_detached(
+    engine: &dyn Engine,
+    name: &str,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Outcome, Error> {
+    let outcome = wait_ready(engine, name, interrupted)?;
+    if matches!(outcome, Outcome::Exited { .. }) {
+        engine.remove_container(name)?;
+    }
+    Ok(outcome)
+}
+
 fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outcome, Error> {
     let mut last_lines = Vec::new();
     engine.logs(

@@ -254,10 +254,9 @@ fn detached(
     interrupted: &dyn Fn() -> bool,
 ) -> anyhow::Result<Option<ExitCode>> {
     let name = &request.name;
-    let outcome = supervise::wait_ready(engine, name, interrupted)?;
+    let outcome = supervise::wait_detached(engine, name, interrupted)?;
     match &outcome {
         Outcome::Exited { code, last_lines } => {
-            engine.remove_container(name)?;
             let mut message = format!("{name} exited with code {code} as it started");
             if last_lines.is_empty() {
                 message.push_str(", saying nothing");

@@ -1,4 +1,4 @@
-//! [`wait_ready`]: healthy, unhealthy, exited, settled, interrupted.
+//! [`wait_ready`]: healthy, unhealthy, exited, settled, interrupted; [`wait_detached`].
 
 use super::*;
 
@@ -96,4 +96,27 @@ fn wait_ready_for_no_container_is_an_error() {
         matches!(&err, Error::Engine(nua_runtime::Error::NoSuchContainer { name }) if name == APP),
         "{err:?}"
     );
+}
+
+#[test]
+fn wait_detached_removes_an_app_that_exited_and_keeps_an_unhealthy_one() {
+    let engine = started(Script {
+        logs: vec![line("cannot bind")],
+        exits_with: Some(1),
+        ..Script::default()
+    });
+    let outcome = wait_detached(&engine, APP, &never).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Exited { code: 1, .. }),
+        "{outcome:?}"
+    );
+    assert!(engine.container(APP).unwrap().is_none());
+
+    let engine = started(Script {
+        health: health(HealthStatus::Unhealthy, Vec::new()),
+        ..Script::default()
+    });
+    let outcome = wait_detached(&engine, APP, &never).unwrap();
+    assert!(matches!(outcome, Outcome::Unhealthy { .. }), "{outcome:?}");
+    assert!(engine.container(APP).unwrap().is_some());
 }
