@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nua_config::NuaConfig;
 use nua_runtime::Engine;
 
-use crate::local::CONFIG_PATH;
+use nua_config::layout::CONFIG_FILE as CONFIG_PATH;
 
 /// The largest nua-config read from an image.
 const MAX_CONFIG: u64 = 4 << 20;

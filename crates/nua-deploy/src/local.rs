@@ -18,8 +18,6 @@ use nua_runtime::{ContainerSpec, ImageDetails, Labels, Mount, PortBinding, Proto
 pub const APP_LABEL: &str = "nua.app";
 /// The label giving the image a container was made from.
 pub const IMAGE_LABEL: &str = "nua.image";
-/// Where the build puts the normalized nua-config in the image.
-pub use nua_config::layout::CONFIG_FILE as CONFIG_PATH;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
