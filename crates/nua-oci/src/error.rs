@@ -49,6 +49,21 @@ pub enum Error {
         actual: u64,
     },
 
+    /// A stored blob whose bytes no longer hash to its name (a disk fault, tampering). It was
+    /// moved aside, out of `blobs/`, so the next fetch writes it again.
+    #[error(
+        "blob `{digest}` at `{}` is corrupt (its bytes hash to `{actual}`): {}; it will be fetched again on the next pull or build",
+        path.display(),
+        moved_aside(moved_to.as_deref())
+    )]
+    CorruptBlob {
+        digest: Digest,
+        actual: Digest,
+        path: PathBuf,
+        /// Where it went; `None` when another process moved it first.
+        moved_to: Option<PathBuf>,
+    },
+
     /// A blob is referenced but not present.
     #[error("blob `{digest}` not found in {location}")]
     BlobNotFound { digest: Digest, location: String },
@@ -96,11 +111,24 @@ pub enum Error {
 
 impl Error {
     /// What the user can do about it, when there is something: the text of a `hint:` line,
-    /// without that prefix. None of these errors has one yet (each names what failed); the
-    /// method is here so that errors wrapping these delegate to it, as every library error
-    /// type of Nua does.
+    /// without that prefix. Errors wrapping these delegate to it, as every library error type
+    /// of Nua does.
     pub fn hint(&self) -> Option<String> {
-        None
+        match self {
+            Error::CorruptBlob { .. } => Some(
+                "run the command again to fetch the blob; `nua-pack cache verify` checks every \
+                 cached blob"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn moved_aside(to: Option<&std::path::Path>) -> String {
+    match to {
+        Some(to) => format!("moved aside to `{}`", to.display()),
+        None => "already moved aside".into(),
     }
 }
 

@@ -69,4 +69,4 @@ pub use layout::{tarball_is_current, write_layout_dir, write_tarball};
 pub use name::ImageName;
 pub use reader::{ImageArchive, ImageInfo, ReadOptions};
 pub use reference::Reference;
-pub use store::{BlobInfo, BlobStore, BlobWriter};
+pub use store::{BlobInfo, BlobState, BlobStore, BlobWriter, Quarantined};

@@ -19,6 +19,10 @@ use super::digest::{Digest, Sha256Writer};
 use super::error::{Error, IoContext, Result};
 use super::fs::{AtomicFile, READABLE_BY_ALL};
 
+mod verify;
+
+pub use verify::{BlobState, Quarantined};
+
 /// A digest and a size: what is known about a blob once it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlobInfo {
@@ -112,16 +116,15 @@ impl BlobStore {
     }
 
     /// Read a whole (small) blob into memory: configs, manifests.
+    ///
+    /// A blob whose bytes do not hash to its name is moved aside ([`Error::CorruptBlob`]), so
+    /// the next pull or build fetches it again.
     pub fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.path(digest);
         let bytes = fs::read(&path).at(&path)?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
-            return Err(Error::DigestMismatch {
-                blob: format!("blob `{}`", path.display()),
-                expected: digest.clone(),
-                actual,
-            });
+            return Err(self.corrupt(digest, actual));
         }
         Ok(bytes)
     }
