@@ -64,6 +64,28 @@ pub enum Error {
         moved_to: Option<PathBuf>,
     },
 
+    /// A file of an image that holds more bytes than its descriptor (or tar header) gives:
+    /// reading stopped one byte past that size.
+    #[error("{blob} holds more than the {expected} bytes its descriptor gives; refused")]
+    Oversized { blob: String, expected: u64 },
+
+    /// A file of an image that is a device, a fifo or a folder where a blob must be a regular
+    /// file: refused before reading it.
+    #[error("`{blob}` in `{}` is a {kind}, not a regular file; refused before reading", location.display())]
+    NotRegular {
+        blob: String,
+        location: PathBuf,
+        kind: String,
+    },
+
+    /// A hard link of an image tarball whose target is not an earlier entry of the archive.
+    #[error("`{entry}` in `{}` is a hard link to `{target}`, which is no earlier file of the archive", location.display())]
+    DanglingLink {
+        entry: String,
+        target: String,
+        location: PathBuf,
+    },
+
     /// A blob is referenced but not present.
     #[error("blob `{digest}` not found in {location}")]
     BlobNotFound { digest: Digest, location: String },
@@ -171,18 +193,32 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.into(),
-            source,
+        self.map_err(|source| {
+            carried(source).unwrap_or_else(|source| Error::Io {
+                path: path.into(),
+                source,
+            })
         })
     }
 
     fn during(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Stream {
-            context: context(),
-            source,
+        self.map_err(|source| {
+            carried(source).unwrap_or_else(|source| Error::Stream {
+                context: context(),
+                source,
+            })
         })
     }
+}
+
+/// The [`Error`] a reader of ours put in an `io::Error` (a bounded blob reader saying the
+/// blob is too large), given back as is: it names the blob already.
+fn carried(e: std::io::Error) -> std::result::Result<Error, std::io::Error> {
+    if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        return Err(e);
+    }
+    let inner = e.into_inner().expect("checked above");
+    Ok(*inner.downcast::<Error>().expect("checked above"))
 }
 
 #[cfg(test)]

@@ -95,7 +95,8 @@ fn blobs(image: &ImageRef) -> Vec<&Descriptor> {
 /// Blobs are hard-linked from the store when possible, copied (and verified) otherwise. A
 /// hard-linked blob is only checked for its size: blobs in the store were hashed when they
 /// were committed and are never rewritten, so the size catches a truncated or replaced store
-/// file without reading every layer back. A blob already in `dir` with the right size is kept;
+/// file without reading every layer back. A stored blob found corrupt is moved aside
+/// ([`Error::CorruptBlob`]) so the next pull or build fetches it again. A blob already in `dir` with the right size is kept;
 /// one with a wrong size is replaced. `index.json`, `oci-layout` and `manifest.json` are each
 /// written to a temporary file in `dir` and renamed into place, so a reader never sees half a
 /// file, and a file hard-linked elsewhere is replaced rather than written through.
@@ -121,17 +122,19 @@ pub fn write_layout_dir(
             if size != blob.size {
                 // Do not leave a blob in the layout that does not match its descriptor.
                 let _ = fs::remove_file(&to);
-                return Err(Error::SizeMismatch {
+                let err = Error::SizeMismatch {
                     blob: format!("blob `{}`", from.display()),
                     expected: blob.size,
                     actual: size,
-                });
+                };
+                return Err(store.corrupt_or(&blob.digest, err));
             }
         } else {
             let mut reader = store.open_blob(&blob.digest)?;
             write_atomic_with(&to, READABLE_BY_ALL, |file| {
                 let mut out = BufWriter::new(file);
-                copy_verified(&mut reader, &mut out, blob)?;
+                copy_verified(&mut reader, &mut out, blob)
+                    .map_err(|err| store.corrupt_or(&blob.digest, err))?;
                 out.flush().at(&to)
             })?;
         }
@@ -181,9 +184,12 @@ fn write_tarball_to(
         at(tar.header(&h))?;
         let mut reader = store.open_blob(&blob.digest)?;
         let mut hashed = HashingReader::new(&mut reader);
-        tar.data(&mut hashed, blob.size)
-            .map_err(|source| copy_error(blob, store, source))?;
-        check(blob, hashed.finish(), &mut reader, store)?;
+        let copied = tar.data(&mut hashed, blob.size);
+        let actual = hashed.finish();
+        copied
+            .map_err(|source| copy_error(blob, store, source))
+            .and_then(|()| check(blob, actual, &mut reader, store))
+            .map_err(|err| store.corrupt_or(&blob.digest, err))?;
     }
     let writer = tar.finish().at(out)?;
     writer.into_inner().map_err(|e| e.into_error()).at(out)?;

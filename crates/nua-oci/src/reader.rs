@@ -6,6 +6,7 @@
 //! place, so nothing is extracted and memory stays small; entries whose path escapes the
 //! archive root are refused. JSON blobs larger than [`MAX_JSON`] are refused.
 
+mod bounded;
 mod source;
 
 use std::io::{self, BufReader, Read};
@@ -60,14 +61,18 @@ impl ImageArchive {
     }
 
     /// Open a layer (or any blob) for streaming, unverified: check with [`Self::image`].
+    /// Reads stop at the blob's size in the archive or on disk; prefer
+    /// [`Self::open_descriptor`], which also checks that size against the descriptor.
     pub fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + '_>> {
-        self.source.open(&digest.blob_path())
+        self.source.open(&digest.blob_path(), None)
     }
 
     /// Open a blob the way its descriptor says (Docker-save layers have paths of their own),
-    /// for streaming, unverified.
+    /// for streaming, unverified but bounded: a blob that is not a regular file, or whose
+    /// size differs from the descriptor's, is refused before it is read, and a read past
+    /// that size fails ([`Error::Oversized`]).
     pub fn open_descriptor(&self, blob: &Descriptor) -> Result<Box<dyn Read + '_>> {
-        self.source.open(&self.layer_path(blob))
+        self.source.open(&self.layer_path(blob), Some(blob.size))
     }
 
     /// Find the image, read its manifest and config, verify every blob.
@@ -215,7 +220,7 @@ impl ImageArchive {
             })?;
         let mut layers = Vec::new();
         for path in &entry.layers {
-            let mut reader = self.source.open(path)?;
+            let mut reader = self.source.open(path, None)?;
             let mut magic = [0u8; 4];
             let n = read_up_to(&mut reader, &mut magic).at(self.source.path())?;
             let (digest, size) = hash_reader((&magic[..n]).chain(reader)).at(self.source.path())?;
@@ -258,7 +263,7 @@ impl ImageArchive {
 
     /// Hash (and optionally decompress and hash) one layer in a single pass.
     fn verify_layer(&self, path: &str, layer: &Descriptor, diff_id: Option<&Digest>) -> Result<()> {
-        let reader = self.source.open(path)?;
+        let reader = self.source.open(path, Some(layer.size))?;
         let mut hashed = HashingReader::new(reader);
         let uncompressed = match diff_id {
             None => {
@@ -317,7 +322,7 @@ impl ImageArchive {
     fn json_bytes(&self, path: &str, descriptor: Option<&Descriptor>) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.source
-            .open(path)?
+            .open(path, descriptor.map(|d| d.size))?
             .take(MAX_JSON + 1)
             .read_to_end(&mut bytes)
             .at(self.source.path())?;

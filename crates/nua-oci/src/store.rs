@@ -5,13 +5,13 @@
 //! system, hashed while written, and renamed into place only once its digest is known (and
 //! checked when one was expected): nothing corrupt or half-written is ever visible under
 //! `blobs/`. Two writers of the same blob race harmlessly, the rename replaces a file with
-//! identical bytes.
+//! identical bytes. A writer killed midway leaves its temporary file, which the next open of
+//! the store removes (`temporaries.rs`).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,7 @@ use super::digest::{Digest, Sha256Writer};
 use super::error::{Error, IoContext, Result};
 use super::fs::{AtomicFile, READABLE_BY_ALL};
 
+mod temporaries;
 mod verify;
 
 pub use verify::{BlobState, Quarantined};
@@ -31,9 +32,6 @@ pub struct BlobInfo {
 }
 
 /// A directory of content-addressed blobs.
-/// How long a temporary file may sit untouched in `tmp/` before it counts as abandoned.
-const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
-
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
@@ -47,28 +45,8 @@ impl BlobStore {
         for dir in [store.blobs_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).at(&dir)?;
         }
-        store.remove_abandoned_temporaries(ABANDONED_AFTER);
+        store.remove_abandoned_temporaries();
         Ok(store)
-    }
-
-    /// Remove temporary files untouched for `age`: what writers killed before their commit
-    /// left behind. A live writer touches its file as it writes, and `age` is far longer
-    /// than any write, so another build's temporary is never taken. Best effort: a file that
-    /// cannot be removed stays.
-    fn remove_abandoned_temporaries(&self, age: Duration) {
-        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
-            return;
-        };
-        let now = SystemTime::now();
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|md| md.modified())
-                .is_ok_and(|modified| now.duration_since(modified).unwrap_or_default() > age);
-            if old {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
     }
 
     /// The root directory given to [`BlobStore::open`].
@@ -132,7 +110,7 @@ impl BlobStore {
     /// Start writing a new blob.
     pub fn writer(&self) -> Result<BlobWriter> {
         let dir = self.tmp_dir();
-        let temp = AtomicFile::create_in(&dir, "blob-", READABLE_BY_ALL)?;
+        let temp = self.locked_temporary()?;
         let file = temp.file().try_clone().at(&dir)?;
         Ok(BlobWriter {
             store: self.clone(),
@@ -215,26 +193,6 @@ impl Write for BlobWriter {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-
-    #[test]
-    fn abandoned_temporaries_are_removed_and_live_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let old = store.tmp_dir().join("blob-killed");
-        let fresh = store.tmp_dir().join("blob-writing");
-        fs::write(&old, b"partial").unwrap();
-        fs::write(&fresh, b"partial").unwrap();
-        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
-        File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(two_days_ago)
-            .unwrap();
-        BlobStore::open(dir.path()).unwrap();
-        assert!(!old.exists());
-        assert!(fresh.exists());
-    }
 
     use super::*;
 

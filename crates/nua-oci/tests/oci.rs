@@ -1,6 +1,8 @@
 //! Integration tests of the `oci` module: determinism, tar contents, hostile input, images
 //! and layouts checked by independent tools (skopeo, umoci).
 
+#[path = "oci/hostile.rs"]
+mod hostile;
 #[path = "oci/image.rs"]
 mod image;
 #[path = "oci/stream.rs"]

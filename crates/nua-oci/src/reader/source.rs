@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::bounded::{self, Bounded};
 use crate::error::{Error, IoContext, Result};
 use crate::layer::normalize;
 
@@ -20,11 +21,16 @@ pub(super) struct DockerManifest {
     pub layers: Vec<String>,
 }
 
+#[derive(Clone)]
 pub(super) enum Entry {
     /// Data offset and size in the tarball.
     File { offset: u64, size: u64 },
     /// A symlink (docker save links duplicate layers), target relative to the archive root.
     Link(String),
+    /// A device or fifo (its kind): never a blob, refused when opened.
+    Special(&'static str),
+    /// A hard link whose target is no earlier file of the archive (the target).
+    Dangling(String),
 }
 
 pub(super) enum Source {
@@ -42,7 +48,12 @@ impl Source {
         if md.is_dir() {
             return Ok(Source::Dir(path.to_path_buf()));
         }
-        let mut file = File::open(path).at(path)?;
+        let Some((mut file, _)) = bounded::open_regular(path, "image archive")? else {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source: io::ErrorKind::NotFound.into(),
+            });
+        };
         let mut magic = [0u8; 2];
         if file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b] {
             return Err(Error::InvalidImage {
@@ -58,34 +69,7 @@ impl Source {
         (&mut file).take(512).read_to_end(&mut first).at(path)?;
         crate::layer::stream::check_first_block(&first)?;
         file.seek(SeekFrom::Start(0)).at(path)?;
-        let mut entries = HashMap::new();
-        let mut archive = tar::Archive::new(&file);
-        for entry in archive.entries().at(path)? {
-            let entry = entry.at(path)?;
-            let raw = entry.path_bytes().into_owned();
-            let kind = entry.header().entry_type();
-            let Some(name) = normalize(&raw, false)? else {
-                continue;
-            };
-            let name = String::from_utf8_lossy(&name).into_owned();
-            if kind.is_file() {
-                entries.insert(
-                    name,
-                    Entry::File {
-                        offset: entry.raw_file_position(),
-                        size: entry.size(),
-                    },
-                );
-            } else if kind.is_symlink() {
-                let target = entry.link_name_bytes().unwrap_or_default();
-                let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-                let joined = format!("{dir}/{}", String::from_utf8_lossy(&target));
-                let resolved = resolve(&joined).ok_or_else(|| Error::PathEscape {
-                    entry: name.clone(),
-                })?;
-                entries.insert(name, Entry::Link(resolved));
-            }
-        }
+        let entries = index(&file, path)?;
         Ok(Source::Tar {
             path: path.to_path_buf(),
             file,
@@ -99,55 +83,138 @@ impl Source {
         }
     }
 
+    /// Whether the image has a file (or something that is refused when opened: a device) at
+    /// `name`.
     pub fn exists(&self, name: &str) -> bool {
         match self {
-            Source::Dir(dir) => safe(name).is_some_and(|n| dir.join(n).is_file()),
-            Source::Tar { entries, .. } => self.find(entries, name).is_some(),
-        }
-    }
-
-    fn find(&self, entries: &HashMap<String, Entry>, name: &str) -> Option<(u64, u64)> {
-        let mut name = safe(name)?;
-        for _ in 0..8 {
-            match entries.get(&name)? {
-                Entry::File { offset, size } => return Some((*offset, *size)),
-                Entry::Link(target) => name = target.clone(),
+            Source::Dir(dir) => {
+                safe(name).is_some_and(|n| dir.join(n).metadata().is_ok_and(|md| !md.is_dir()))
             }
+            Source::Tar { entries, .. } => find(entries, name).is_some(),
         }
-        None
     }
 
-    /// Open a file of the image by its path in the layout.
-    pub fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
+    /// Open a file of the image by its path in the layout, for at most `size` bytes when its
+    /// descriptor gives one, else for its size in the archive or on disk.
+    ///
+    /// Only regular files (and tar entries of files, symlinks or hard links to them) are
+    /// opened; a file whose size differs from `size` is refused before it is read, and a read
+    /// past the size fails ([`Error::Oversized`]).
+    pub fn open(&self, name: &str, size: Option<u64>) -> Result<Box<dyn Read + '_>> {
+        let location = self.path();
         let missing = || Error::InvalidImage {
-            location: self.path().to_path_buf(),
+            location: location.to_path_buf(),
             reason: format!("`{name}` is missing"),
         };
-        match self {
+        let label = format!("`{name}` in `{}`", location.display());
+        let (reader, actual): (Box<dyn Read + '_>, u64) = match self {
             Source::Dir(dir) => {
                 let rel = safe(name).ok_or_else(|| Error::PathEscape {
                     entry: name.to_owned(),
                 })?;
-                let path = dir.join(rel);
-                match File::open(&path) {
-                    Ok(f) => Ok(Box::new(io::BufReader::with_capacity(256 * 1024, f))),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Err(missing()),
-                    Err(e) => Err(e).at(path),
-                }
+                let (file, on_disk) =
+                    bounded::open_regular(&dir.join(rel), name)?.ok_or_else(missing)?;
+                (Box::new(file), on_disk)
             }
             Source::Tar { file, entries, .. } => {
-                let (offset, size) = self.find(entries, name).ok_or_else(missing)?;
-                Ok(Box::new(io::BufReader::with_capacity(
-                    256 * 1024,
-                    At {
-                        file,
-                        pos: offset,
-                        end: offset + size,
-                    },
-                )))
+                let (offset, entry_size) = match find(entries, name).ok_or_else(missing)? {
+                    Entry::File { offset, size } => (*offset, *size),
+                    Entry::Special(kind) => {
+                        return Err(Error::NotRegular {
+                            blob: name.to_owned(),
+                            location: location.to_path_buf(),
+                            kind: (*kind).into(),
+                        })
+                    }
+                    Entry::Dangling(target) => {
+                        return Err(Error::DanglingLink {
+                            entry: name.to_owned(),
+                            target: target.clone(),
+                            location: location.to_path_buf(),
+                        })
+                    }
+                    Entry::Link(_) => return Err(missing()),
+                };
+                let window = At {
+                    file,
+                    pos: offset,
+                    end: offset + entry_size,
+                };
+                (Box::new(window), entry_size)
             }
+        };
+        let size = size.unwrap_or(actual);
+        if actual != size {
+            return Err(Error::SizeMismatch {
+                blob: label,
+                expected: size,
+                actual,
+            });
+        }
+        let bounded = Bounded::new(reader, size, label);
+        Ok(Box::new(io::BufReader::with_capacity(256 * 1024, bounded)))
+    }
+}
+
+/// Index the entries of an image tarball by normalized path. Hard links (skopeo writes
+/// repeated blobs as links) resolve to the earlier entry they name, as extracting the
+/// archive would; devices and fifos are kept only to be refused by name when opened.
+fn index(file: &File, path: &Path) -> Result<HashMap<String, Entry>> {
+    use tar::EntryType;
+    let mut entries: HashMap<String, Entry> = HashMap::new();
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries().at(path)? {
+        let entry = entry.at(path)?;
+        let raw = entry.path_bytes().into_owned();
+        let kind = entry.header().entry_type();
+        let Some(name) = normalize(&raw, false)? else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let target = || entry.link_name_bytes().unwrap_or_default();
+        let indexed = match kind {
+            k if k.is_file() => Entry::File {
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            },
+            k if k.is_symlink() => {
+                let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                let joined = format!("{dir}/{}", String::from_utf8_lossy(&target()));
+                let resolved = resolve(&joined).ok_or_else(|| Error::PathEscape {
+                    entry: name.clone(),
+                })?;
+                Entry::Link(resolved)
+            }
+            k if k.is_hard_link() => {
+                // A hard link's target is a path from the archive root, not from the link.
+                let target = normalize(&target(), false)?
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                match entries.get(&target) {
+                    Some(earlier) => earlier.clone(),
+                    None => Entry::Dangling(target),
+                }
+            }
+            EntryType::Char => Entry::Special("character device"),
+            EntryType::Block => Entry::Special("block device"),
+            EntryType::Fifo => Entry::Special("fifo"),
+            _ => continue,
+        };
+        entries.insert(name, indexed);
+    }
+    Ok(entries)
+}
+
+/// The entry at `name`, symlinks followed (a few levels: a loop is missing).
+fn find<'a>(entries: &'a HashMap<String, Entry>, name: &str) -> Option<&'a Entry> {
+    let mut name = safe(name)?;
+    for _ in 0..8 {
+        match entries.get(&name)? {
+            Entry::Link(target) => name = target.clone(),
+            other => return Some(other),
         }
     }
+    None
 }
 
 /// A normalized relative path, or `None` if it escapes.

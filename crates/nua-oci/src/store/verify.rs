@@ -113,6 +113,19 @@ impl BlobStore {
         }
     }
 
+    /// `err`, a failed check of the stored blob `digest` while it was copied, made into
+    /// [`Error::CorruptBlob`] (the blob moved aside) when the blob's bytes do not hash to its
+    /// name; `err` itself otherwise (the descriptor was wrong, not the store).
+    pub(crate) fn corrupt_or(&self, digest: &Digest, err: Error) -> Error {
+        let path = self.path(digest);
+        let hashed = File::open(&path)
+            .and_then(|file| hash_reader(BufReader::with_capacity(256 * 1024, file)));
+        match hashed {
+            Ok((actual, _)) if &actual != digest => self.corrupt(digest, actual),
+            _ => err,
+        }
+    }
+
     /// The blobs moved aside so far, sorted by path.
     pub fn quarantined(&self) -> Result<Vec<Quarantined>> {
         let dir = self.corrupt_dir();

@@ -5,7 +5,7 @@ use super::stream::{printable_chain, raw_entry};
 use super::*;
 
 /// A small image: the fixed tree as a layer plus a metadata layer.
-fn sample_image(store: &BlobStore) -> ImageRef {
+pub(crate) fn sample_image(store: &BlobStore) -> ImageRef {
     let src = tempfile::tempdir().unwrap();
     build_tree(src.path(), EPOCH);
     let app = tree_layer(store, &src.path().join("app"));
@@ -188,7 +188,7 @@ fn umoci_unpacks_the_layout_dir() {
     assert!(rootfs.join("nua/metadata/nua-config.json").is_file());
 }
 
-fn named() -> [ImageName; 1] {
+pub(crate) fn named() -> [ImageName; 1] {
     [ImageName::parse("nua-foo:1.0-1").unwrap()]
 }
 
@@ -281,13 +281,15 @@ fn layout_dir_checks_the_size_of_linked_blobs() {
         .unwrap();
     let dir = out.path().join("other");
     let err = write_layout_dir(&store, &image, &named(), &dir).unwrap_err();
-    assert!(matches!(err, Error::SizeMismatch { .. }), "{err:?}");
+    assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
     let message = err.to_string();
     assert!(
         message.contains(&in_store.display().to_string()),
         "{message}"
     );
     assert!(!dir.join(image.layers[0].digest.blob_path()).exists());
+    // Moved aside: the next pull or build fetches it again.
+    assert!(!in_store.exists());
 }
 
 #[test]
