@@ -6,8 +6,8 @@ use std::process::Command;
 
 use super::common::proxy::{Fault, FaultProxy};
 use super::common::registry::{Auth, Registry};
-use super::common::{run, run_ok, temp_dir};
-use super::{image, pack, pull_json, skopeo_digest};
+use super::common::{noise, run, run_ok, temp_dir};
+use super::{image, image_tarball, json, pack, pull_json, skopeo_digest};
 use nua_oci::{self as oci, BlobStore, ImageArchive, ImageName, ReadOptions};
 
 /// The small image written as an OCI layout at `dir/layout` (tag `1`), and its ref.
@@ -200,4 +200,70 @@ fn docker_hub_names_are_pulled_from_the_mirror() {
     );
     let pulled: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(pulled["digest"], image.manifest.digest.to_string());
+}
+
+/// Issue 13: a manifest listing one layer 50 times costs one `HEAD` and one upload of that
+/// layer, not 50 of each (4 of them at once), and the registry keeps the manifest as given.
+#[test]
+fn a_layer_repeated_50_times_is_checked_and_uploaded_once() {
+    let registry = Registry::start(Auth::None);
+    let work = temp_dir();
+    let files = vec![("l.bin", noise(40, 100_000)); 50];
+    let tarball = image_tarball(work.path(), "repeated", &files);
+    let proxy = FaultProxy::start(&registry.host());
+    let cache = work.path().join("cache");
+    let target = format!("{}/repeated/app:1", proxy.host());
+    let pushed = json(&run_ok(pack(&cache).arg("push").arg(&tarball).args([
+        &target,
+        "--json",
+        "--insecure-registry",
+        &proxy.host(),
+    ])));
+    let blobs = pushed["blobs"].as_array().unwrap();
+    assert_eq!(
+        blobs.len(),
+        2,
+        "the config and the layer, once each: {pushed}"
+    );
+
+    let requests = proxy.requests();
+    let count = |method: &str, hex: &str| {
+        let matching = |(m, path, _): &&(String, String, u16)| m == method && path.contains(hex);
+        requests.iter().filter(matching).count()
+    };
+    for blob in blobs {
+        let digest = blob["digest"].as_str().unwrap();
+        let hex = digest.trim_start_matches("sha256:");
+        assert_eq!(count("HEAD", hex), 1, "{digest}: {requests:?}");
+        // The upload closes with `PUT …?digest=sha256%3AHEX`.
+        assert_eq!(count("PUT", hex), 1, "{digest}: {requests:?}");
+    }
+    let sessions = requests
+        .iter()
+        .filter(|(m, path, _)| m == "POST" && path.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(
+        sessions, 2,
+        "one upload session per distinct blob: {requests:?}"
+    );
+
+    let out = work.path().join("pulled.tar");
+    let pulled = pull_json(
+        &registry.host(),
+        &mut pack(&cache),
+        &format!("{}/repeated/app:1", registry.host()),
+        &["-o".as_ref(), out.as_os_str()],
+    );
+    assert_eq!(pulled["digest"], pushed["digest"]);
+    let info = ImageArchive::open(&out)
+        .unwrap()
+        .image(ReadOptions {
+            verify_diff_ids: true,
+        })
+        .unwrap();
+    assert_eq!(info.layers.len(), 50);
+    assert!(info
+        .layers
+        .iter()
+        .all(|l| l.digest == info.layers[0].digest));
 }

@@ -7,7 +7,12 @@
 //! `Content-Range` and a closing `PUT`. When a chunk breaks, the upload's status (`GET` of its
 //! URL, `Range: 0-N`) says where to continue. The manifest is `PUT` last, by tag and, when the
 //! reference has one, by digest: "the manifest MUST be uploaded after its blobs".
+//!
+//! A manifest may list one blob many times (the same layer repeated, or a layer equal to the
+//! config): each distinct digest is checked, mounted or uploaded once per push (issue 13),
+//! and reported once, where it first appears; the manifest itself is sent as it is.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -54,7 +59,7 @@ impl Default for PushOptions {
 pub struct Pushed {
     /// The manifest digest the registry stored.
     pub digest: Digest,
-    /// The config first, then the layers.
+    /// The config first, then the layers, each distinct digest once, where it first appears.
     pub blobs: Vec<BlobReport>,
 }
 
@@ -114,9 +119,7 @@ pub fn push(
     options: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<Pushed> {
-    let blobs: Vec<&Descriptor> = std::iter::once(&image.config)
-        .chain(&image.layers)
-        .collect();
+    let blobs = distinct(image, reference)?;
     let mounts: Vec<Vec<String>> = blobs
         .iter()
         .map(|b| {
@@ -134,7 +137,7 @@ pub fn push(
         })
         .collect();
     let mut repo = client.repo(reference, true)?;
-    for from in mounts.iter().flatten() {
+    for from in mounts.iter().flatten().collect::<BTreeSet<_>>() {
         repo = repo.with_pull_scope(from);
     }
     let indexed: Vec<(&Descriptor, &Vec<String>)> = blobs.iter().copied().zip(&mounts).collect();
@@ -168,6 +171,32 @@ pub fn push(
         digest: image.manifest.digest.clone(),
         blobs: reports,
     })
+}
+
+/// The config and the layers of `image`, each digest once, in the order they first appear.
+/// One digest listed with two sizes is a broken manifest: refused before anything is sent.
+fn distinct<'a>(image: &'a ImageRef, reference: &Reference) -> Result<Vec<&'a Descriptor>> {
+    let mut seen: HashMap<&Digest, &Descriptor> = HashMap::new();
+    let mut blobs = Vec::new();
+    for blob in std::iter::once(&image.config).chain(&image.layers) {
+        match seen.get(&blob.digest) {
+            None => {
+                seen.insert(&blob.digest, blob);
+                blobs.push(blob);
+            }
+            Some(first) if first.size != blob.size => {
+                return Err(Error::Manifest {
+                    reference: reference.to_string(),
+                    reason: format!(
+                        "the blob `{}` is listed with sizes {} and {}",
+                        blob.digest, first.size, blob.size
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(blobs)
 }
 
 fn put_manifest(repo: &Repo<'_>, d: &Descriptor, bytes: &[u8], target: &str) -> Result<()> {
@@ -291,5 +320,53 @@ impl Read for FileRange {
         self.pos += n as u64;
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(content: &[u8], size: u64) -> Descriptor {
+        Descriptor::new("application/octet-stream", Digest::of(content), size)
+    }
+
+    fn image(config: Descriptor, layers: Vec<Descriptor>) -> ImageRef {
+        ImageRef {
+            manifest: blob(b"manifest", 8),
+            config,
+            layers,
+            platform: oci::image::Platform {
+                architecture: "amd64".into(),
+                os: "linux".into(),
+                variant: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_repeated_blob_is_pushed_once_where_it_first_appears() {
+        let (a, b) = (blob(b"a", 1), blob(b"b", 1));
+        let mut layers = vec![a.clone(); 50];
+        layers.insert(10, b.clone());
+        // A layer equal to the config counts as the config.
+        layers.push(blob(b"config", 6));
+        let image = image(blob(b"config", 6), layers);
+        let reference = Reference::parse("r.example/app:1").unwrap();
+        let digests: Vec<&Digest> = distinct(&image, &reference)
+            .unwrap()
+            .into_iter()
+            .map(|d| &d.digest)
+            .collect();
+        assert_eq!(digests, [&image.config.digest, &a.digest, &b.digest]);
+    }
+
+    #[test]
+    fn one_digest_with_two_sizes_is_refused_naming_it() {
+        let image = image(blob(b"config", 6), vec![blob(b"a", 1), blob(b"a", 2)]);
+        let reference = Reference::parse("r.example/app:1").unwrap();
+        let err = distinct(&image, &reference).unwrap_err().to_string();
+        assert!(err.contains(&Digest::of(b"a").to_string()), "{err}");
+        assert!(err.contains("sizes 1 and 2"), "{err}");
     }
 }
