@@ -79,8 +79,9 @@ pub(super) fn sniff(head: &[u8]) -> Result<Format, String> {
     })
 }
 
-/// Extract the archive in `file` (downloaded from `url`) into `root`, an empty folder.
-pub(super) fn extract(mut file: File, url: &str, root: &Path) -> Result<(), FetchError> {
+/// Extract the archive in `file` (downloaded from `url`) into `root`, an empty folder; the
+/// warnings about entries left out (see [`Tree::warnings`]).
+pub(super) fn extract(mut file: File, url: &str, root: &Path) -> Result<Vec<String>, FetchError> {
     let corrupt = |e| corrupt(url, e);
     let mut head = Vec::with_capacity(512);
     (&mut file)
@@ -95,14 +96,18 @@ pub(super) fn extract(mut file: File, url: &str, root: &Path) -> Result<(), Fetc
     let mut tree = Tree::new(root, url);
     let input = BufReader::with_capacity(256 * 1024, file);
     let decoded: Box<dyn Read> = match format {
-        Format::Zip => return zip(input.into_inner(), &mut tree),
+        Format::Zip => {
+            zip(input.into_inner(), &mut tree)?;
+            return Ok(tree.warnings());
+        }
         Format::Tar => Box::new(input),
         Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
         Format::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
         Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(corrupt)?),
     };
-    tar(decoded, format, &mut tree)
+    tar(decoded, format, &mut tree)?;
+    Ok(tree.warnings())
 }
 
 fn tar(mut input: Box<dyn Read + '_>, format: Format, tree: &mut Tree) -> Result<(), FetchError> {
@@ -129,11 +134,22 @@ fn tar(mut input: Box<dyn Read + '_>, format: Format, tree: &mut Tree) -> Result
         use tar::EntryType as T;
         let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
-        // Device nodes and fifos have no place in a source tree; nothing is written for them.
-        if matches!(kind, T::Char | T::Block | T::Fifo | T::XGlobalHeader) {
+        if kind == T::XGlobalHeader {
             continue;
         }
         let raw = entry.path_bytes().into_owned();
+        // Device nodes and fifos have no place in a source tree; nothing is written for them.
+        // (A tar has no socket entries: tar leaves sockets out when it writes one.)
+        let special = match kind {
+            T::Char => Some("a character device"),
+            T::Block => Some("a block device"),
+            T::Fifo => Some("a fifo"),
+            _ => None,
+        };
+        if let Some(what) = special {
+            tree.skip(&raw, what);
+            continue;
+        }
         let Some(rel) = tree.destination(&raw, kind.is_dir())? else {
             continue;
         };
@@ -191,7 +207,11 @@ fn zip(file: File, tree: &mut Tree) -> Result<(), FetchError> {
             }
             0 | 0o100000 => tree.file(&raw, &rel, mode, &mut entry)?,
             // Devices, fifos and sockets: skipped, as in a tar.
-            _ => {}
+            0o020000 => tree.skip(&raw, "a character device"),
+            0o060000 => tree.skip(&raw, "a block device"),
+            0o010000 => tree.skip(&raw, "a fifo"),
+            0o140000 => tree.skip(&raw, "a socket"),
+            _ => tree.skip(&raw, "an entry of unknown type"),
         }
     }
     Ok(())
@@ -210,7 +230,7 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
-    use super::super::testing::{extract_bytes, file, hello, hostile_entry, tar_of};
+    use super::super::testing::{extract_bytes, file, hello, hostile_entry, link, tar_of};
     use super::*;
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -290,5 +310,37 @@ mod tests {
             matches!(result, Err(FetchError::Archive { .. })),
             "{result:?}"
         );
+    }
+
+    /// Issue 13: device nodes and fifos are left out with a warning naming each, and the
+    /// rest of the archive is extracted.
+    #[test]
+    fn devices_and_fifos_are_skipped_with_a_warning() {
+        use tar::EntryType as T;
+        let entries = [
+            file("app-1.0/index.html", "hi"),
+            link("app-1.0/queue", T::Fifo, ""),
+            link("app-1.0/dev/tty9", T::Char, ""),
+            file("app-1.0/after.txt", "after"),
+        ];
+        let (tmp, result) = extract_bytes(&tar_of(&entries));
+        let warnings = result.unwrap();
+        let root = tmp.path().join("root");
+        assert_eq!(fs::read_to_string(root.join("after.txt")).unwrap(), "after");
+        assert!(root.join("index.html").is_file());
+        assert!(fs::symlink_metadata(root.join("queue")).is_err());
+        assert!(!root.join("dev").exists());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let warning = &warnings[0];
+        assert!(warning.contains("http://test/a"), "{warning}");
+        assert!(warning.contains("has 2 "), "{warning}");
+        assert!(warning.contains("`app-1.0/queue` (a fifo)"), "{warning}");
+        assert!(
+            warning.contains("`app-1.0/dev/tty9` (a character device)"),
+            "{warning}"
+        );
+        // A clean archive warns of nothing.
+        let clean = tar_of(&[file("hello-1.0/index.html", "<h1>hi</h1>")]);
+        assert!(extract_bytes(&clean).1.unwrap().is_empty());
     }
 }

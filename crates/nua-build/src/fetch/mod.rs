@@ -125,10 +125,11 @@ pub fn fetch_pinned(
                 expected => download::download(url, expected.as_ref(), store)?,
             };
             let dir = temp_dir(work_dir)?;
-            archive::extract(store.open_blob(&digest)?, url, dir.path())?;
+            let warnings = archive::extract(store.open_blob(&digest)?, url, dir.path())?;
             Ok(Fetched {
                 dir,
                 identity: digest.to_string(),
+                warnings,
             })
         }
         Origin::Git { url, branch } => {
@@ -149,6 +150,7 @@ pub fn fetch_pinned(
             Ok(Fetched {
                 dir,
                 identity: format!("git:{head}"),
+                warnings: Vec::new(),
             })
         }
     }
@@ -159,6 +161,7 @@ pub fn fetch_pinned(
 pub struct Fetched {
     dir: tempfile::TempDir,
     identity: String,
+    warnings: Vec<String>,
 }
 
 impl Fetched {
@@ -170,6 +173,12 @@ impl Fetched {
     /// What was fetched: `sha256:<hex>` of the archive, or `git:<commit id>`.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// What the user should be told about the fetch: entries of the archive left out
+    /// (device nodes, fifos, sockets). The caller reports them; this module never prints.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 }
 
@@ -388,5 +397,43 @@ mod tests {
             fetch(&Origin::Local, &work, &store),
             Err(FetchError::NothingToFetch)
         ));
+    }
+
+    /// Issue 13: a name the file system cannot hold is a refused entry with its name cut
+    /// short, not a bare "File name too long" quoting the whole path; nothing is kept.
+    #[test]
+    fn a_name_too_long_for_the_file_system_is_a_refused_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path().join("store")).unwrap();
+        let work = tmp.path().join("work");
+        let deep = format!("top/{}x", format!("{}/", "b".repeat(250)).repeat(20));
+        let long_component = format!("top/{}", "a".repeat(5000));
+        for (name, why) in [
+            (long_component, "a component of 5000 bytes"),
+            (deep, "bytes with the source folder"),
+        ] {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(2);
+            header.set_mode(0o644);
+            // A well-formed entry first: it must not be kept either.
+            tar.append_data(&mut header.clone(), "top/ok.txt", &b"ok"[..])
+                .unwrap();
+            // The GNU long name extension carries the name whole.
+            tar.append_data(&mut header, &name, &b"no"[..]).unwrap();
+            let digest = store.put_bytes(&tar.into_inner().unwrap()).unwrap().digest;
+            let origin = Origin::Url {
+                url: "http://127.0.0.1:9/long.tar".into(),
+                checksum: Some(digest.hex().to_owned()),
+            };
+            let err = fetch(&origin, &work, &store).unwrap_err();
+            assert!(matches!(err, FetchError::Hostile { .. }), "{err}");
+            let message = err.to_string();
+            let shown = format!("refusing entry `{}… ({} bytes)`", &name[..100], name.len());
+            assert!(message.contains(&shown), "{message}");
+            assert!(message.contains(why), "{message}");
+            assert!(message.len() < 600, "the name is cut short: {message}");
+            assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "{name:.20}");
+        }
     }
 }

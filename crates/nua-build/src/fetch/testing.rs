@@ -78,7 +78,7 @@ pub(super) fn hello() -> Vec<u8> {
 }
 
 /// Extract `bytes` into a fresh folder `root/`; its parent (kept alive) and the result.
-pub(super) fn extract_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<(), FetchError>) {
+pub(super) fn extract_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<Vec<String>, FetchError>) {
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("archive");
     fs::write(&archive, bytes).unwrap();

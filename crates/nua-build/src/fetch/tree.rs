@@ -19,6 +19,11 @@
 //! own name otherwise (a `README` next to the top folder is not lost). Hard link targets are
 //! stripped the same way; symlink targets are relative to their link and kept as written.
 //!
+//! A name the file system cannot hold (a component over `NAME_MAX`, a path over `PATH_MAX`)
+//! is refused the same way, before anything is written for it. Device nodes, fifos and
+//! sockets have no place in a source tree: nothing is written for them, and each is listed
+//! in [`Tree::warnings`].
+//!
 //! Ownership is never taken from the archive (files belong to whoever runs the build) and
 //! modes are reduced to `0o755` for folders and executables and `0o644` for other files: no
 //! setuid, no group or world write.
@@ -38,11 +43,25 @@ use nua_oci::layer::normalize;
 /// How many bytes all extracted files may hold together: a decompression bomb stops here.
 pub(super) const MAX_EXTRACTED: u64 = 16 << 30;
 
+/// Longest file name component Linux file systems take (`NAME_MAX`).
+const NAME_MAX: usize = libc::NAME_MAX as usize;
+
+/// Longest path a system call takes, its final NUL included (`PATH_MAX`).
+const PATH_MAX: usize = libc::PATH_MAX as usize;
+
+/// Entry names longer than this many characters are shortened in messages.
+const SHOWN_CHARS: usize = 100;
+
+/// Skipped entries named in the warning; the others are counted.
+const SKIPPED_SHOWN: usize = 5;
+
 /// The source folder being filled from one archive.
 pub(super) struct Tree<'a> {
     root: &'a Path,
     url: &'a str,
     written: u64,
+    /// Entries not extracted, for the warning: their name and what they are.
+    skipped: Vec<(String, &'static str)>,
 }
 
 impl<'a> Tree<'a> {
@@ -51,6 +70,7 @@ impl<'a> Tree<'a> {
             root,
             url,
             written: 0,
+            skipped: Vec::new(),
         }
     }
 
@@ -62,9 +82,34 @@ impl<'a> Tree<'a> {
     pub(super) fn hostile(&self, entry: &[u8], reason: impl Into<String>) -> FetchError {
         FetchError::Hostile {
             url: self.url.to_owned(),
-            entry: printable(entry),
+            entry: shown(entry),
             reason: reason.into(),
         }
+    }
+
+    /// Leave out entry `raw`, `what` it is (`"a fifo"`), from the tree: it has no place in a
+    /// source (a device node, a fifo, a socket). Listed in [`Tree::warnings`].
+    pub(super) fn skip(&mut self, raw: &[u8], what: &'static str) {
+        self.skipped.push((shown(raw), what));
+    }
+
+    /// What the user should hear about this archive besides an error: the entries skipped.
+    pub(super) fn warnings(&self) -> Vec<String> {
+        if self.skipped.is_empty() {
+            return Vec::new();
+        }
+        let mut named: Vec<String> = (self.skipped.iter().take(SKIPPED_SHOWN))
+            .map(|(entry, what)| format!("`{entry}` ({what})"))
+            .collect();
+        if self.skipped.len() > SKIPPED_SHOWN {
+            named.push(format!("and {} more", self.skipped.len() - SKIPPED_SHOWN));
+        }
+        vec![format!(
+            "the source archive `{}` has {} device node(s), fifo(s) or socket(s), not extracted: {}",
+            super::redact(self.url),
+            self.skipped.len(),
+            named.join(", ")
+        )]
     }
 
     /// Where entry `raw` goes, relative to the root, once normalized and stripped of its
@@ -84,7 +129,33 @@ impl<'a> Tree<'a> {
             None if is_dir => return Ok(None),
             None => &normalized[..],
         };
+        self.check_length(raw, stripped)?;
         Ok(Some(PathBuf::from(OsStr::from_bytes(stripped))))
+    }
+
+    /// Refuse a name the file system cannot hold: else its write fails with a bare
+    /// "File name too long" that quotes the whole path.
+    fn check_length(&self, raw: &[u8], rel: &[u8]) -> Result<(), FetchError> {
+        let longest = rel.split(|&b| b == b'/').map(<[u8]>::len).max();
+        let too_long = |what| {
+            self.hostile(
+                raw,
+                format!(
+                    "its name is longer than the file system allows ({what}; at most \
+                     {NAME_MAX} bytes per component and {} in all)",
+                    PATH_MAX - 1
+                ),
+            )
+        };
+        if let Some(longest) = longest.filter(|&n| n > NAME_MAX) {
+            return Err(too_long(format!("a component of {longest} bytes")));
+        }
+        // The path the system calls get: the root, a slash, the name, and a NUL.
+        let full = self.root.as_os_str().len() + 1 + rel.len();
+        if full >= PATH_MAX {
+            return Err(too_long(format!("{full} bytes with the source folder")));
+        }
+        Ok(())
     }
 
     pub(super) fn dir(&mut self, raw: &[u8], rel: &Path) -> Result<(), FetchError> {
@@ -146,7 +217,7 @@ impl<'a> Tree<'a> {
     ) -> Result<(), FetchError> {
         let depth = rel.components().count() - 1;
         check_link_target(target, depth).map_err(|reason| {
-            let shown = printable(target);
+            let shown = shown(target);
             self.hostile(raw, format!("symlink to `{shown}`: {reason}"))
         })?;
         let path = self.prepare(raw, rel)?;
@@ -161,7 +232,7 @@ impl<'a> Tree<'a> {
         rel: &Path,
         target_raw: &[u8],
     ) -> Result<(), FetchError> {
-        let shown = printable(target_raw);
+        let shown = shown(target_raw);
         let target = self
             .destination(target_raw, false)
             .ok()
@@ -224,11 +295,25 @@ fn remove(path: &Path) -> Result<(), FetchError> {
     }
 }
 
+/// An entry name for a message: printable, and a very long one cut to its first
+/// characters and its length.
+fn shown(raw: &[u8]) -> String {
+    let text = printable(raw);
+    if text.chars().count() <= SHOWN_CHARS {
+        return text;
+    }
+    let head: String = text.chars().take(SHOWN_CHARS).collect();
+    format!("{head}… ({} bytes)", raw.len())
+}
+
 /// Whether a symlink at `depth` folders below the root, pointing at `target`, stays inside:
 /// relative, `..` only before the first folder name, never more of them than `depth`.
 fn check_link_target(target: &[u8], depth: usize) -> Result<(), &'static str> {
     if target.is_empty() {
         return Err("an empty target");
+    }
+    if target.len() >= PATH_MAX {
+        return Err("a target longer than the file system allows");
     }
     if target.starts_with(b"/") {
         return Err("absolute targets leave the source folder");
@@ -270,6 +355,7 @@ mod tests {
         assert!(check_link_target(b"/etc/passwd", 5).is_err());
         assert!(check_link_target(b"a/../x", 3).is_err());
         assert!(check_link_target(b"", 0).is_err());
+        assert!(check_link_target(&[b'a'; 4096], 0).is_err());
     }
 
     #[test]
