@@ -267,3 +267,28 @@ fn a_layer_repeated_50_times_is_checked_and_uploaded_once() {
         .iter()
         .all(|l| l.digest == info.layers[0].digest));
 }
+
+/// Issue 13: what exists as a symlink, or looks like a path, is a path to `inspect`: a
+/// symlink loop is named as one, not reported as a bad image reference.
+#[test]
+fn inspect_of_a_symlink_loop_or_a_missing_path_names_the_path() {
+    let work = temp_dir();
+    let looped = work.path().join("loop.tar");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let cache = work.path().join("cache");
+    let looped_arg = looped.display().to_string();
+    for (target, why) in [
+        (
+            looped_arg.as_str(),
+            format!("`{looped_arg}` is a symlink loop"),
+        ),
+        ("./missing.tar", "`./missing.tar` does not exist".to_owned()),
+    ] {
+        let out = run(pack(&cache).args(["inspect", target]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&why), "{target}: {stderr}");
+        assert!(!stderr.contains("reference"), "{target}: {stderr}");
+        assert!(stderr.contains("hint: "), "{target}: {stderr}");
+    }
+}

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::cli::args::InspectArgs;
 use crate::cli::progress::human_bytes;
 use crate::cli::settings;
+use crate::cli::Hint;
 use crate::outln;
 use nua_oci::{Descriptor, ImageArchive, ImageConfig, ReadOptions};
 use nua_registry::{self as registry, Client, Reference};
@@ -74,10 +75,9 @@ impl Inspection {
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let inspection = if Path::new(&args.image).exists() {
-        from_archive(Path::new(&args.image))?
-    } else {
-        from_registry(args)?
+    let inspection = match local_path(&args.image)? {
+        Some(path) => from_archive(path)?,
+        None => from_registry(args)?,
     };
     if args.output.json {
         outln!("{}", serde_json::to_string_pretty(&inspection)?)?;
@@ -103,6 +103,35 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
         outln!("label:      {key}={value}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file or folder `image` names, or `None` when it is a registry reference: anything
+/// there (a symlink too, even a dangling one or a loop) or starting with `.` or `/` is a path,
+/// as `nua run` tells them (issue 13: a symlink loop was reported as a bad reference).
+fn local_path(image: &str) -> anyhow::Result<Option<&Path>> {
+    let path = Path::new(image);
+    // `ErrorKind::FilesystemLoop` is not stable yet; 40 is Linux's `ELOOP`.
+    const ELOOP: i32 = 40;
+    let is_loop = |e: &std::io::Error| e.raw_os_error() == Some(ELOOP);
+    let hint = || Hint("give the path of an image tarball or OCI layout folder".into());
+    let err = match path.symlink_metadata() {
+        Ok(md) if !md.file_type().is_symlink() => return Ok(Some(path)),
+        // Where it leads: `stat` follows every link.
+        Ok(_) => match path.metadata() {
+            Ok(_) => return Ok(Some(path)),
+            Err(e) if is_loop(&e) => anyhow::anyhow!("`{image}` is a symlink loop"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let target = fs_err::read_link(path)?;
+                let target = target.display();
+                anyhow::anyhow!("`{image}` is a symlink to `{target}`, which does not exist")
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read `{image}`")),
+        },
+        Err(e) if is_loop(&e) => anyhow::anyhow!("`{image}` goes through a symlink loop"),
+        Err(_) if image.starts_with(['.', '/']) => anyhow::anyhow!("`{image}` does not exist"),
+        Err(_) => return Ok(None),
+    };
+    Err(err.context(hint()))
 }
 
 fn from_archive(path: &Path) -> anyhow::Result<Inspection> {
@@ -142,4 +171,53 @@ fn from_registry(args: &InspectArgs) -> anyhow::Result<Inspection> {
     );
     inspection.index_platforms = resolved.index_platforms.clone();
     Ok(inspection)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// The error of `local_path` as `finish` shows it: the chain, then the hint.
+    fn refused(image: &Path) -> String {
+        let err = local_path(image.to_str().unwrap()).unwrap_err();
+        format!(
+            "{err:#} / {}",
+            crate::cli::hint_of(&err).unwrap_or_default()
+        )
+    }
+
+    #[test]
+    fn paths_symlinks_and_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("image.tar");
+        std::fs::write(&file, b"x").unwrap();
+        let (good, dangling, looped) = (
+            dir.path().join("good"),
+            dir.path().join("dangling"),
+            dir.path().join("loop"),
+        );
+        symlink(&file, &good).unwrap();
+        symlink(dir.path().join("gone.tar"), &dangling).unwrap();
+        symlink(&looped, &looped).unwrap();
+        let classified = |p: &Path| local_path(p.to_str().unwrap()).unwrap().map(Path::to_owned);
+        assert_eq!(classified(&file), Some(file.clone()));
+        assert_eq!(classified(&good), Some(good.clone()));
+        assert_eq!(local_path("debian:bookworm").unwrap(), None);
+        assert_eq!(local_path("ghcr.io/org/app:1").unwrap(), None);
+
+        let err = refused(&looped);
+        assert!(
+            err.contains(&format!("`{}` is a symlink loop", looped.display())),
+            "{err}"
+        );
+        assert!(err.contains("image tarball or OCI layout folder"), "{err}");
+        let err = refused(&looped.join("x"));
+        assert!(err.contains("goes through a symlink loop"), "{err}");
+        let err = refused(&dangling);
+        assert!(err.contains("gone.tar`, which does not exist"), "{err}");
+        let err = refused(Path::new("./missing.tar"));
+        assert!(err.contains("`./missing.tar` does not exist"), "{err}");
+    }
 }
