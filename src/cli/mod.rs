@@ -54,6 +54,8 @@ impl std::error::Error for StdoutClosed {}
 
 /// Run one of the builder's commands (shared by `nua-pack` and `nua`).
 pub fn dispatch_pack(cmd: &PackCommand) -> anyhow::Result<ExitCode> {
+    // Checked once for every command: the Debian and source downloads read it too.
+    settings::low_speed()?;
     match cmd {
         PackCommand::Check(args) => commands::check::run(args),
         PackCommand::Build(args) => commands::build::run(args),

@@ -135,6 +135,14 @@ pub fn registry_options(
         },
         insecure_registries: args.insecure_registries.clone(),
         mirror,
+        low_speed: low_speed()?,
         ..ClientOptions::default()
     })
+}
+
+/// The low-speed limit of downloads: `NUA_LOW_SPEED_LIMIT` bytes per second over
+/// `NUA_LOW_SPEED_TIME` seconds, else 1 KiB/s over 30 s; a value that is not a number is an
+/// error.
+pub fn low_speed() -> anyhow::Result<nua_oci::http::LowSpeed> {
+    nua_oci::http::LowSpeed::from_env().map_err(anyhow::Error::msg)
 }

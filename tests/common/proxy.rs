@@ -30,7 +30,17 @@ pub enum Fault {
     Truncate { after_bytes: u64 },
     /// Forward with the body byte at this offset inverted.
     FlipByte { at: u64 },
+    /// Forward the first `after_bytes` of the body at full speed, then one byte every
+    /// `every_ms` milliseconds until the client gives up.
+    Trickle { after_bytes: u64, every_ms: u64 },
+    /// Answer `307` to a storage URL of the proxy's own (`/storage/…?X-Amz-Signature=…`, as S3
+    /// presigns them) without forwarding; the proxy answers every storage URL `403`.
+    RedirectToForbiddenStorage,
 }
+
+/// The query of the storage URLs [`Fault::RedirectToForbiddenStorage`] sends clients to: a
+/// signature that must never reach an error message.
+pub const STORAGE_SIGNATURE: &str = "X-Amz-Signature=5ecret5ignature";
 
 struct Rule {
     method: String,
@@ -185,7 +195,27 @@ impl Conn {
             req.remove("expect");
             client_w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
-        let fault = self.lock().take_fault(&method, &path);
+        let storage = path.starts_with("/storage/");
+        let fault = (!storage)
+            .then(|| self.lock().take_fault(&method, &path))
+            .flatten();
+        if storage || fault == Some(Fault::RedirectToForbiddenStorage) {
+            relay_body(client_r, &mut io::sink(), req_framing, None)?;
+            let status = if storage {
+                answer_error(client_w, &method, Fault::Status(403))?
+            } else {
+                let location = format!("http://{}/storage{path}?{STORAGE_SIGNATURE}", self.me);
+                write!(
+                    client_w,
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
+                     Content-Length: 0\r\n\r\n"
+                )?;
+                client_w.flush()?;
+                307
+            };
+            self.lock().seen.push((method, path, status));
+            return Ok(next);
+        }
         if let Some(Fault::Status(_) | Fault::TooMany { .. }) = fault {
             relay_body(client_r, &mut io::sink(), req_framing, None)?;
             let status = answer_error(client_w, &method, fault.unwrap())?;
@@ -389,6 +419,24 @@ impl<W: Write> Payload<'_, W> {
     }
 
     fn write(&mut self, chunk: &mut [u8]) -> io::Result<()> {
+        if let Some(Fault::Trickle {
+            after_bytes,
+            every_ms,
+        }) = self.fault
+        {
+            let fast = after_bytes
+                .saturating_sub(self.offset)
+                .min(chunk.len() as u64) as usize;
+            self.to.write_all(&chunk[..fast])?;
+            self.to.flush()?;
+            for byte in &chunk[fast..] {
+                std::thread::sleep(Duration::from_millis(every_ms));
+                self.to.write_all(std::slice::from_ref(byte))?;
+                self.to.flush()?;
+            }
+            self.offset += chunk.len() as u64;
+            return Ok(());
+        }
         let start = self.offset;
         let end = start + chunk.len() as u64;
         let keep = match self.fault {

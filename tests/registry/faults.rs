@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nua_oci::http::Retry;
+use nua_oci::http::{LowSpeed, Retry};
 use nua_oci::{BlobStore, Descriptor};
 use nua_registry::{self as registry, Client, ClientOptions, PullOptions, PushOptions, Reference};
 
@@ -13,16 +13,28 @@ use super::{image, noise, pack, pull_json, push_noise, with_stdin};
 
 /// A client through `proxy` with short backoffs, so retries do not slow the tests down.
 fn fast_client(host: &str) -> Client {
+    client_with(host, LowSpeed::default())
+}
+
+/// [`fast_client`] with this low-speed limit.
+fn client_with(host: &str, low_speed: LowSpeed) -> Client {
     Client::new(ClientOptions {
         insecure_registries: vec![host.to_owned()],
         retry: Retry {
             first_backoff: Duration::from_millis(20),
             ..Retry::default()
         },
+        low_speed,
         ..ClientOptions::default()
     })
     .unwrap()
 }
+
+/// A low-speed limit that gives up on a trickle within a second or two.
+const QUICK_STALL: LowSpeed = LowSpeed {
+    bytes_per_sec: 1000,
+    time: Duration::from_secs(1),
+};
 
 /// A registry holding a three-layer image at `faults/app:1`, and a proxy in front of it.
 fn served() -> (Registry, FaultProxy, tempfile::TempDir, nua_oci::ImageRef) {
@@ -183,6 +195,230 @@ fn failed_pull(cache: &std::path::Path, proxy: &FaultProxy) -> String {
     ]));
     assert_eq!(out.status.code(), Some(1));
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_trickling_blob_stalls_naming_it_and_the_next_pull_resumes_what_it_kept() {
+    let (registry, proxy, work, image) = served();
+    let layer = &image.layers[0];
+    let path = blob_path(layer);
+    // The first attempt brings 150 kB at full speed, then trickles; every later one trickles
+    // from its first byte.
+    let trickle = |after_bytes| Fault::Trickle {
+        after_bytes,
+        every_ms: 300,
+    };
+    proxy.inject("GET", &path, trickle(150_000), 1);
+    proxy.inject("GET", &path, trickle(0), 100);
+    let cache = work.path().join("cache");
+    let target = format!("{}/faults/app:1", proxy.host());
+    let out = super::common::run(
+        pack(&cache)
+            .args(["pull", &target, "--insecure-registry", &proxy.host()])
+            .env("NUA_LOW_SPEED_LIMIT", "1000")
+            .env("NUA_LOW_SPEED_TIME", "1"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The error names the blob, the rate, and the attempts: the trickles after the first
+    // one counted, the first one (which brought bytes) did not.
+    for part in [
+        format!("downloading blob `{}`", layer.digest),
+        "below the low-speed limit of 1000 B/s".into(),
+        "after 4 retries without progress and 1 resumes after progress".into(),
+        "(kept: the next pull resumes from there)".into(),
+        "NUA_LOW_SPEED_TIME".into(),
+    ] {
+        assert!(stderr.contains(&part), "{part:?} missing from:\n{stderr}");
+    }
+    // The progress display named the stalled blob while it happened.
+    let short = &layer.digest.hex()[..12];
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("retrying") && l.contains(short) && l.contains("stalled")),
+        "{stderr}"
+    );
+    assert_store_intact(&cache);
+    let kept = std::fs::metadata(cache.join("partial").join(layer.digest.hex()))
+        .unwrap()
+        .len();
+    assert!((150_000..layer.size).contains(&kept), "{kept}");
+
+    // A pull over a sound link asks only for the rest of that blob.
+    let sound = FaultProxy::start(&registry.host());
+    let target = format!("{}/faults/app:1", sound.host());
+    let pulled = pull_json(&sound.host(), &mut pack(&cache), &target, &[]);
+    assert_eq!(pulled["digest"], image.manifest.digest.to_string());
+    assert_eq!(statuses(&sound, "GET", &path), [206]);
+    assert_store_intact(&cache);
+    assert!(!cache.join("partial").join(layer.digest.hex()).exists());
+}
+
+#[test]
+fn stalled_manifests_and_silent_registries_fail_within_the_limit() {
+    let (_registry, proxy, work, _image) = served();
+    proxy.inject(
+        "GET",
+        "/manifests/",
+        Fault::Trickle {
+            after_bytes: 0,
+            every_ms: 300,
+        },
+        100,
+    );
+    let store = BlobStore::open(work.path().join("cache")).unwrap();
+    let reference = Reference::parse(&format!("{}/faults/app:1", proxy.host())).unwrap();
+    let client = client_with(&proxy.host(), QUICK_STALL);
+    let options = PullOptions::default();
+    let err = registry::pull(&client, &reference, &store, &options, &()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("/manifests/1")
+            && message.contains("stalled")
+            && message.contains("after 4 retries"),
+        "{message}"
+    );
+
+    // A server that takes the request and never answers: the wait for headers is bounded.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let reference = Reference::parse(&format!("{host}/silent/app:1")).unwrap();
+    let client = client_with(&host, QUICK_STALL);
+    let err = registry::pull(&client, &reference, &store, &options, &()).unwrap_err();
+    assert_eq!(
+        err.http_kind(),
+        Some(nua_oci::http::HttpKind::Timeout),
+        "{err}"
+    );
+    assert!(err.to_string().contains("after 4 retries"), "{err}");
+}
+
+#[test]
+fn resumes_that_bring_bytes_never_use_up_the_retries() {
+    let (registry, client, work, store) = super::setup();
+    let target = format!("{}/flaky/app:1", registry.host());
+    let image = push_noise(&client, &store, &target, 50..51, 2_000_000);
+    let proxy = FaultProxy::start(&registry.host());
+    let layer = &image.layers[0];
+    // Every answer breaks after 32 KiB: some 60 resumes for the 2 MB layer.
+    let drop = Fault::Reset {
+        after_bytes: 32 << 10,
+    };
+    proxy.inject("GET", &blob_path(layer), drop, 1000);
+    let cache = BlobStore::open(work.path().join("cache")).unwrap();
+    let reference = Reference::parse(&format!("{}/flaky/app:1", proxy.host())).unwrap();
+    let client = fast_client(&proxy.host());
+    let options = PullOptions::default();
+    let pulled = registry::pull(&client, &reference, &cache, &options, &()).unwrap();
+    assert_eq!(pulled.image, image);
+    let report = &pulled.blobs[1];
+    assert_eq!(report.digest, layer.digest);
+    // Each byte came once: every resume asked for the rest.
+    assert_eq!(report.transferred, layer.size);
+    let answers = statuses(&proxy, "GET", &blob_path(layer));
+    assert!(
+        answers.len() as u64 >= layer.size / (32 << 10),
+        "{answers:?}"
+    );
+    assert_store_intact(cache.root());
+}
+
+#[test]
+fn a_blob_corrupted_once_in_transit_is_fetched_again() {
+    let (_registry, proxy, work, image) = served();
+    let layer = &image.layers[1];
+    proxy.inject("GET", &blob_path(layer), Fault::FlipByte { at: 1000 }, 1);
+    let store = BlobStore::open(work.path().join("cache")).unwrap();
+    let reference = Reference::parse(&format!("{}/faults/app:1", proxy.host())).unwrap();
+    let client = fast_client(&proxy.host());
+    let pulled = registry::pull(&client, &reference, &store, &PullOptions::default(), &()).unwrap();
+    assert_eq!(pulled.image, image);
+    assert_eq!(statuses(&proxy, "GET", &blob_path(layer)), [200, 200]);
+    assert_store_intact(store.root());
+}
+
+#[test]
+fn a_corrupt_stored_blob_is_moved_aside_and_fetched_again() {
+    let (registry, _proxy, work, image) = served();
+    let cache = work.path().join("cache");
+    let target = format!("{}/faults/app:1", registry.host());
+    pull_json(&registry.host(), &mut pack(&cache), &target, &[]);
+    let layer = &image.layers[2];
+    let stored = cache.join("blobs/sha256").join(layer.digest.hex());
+    let flip = || {
+        let mut bytes = std::fs::read(&stored).unwrap();
+        bytes[500] ^= 0xff;
+        std::fs::write(&stored, bytes).unwrap();
+    };
+
+    // Without `-o`: the pull checks what it has, says what it moved, downloads it again.
+    flip();
+    let out = super::common::run(pack(&cache).args([
+        "pull",
+        &target,
+        "--insecure-registry",
+        &registry.host(),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not match its digest") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
+    assert_store_intact(&cache);
+    assert!(stored.is_file());
+
+    // With `-o`, the same, and the tarball written is sound.
+    flip();
+    let tarball = work.path().join("out.tar");
+    let out = super::common::run(
+        pack(&cache)
+            .args([
+                "pull",
+                &target,
+                "--insecure-registry",
+                &registry.host(),
+                "-o",
+            ])
+            .arg(&tarball),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_store_intact(&cache);
+    let archive = nua_oci::ImageArchive::open(&tarball).unwrap();
+    let mut written = Vec::new();
+    std::io::Read::read_to_end(&mut archive.open_blob(&layer.digest).unwrap(), &mut written)
+        .unwrap();
+    assert_eq!(nua_oci::Digest::of(&written), layer.digest);
+}
+
+#[test]
+fn a_storage_host_that_refuses_a_redirect_is_named_without_its_signature() {
+    let (_registry, proxy, work, image) = served();
+    let layer = blob_path(&image.layers[0]);
+    // Once: asked again, the registry sends a fresh URL and the pull succeeds.
+    proxy.inject("GET", &layer, Fault::RedirectToForbiddenStorage, 1);
+    let store = BlobStore::open(work.path().join("cache")).unwrap();
+    let reference = Reference::parse(&format!("{}/faults/app:1", proxy.host())).unwrap();
+    let client = fast_client(&proxy.host());
+    let pulled = registry::pull(&client, &reference, &store, &PullOptions::default(), &()).unwrap();
+    assert_eq!(pulled.image, image);
+    assert_eq!(statuses(&proxy, "GET", "/storage/"), [403]);
+
+    // Twice: the error names the storage URL, not the registry's access rules or the
+    // credentials, and never the signature.
+    let cache = work.path().join("cache2");
+    proxy.inject("GET", &layer, Fault::RedirectToForbiddenStorage, 2);
+    let stderr = failed_pull(&cache, &proxy);
+    let storage = format!("http://{}/storage/v2/faults/app{layer}`", proxy.host());
+    assert!(stderr.contains(&storage), "{stderr}");
+    assert!(stderr.contains("403 Forbidden"), "{stderr}");
+    assert!(!stderr.contains("denied pull access"), "{stderr}");
+    assert!(!stderr.contains("5ecret"), "{stderr}");
 }
 
 #[test]

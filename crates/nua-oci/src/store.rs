@@ -19,6 +19,7 @@ use super::digest::{Digest, Sha256Writer};
 use super::error::{Error, IoContext, Result};
 use super::fs::{AtomicFile, READABLE_BY_ALL};
 
+mod partial;
 mod temporaries;
 mod verify;
 

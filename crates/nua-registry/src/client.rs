@@ -22,7 +22,7 @@ use reqwest::{Method, StatusCode, Url};
 use super::auth::{AuthConfig, Challenge, CredentialSource, Credentials, TokenAnswer};
 use super::error::{Error, Result};
 use super::reference::Reference;
-use nua_oci::http::{self as http, HttpError, Retry};
+use nua_oci::http::{self as http, HttpError, LowSpeed, Retry};
 
 /// How the client reaches registries.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +33,9 @@ pub struct ClientOptions {
     /// A mirror of Docker Hub (`https://mirror.example` or `http://HOST:PORT`) used for pulls.
     pub mirror: Option<String>,
     pub retry: Retry,
+    /// Requests without a body wait this long for headers, and downloads abandon a body this
+    /// slow (resumed or retried).
+    pub low_speed: LowSpeed,
 }
 
 /// A client for any number of registries (cheap to share between threads).
@@ -59,7 +62,8 @@ pub struct Repo<'c> {
 impl Client {
     pub fn new(options: ClientOptions) -> Result<Client> {
         Ok(Client {
-            http: http::client().map_err(|e| http_error("CLIENT", e, None))?,
+            http: http::client(options.low_speed.time)
+                .map_err(|e| http_error("CLIENT", e, None))?,
             options,
             authorizations: Mutex::default(),
             credentials: Mutex::default(),
@@ -134,6 +138,11 @@ impl Repo<'_> {
         self.client.options.retry
     }
 
+    /// The low-speed limit bodies are read with ([`LowSpeed::watch`]).
+    pub fn low_speed(&self) -> LowSpeed {
+        self.client.options.low_speed
+    }
+
     /// `BASE/v2/<repository>/<rest>`.
     pub fn url(&self, rest: &str) -> Url {
         let path = format!("v2/{}/{rest}", self.repository);
@@ -169,7 +178,14 @@ impl Repo<'_> {
 
     /// Send a request, authenticating when challenged and retrying transient failures when
     /// `retry`. Any final status comes back as an answer except 401 and 403, which are
-    /// errors naming the credential source.
+    /// errors naming the credential source, or for a 403 of the storage host a blob was
+    /// redirected to, the storage URL (tried twice: a signed URL may be fetched anew).
+    ///
+    /// A request without a body (`GET`, `HEAD`) waits at most the low-speed time for its
+    /// headers, and as long for each read of its body; others may take [`UPLOAD_TIMEOUT`]
+    /// in all.
+    ///
+    /// [`UPLOAD_TIMEOUT`]: http::UPLOAD_TIMEOUT
     pub fn send(
         &self,
         method: Method,
@@ -185,7 +201,9 @@ impl Repo<'_> {
                 ..self.client.options.retry
             }
         };
+        let bodiless = method == Method::GET || method == Method::HEAD;
         let mut challenged = false;
+        let mut storage_retried = false;
         loop {
             let authorization = self.cached_authorization();
             // Credentials go only to the registry itself: an upload `Location` or a redirect
@@ -193,6 +211,9 @@ impl Repo<'_> {
             let same_origin = url.origin() == self.base.origin();
             let resp = http::send_retrying(&policy, url.as_str(), || {
                 let mut req = self.client.http.request(method.clone(), url.clone());
+                if !bodiless {
+                    req = req.timeout(http::UPLOAD_TIMEOUT);
+                }
                 if let Some(value) = authorization.as_ref().filter(|_| same_origin) {
                     req = req.header(AUTHORIZATION, value);
                 }
@@ -205,6 +226,24 @@ impl Repo<'_> {
                     self.authenticate(&resp)?;
                 }
                 StatusCode::UNAUTHORIZED => return Err(self.refused()?),
+                // Redirected to a storage host (S3, GCS, a CDN) that refused: its signed URL,
+                // not our credentials. Ask the registry again once for a fresh one.
+                StatusCode::FORBIDDEN if resp.url() != url => {
+                    if !storage_retried {
+                        storage_retried = true;
+                        continue;
+                    }
+                    let mut storage = resp.url().clone();
+                    storage.set_query(None);
+                    storage.set_fragment(None);
+                    let _ = storage.set_username("");
+                    let _ = storage.set_password(None);
+                    return Err(Error::StorageDenied {
+                        registry: self.registry.clone(),
+                        what: url.path().rsplit('/').next().unwrap_or_default().to_owned(),
+                        url: storage.to_string(),
+                    });
+                }
                 StatusCode::FORBIDDEN => {
                     return Err(Error::Denied {
                         registry: self.registry.clone(),

@@ -89,6 +89,40 @@ pub enum Error {
         actual: Digest,
     },
 
+    /// A blob that came twice with the wrong content: the registry, not the link, is at fault.
+    #[error("blob `{expected}` from `{origin}` does not match its digest twice: expected `{expected}`, got `{first}`, then `{second}`; nothing was stored")]
+    DigestTwice {
+        origin: String,
+        expected: Digest,
+        first: Digest,
+        second: Digest,
+    },
+
+    /// A download given up: `reason` says how its last attempt ended (a stall with its rate,
+    /// a broken connection, a short body).
+    #[error("downloading blob `{digest}` from `{origin}` failed: {reason}; gave up after {retries} retries without progress and {resumes} resumes after progress, with {received} of {size} bytes received{}", if *kept { " (kept: the next pull resumes from there)" } else { "" })]
+    Transfer {
+        origin: String,
+        digest: Digest,
+        reason: String,
+        retries: u32,
+        resumes: u32,
+        received: u64,
+        size: u64,
+        /// Whether the bytes received are kept for the next pull.
+        kept: bool,
+    },
+
+    /// The storage host a registry redirected a blob to refused it (a signed URL that expired
+    /// or a storage policy): not the registry's credentials.
+    #[error("the storage URL `{url}` that registry `{registry}` redirected `{what}` to answered 403 Forbidden (after 1 retry)")]
+    StorageDenied {
+        registry: String,
+        what: String,
+        /// Without its query, which holds the signature.
+        url: String,
+    },
+
     /// Content that does not have its announced size: refused, nothing stored.
     #[error("blob `{digest}` from `{origin}` has {actual} bytes, its descriptor says {expected}; nothing was stored")]
     Size {
@@ -127,6 +161,21 @@ impl Error {
                 Some("check the user name and password (or token) of that source".into())
             }
             Error::NoPlatform { .. } => Some("pick one with `--platform`".into()),
+            Error::Transfer { .. } => Some(format!(
+                "try again later, or set the low-speed limit for a slow link with `{}` (bytes per \
+                 second) and `{}` (seconds)",
+                nua_oci::http::NUA_LOW_SPEED_LIMIT,
+                nua_oci::http::NUA_LOW_SPEED_TIME
+            )),
+            Error::DigestTwice { .. } => Some(
+                "the registry serves content that does not match its digest: tell its operator"
+                    .into(),
+            ),
+            Error::StorageDenied { .. } => Some(
+                "the registry's storage refused a signed URL; check the registry's storage \
+                 configuration and the clocks of both machines"
+                    .into(),
+            ),
             Error::Oci(e) => e.hint(),
             _ => None,
         }

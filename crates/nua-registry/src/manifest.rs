@@ -139,8 +139,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 /// GET a small document (a manifest, a config) whole: up to `limit` bytes (one more tells it
-/// is too large), its headers with it. A body that breaks while read is fetched again, with
-/// the client's backoff, as a connection error would be.
+/// is too large), its headers with it. A body that breaks or stalls (the low-speed limit)
+/// while read is fetched again, with the client's backoff, as a connection error would be.
 fn get_small(
     repo: &Repo<'_>,
     url: &reqwest::Url,
@@ -160,7 +160,8 @@ fn get_small(
         }
         let headers = resp.headers().clone();
         let mut bytes = Vec::new();
-        match resp.take(limit + 1).read_to_end(&mut bytes) {
+        let body = repo.low_speed().watch(resp);
+        match body.take(limit + 1).read_to_end(&mut bytes) {
             Ok(_) => return Ok((headers, bytes)),
             Err(_) if attempt < retry.retries => {
                 std::thread::sleep(retry.wait(attempt, None));
@@ -168,7 +169,7 @@ fn get_small(
             }
             Err(e) => {
                 return Err(repo.protocol(format!(
-                    "`{url}` broke while read, after {attempt} retries ({e})"
+                    "reading `{url}` failed after {attempt} retries: {e}"
                 )))
             }
         }

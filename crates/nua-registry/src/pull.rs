@@ -1,12 +1,17 @@
 //! Pull: resolve the manifest for a platform, then download the config and layers
 //! concurrently into the blob store.
 //!
-//! A blob already in the store is not downloaded. Others stream into a store writer (a
-//! temporary file); when the connection breaks, or the body ends early, the download goes on
-//! from the bytes already received with `Range: bytes=N-` (a registry that answers `200`
-//! instead of `206` is read again from the start). The writer checks the digest before the
-//! blob becomes visible, and the size is checked against the descriptor, so a killed or
-//! corrupt download never leaves anything under `blobs/`.
+//! A blob already in the store, and intact (it is hashed again: a disk fault or tampering is
+//! found, the copy moved aside and fetched anew), is not downloaded. Others stream into a store
+//! writer (a temporary file). When the connection breaks, the body ends early, or it gets
+//! slower than the client's low-speed limit, the download goes on from the bytes already
+//! received with `Range: bytes=N-` (a registry that answers `200` instead of `206` is read
+//! again from the start). An attempt that brought bytes is resumed at once and never counted;
+//! only attempts that brought nothing (or a stalled trickle) count against the retries. A
+//! download that gives up keeps its bytes in the store for the next pull to resume. The writer
+//! checks the digest before the blob becomes visible (a mismatch is fetched once more), and the
+//! size is checked against the descriptor, so a killed or corrupt download never leaves
+//! anything under `blobs/`.
 
 use std::io::{Read, Write};
 
@@ -19,9 +24,11 @@ use super::error::{Error, Result};
 use super::manifest::{self, Resolved};
 use super::reference::Reference;
 use super::{parallel, sources, BlobReport, Outcome, Progress};
-use nua_oci::http::HttpKind;
+use nua_oci::http::Stalled;
 use nua_oci::image::Platform;
-use nua_oci::{self as oci, BlobInfo, BlobStore, BlobWriter, Descriptor, ImageConfig, ImageRef};
+use nua_oci::{
+    self as oci, BlobInfo, BlobState, BlobStore, BlobWriter, Descriptor, ImageConfig, ImageRef,
+};
 
 /// What to pull.
 #[derive(Debug, Clone)]
@@ -127,10 +134,11 @@ pub fn pull(
     })
 }
 
-/// Resumes of one blob, progress or not, before giving up.
-const MAX_RESUMES: u32 = 64;
-
-/// Download one blob into the store, resuming with `Range` when the transfer breaks.
+/// Download one blob into the store.
+///
+/// Bytes a failed pull received are kept in the store, and the next download of the blob
+/// resumes from them. A blob that arrives whole but does not match its digest is fetched once
+/// more from the start (a flaky proxy is the usual cause); a second mismatch is an error.
 fn download(
     repo: &Repo<'_>,
     blob: &Descriptor,
@@ -138,81 +146,192 @@ fn download(
     progress: &dyn Progress,
 ) -> Result<BlobReport> {
     let origin = format!("{}/{}", repo.registry, repo.repository);
-    if let Some(report) = already_stored(blob, store)? {
+    if let Some(report) = already_stored(blob, store, progress)? {
         progress.finish(&report);
         return Ok(report);
     }
     progress.start(&blob.digest, blob.size);
+    let mut attempts = Attempts::default();
+    let mut writer = store.writer_resuming(&blob.digest)?;
+    if writer.len() > blob.size {
+        // Kept bytes that cannot be the start of this blob.
+        writer = store.writer()?;
+    }
+    if !writer.is_empty() {
+        progress.advance(&blob.digest, writer.len());
+        progress.retry(
+            &blob.digest,
+            &format!("resuming at byte {} kept by an earlier pull", writer.len()),
+        );
+    }
+    let mut mismatch = None;
+    let info = loop {
+        let received = receive(repo, blob, store, &mut writer, progress, &mut attempts);
+        if let Err(mut e) = received {
+            // Whatever ended it, the bytes received so far wait for the next pull.
+            let partial = !writer.is_empty() && writer.len() < blob.size;
+            let saved = partial && writer.keep_partial(&blob.digest).is_ok();
+            if let Error::Transfer { kept, .. } = &mut e {
+                *kept = saved;
+            }
+            return Err(e);
+        }
+        match commit_verified(writer, store, blob, origin.clone()) {
+            Ok(info) => break info,
+            Err(Error::Digest { actual, .. }) if mismatch.is_none() => {
+                progress.retry(
+                    &blob.digest,
+                    &format!("the bytes received hash to `{actual}`; fetching it again"),
+                );
+                mismatch = Some(actual);
+                writer = store.writer()?;
+            }
+            Err(Error::Digest {
+                expected, actual, ..
+            }) => {
+                return Err(Error::DigestTwice {
+                    origin,
+                    expected,
+                    first: mismatch.expect("set by the first mismatch"),
+                    second: actual,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let report = BlobReport {
+        digest: info.digest,
+        size: info.size,
+        outcome: Outcome::Downloaded,
+        transferred: attempts.transferred,
+    };
+    progress.finish(&report);
+    Ok(report)
+}
+
+/// How a blob's download went so far: for the progress display and for the error.
+#[derive(Debug, Default)]
+struct Attempts {
+    /// Attempts that brought nothing (or only a stalled trickle): these count against the
+    /// client's retries, with backoff.
+    retries: u32,
+    /// Attempts that broke after bringing bytes: resumed at once, never counted (a flaky link
+    /// that keeps moving finishes, since every resume brings the end closer).
+    resumes: u32,
+    /// Bytes received over the network, restarts included.
+    transferred: u64,
+}
+
+/// Fill `writer` with the blob, resuming with `Range` when an attempt ends early. Returns once
+/// `writer` holds `blob.size` bytes (the digest is checked by the caller); an attempt past
+/// the retries is an [`Error::Transfer`] (the caller says whether the bytes are kept).
+fn receive(
+    repo: &Repo<'_>,
+    blob: &Descriptor,
+    store: &BlobStore,
+    writer: &mut BlobWriter,
+    progress: &dyn Progress,
+    attempts: &mut Attempts,
+) -> Result<()> {
     let url = repo.url(&format!("blobs/{}", blob.digest));
     let retry = repo.retry_policy();
-    let mut writer = store.writer()?;
-    let mut transferred = 0;
-    let mut breaks = 0;
-    let mut resumes = 0;
+    let low_speed = repo.low_speed();
     loop {
         let offset = writer.len();
         let resp = get_blob_from(repo, &url, blob, offset)?;
         if offset > 0 && resp.status() == StatusCode::OK {
             // A full body where a range was asked for: start over.
-            writer = store.writer()?;
+            *writer = store.writer()?;
         }
-        let remaining = blob.size.saturating_sub(writer.len());
-        let copied = copy_counted(resp.take(remaining + 1), &mut writer, |n| {
-            transferred += n;
+        let start = writer.len();
+        let remaining = blob.size.saturating_sub(start);
+        let body = low_speed.watch(resp).take(remaining + 1);
+        let copied = copy_counted(body, writer, |n| {
+            attempts.transferred += n;
             progress.advance(&blob.digest, n);
         });
         if writer.len() > blob.size {
             return Err(Error::Size {
-                origin,
+                origin: format!("{}/{}", repo.registry, repo.repository),
                 digest: blob.digest.clone(),
                 expected: blob.size,
                 actual: writer.len(),
             });
         }
         // Every byte is here, even if the connection broke after the last one: the digest
-        // check below decides.
+        // check decides.
         if writer.len() == blob.size {
-            break;
+            return Ok(());
         }
-        // The connection broke, or the body ended before `size` bytes: resume. A break that
-        // still brought bytes resumes at once and does not count against the retries (a slow,
-        // flaky link finishes); only breaks without progress do, with backoff.
-        resumes += 1;
-        if writer.len() > offset && resumes < MAX_RESUMES {
-            breaks = 0;
-            progress.retry(&blob.digest, &format!("resuming at byte {}", writer.len()));
+        let received = writer.len();
+        let (reason, progressed) = match copied {
+            Err(e) => match Stalled::of(&e) {
+                // A trickle is no progress, whatever came before the slow window is.
+                Some(stall) => (stall.to_string(), stall.before_window() > 0),
+                None => (
+                    format!("the connection broke at byte {received}"),
+                    received > start,
+                ),
+            },
+            Ok(()) => (
+                format!("the body ended at byte {received}"),
+                received > start,
+            ),
+        };
+        if progressed {
+            attempts.resumes += 1;
+            progress.retry(&blob.digest, &format!("{reason}; resuming"));
             continue;
         }
-        if breaks == retry.retries || resumes >= MAX_RESUMES {
-            let broken = copied.is_err();
-            return Err(gave_up(origin, blob, &url, broken, breaks, writer.len()));
+        if attempts.retries == retry.retries {
+            return Err(Error::Transfer {
+                origin: format!("{}/{}", repo.registry, repo.repository),
+                digest: blob.digest.clone(),
+                reason,
+                retries: attempts.retries,
+                resumes: attempts.resumes,
+                received,
+                size: blob.size,
+                kept: false,
+            });
         }
-        progress.retry(&blob.digest, &format!("resuming at byte {}", writer.len()));
-        std::thread::sleep(retry.wait(breaks, None));
-        breaks += 1;
+        let wait = retry.wait(attempts.retries, None);
+        progress.retry(
+            &blob.digest,
+            &format!("{reason}; retrying in {} ms", wait.as_millis()),
+        );
+        std::thread::sleep(wait);
+        attempts.retries += 1;
     }
-    let info = commit_verified(writer, store, blob, origin)?;
-    let report = BlobReport {
-        digest: info.digest,
-        size: info.size,
-        outcome: Outcome::Downloaded,
-        transferred,
-    };
-    progress.finish(&report);
-    Ok(report)
 }
 
-/// The report of a blob the store already has whole, if it has.
-fn already_stored(blob: &Descriptor, store: &BlobStore) -> Result<Option<BlobReport>> {
-    if store.contains(&blob.digest) && store.size(&blob.digest)? == blob.size {
-        return Ok(Some(BlobReport {
+/// The report of a blob the store already has whole and intact, if it has. A stored copy
+/// that does not match its digest (a disk fault, tampering) is moved aside, said, and fetched
+/// again.
+fn already_stored(
+    blob: &Descriptor,
+    store: &BlobStore,
+    progress: &dyn Progress,
+) -> Result<Option<BlobReport>> {
+    match store.verify(&blob.digest)? {
+        BlobState::Intact { size } if size == blob.size => Ok(Some(BlobReport {
             digest: blob.digest.clone(),
             size: blob.size,
             outcome: Outcome::Present,
             transferred: 0,
-        }));
+        })),
+        BlobState::Corrupt { moved_to } => {
+            progress.retry(
+                &blob.digest,
+                &format!(
+                    "the stored copy does not match its digest (moved to `{}`); fetching it again",
+                    moved_to.display()
+                ),
+            );
+            Ok(None)
+        }
+        _ => Ok(None),
     }
-    Ok(None)
 }
 
 /// `GET` the blob from byte `offset` on (a `Range` request past 0). The answer is a `206`
@@ -234,34 +353,6 @@ fn get_blob_from(repo: &Repo<'_>, url: &Url, blob: &Descriptor, offset: u64) -> 
             reference: format!("{}@{}", repo.repository, blob.digest),
         }),
         _ => Err(repo.unexpected(&Method::GET, url, resp)),
-    }
-}
-
-/// The error of a transfer given up after `breaks` retries, with `received` bytes stored.
-fn gave_up(
-    origin: String,
-    blob: &Descriptor,
-    url: &Url,
-    broken: bool,
-    breaks: u32,
-    received: u64,
-) -> Error {
-    if !broken {
-        // Short every time: name the sizes, not a digest of half a blob.
-        return Error::Size {
-            origin,
-            digest: blob.digest.clone(),
-            expected: blob.size,
-            actual: received,
-        };
-    }
-    Error::Http {
-        method: "GET".into(),
-        url: url.to_string(),
-        kind: HttpKind::Connect,
-        retries: breaks,
-        detail: Some(format!("the body broke at byte {received}")),
-        source: None,
     }
 }
 
