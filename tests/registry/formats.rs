@@ -247,14 +247,27 @@ fn a_layer_repeated_50_times_is_checked_and_uploaded_once() {
         "one upload session per distinct blob: {requests:?}"
     );
 
+    // A pull into an empty cache downloads each distinct blob once, too.
     let out = work.path().join("pulled.tar");
     let pulled = pull_json(
-        &registry.host(),
-        &mut pack(&cache),
-        &format!("{}/repeated/app:1", registry.host()),
+        &proxy.host(),
+        &mut pack(&work.path().join("fresh")),
+        &target,
         &["-o".as_ref(), out.as_os_str()],
     );
     assert_eq!(pulled["digest"], pushed["digest"]);
+    let requests = proxy.requests();
+    for blob in blobs {
+        let hex = blob["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let gets = requests
+            .iter()
+            .filter(|(m, path, _)| m == "GET" && path.ends_with(hex))
+            .count();
+        assert_eq!(gets, 1, "{hex}: {requests:?}");
+    }
     let info = ImageArchive::open(&out)
         .unwrap()
         .image(ReadOptions {

@@ -28,12 +28,13 @@ pub mod push;
 pub mod reference;
 mod sources;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
 
-use nua_oci::Digest;
+use nua_oci::{Descriptor, Digest};
 
 pub use auth::{AuthConfig, CredentialSource, Credentials, Secret};
 pub use client::{Client, ClientOptions};
@@ -112,6 +113,37 @@ pub(crate) fn parallel<T: Sync, R: Send>(
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     // Items never started (after a failure) are `None` and come after the failing one.
     results.into_iter().map_while(|r| r).collect()
+}
+
+/// The config and the layers of an image, each digest once, in the order they first appear:
+/// an image that repeats a layer has it checked and transferred once. One digest listed with
+/// two sizes is a broken manifest: refused before anything is sent.
+pub(crate) fn distinct<'a>(
+    config: &'a Descriptor,
+    layers: &'a [Descriptor],
+    reference: &Reference,
+) -> Result<Vec<&'a Descriptor>> {
+    let mut seen: HashMap<&Digest, &Descriptor> = HashMap::new();
+    let mut blobs = Vec::new();
+    for blob in std::iter::once(config).chain(layers) {
+        match seen.get(&blob.digest) {
+            None => {
+                seen.insert(&blob.digest, blob);
+                blobs.push(blob);
+            }
+            Some(first) if first.size != blob.size => {
+                return Err(Error::Manifest {
+                    reference: reference.to_string(),
+                    reason: format!(
+                        "the blob `{}` is listed with sizes {} and {}",
+                        blob.digest, first.size, blob.size
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(blobs)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use super::client::{Client, Repo};
 use super::error::{Error, Result};
 use super::manifest::{self, Resolved};
 use super::reference::Reference;
-use super::{parallel, sources, BlobReport, Outcome, Progress};
+use super::{distinct, parallel, sources, BlobReport, Outcome, Progress};
 use nua_oci::http::Stalled;
 use nua_oci::image::Platform;
 use nua_oci::{
@@ -57,7 +57,7 @@ impl Default for PullOptions {
 pub struct Pulled {
     pub image: ImageRef,
     pub config: ImageConfig,
-    /// The config first, then the layers.
+    /// The config first, then the layers, each digest once.
     pub blobs: Vec<BlobReport>,
 }
 
@@ -87,9 +87,7 @@ pub fn pull(
     let repo = client.repo(reference, false)?;
     let resolved = manifest::resolve(&repo, reference, &options.platform)?;
     let manifest = &resolved.manifest;
-    let wanted: Vec<&Descriptor> = std::iter::once(&manifest.config)
-        .chain(&manifest.layers)
-        .collect();
+    let wanted = distinct(&manifest.config, &manifest.layers, reference)?;
     let blobs = parallel(&wanted, options.concurrency, |d| {
         download(&repo, d, store, progress)
     })?;

@@ -12,7 +12,7 @@
 //! config): each distinct digest is checked, mounted or uploaded once per push (issue 13),
 //! and reported once, where it first appears; the manifest itself is sent as it is.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -26,7 +26,7 @@ use reqwest::{Method, StatusCode, Url};
 use super::client::{Client, Repo};
 use super::error::{Error, Result};
 use super::reference::Reference;
-use super::{parallel, sources, BlobReport, Outcome, Progress};
+use super::{distinct, parallel, sources, BlobReport, Outcome, Progress};
 use nua_oci::{self as oci, BlobStore, Descriptor, Digest, ImageArchive, ImageRef};
 
 /// How to push.
@@ -119,7 +119,7 @@ pub fn push(
     options: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<Pushed> {
-    let blobs = distinct(image, reference)?;
+    let blobs = distinct(&image.config, &image.layers, reference)?;
     let mounts: Vec<Vec<String>> = blobs
         .iter()
         .map(|b| {
@@ -171,32 +171,6 @@ pub fn push(
         digest: image.manifest.digest.clone(),
         blobs: reports,
     })
-}
-
-/// The config and the layers of `image`, each digest once, in the order they first appear.
-/// One digest listed with two sizes is a broken manifest: refused before anything is sent.
-fn distinct<'a>(image: &'a ImageRef, reference: &Reference) -> Result<Vec<&'a Descriptor>> {
-    let mut seen: HashMap<&Digest, &Descriptor> = HashMap::new();
-    let mut blobs = Vec::new();
-    for blob in std::iter::once(&image.config).chain(&image.layers) {
-        match seen.get(&blob.digest) {
-            None => {
-                seen.insert(&blob.digest, blob);
-                blobs.push(blob);
-            }
-            Some(first) if first.size != blob.size => {
-                return Err(Error::Manifest {
-                    reference: reference.to_string(),
-                    reason: format!(
-                        "the blob `{}` is listed with sizes {} and {}",
-                        blob.digest, first.size, blob.size
-                    ),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(blobs)
 }
 
 fn put_manifest(repo: &Repo<'_>, d: &Descriptor, bytes: &[u8], target: &str) -> Result<()> {
@@ -353,7 +327,7 @@ mod tests {
         layers.push(blob(b"config", 6));
         let image = image(blob(b"config", 6), layers);
         let reference = Reference::parse("r.example/app:1").unwrap();
-        let digests: Vec<&Digest> = distinct(&image, &reference)
+        let digests: Vec<&Digest> = distinct(&image.config, &image.layers, &reference)
             .unwrap()
             .into_iter()
             .map(|d| &d.digest)
@@ -365,7 +339,9 @@ mod tests {
     fn one_digest_with_two_sizes_is_refused_naming_it() {
         let image = image(blob(b"config", 6), vec![blob(b"a", 1), blob(b"a", 2)]);
         let reference = Reference::parse("r.example/app:1").unwrap();
-        let err = distinct(&image, &reference).unwrap_err().to_string();
+        let err = distinct(&image.config, &image.layers, &reference)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&Digest::of(b"a").to_string()), "{err}");
         assert!(err.contains("sizes 1 and 2"), "{err}");
     }
