@@ -66,6 +66,46 @@ fn a_src_url_archive_is_built_served_and_needs_no_network_once_cached() {
     );
 }
 
+/// Issue 13: a fifo in a source archive is left out, and the build says so, naming it.
+#[test]
+fn a_fifo_in_a_source_archive_is_left_out_with_a_warning() {
+    use std::io::Write;
+    let work = temp_dir();
+    let cache = cache_with_base("python", work.path());
+    let name = format!("hello-{}", common::archive::VERSION);
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_dir_all(&name, src_url_content()).unwrap();
+    let mut fifo = tar::Header::new_ustar();
+    fifo.set_path(format!("{name}/pipe")).unwrap();
+    fifo.set_entry_type(tar::EntryType::Fifo);
+    fifo.set_mode(0o644);
+    fifo.set_size(0);
+    fifo.set_cksum();
+    tar.append(&fifo, &[][..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let path = format!("/{name}.tar.gz");
+    let server = common::archive::FileServer::start([(path.clone(), bytes.clone())].into());
+    let served = common::archive::ServedArchive {
+        url: server.url(&path),
+        sha256: common::archive::sha256_hex(&bytes),
+        server,
+        bytes,
+    };
+    let app = src_url_app(&work.path().join("app"), &served);
+    let out = work.path().join("fifo.tar");
+    let (ok, events, stderr) = build(&app, &cache, &out);
+    assert!(ok, "{stderr}");
+    let warned = events.iter().any(|e| {
+        e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/pipe` (a fifo)") && m.contains(&served.url))
+    });
+    assert!(warned, "{events:?}\n{stderr}");
+}
+
 #[test]
 fn a_wrong_checksum_or_a_missing_archive_is_refused_with_the_url() {
     let work = temp_dir();

@@ -54,6 +54,13 @@ pub fn local(
     Ok(())
 }
 
+/// Say what the fetch left out of the archive (device nodes, fifos, sockets).
+fn report_left_out(fetched: &fetch::Fetched, reporter: &mut dyn Reporter) {
+    for message in fetched.warnings() {
+        reporter.event(Event::Warning { message });
+    }
+}
+
 /// The source layer of a `src-url` archive or `git-url` repository. When the content can
 /// be named before fetching (a `src-checksum`, a git commit), a cached layer needs no
 /// download; else the archive is fetched and its tree decides.
@@ -76,6 +83,7 @@ pub fn fetched(
     let Some(identity) = fetch::pin(origin).map_err(fetch_error)? else {
         // An archive without a checksum: fetched every time, keyed by its content.
         let fetched = fetch::fetch(origin, &work_dir, store).map_err(fetch_error)?;
+        report_left_out(&fetched, reporter);
         let message = format!(
             "`src-url` has no `src-checksum`: the archive is not verified; pin it with \
              src-checksum = \"{}\"",
@@ -105,9 +113,10 @@ pub fn fetched(
         Step::Source.name(),
         &inputs,
         reporter,
-        |_, _| {
+        |_, reporter| {
             let fetched = fetch::fetch_pinned(origin, Some(&identity), &work_dir, store)
                 .map_err(fetch_error)?;
+            report_left_out(&fetched, reporter);
             let src_dir = fetch::project_dir(fetched.root(), project).map_err(fetch_error)?;
             let ctx = context(build, src_dir)?;
             Step::Source.run(&ctx, None)
