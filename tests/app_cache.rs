@@ -1,5 +1,5 @@
 //! The build cache as users drive it: two builds at once on one cache, `--no-cache`,
-//! `nua-pack cache ls` and `cache prune`.
+//! `nua-pack cache ls`, `cache prune` and `cache verify`.
 
 mod common;
 
@@ -224,4 +224,56 @@ fn a_new_commit_time_keeps_the_dependency_layers() {
     let fresh = cache_with_base("python", &work.path().join("fresh"));
     let from_scratch = build_at(&fresh, "1800000000");
     assert_eq!(digest(&from_scratch), digest(&later));
+}
+
+/// A byte flipped in a cached blob: `cache verify` names it, moves it aside and fails; run
+/// again, it passes and reports what was moved aside, which `cache prune` deletes.
+#[test]
+fn cache_verify_moves_a_corrupt_blob_aside_and_prune_deletes_it() {
+    let work = temp_dir();
+    let cache = work.path().join("cache");
+    let store = nua_oci::BlobStore::open(&cache).unwrap();
+    let intact = store.put_bytes(b"an intact blob").unwrap();
+    let flipped = store.put_bytes(b"a blob to damage").unwrap();
+    let path = store.path(&flipped.digest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let verify = |json: bool| {
+        let mut cmd = nua_pack();
+        cmd.args(["cache", "verify"]).env("NUA_CACHE_DIR", &cache);
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)
+    };
+
+    let first = verify(false);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(first.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&flipped.digest.to_string()), "{stdout}");
+    assert!(!stdout.contains(&intact.digest.to_string()), "{stdout}");
+    assert!(stdout.contains("2 blobs checked"), "{stdout}");
+    assert!(stdout.contains("1 corrupt"), "{stdout}");
+    assert!(!path.exists());
+    assert!(store.contains(&intact.digest));
+
+    let again = verify(true);
+    assert!(again.status.success(), "{again:?}");
+    let json: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(json["checked"], 1, "{json}");
+    assert_eq!(json["corrupt"].as_array().unwrap().len(), 0, "{json}");
+    let quarantined = json["quarantined"].as_array().unwrap();
+    assert_eq!(quarantined.len(), 1, "{json}");
+    let moved = quarantined[0]["path"].as_str().unwrap();
+    assert!(moved.contains(flipped.digest.hex()), "{json}");
+
+    let pruned = run_ok(
+        nua_pack()
+            .args(["cache", "prune", "--json"])
+            .env("NUA_CACHE_DIR", &cache),
+    );
+    let pruned: Value = serde_json::from_str(&pruned).unwrap();
+    assert_eq!(pruned["corrupt_files"], 1, "{pruned}");
+    assert!(!Path::new(moved).exists());
 }

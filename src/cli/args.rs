@@ -44,8 +44,26 @@ pub enum CacheCommand {
     #[command(mut_arg("json", |a| a.help("Print the list as JSON")))]
     Ls(CacheLsArgs),
     /// Remove the layers no build used for a while, and what only they needed
+    ///
+    /// Also deletes the blobs `cache verify` or a build moved aside as corrupt.
     #[command(mut_arg("json", |a| a.help("Print what was removed as JSON")))]
     Prune(CachePruneArgs),
+    /// Check every cached blob against its digest, moving corrupt ones aside
+    ///
+    /// A blob whose bytes no longer match its digest (a disk fault, tampering) is moved to
+    /// the cache's `corrupt/` folder and fetched again by the next pull or build. Lists each
+    /// blob moved aside, then a summary; also reports what `corrupt/` holds from before
+    /// (`cache prune` deletes it).
+    ///
+    /// Exit status: 0 when every blob is intact, 1 when any was corrupt.
+    #[command(mut_arg("json", |a| a.help("Print the result as JSON")))]
+    Verify(CacheVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheVerifyArgs {
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 #[derive(Debug, Args)]

@@ -72,6 +72,21 @@ impl BlobStore {
         })
     }
 
+    /// The digests of every blob present, sorted: files of `blobs/sha256/` named by a valid
+    /// digest (anything else there is no blob of the store).
+    pub fn digests(&self) -> Result<Vec<Digest>> {
+        let dir = self.blobs_dir();
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            if let Ok(digest) = Digest::from_hex(&entry.file_name().to_string_lossy()) {
+                found.push(digest);
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     /// The folder corrupt blobs are moved to.
     pub fn corrupt_dir(&self) -> PathBuf {
         self.root.join("corrupt")
@@ -205,6 +220,8 @@ mod tests {
         // Gone now: fetched again on the next pull.
         assert_eq!(store.verify(&bad.digest).unwrap(), BlobState::Missing);
         assert!(store.contains(&good.digest));
+        fs::write(dir.path().join("blobs/sha256/not-a-digest"), b"x").unwrap();
+        assert_eq!(store.digests().unwrap(), [good.digest]);
     }
 
     #[test]
