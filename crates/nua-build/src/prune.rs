@@ -5,7 +5,7 @@
 //! Pruning removes the entries unused for the given time, then what only they kept: blobs
 //! no remaining entry names (and not written lately: a running build's newest blobs have no
 //! entry yet), unpacked copies of layers no entry names, and old package resolutions, test
-//! results and explanations. Everything it removes is remade by the next build that needs
+//! results, explanations and the bytes of failed downloads. Everything it removes is remade by the next build that needs
 //! it.
 //!
 //! [`LayerCache::get`]: super::cache::LayerCache::get
@@ -157,7 +157,8 @@ pub fn prune(cache_dir: &Path, keep: Duration) -> Result<Pruned, Error> {
             pruned.blob_bytes += size;
         }
     }
-    for dir in ["resolved", "tests", "why"] {
+    // `partial/`: bytes of failed downloads, kept for the next pull to resume from.
+    for dir in ["partial", "resolved", "tests", "why"] {
         let dir = cache_dir.join(dir);
         let mut pending = vec![dir];
         while let Some(dir) = pending.pop() {
