@@ -394,3 +394,36 @@ fn modes_do_not_depend_on_the_umask() {
     };
     assert_eq!(digest_under("022"), digest_under("077"));
 }
+
+/// Issue 13: a stored layer damaged on disk does not unpack, and the error says the blob was
+/// moved aside (the next build makes it again) instead of leaving it to fail every build.
+#[test]
+fn a_damaged_layer_blob_is_moved_aside_when_it_does_not_unpack() {
+    let work = tempfile::tempdir_in(&env().dir).unwrap();
+    let store = nua_oci::BlobStore::open(work.path().join("store")).unwrap();
+    let opts = LayerOptions {
+        compression: Compression::Gzip(1),
+        source_date_epoch: 0,
+    };
+    let mut writer = LayerWriter::new(&store, opts).unwrap();
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    writer
+        .add_bytes("data.bin", &Meta::new(0o644), &content)
+        .unwrap();
+    let layer = writer.finish().unwrap();
+    let blob = store.path(&layer.descriptor.digest);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+
+    let sandbox = Sandbox::new(&work.path().join("cache"), &store).unwrap();
+    let err = sandbox.root(std::slice::from_ref(&layer)).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&layer.descriptor.digest.to_string()) && message.contains("moved"),
+        "{message}"
+    );
+    assert!(!blob.exists(), "the damaged blob stayed in blobs/");
+    assert_eq!(store.quarantined().unwrap().len(), 1);
+}

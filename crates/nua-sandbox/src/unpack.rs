@@ -25,7 +25,21 @@ pub(crate) const OPAQUE_XATTRS: [&str; 2] = ["user.overlay.opaque", "trusted.ove
 
 /// Unpack `layer` from `store` into `dest` (which must not exist); returns nothing until the
 /// DiffID has been checked. Call inside the user namespace.
+///
+/// When the layer does not read back (a broken stream, a wrong DiffID) because the stored
+/// blob itself is damaged, the blob is moved aside and the error says so: the next build
+/// makes or fetches it again.
 pub(crate) fn unpack(store: &BlobStore, layer: &Layer, dest: &Path) -> Result<()> {
+    let digest = &layer.descriptor.digest;
+    unpack_checked(store, layer, dest).map_err(|e| match e {
+        Error::DiffId { .. } | Error::Oci(oci::Error::Stream { .. }) => {
+            store.found_corrupt(digest).map_or(e, Error::Oci)
+        }
+        e => e,
+    })
+}
+
+fn unpack_checked(store: &BlobStore, layer: &Layer, dest: &Path) -> Result<()> {
     let name = layer.descriptor.digest.to_string();
     let blob = store.open_blob(&layer.descriptor.digest)?;
     let mut hashed = HashRead {

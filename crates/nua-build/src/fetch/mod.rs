@@ -37,7 +37,7 @@ use error::IoContext;
 pub use error::{redact, FetchError};
 
 use nua_config::NuaConfig;
-use nua_oci::{BlobStore, Digest};
+use nua_oci::{BlobState, BlobStore, Digest};
 
 /// Largest source archive downloaded: a bound against a server that never stops.
 pub const MAX_ARCHIVE_SIZE: u64 = 4 << 30;
@@ -120,8 +120,12 @@ pub fn fetch_pinned(
                 Some(hex) => Some(checksum_digest(url, hex)?),
                 None => None,
             };
+            // A cached archive is hashed again before it is trusted: one damaged on disk
+            // is moved aside and downloaded anew.
             let digest = match expected {
-                Some(digest) if store.contains(&digest) => digest,
+                Some(digest) if matches!(store.verify(&digest)?, BlobState::Intact { .. }) => {
+                    digest
+                }
                 expected => download::download(url, expected.as_ref(), store)?,
             };
             let dir = temp_dir(work_dir)?;
@@ -397,6 +401,17 @@ mod tests {
             fetch(&Origin::Local, &work, &store),
             Err(FetchError::NothingToFetch)
         ));
+
+        // Damaged on disk: not trusted, moved aside, and fetched again (here the server is
+        // gone, so the fetch fails, asking the network rather than extracting bad bytes).
+        let stored = store.path(&good);
+        let mut bytes = fs::read(&stored).unwrap();
+        bytes[600] ^= 1;
+        fs::write(&stored, bytes).unwrap();
+        let err = fetch(&origin(&good), &work, &store).unwrap_err();
+        assert!(matches!(err, FetchError::Download { .. }), "{err}");
+        assert!(!store.contains(&good));
+        assert_eq!(store.quarantined().unwrap().len(), 1);
     }
 
     /// Issue 13: a name the file system cannot hold is a refused entry with its name cut

@@ -132,12 +132,20 @@ impl BlobStore {
     /// [`Error::CorruptBlob`] (the blob moved aside) when the blob's bytes do not hash to its
     /// name; `err` itself otherwise (the descriptor was wrong, not the store).
     pub(crate) fn corrupt_or(&self, digest: &Digest, err: Error) -> Error {
+        self.found_corrupt(digest).unwrap_or(err)
+    }
+
+    /// For a reader of the stored blob `digest` that failed (a bad archive, a wrong DiffID):
+    /// hash the blob, and when its bytes do not match its name, move it aside and return the
+    /// [`Error::CorruptBlob`] that says so, for the caller to report instead of its own error
+    /// (the next run fetches the blob again). `None` when the blob is intact or unreadable.
+    pub fn found_corrupt(&self, digest: &Digest) -> Option<Error> {
         let path = self.path(digest);
         let hashed = File::open(&path)
             .and_then(|file| hash_reader(BufReader::with_capacity(256 * 1024, file)));
         match hashed {
-            Ok((actual, _)) if &actual != digest => self.corrupt(digest, actual),
-            _ => err,
+            Ok((actual, _)) if &actual != digest => Some(self.corrupt(digest, actual)),
+            _ => None,
         }
     }
 
