@@ -122,6 +122,13 @@ nua_pull() {
     NUA_CACHE_DIR=$work/cache "$pack" pull "$host/bench/a:1" -o "$work/pulled.tar" \
         --insecure-registry "$host" -q
 }
+# The same pull again into the same cache: every blob is there, and each is hashed again
+# before it is trusted (a copy damaged on disk is moved aside and downloaded anew).
+nua_repull() {
+    rm -f "$work/pulled.tar"
+    NUA_CACHE_DIR=$work/cache "$pack" pull "$host/bench/a:1" -o "$work/pulled.tar" \
+        --insecure-registry "$host" -q
+}
 skopeo_push() { skopeo_ copy -q --dest-tls-verify=false "oci:$work/$1:$1" "docker://$host/bench/$1:1"; }
 skopeo_pull() {
     rm -f "$work/pulled.tar"
@@ -135,6 +142,7 @@ for i in $(seq 1 "$RUNS"); do
         rm -rf "$work/push-cache"
         t[${tool}_push]+="$(time_it ${tool}_push a) "
         t[${tool}_pull]+="$(time_it ${tool}_pull) "
+        if [ "$tool" = nua ]; then t[nua_repull]+="$(time_it nua_repull) "; fi
         t[${tool}_again]+="$(time_it ${tool}_push a) "
         t[${tool}_shared]+="$(time_it ${tool}_push b) "
     done
@@ -157,6 +165,7 @@ echo "| operation (image of ${image_mib} MB) | \`nua-pack\` | \`skopeo copy\` |"
 echo "|---|---:|---:|"
 echo "| push to an empty registry | $(m nua_push) s | $(m skopeo_push) s |"
 echo "| pull into a tarball (empty cache) | $(m nua_pull) s | $(m skopeo_pull) s |"
+echo "| pull again (every blob cached, each verified) | $(m nua_repull) s | — |"
 echo "| push the same image again | $(m nua_again) s | $(m skopeo_again) s |"
 echo "| push an image sharing its base | $(m nua_shared) s | $(m skopeo_shared) s |"
 echo
