@@ -30,16 +30,19 @@ fn every_base_is_listed_with_a_fresh_lock() {
         [
             "debian-bookworm",
             "debian-trixie",
+            "mariadb-10.11",
             "node-18",
             "node-20",
+            "postgres-15",
             "python",
+            "redis-7",
             "ruby"
         ]
     );
     for base in &list {
         assert_eq!(base["lock"], "fresh", "{base}");
     }
-    let python = &list[4];
+    let python = &list[6];
     assert_eq!(python["from"], "debian-bookworm");
     assert_eq!(python["layers"], serde_json::json!(["python"]));
 }

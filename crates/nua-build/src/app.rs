@@ -209,6 +209,7 @@ impl Build<'_> {
             let step = PlannedStep {
                 name: name.to_owned(),
                 packages,
+                before: Vec::new(),
                 run: Vec::new(),
             };
             match installer.install(&step, "", chain, reporter) {

@@ -139,11 +139,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
                 oci::ImageName::parse(t).with_context(|| format!("`{t}` is not a valid image name"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let config = oci::ContainerConfig {
-            env: image_env(&built.env),
-            cmd: Some(vec!["/bin/bash".into()]),
-            ..oci::ContainerConfig::default()
-        };
+        let config = built.config.container_config(image_env(&built.env));
         let layers = built.layers.iter().map(|l| l.layer.clone()).collect();
         let image = oci::write_image(
             &store,

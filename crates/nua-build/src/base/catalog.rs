@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use super::config::{ImageSettings, LayerFile};
 use super::BaseError;
 
 /// `base-images/<name>.toml`: a Debian bootstrap, or another base, plus layers.
@@ -54,18 +55,29 @@ fn main_component() -> Vec<String> {
     vec!["main".to_owned()]
 }
 
-/// `layers/<name>.toml`: packages to install, then commands to run as root.
+/// `layers/<name>.toml`: files to write, commands to run before the packages' maintainer
+/// scripts, packages to install, then commands to run as root; and the image config.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LayerDef {
     pub description: String,
     #[serde(default)]
     pub packages: Vec<String>,
+    /// Shell commands run as root after the packages are unpacked and before their
+    /// maintainer scripts (postgresql's `create_main_cluster = false`).
+    #[serde(default)]
+    pub before: Vec<String>,
     #[serde(default)]
     pub run: Vec<String>,
+    /// Files of `layers/`, written before the `before` commands.
+    #[serde(default)]
+    pub files: Vec<LayerFile>,
     /// Variables set in the image config of every image built on this layer.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Entry point, command, ports… of every image built on this layer.
+    #[serde(default)]
+    pub config: ImageSettings,
 }
 
 /// Every base and layer definition, with the texts they were read from.
@@ -73,10 +85,15 @@ pub struct LayerDef {
 pub struct Catalog {
     bases: BTreeMap<String, (BaseDef, String)>,
     layers: BTreeMap<String, (LayerDef, String)>,
+    /// The contents of the files layers name, by `source` (relative to `layers/`).
+    files: BTreeMap<String, Vec<u8>>,
     locks: BTreeMap<String, String>,
     /// The `base-images/` folder when read from disk (where `base lock` writes).
     dir: Option<PathBuf>,
 }
+
+/// The contents of a file under `layers/`, `None` when there is none.
+type FileReader<'a> = dyn Fn(&str) -> Result<Option<Vec<u8>>, BaseError> + 'a;
 
 macro_rules! embedded {
     ($dir:literal: $($name:literal),* $(,)?) => {
@@ -86,8 +103,25 @@ macro_rules! embedded {
 
 /// The definitions compiled in; a test checks this list against the folders.
 const BASES: &[(&str, &str)] = embedded!("base-images":
-    "debian-bookworm", "debian-trixie", "node-18", "node-20", "python", "ruby");
-const LAYERS: &[(&str, &str)] = embedded!("layers": "node", "nua", "python", "ruby");
+    "debian-bookworm", "debian-trixie", "mariadb-10.11", "node-18", "node-20", "postgres-15",
+    "python", "redis-7", "ruby");
+const LAYERS: &[(&str, &str)] =
+    embedded!("layers": "mariadb", "node", "nua", "postgres", "python", "redis", "ruby");
+/// The files layers copy into images, by their path under `layers/`.
+const FILES: &[(&str, &[u8])] = &[
+    (
+        "mariadb/docker-entrypoint.sh",
+        include_bytes!("../../../../layers/mariadb/docker-entrypoint.sh"),
+    ),
+    (
+        "postgres/docker-entrypoint.sh",
+        include_bytes!("../../../../layers/postgres/docker-entrypoint.sh"),
+    ),
+    (
+        "redis/docker-entrypoint.sh",
+        include_bytes!("../../../../layers/redis/docker-entrypoint.sh"),
+    ),
+];
 const LOCKS: &[(&str, &str)] = &[
     (
         "debian-bookworm",
@@ -110,6 +144,18 @@ const LOCKS: &[(&str, &str)] = &[
         include_str!("../../../../base-images/python.lock"),
     ),
     ("ruby", include_str!("../../../../base-images/ruby.lock")),
+    (
+        "postgres-15",
+        include_str!("../../../../base-images/postgres-15.lock"),
+    ),
+    (
+        "mariadb-10.11",
+        include_str!("../../../../base-images/mariadb-10.11.lock"),
+    ),
+    (
+        "redis-7",
+        include_str!("../../../../base-images/redis-7.lock"),
+    ),
 ];
 
 impl Catalog {
@@ -120,8 +166,14 @@ impl Catalog {
         for (name, text) in BASES {
             catalog.add_base(name, text, &file("base-images", name))?;
         }
+        let files = |source: &str| {
+            Ok(FILES
+                .iter()
+                .find(|(s, _)| *s == source)
+                .map(|(_, bytes)| bytes.to_vec()))
+        };
         for (name, text) in LAYERS {
-            catalog.add_layer(name, text, &file("layers", name))?;
+            catalog.add_layer(name, text, &file("layers", name), &files)?;
         }
         // An empty lock file stands for none (a base being written).
         for (name, text) in LOCKS.iter().filter(|(_, t)| !t.trim().is_empty()) {
@@ -158,7 +210,17 @@ impl Catalog {
                 };
                 match (ext, is_base) {
                     ("toml", true) => catalog.add_base(stem, &read()?, &path)?,
-                    ("toml", false) => catalog.add_layer(stem, &read()?, &path)?,
+                    ("toml", false) => {
+                        let files = |source: &str| {
+                            let file = layers_dir.join(source);
+                            match fs_err::read(&file) {
+                                Ok(bytes) => Ok(Some(bytes)),
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                                Err(source) => Err(BaseError::Read { path: file, source }),
+                            }
+                        };
+                        catalog.add_layer(stem, &read()?, &path, &files)?
+                    }
                     ("lock", true) => {
                         let text = read()?;
                         if !text.trim().is_empty() {
@@ -177,6 +239,7 @@ impl Catalog {
         Catalog {
             bases: BTreeMap::new(),
             layers: BTreeMap::new(),
+            files: BTreeMap::new(),
             locks: BTreeMap::new(),
             dir,
         }
@@ -197,13 +260,43 @@ impl Catalog {
         Ok(())
     }
 
-    fn add_layer(&mut self, name: &str, text: &str, path: &Path) -> Result<(), BaseError> {
-        let def: LayerDef = toml::from_str(text).map_err(|source| BaseError::Definition {
+    /// Add layer `name` read from `path`; `files` gives the contents of a file under
+    /// `layers/` (`None` when there is none).
+    fn add_layer(
+        &mut self,
+        name: &str,
+        text: &str,
+        path: &Path,
+        files: &FileReader,
+    ) -> Result<(), BaseError> {
+        let bad = |message: String| BaseError::Definition {
             path: path.to_path_buf(),
-            message: source.to_string(),
-        })?;
+            message,
+        };
+        let def: LayerDef = toml::from_str(text).map_err(|source| bad(source.to_string()))?;
+        def.config.check().map_err(bad)?;
+        for file in &def.files {
+            file.check().map_err(bad)?;
+            let content = files(&file.source)?.ok_or_else(|| {
+                bad(format!(
+                    "`files.source`: there is no file `layers/{}`",
+                    file.source
+                ))
+            })?;
+            self.files.insert(file.source.clone(), content);
+        }
         self.layers.insert(name.to_owned(), (def, text.to_owned()));
         Ok(())
+    }
+
+    /// The commands that write the files of layer `name` (see [`LayerFile::command`]).
+    pub fn file_commands(&self, name: &str) -> Vec<String> {
+        self.layer(name).map_or_else(Vec::new, |def| {
+            def.files
+                .iter()
+                .map(|f| f.command(&self.files[&f.source]))
+                .collect()
+        })
     }
 
     /// Every `from` and layer name refers to something, with no cycle.
@@ -217,6 +310,13 @@ impl Catalog {
     /// The folder definitions were read from, when not compiled in.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
+    }
+
+    /// The file base `name` is defined in, for messages (`base-images/NAME.toml` when
+    /// compiled in).
+    pub fn definition_path(&self, name: &str) -> PathBuf {
+        let dir = self.dir.as_deref().unwrap_or(Path::new("base-images"));
+        dir.join(format!("{name}.toml"))
     }
 
     /// Base names, sorted.
@@ -289,6 +389,14 @@ impl Catalog {
                 hasher.update([0]);
                 hasher.update(self.layers[layer].1.as_bytes());
                 hasher.update([0]);
+                // Only layers with files hash more: the fingerprints of the others (and
+                // so their locks) stay what they were.
+                for file in &self.layers[layer].0.files {
+                    hasher.update(file.source.as_bytes());
+                    hasher.update([0]);
+                    hasher.update(&self.files[&file.source]);
+                    hasher.update([0]);
+                }
             }
         }
         Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
@@ -313,6 +421,7 @@ mod tests {
             builtin.layers.keys().collect::<Vec<_>>()
         );
         assert_eq!(on_disk.locks, builtin.locks);
+        assert_eq!(on_disk.files, builtin.files);
         for name in builtin.names() {
             assert_eq!(
                 on_disk.fingerprint(name).unwrap(),

@@ -21,6 +21,8 @@ pub struct BaseImage {
     /// Bottom first.
     pub layers: Vec<LayerSummary>,
     pub env: BTreeMap<String, String>,
+    /// Entry point, command, ports… of its image config.
+    pub config: super::ImageSettings,
     /// The cache key of the last layer: the identity of this base for the steps above it.
     pub key: String,
     /// Where its packages came from: app packages come from there too.
@@ -67,6 +69,7 @@ pub fn build_base(
         name: plan.base.clone(),
         layers: chain.layers,
         env: plan.env.clone(),
+        config: plan.config.clone(),
         key: chain.key,
         source: plan.source.clone(),
         packages: plan.steps.iter().flat_map(|s| s.packages.clone()).collect(),

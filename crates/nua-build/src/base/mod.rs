@@ -10,6 +10,7 @@
 //! package hashes, the commands), so a base is built once and shared by every app.
 
 mod catalog;
+mod config;
 mod lock;
 mod make;
 mod names;
@@ -23,6 +24,7 @@ use nua_oci::BlobStore;
 
 pub use crate::layers::{BaseOptions, PlannedStep};
 pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
+pub use config::{HealthcheckDef, ImageSettings, LayerFile};
 pub use lock::{Lock, LockedStep};
 pub use make::{build_base, BaseImage};
 pub use names::{BaseChoice, Resolved, DEFAULT_BASE};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::catalog::Catalog;
+use super::config::ImageSettings;
 use super::lock::{Lock, LockedStep};
 use super::BaseError;
 use crate::layers::{PlannedStep, BOOTSTRAP};
@@ -19,6 +20,8 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Image config variables, from the layers' `env` (later layers win).
     pub env: BTreeMap<String, String>,
+    /// Entry point, command, ports… from the layers' `[config]` (later layers win).
+    pub config: ImageSettings,
     /// Whether the packages come from a fresh lock (else from the live archive).
     pub locked: bool,
     /// Upper bound of the base's timestamps: the date of the archive it was resolved from,
@@ -115,6 +118,7 @@ impl Plan {
             ))
         })?;
         let mut env = BTreeMap::new();
+        let mut config = ImageSettings::default();
         let mut steps = Vec::new();
         let locked = |step: &str| -> Result<Vec<debian::Locked>, BaseError> {
             lock.step(step)
@@ -124,15 +128,20 @@ impl Plan {
         steps.push(PlannedStep {
             name: BOOTSTRAP.into(),
             packages: locked(BOOTSTRAP)?,
+            before: Vec::new(),
             run: Vec::new(),
         });
         for (_, def) in &chain {
             for layer in &def.layers {
                 let layer_def = catalog.layer(layer).expect("checked by the catalog");
                 env.extend(layer_def.env.clone());
+                config.overlay(&layer_def.config);
+                let mut before = catalog.file_commands(layer);
+                before.extend(layer_def.before.iter().cloned());
                 steps.push(PlannedStep {
                     name: layer.clone(),
                     packages: locked(layer)?,
+                    before,
                     run: layer_def.run.clone(),
                 });
             }
@@ -142,6 +151,7 @@ impl Plan {
             source,
             steps,
             env,
+            config,
             locked: true,
             source_date_epoch,
             warnings: Vec::new(),

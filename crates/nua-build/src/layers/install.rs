@@ -26,6 +26,9 @@ pub struct PlannedStep {
     pub name: String,
     /// Exact packages to install, sorted by name.
     pub packages: Vec<debian::Locked>,
+    /// Shell commands run as root before the packages' maintainer scripts (the files of
+    /// a layer recipe are written by such commands).
+    pub before: Vec<String>,
     /// Shell commands run as root after the packages are configured.
     pub run: Vec<String>,
 }
@@ -102,7 +105,7 @@ impl Installer<'_> {
         if has_packages {
             self.unpack(step, prefix, chain, reporter)?;
         }
-        if !has_packages && step.run.is_empty() {
+        if !has_packages && step.run.is_empty() && step.before.is_empty() {
             return Ok(());
         }
         self.configure(step, prefix, chain, reporter)
@@ -172,14 +175,19 @@ impl Installer<'_> {
         } else {
             format!("{prefix}{}", step.name)
         };
-        let run_key = key_of(
-            &chain.key,
-            &["run", &has_packages.to_string(), &step.run.join("\n")],
-        );
+        let (has, run) = (has_packages.to_string(), step.run.join("\n"));
+        let before = step.before.join("\n");
+        // A step with no `before` keeps the key it had before `before` existed.
+        let run_key = if step.before.is_empty() {
+            key_of(&chain.key, &["run", &has, &run])
+        } else {
+            key_of(&chain.key, &["run", &has, &run, "before", &before])
+        };
         let below = chain.only_layers();
         let sandbox = &mut chain.sandbox;
         let make = |reporter: &mut dyn Reporter| {
             let mut script = vec!["set -e".to_owned()];
+            script.extend(step.before.iter().cloned());
             if has_packages {
                 self.fetch(step, reporter)?;
                 script.push(

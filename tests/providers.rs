@@ -1,0 +1,375 @@
+//! Nua's own provider images (issue 14): `postgres-15`, `redis-7` and `mariadb-10.11` built
+//! from Debian packages, run on the real Docker Engine with the environment contract of the
+//! official images (secrets from mounted `_FILE`s included), reached from another container
+//! on a user network with the image's own client, stopped with `docker stop` and started
+//! again with their data; reproducible from two empty caches, with no private key and no data
+//! directory in any layer.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use common::docker::{exec, inspect, load, wait_healthy};
+use common::*;
+use serde_json::Value;
+
+/// `nua-pack base build NAME --json -t TAG --output FILE` in `cache`.
+fn build(name: &str, cache: &Path, tag: &str, output: &Path) -> Value {
+    let stdout = run_ok(
+        nua_pack()
+            .args(["base", "build", name, "--json", "-t", tag, "--output"])
+            .arg(output)
+            .env("NUA_CACHE_DIR", cache),
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("base build --json printed no JSON ({e}):\n{stdout}"))
+}
+
+/// The tarball of provider `name` built in the shared cache, once per test binary (kept
+/// beside that cache, replaced by the next run), and the tag it loads as.
+fn tarball(name: &str) -> (PathBuf, String) {
+    static BUILT: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let tag = format!("nua-test-{name}:providers");
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let path = built
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            let cache = shared_cache();
+            let dir = cache.parent().unwrap().join("providers");
+            std::fs::create_dir_all(&dir).unwrap();
+            let output = dir.join(format!("{name}.tar"));
+            let result = build(name, &cache, &tag, &output);
+            assert_eq!(result["locked"], true, "{name} is built from its lock");
+            output
+        })
+        .clone();
+    (path, tag)
+}
+
+/// Provider `name` loaded into Docker under a tag of this test (`test`), removed when
+/// dropped: tests running at once each have their own.
+fn image(name: &str, test: &str) -> LoadedImage {
+    static LOADING: Mutex<()> = Mutex::new(());
+    let (tarball, tag) = tarball(name);
+    let _one_at_a_time = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    let loaded = load(&tarball, &tag);
+    let mine = format!("nua-test-{name}:{test}-{}", std::process::id());
+    run_ok(Command::new("docker").args(["tag", &tag, &mine]));
+    drop(loaded);
+    LoadedImage(mine)
+}
+
+/// A user-defined network, removed when dropped.
+struct Network(String);
+
+impl Network {
+    fn new(what: &str) -> Network {
+        let name = format!("nua-test-{what}-{}", std::process::id());
+        run_ok(Command::new("docker").args(["network", "create", &name]));
+        Network(name)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.0])
+            .output();
+    }
+}
+
+/// A server container, removed with its anonymous volumes when dropped (the images
+/// declare `VOLUME`s).
+struct Server(Container);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &(self.0).0])
+            .output();
+    }
+}
+
+/// Start a server of `image` on `network` named `name`, with `args` before the image.
+fn start(image: &str, name: &str, network: &Network, args: &[&str]) -> Server {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "-d", "--name", name, "--network", &network.0]);
+    cmd.args(args).arg(image);
+    run_ok(&mut cmd);
+    Server(Container(name.to_owned()))
+}
+
+/// Run `client` (a command of the image) in another container of `image` on `network`.
+fn client(image: &str, network: &Network, env: &[&str], client: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", &network.0]);
+    for e in env {
+        cmd.args(["-e", e]);
+    }
+    cmd.arg(image).args(client);
+    run(&mut cmd)
+}
+
+#[track_caller]
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn logs(server: &Server) -> String {
+    let out = run(Command::new("docker").args(["logs", &(server.0).0]));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A secret in a file of `dir` others may read (as Swarm mounts them).
+fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+/// `docker stop` (the image's stop signal), then `docker start`, and healthy again.
+fn restart(server: &Server) {
+    run_ok(Command::new("docker").args(["stop", &(server.0).0]));
+    let code = inspect(&(server.0).0, "{{.State.ExitCode}}");
+    assert_eq!(code.trim(), "0", "a clean stop exits 0: {}", logs(server));
+    run_ok(Command::new("docker").args(["start", &(server.0).0]));
+    wait_healthy(&server.0);
+}
+
+/// The server runs (as PID 1) as the database's own user, not root.
+fn assert_runs_as(server: &Server, user: &str) {
+    let uid = exec(&server.0, &format!("id -u {user}"));
+    let status = exec(&server.0, "grep ^Uid: /proc/1/status");
+    assert_ne!(uid.trim(), "0");
+    assert!(
+        status.split_whitespace().skip(1).all(|u| u == uid.trim()),
+        "PID 1 runs as {user} ({uid}): {status}"
+    );
+}
+
+#[test]
+fn postgres_keeps_a_table_across_a_restart() {
+    let image = image("postgres-15", "restart");
+    let tag = image.0.clone();
+    let work = temp_dir();
+    let password = "p@ss w0rd'\"$x";
+    let secret = secret_file(work.path(), "pg_password", password);
+    let network = Network::new("pg");
+    let name = format!("nua-test-pg-{}", std::process::id());
+    let mount = format!("{}:/run/secrets/pg_password:ro", secret.display());
+    let server = start(
+        &tag,
+        &name,
+        &network,
+        &[
+            "-e",
+            "POSTGRES_USER=app",
+            "-e",
+            "POSTGRES_DB=appdb",
+            "-e",
+            "POSTGRES_PASSWORD_FILE=/run/secrets/pg_password",
+            "-v",
+            &mount,
+        ],
+    );
+    wait_healthy(&server.0);
+    assert_runs_as(&server, "postgres");
+    let pgpassword = format!("PGPASSWORD={password}");
+    let psql = |sql: &str| {
+        client(
+            &tag,
+            &network,
+            &[&pgpassword],
+            &[
+                "psql",
+                "-h",
+                &name,
+                "-U",
+                "app",
+                "-d",
+                "appdb",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ],
+        )
+    };
+    ok(psql(
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('across a restart')",
+    ));
+    // Other hosts must give the password.
+    let wrong = client(
+        &tag,
+        &network,
+        &["PGPASSWORD=wrong"],
+        &[
+            "psql", "-h", &name, "-U", "app", "-d", "appdb", "-c", "SELECT 1",
+        ],
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"),
+        "{wrong:?}"
+    );
+
+    restart(&server);
+    assert_eq!(ok(psql("SELECT v FROM kept")).trim(), "across a restart");
+    let log = logs(&server);
+    assert_eq!(log.matches("initializing the database").count(), 1, "{log}");
+    assert!(log.contains("database system is shut down"), "{log}");
+    assert!(
+        !log.contains("not properly shut down") && !log.contains("automatic recovery"),
+        "the stop was not clean: {log}"
+    );
+    assert!(!log.contains(password), "the password is in the log");
+    // The tools of backups are there.
+    let dump = ok(client(
+        &tag,
+        &network,
+        &[&pgpassword],
+        &[
+            "pg_dump", "-h", &name, "-U", "app", "-d", "appdb", "-t", "kept",
+        ],
+    ));
+    assert!(dump.contains("CREATE TABLE public.kept"), "{dump}");
+    exec(&server.0, "command -v pg_restore");
+}
+
+#[test]
+fn postgres_without_a_password_says_which_variables() {
+    let image = image("postgres-15", "no-password");
+    let tag = image.0.clone();
+    let out = run(Command::new("docker").args(["run", "--rm", &tag]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("POSTGRES_PASSWORD") && stderr.contains("POSTGRES_HOST_AUTH_METHOD"),
+        "{stderr}"
+    );
+}
+
+/// Every file of every layer of an image tarball: its path, and whether it holds a PEM
+/// private key.
+fn layer_files(tarball: &Path) -> Vec<(String, bool)> {
+    let mut files = Vec::new();
+    let mut outer = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut blob = Vec::new();
+        entry.read_to_end(&mut blob).unwrap();
+        if !blob.starts_with(&[0x1f, 0x8b]) {
+            continue;
+        }
+        let mut layer = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        for file in layer.entries().unwrap() {
+            let mut file = file.unwrap();
+            let path = file.path().unwrap().to_string_lossy().into_owned();
+            let mut content = Vec::new();
+            file.read_to_end(&mut content).unwrap();
+            let key = holds_private_key(&content);
+            files.push((path, key));
+        }
+    }
+    files
+}
+
+/// A PEM private key: its header line followed by a key's base64 (a library that parses
+/// PEM holds the header alone, as a string constant). Compiled code is left out: GnuTLS
+/// carries the public test vectors of its self-tests as PEM keys, the same in every copy.
+fn holds_private_key(content: &[u8]) -> bool {
+    if content.starts_with(b"\x7fELF") {
+        return false;
+    }
+    let header = b"PRIVATE KEY-----\n";
+    content.windows(header.len()).enumerate().any(|(i, w)| {
+        let body = &content[i + header.len()..];
+        w == header
+            && (body.starts_with(b"Proc-Type:")
+                || body.len() >= 64
+                    && body[..64]
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'))
+    })
+}
+
+/// Build `name` from two empty caches at once: one digest; then no private key and nothing
+/// in the `data` folders (`var/lib/mysql/`: the folder may be there, empty) in any layer.
+fn reproducible_and_secret_free(name: &str, data: &[&str]) {
+    test_env();
+    let work = temp_dir();
+    let tag = format!("nua-test-{name}-repro:{}", std::process::id());
+    let builds: Vec<_> = ["a", "b"]
+        .map(|side| {
+            let (dir, tag, name) = (work.path().to_path_buf(), tag.clone(), name.to_owned());
+            std::thread::spawn(move || {
+                let output = dir.join(format!("{side}.tar"));
+                let result = build(&name, &dir.join(format!("cache-{side}")), &tag, &output);
+                (result, output)
+            })
+        })
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let (a, b) = (&builds[0].0, &builds[1].0);
+    assert!(a["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["cached"] == false));
+    assert_eq!(
+        a["manifest_digest"], b["manifest_digest"],
+        "{name} from two empty caches"
+    );
+    let files = layer_files(&builds[0].1);
+    assert!(files.len() > 1000, "{} files", files.len());
+    let keys: Vec<&String> = files.iter().filter(|(_, k)| *k).map(|(p, _)| p).collect();
+    assert!(keys.is_empty(), "private keys in {name}: {keys:?}");
+    let snakeoil: Vec<_> = files
+        .iter()
+        .filter(|(p, _)| p.contains("snakeoil"))
+        .collect();
+    assert!(snakeoil.is_empty(), "{snakeoil:?}");
+    for folder in data {
+        let found: Vec<_> = files
+            .iter()
+            .filter(|(p, _)| p.starts_with(folder) && p.len() > folder.len())
+            .collect();
+        assert!(found.is_empty(), "a data directory in {name}: {found:?}");
+    }
+}
+
+#[test]
+fn a_private_key_is_told_from_a_pem_parser() {
+    let key = b"x\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKjMzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvuNMoSfm76oqFvAp8Gy0iz5sxjZmSnXyCdPEovGhLa0VzMaQ8s+CLOyS56YyCFGeJZ\n";
+    assert!(holds_private_key(key));
+    assert!(!holds_private_key(
+        b"\0-----BEGIN %s PRIVATE KEY-----\n\0-----END"
+    ));
+}
+
+#[test]
+fn postgres_is_reproducible_with_no_key_and_no_cluster() {
+    reproducible_and_secret_free(
+        "postgres-15",
+        &[
+            "var/lib/postgresql/15/main",
+            "PG_VERSION",
+            "postgresql/data/",
+        ],
+    );
+}
