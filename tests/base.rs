@@ -84,7 +84,8 @@ fn debian_bookworm_runs_on_docker_and_apt_get_installs() {
             .env("NUA_CACHE_DIR", &cache),
     );
     let result: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(result["locked"], true);
+    // `locked` unless Debian dropped a locked version since the lock was made.
+    assert_eq!(result["locked"], built_from_lock("debian-bookworm", &cache));
     assert!(
         result["layers"]
             .as_array()
@@ -95,15 +96,39 @@ fn debian_bookworm_runs_on_docker_and_apt_get_installs() {
     );
     run_ok(Command::new("docker").arg("load").arg("-i").arg(&tarball));
     let _image = LoadedImage(tag.clone());
-    let script = "set -e
+    // A package the lock takes from bookworm-security: installed at least at that version
+    // (a later one when the mirror has dropped it and the build fell back to the archive).
+    let lock = nua_build::base::Lock::parse(
+        &std::fs::read_to_string(root().join("base-images/debian-bookworm.lock")).unwrap(),
+        "debian-bookworm.lock",
+    )
+    .unwrap();
+    let security = lock.steps[0]
+        .packages
+        .iter()
+        .find(|p| p.suite == "bookworm-security")
+        .expect("the lock takes at least one package from bookworm-security");
+    let script = format!(
+        "set -e
         test -z \"$(dpkg --audit)\"
-        dpkg-query -W -f '${db:Status-Abbrev}\\n' | sort | uniq -c
+        dpkg-query -W -f '${{db:Status-Abbrev}}\\n' | sort | uniq -c
         id nua
         stat -c '%U %a %n' /nua /nua/app /nua/metadata
+        dpkg --compare-versions \"$(dpkg-query -W -f '${{Version}}' {name})\" ge '{version}'
+        echo security fix installed
+        grep -h '^Suites:' /etc/apt/sources.list.d/debian.sources
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends hello >/dev/null
-        hello";
-    let out = run_ok(Command::new("docker").args(["run", "--rm", &tag, "sh", "-c", script]));
+        hello",
+        name = security.name,
+        version = security.version
+    );
+    let out = run_ok(Command::new("docker").args(["run", "--rm", &tag, "sh", "-c", &script]));
+    assert!(out.contains("security fix installed"), "{out}");
+    assert!(
+        out.contains("Suites: bookworm bookworm-updates\nSuites: bookworm-security\n"),
+        "the image's apt sources name the three suites: {out}"
+    );
     let statuses: Vec<&str> = out.lines().filter(|l| l.contains("ii")).collect();
     assert_eq!(statuses.len(), 1, "every package is installed: {out}");
     assert!(
@@ -328,5 +353,110 @@ fn debian_trixie_bootstraps_and_runs_on_docker() {
             "uid=1000(nua) gid=1000(nua) groups=1000(nua)"
         ],
         "{out}"
+    );
+}
+
+/// A copy of `base-images/` and `layers/` in `dir`, for `NUA_BASE_IMAGES`; returns the copy
+/// of `base-images/`.
+fn base_images_copy(dir: &Path) -> std::path::PathBuf {
+    let images = dir.join("base-images");
+    copy_tree(&root().join("base-images"), &images);
+    copy_tree(&root().join("layers"), &dir.join("layers"));
+    images
+}
+
+fn outdated_json(images: &Path) -> (Option<i32>, Vec<Value>, String) {
+    let out = run(nua_pack()
+        .args(["base", "outdated", "debian-bookworm", "--json"])
+        .env("NUA_BASE_IMAGES", images)
+        .env("NUA_CACHE_DIR", shared_cache()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let list = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("base outdated --json printed no JSON ({e}):\n{stdout}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), list, stderr)
+}
+
+/// `base outdated` against a lock made now into a copy, then aged by hand (so the test does
+/// not depend on what Debian publishes): an older version is listed, a missing security fix
+/// first and with exit 1.
+#[test]
+fn outdated_lists_missing_security_fixes_first_and_fails_on_them() {
+    use nua_build::base::Lock;
+    let work = temp_dir();
+    let images = base_images_copy(work.path());
+    run_ok(
+        nua_pack()
+            .args(["base", "lock", "debian-bookworm"])
+            .env("NUA_BASE_IMAGES", &images)
+            .env("NUA_CACHE_DIR", shared_cache()),
+    );
+    let path = images.join("debian-bookworm.lock");
+    let mut lock = Lock::parse(&std::fs::read_to_string(&path).unwrap(), "lock").unwrap();
+    let suites: Vec<&str> = lock.indexes.iter().map(|i| i.suite.as_str()).collect();
+    assert_eq!(
+        suites,
+        ["bookworm", "bookworm-updates", "bookworm-security"]
+    );
+
+    let packages = &mut lock.steps[0].packages;
+    let plain = packages.iter().position(|p| p.suite == "bookworm").unwrap();
+    packages[plain].version = "0~old".into();
+    std::fs::write(&path, lock.to_text()).unwrap();
+    let (code, list, stderr) = outdated_json(&images);
+    assert_eq!(code, Some(0), "no security fix is missing: {stderr}");
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        list[0]["package"],
+        lock.steps[0].packages[plain].name.as_str()
+    );
+    assert_eq!(list[0]["locked"], "0~old");
+    assert_eq!(list[0]["security"], false);
+
+    let packages = &mut lock.steps[0].packages;
+    let fix = packages
+        .iter()
+        .position(|p| p.suite == "bookworm-security")
+        .unwrap();
+    packages[fix].version = "0~old".into();
+    std::fs::write(&path, lock.to_text()).unwrap();
+    let (code, list, stderr) = outdated_json(&images);
+    assert_eq!(code, Some(1), "a security fix is missing: {stderr}");
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(
+        list[0]["package"],
+        lock.steps[0].packages[fix].name.as_str()
+    );
+    assert_eq!(list[0]["suite"], "bookworm-security");
+    assert_eq!(list[0]["security"], true);
+    assert_eq!(list[1]["security"], false);
+    assert!(
+        stderr.contains("hint: run `nua-pack base lock debian-bookworm`"),
+        "{stderr}"
+    );
+}
+
+/// A suite the mirror lacks: one error naming the definition and the key.
+#[test]
+fn a_suite_the_mirror_lacks_names_the_definition_and_the_key() {
+    let work = temp_dir();
+    let images = base_images_copy(work.path());
+    let def = images.join("debian-bookworm.toml");
+    let text = std::fs::read_to_string(&def).unwrap().replacen(
+        "[bootstrap]\n",
+        "[bootstrap]\nsuites = [\"bookworm\", \"bookworm-backports-nonexistent\"]\n",
+        1,
+    );
+    std::fs::write(&def, text).unwrap();
+    let out = run(nua_pack()
+        .args(["base", "lock", "debian-bookworm"])
+        .env("NUA_BASE_IMAGES", &images)
+        .env("NUA_CACHE_DIR", shared_cache()));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("`{}`: key `suites`", def.display()))
+            && stderr.contains("no suite `bookworm-backports-nonexistent`"),
+        "{stderr}"
     );
 }

@@ -221,10 +221,14 @@ fn same_inputs_same_digest_from_two_folders() {
         "the two tarballs differ byte for byte"
     );
     // Held across runs and machines: a change here means the bytes of every image changed.
-    insta::assert_snapshot!(
-        "static_site_manifest_digest",
-        a["manifest_digest"].as_str().unwrap()
-    );
+    // It pins what the base's lock decides: when Debian has dropped a locked version since
+    // (a point release), the base comes from the live archive and only a == b holds.
+    if built_from_lock(BASE, &cache_b) {
+        insta::assert_snapshot!(
+            "static_site_manifest_digest",
+            a["manifest_digest"].as_str().unwrap()
+        );
+    }
 
     // One byte of one source file changes the app layer, and nothing else but the metadata
     // that records the layer (the config and manifest).

@@ -169,6 +169,11 @@ pub enum BaseCommand {
     Build(BaseBuildArgs),
     /// Resolve the packages of a base against the live archive and write its lock file
     Lock(BaseLockArgs),
+    /// List the locked packages the archive has a newer version of, security fixes first
+    ///
+    /// Exits with 1 when a security fix is missing from a lock (for CI), else 0.
+    #[command(mut_arg("json", |a| a.help("Print the list as JSON")))]
+    Outdated(BaseOutdatedArgs),
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +205,16 @@ pub struct BaseLockArgs {
     /// Write the lock here instead of `base-images/NAME.lock` (one name only)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub debian: DebianArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseOutdatedArgs {
+    /// The base images to check [default: all]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub output: JsonArgs,
     #[command(flatten)]
     pub debian: DebianArgs,
 }

@@ -206,6 +206,32 @@ pub fn shared_base(name: &str) -> PathBuf {
     cache
 }
 
+/// Whether base `name`, built in `cache`, is built from its lock. It is not when Debian has
+/// dropped a locked version since the lock was made (a point release): the build then falls
+/// back to the live archive and says so. A test that pins a digest of a base's bytes pins
+/// only what the lock decides, so it checks this first; any other reason fails here.
+pub fn built_from_lock(name: &str, cache: &Path) -> bool {
+    let out = run(nua_pack()
+        .args(["base", "build", name, "--json"])
+        .env("NUA_CACHE_DIR", cache));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    if result["locked"] == true {
+        return true;
+    }
+    assert!(
+        stderr.contains("the mirror no longer has"),
+        "`{name}` is built from the live archive for another reason than a dropped version:\n\
+         {stderr}"
+    );
+    eprintln!("note: the mirror dropped a version `{name}.lock` pins: run `nua-pack base lock`");
+    false
+}
+
 /// A fresh cache folder for one test whose base images are already there: the shared
 /// cache's blobs, layer index and layers unpacked for the sandbox, hard-linked (blobs are
 /// immutable: written once under their digest, never modified; unpacked layers are only

@@ -91,7 +91,11 @@ fn fetch_one(src: &Source, http: &Http, pkg: &Locked, store: &BlobStore) -> Resu
             size: pkg.size,
         });
     }
-    let url = src.pool_url(&pkg.filename);
+    let suite = match pkg.suite.as_str() {
+        "" => &src.suite,
+        suite => suite,
+    };
+    let url = src.pool_url(suite, &pkg.filename);
     http.get(&url, |body| {
         let fatal = |e: Error| BodyError::Fatal(e);
         let mut blob = store.writer().map_err(|e| fatal(e.into()))?;

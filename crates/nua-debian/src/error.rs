@@ -51,6 +51,9 @@ pub enum Error {
     },
 
     /// InRelease is past its `Valid-Until` date.
+    #[error("the mirror has no suite `{suite}` (`{url}` is not found)")]
+    NoSuite { suite: String, url: String },
+
     #[error("the `InRelease` of suite `{suite}` expired on {valid_until}")]
     Expired { suite: String, valid_until: String },
 
@@ -139,6 +142,9 @@ impl Error {
                 "install `debian-archive-keyring` or point `Signed-By` at the right key"
             }
             Error::Signature { .. } => "the mirror may be tampered with or the keyring outdated",
+            Error::NoSuite { .. } => {
+                "check the suite's name, or list the suites the mirror has in `suites`"
+            }
             Error::Expired { .. } => {
                 "the mirror is stale (or replayed); use another mirror, or a snapshot"
             }

@@ -1,5 +1,7 @@
-//! Fetch a suite's signed `InRelease` and its `Packages.xz` indexes, verified, into an
-//! [`Index`] of the packages available for one architecture.
+//! Fetch the signed `InRelease` and the `Packages.xz` indexes of every suite of a source,
+//! verified, into one [`Index`] of the packages available for one architecture: for each
+//! name the highest version across the suites wins (a tie goes to the suite listed first),
+//! and each package remembers the suite it came from (its URL depends on it).
 //!
 //! Each `Packages.xz` is stored in the blob store under the SHA256 that InRelease lists for
 //! it, so a later run downloads only InRelease (a few hundred KiB) when nothing changed.
@@ -10,7 +12,7 @@ use std::io::{BufReader, Read, Write};
 use nua_oci::{self as oci, BlobStore, Digest};
 
 use super::deb822;
-use super::error::{Error, Result};
+use super::error::{Error, HttpKind, Result};
 use super::pgp::{verify_cleartext, Keyring};
 use super::relation::{self, Dep};
 use super::release::{self, Release};
@@ -32,17 +34,21 @@ pub struct Package {
     pub depends: String,
     pub pre_depends: String,
     pub provides: Vec<Dep>,
+    /// The suite whose index lists this version (`bookworm-security`).
+    pub suite: String,
     pub filename: String,
     pub size: u64,
     pub sha256: String,
 }
 
-/// The packages of a suite for one architecture (newest version of each name).
+/// The packages of one or more suites for one architecture (newest version of each name).
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     pub arch: String,
-    /// The `Date` of the signed `InRelease` the index was read from.
+    /// The newest `Date` of the signed `InRelease` files the index was read from.
     pub date: Option<String>,
+    /// Each suite read, in order, with the `Date` of its `InRelease`.
+    pub dates: Vec<(String, String)>,
     pub(crate) packages: BTreeMap<String, Package>,
     /// Virtual name → (provider, provided version), providers sorted by name.
     pub(crate) providers: BTreeMap<String, Vec<(String, Option<Version>)>>,
@@ -91,11 +97,13 @@ impl Index {
             arch: arch.to_owned(),
             ..Index::default()
         };
-        index.add_packages(input, file)?;
+        index.add_packages(input, "", file)?;
         Ok(index)
     }
 
-    fn add_packages(&mut self, input: impl Read, file: &str) -> Result<()> {
+    /// Merge the `Packages` data of `suite` into the index: a version higher than the one
+    /// there replaces it (an equal one does not: suites are added in order of preference).
+    pub fn add_packages(&mut self, input: impl Read, suite: &str, file: &str) -> Result<()> {
         let reader = deb822::Reader::new(BufReader::with_capacity(1 << 16, input), file);
         for para in reader {
             let para = para?;
@@ -122,6 +130,7 @@ impl Index {
                 depends: field("Depends").to_owned(),
                 pre_depends: field("Pre-Depends").to_owned(),
                 provides: relation::parse_provides(field("Provides"), &self.arch)?,
+                suite: suite.to_owned(),
                 filename: para
                     .get("Filename")
                     .ok_or_else(|| missing("Filename"))?
@@ -152,15 +161,38 @@ impl Index {
     }
 }
 
-/// Fetch and verify the indexes of `src` (see the module doc).
+/// Fetch and verify the indexes of every suite of `src` (see the module doc).
 pub fn fetch_index(src: &Source, store: &BlobStore) -> Result<Index> {
     let http = Http::new()?;
-    let release = fetch_release(src, &http)?;
     let mut index = Index {
         arch: src.arch.clone(),
-        date: release.date.clone(),
         ..Index::default()
     };
+    let mut newest: Option<(u64, String)> = None;
+    for suite in &src.suites {
+        let release = fetch_release(src, suite, &http)?;
+        let date = release.date.clone().unwrap_or_default();
+        if let Some(t) = release::parse_date(&date) {
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                newest = Some((t, date.clone()));
+            }
+        }
+        index.dates.push((suite.clone(), date));
+        fetch_suite(src, suite, &release, store, &http, &mut index)?;
+    }
+    index.date = newest.map(|(_, d)| d);
+    Ok(index)
+}
+
+/// Fetch the `Packages.xz` of each component of one suite (unless in the store) into `index`.
+fn fetch_suite(
+    src: &Source,
+    suite: &str,
+    release: &Release,
+    store: &BlobStore,
+    http: &Http,
+    index: &mut Index,
+) -> Result<()> {
     for component in &src.components {
         let dir = format!("{component}/binary-{}", src.arch);
         let path = format!("{dir}/Packages.xz");
@@ -168,12 +200,12 @@ pub fn fetch_index(src: &Source, store: &BlobStore) -> Result<Index> {
         let digest = Digest::from_hex(&entry.sha256)?;
         if !store.contains(&digest) {
             let url = if release.acquire_by_hash {
-                src.dists_url(&format!("{dir}/by-hash/SHA256/{}", entry.sha256))
+                src.dists_url(suite, &format!("{dir}/by-hash/SHA256/{}", entry.sha256))
             } else {
-                src.dists_url(&path)
+                src.dists_url(suite, &path)
             };
             let mismatch = |expected: String, actual: String| Error::IndexMismatch {
-                suite: src.suite.clone(),
+                suite: suite.to_owned(),
                 file: path.clone(),
                 expected,
                 actual,
@@ -201,27 +233,47 @@ pub fn fetch_index(src: &Source, store: &BlobStore) -> Result<Index> {
         }
         let blob = store.open_blob(&digest)?;
         let xz = liblzma::read::XzDecoder::new(BufReader::new(blob));
-        index.add_packages(xz, &format!("dists/{}/{path}", src.suite))?;
+        index.add_packages(xz, suite, &format!("dists/{suite}/{path}"))?;
     }
-    Ok(index)
+    Ok(())
 }
 
-/// Download InRelease, check its signature and (outside snapshots) its `Valid-Until`.
-fn fetch_release(src: &Source, http: &Http) -> Result<Release> {
-    let bytes = http.get_bytes(&src.dists_url("InRelease"), 64 << 20)?;
-    verify_release(src, &bytes, release::now())
+/// Download the InRelease of `suite`, check its signature and (outside snapshots) its
+/// `Valid-Until`. A suite the mirror does not have (404) is [`Error::NoSuite`].
+fn fetch_release(src: &Source, suite: &str, http: &Http) -> Result<Release> {
+    let url = src.dists_url(suite, "InRelease");
+    let bytes = http
+        .get_bytes(&url, 64 << 20)
+        .map_err(|e| match Error::from(e) {
+            Error::Http {
+                kind: HttpKind::Status(404),
+                url,
+                ..
+            } => Error::NoSuite {
+                suite: suite.to_owned(),
+                url,
+            },
+            other => other,
+        })?;
+    verify_suite_release(src, suite, &bytes, release::now())
 }
 
-/// The raw (unverified) InRelease of `src`, for callers that keep or inspect it.
+/// The raw (unverified) InRelease of the release suite of `src`, for callers that keep or
+/// inspect it.
 pub fn fetch_in_release(src: &Source) -> Result<Vec<u8>> {
-    Ok(Http::new()?.get_bytes(&src.dists_url("InRelease"), 64 << 20)?)
+    Ok(Http::new()?.get_bytes(&src.dists_url(&src.suite, "InRelease"), 64 << 20)?)
 }
 
-/// Verify an InRelease as fetched (`now` in Unix seconds) and parse it.
+/// Verify an InRelease of the release suite of `src` as fetched (`now` in Unix seconds) and
+/// parse it.
 pub fn verify_release(src: &Source, in_release: &[u8], now: u64) -> Result<Release> {
+    verify_suite_release(src, &src.suite, in_release, now)
+}
+
+fn verify_suite_release(src: &Source, suite: &str, in_release: &[u8], now: u64) -> Result<Release> {
     let keyring = Keyring::load(&src.keyring)?;
-    let text = verify_cleartext(in_release, &keyring, &src.suite, &src.keyring)?;
-    let release = Release::parse(&text, &src.suite)?;
+    let text = verify_cleartext(in_release, &keyring, suite, &src.keyring)?;
+    let release = Release::parse(&text, suite)?;
     if src.snapshot.is_none() {
         release.check_valid_until(now)?;
     }
@@ -241,6 +293,74 @@ mod tests {
         assert_eq!(index.len(), 1);
         assert_eq!(index.get("a").unwrap().filename, "p/a2.deb");
         assert_eq!(index.providers["v"][0].0, "a");
+    }
+
+    fn packages(entries: &[(&str, &str, &str)]) -> String {
+        let mut text = String::new();
+        for (name, version, extra) in entries {
+            text.push_str(&format!(
+                "Package: {name}\nVersion: {version}\nArchitecture: amd64\n{extra}\
+                 Filename: pool/{name}_{version}.deb\nSize: 1\nSHA256: x\n\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn suites_merge_highest_version_first_suite_on_a_tie() {
+        let mut index = Index {
+            arch: "amd64".into(),
+            ..Index::default()
+        };
+        let main = packages(&[
+            ("libssl3", "3.0.20-1~deb12u2", ""),
+            ("tzdata", "2025b-0+deb12u1", ""),
+            ("base-files", "12.4+deb12u11", ""),
+            ("mawk", "1.3.4", "Provides: awk\n"),
+        ]);
+        let updates = packages(&[("tzdata", "2025b-0+deb12u2", "")]);
+        // The same version as the release's (after a point release): the release keeps it.
+        let security = packages(&[
+            ("libssl3", "3.0.22-1~deb12u2", ""),
+            ("base-files", "12.4+deb12u11", ""),
+            ("tzdata", "2025b-0+deb12u1", ""),
+            ("gawk", "5.2", "Provides: awk\n"),
+        ]);
+        for (suite, text) in [
+            ("bookworm", &main),
+            ("bookworm-updates", &updates),
+            ("bookworm-security", &security),
+        ] {
+            index.add_packages(text.as_bytes(), suite, suite).unwrap();
+        }
+        let got = |name: &str| {
+            let p = index.get(name).unwrap();
+            (p.version.to_string(), p.suite.as_str())
+        };
+        assert_eq!(
+            got("libssl3"),
+            ("3.0.22-1~deb12u2".into(), "bookworm-security")
+        );
+        assert_eq!(
+            got("tzdata"),
+            ("2025b-0+deb12u2".into(), "bookworm-updates")
+        );
+        assert_eq!(got("base-files"), ("12.4+deb12u11".into(), "bookworm"));
+        let libssl3 = index.get("libssl3").unwrap();
+        assert_eq!(libssl3.filename, "pool/libssl3_3.0.22-1~deb12u2.deb");
+        // Providers come from every suite.
+        let awk: Vec<&str> = index.providers["awk"]
+            .iter()
+            .map(|p| p.0.as_str())
+            .collect();
+        assert_eq!(awk, ["gawk", "mawk"]);
+        // What is resolved carries its suite into the lock.
+        let request = crate::Request {
+            include: vec!["libssl3".into()],
+            ..crate::Request::default()
+        };
+        let locked = index.resolve(&request, &[]).unwrap();
+        assert_eq!(locked[0].suite, "bookworm-security");
     }
 
     #[test]

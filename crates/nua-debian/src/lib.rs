@@ -8,13 +8,15 @@
 //! # Final shapes (issue 4 contract)
 //!
 //! ```text
-//! Source { mirror, suite, components, arch, keyring, snapshot }     // pub fields
+//! Source { mirror, security_mirror, suite, suites, components, arch, keyring, snapshot }
+//! default_suites("bookworm") -> [bookworm, bookworm-updates, bookworm-security]
 //! Source::from_host(suite) -> Result<Source>          // /etc/apt sources, else deb.debian.org
 //! Source::at_snapshot(self, "20240101T000000Z") -> Source
-//! fetch_index(&Source, &BlobStore) -> Result<Index>    // InRelease verified, Packages.xz cached
+//! fetch_index(&Source, &BlobStore) -> Result<Index>    // every suite's InRelease verified,
+//!                                                      // Packages.xz cached, highest wins
 //! Index::resolve(&self, &Request, &[Installed]) -> Result<Vec<Locked>>   // sorted by name
 //! Request { include: Vec<String>, essential: bool, required: bool }
-//! Locked { name, version, architecture, filename, size, sha256 }   // serde, for lock files
+//! Locked { name, version, suite, architecture, filename, size, sha256 }   // serde, for locks
 //! parse_status(&[u8]) -> Result<Vec<Installed>>
 //! download(&Source, &[Locked], &BlobStore, &(dyn Fn(Event) + Sync)) -> Result<()>  // 4 workers
 //! unpack_layer(&[Locked], &BlobStore, installed_status: Option<&[u8]>, &Source, &LayerOptions)
@@ -68,6 +70,6 @@ pub use error::{Error, HttpKind, Result};
 pub use index::{fetch_in_release, fetch_index, verify_release, Index, Package};
 pub use release::{parse_date, Release};
 pub use resolve::{Locked, Request};
-pub use source::Source;
+pub use source::{default_suites, is_security, Source};
 pub use status::{parse_status, Installed};
 pub use unpack::unpack_layer;

@@ -34,6 +34,10 @@ pub struct Request {
 pub struct Locked {
     pub name: String,
     pub version: String,
+    /// The suite whose index lists it (`bookworm-security`): where it is downloaded from.
+    /// Empty in locks written before suites were recorded: the source's release suite.
+    #[serde(default)]
+    pub suite: String,
     pub architecture: String,
     /// Pool path relative to the mirror (`pool/main/a/apt/apt_2.6.1_amd64.deb`).
     pub filename: String,
@@ -46,6 +50,7 @@ impl Locked {
         Locked {
             name: p.name.clone(),
             version: p.version.to_string(),
+            suite: p.suite.clone(),
             architecture: p.architecture.clone(),
             filename: p.filename.clone(),
             size: p.size,

@@ -1,6 +1,10 @@
-//! Where packages come from: a mirror, a suite, components, an architecture and the keyring
-//! that signs it, by default read from the machine's apt sources (deb822 `.sources` files of
-//! sources.list(5) and the one-line `sources.list`).
+//! Where packages come from: a mirror, the suites resolved over (by default `SUITE`,
+//! `SUITE-updates` and `SUITE-security`, as Debian's own apt sources name them), components,
+//! an architecture and the keyring that signs it, by default read from the machine's apt
+//! sources (deb822 `.sources` files of sources.list(5) and the one-line `sources.list`).
+//!
+//! Security updates live in another archive on the same host (`debian-security`, its pool
+//! under `pool/updates/`): a package's URL depends on the suite it comes from.
 
 use std::path::{Path, PathBuf};
 
@@ -11,14 +15,23 @@ use super::error::{Error, IoContext, Result};
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// Debian's archive keyring, used when the apt source names none.
 pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-const SNAPSHOT_BASE: &str = "http://snapshot.debian.org/archive/debian";
+/// Debian's security archive on the redirector, written into images.
+pub const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+const SNAPSHOT_BASE: &str = "http://snapshot.debian.org/archive";
 
 /// A Debian repository to bootstrap from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     /// Base URL, without a trailing `/` (`http://deb.debian.org/debian`).
     pub mirror: String,
+    /// Base URL of the archive of the `*-security` suites
+    /// (`http://deb.debian.org/debian-security`).
+    pub security_mirror: String,
+    /// The release (`bookworm`): what a lock and the image's distribution are named after.
     pub suite: String,
+    /// The suites resolved over, in order of preference (a tie in versions goes to the
+    /// first): by default [`default_suites`] of `suite`.
+    pub suites: Vec<String>,
     pub components: Vec<String>,
     /// Debian architecture name (`amd64`).
     pub arch: String,
@@ -29,7 +42,9 @@ pub struct Source {
 }
 
 impl Source {
-    /// The host's Debian mirror (first `deb` source whose URI ends in `/debian`) for `suite`.
+    /// The host's Debian mirror (first `deb` source whose URI ends in `/debian`, and the
+    /// first ending in `/debian-security` for security updates, else the same host's) for
+    /// `suite` and its [`default_suites`].
     pub fn from_host(suite: &str) -> Result<Source> {
         Source::from_apt_dir(Path::new("/etc/apt"), suite)
     }
@@ -56,14 +71,22 @@ impl Source {
                 }
             }
         }
+        let security = entries
+            .iter()
+            .map(|(uri, _, _)| uri.trim_end_matches('/'))
+            .find(|uri| uri.ends_with("/debian-security"))
+            .map(str::to_owned);
         let found = entries
             .into_iter()
             .find(|(uri, _, _)| uri.trim_end_matches('/').ends_with("/debian"));
         let (mirror, components, keyring) =
             found.unwrap_or_else(|| (DEFAULT_MIRROR.to_owned(), vec!["main".to_owned()], None));
+        let mirror = mirror.trim_end_matches('/').to_owned();
         Ok(Source {
-            mirror: mirror.trim_end_matches('/').to_owned(),
+            security_mirror: security.unwrap_or_else(|| security_archive_of(&mirror)),
+            mirror,
             suite: suite.to_owned(),
+            suites: default_suites(suite),
             components,
             arch: host_arch().to_owned(),
             keyring: keyring.unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
@@ -71,42 +94,103 @@ impl Source {
         })
     }
 
-    /// The same source pinned to a snapshot.debian.org timestamp.
+    /// The same source pinned to a snapshot.debian.org timestamp (both archives).
     pub fn at_snapshot(mut self, timestamp: &str) -> Source {
-        self.mirror = format!("{SNAPSHOT_BASE}/{timestamp}");
+        self.mirror = format!("{SNAPSHOT_BASE}/debian/{timestamp}");
+        self.security_mirror = format!("{SNAPSHOT_BASE}/debian-security/{timestamp}");
         self.snapshot = Some(timestamp.to_owned());
         self
     }
 
-    /// URL of a file under `dists/<suite>/`.
-    pub fn dists_url(&self, path: &str) -> String {
-        format!("{}/dists/{}/{}", self.mirror, self.suite, path)
+    /// The same source on another mirror (`--mirror`): its security archive is the
+    /// `debian-security` beside it on the same host.
+    pub fn with_mirror(mut self, mirror: &str) -> Source {
+        self.mirror = mirror.trim_end_matches('/').to_owned();
+        self.security_mirror = security_archive_of(&self.mirror);
+        self
     }
 
-    /// URL of a pool file (`Filename:` of the index).
-    pub fn pool_url(&self, filename: &str) -> String {
-        format!("{}/{}", self.mirror, filename)
+    /// Base URL of the archive that holds `suite`.
+    pub fn archive(&self, suite: &str) -> &str {
+        if is_security(suite) {
+            &self.security_mirror
+        } else {
+            &self.mirror
+        }
+    }
+
+    /// URL of a file under `dists/<suite>/`.
+    pub fn dists_url(&self, suite: &str, path: &str) -> String {
+        format!("{}/dists/{suite}/{path}", self.archive(suite))
+    }
+
+    /// URL of a pool file (`Filename:` of the index of `suite`).
+    pub fn pool_url(&self, suite: &str, filename: &str) -> String {
+        format!("{}/{filename}", self.archive(suite))
     }
 
     /// The deb822 apt source written into a bootstrapped image: Debian's own redirector (or
     /// the pinned snapshot), never the mirror this machine happened to fetch from, so the
-    /// image is the same wherever it is built.
+    /// image is the same wherever it is built. One stanza per archive, naming the suites
+    /// the image was resolved over, so `apt-get upgrade` inside sees the same updates.
     pub fn apt_sources(&self) -> String {
-        let uri = match self.snapshot {
-            Some(_) => self.mirror.as_str(),
-            None => DEFAULT_MIRROR,
+        let (main, security) = match self.snapshot {
+            Some(_) => (self.mirror.as_str(), self.security_mirror.as_str()),
+            None => (DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR),
         };
-        let mut out = format!(
-            "Types: deb\nURIs: {}\nSuites: {}\nComponents: {}\nSigned-By: {}\n",
-            uri,
-            self.suite,
-            self.components.join(" "),
-            DEFAULT_KEYRING
-        );
-        if self.snapshot.is_some() {
-            out.push_str("Check-Valid-Until: no\n");
+        let mut out = String::new();
+        for (uri, security_suites) in [(main, false), (security, true)] {
+            let suites: Vec<&str> = self
+                .suites
+                .iter()
+                .filter(|s| is_security(s) == security_suites)
+                .map(String::as_str)
+                .collect();
+            if suites.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "Types: deb\nURIs: {uri}\nSuites: {}\nComponents: {}\nSigned-By: {}\n",
+                suites.join(" "),
+                self.components.join(" "),
+                DEFAULT_KEYRING
+            ));
+            if self.snapshot.is_some() {
+                out.push_str("Check-Valid-Until: no\n");
+            }
         }
         out
+    }
+}
+
+/// The suites a bootstrap of `suite` resolves over when its definition lists none: the
+/// release, its stable updates and its security updates, as Debian's apt sources name them.
+/// `sid`/`unstable` and `experimental` have neither updates nor security suites.
+pub fn default_suites(suite: &str) -> Vec<String> {
+    if matches!(suite, "sid" | "unstable" | "experimental" | "rc-buggy") {
+        return vec![suite.to_owned()];
+    }
+    vec![
+        suite.to_owned(),
+        format!("{suite}-updates"),
+        format!("{suite}-security"),
+    ]
+}
+
+/// Whether `suite` lives in the security archive (`bookworm-security`).
+pub fn is_security(suite: &str) -> bool {
+    suite.ends_with("-security")
+}
+
+/// The security archive beside a mirror: `…/debian` → `…/debian-security`.
+fn security_archive_of(mirror: &str) -> String {
+    let mirror = mirror.trim_end_matches('/');
+    match mirror.strip_suffix("/debian") {
+        Some(host) => format!("{host}/debian-security"),
+        None => format!("{mirror}-security"),
     }
 }
 
@@ -209,7 +293,59 @@ mod tests {
         assert_eq!(s.components, ["main", "contrib"]);
         assert_eq!(s.keyring, PathBuf::from("/k.gpg"));
         assert_eq!(s.suite, "trixie");
-        assert!(s.apt_sources().contains("Suites: trixie\n"));
+        assert_eq!(s.suites, ["trixie", "trixie-updates", "trixie-security"]);
+        assert_eq!(s.security_mirror, "http://mirror.example/debian-security");
+    }
+
+    #[test]
+    fn a_security_package_comes_from_the_security_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Source::from_apt_dir(dir.path(), "bookworm").unwrap();
+        let file = "pool/updates/main/o/openssl/libssl3_3.0.22-1~deb12u2_amd64.deb";
+        assert_eq!(
+            s.pool_url("bookworm-security", file),
+            format!("http://deb.debian.org/debian-security/{file}")
+        );
+        assert_eq!(
+            s.pool_url("bookworm-updates", "pool/main/t/tzdata/t.deb"),
+            "http://deb.debian.org/debian/pool/main/t/tzdata/t.deb"
+        );
+        assert_eq!(
+            s.dists_url("bookworm-security", "InRelease"),
+            "http://deb.debian.org/debian-security/dists/bookworm-security/InRelease"
+        );
+        // Another mirror (`--mirror`) brings its own security archive on the same host.
+        let m = s.clone().with_mirror("http://m.example/debian/");
+        assert_eq!(
+            m.pool_url("bookworm-security", "f.deb"),
+            "http://m.example/debian-security/f.deb"
+        );
+        let snap = s.at_snapshot("20240101T000000Z");
+        assert_eq!(
+            snap.pool_url("bookworm-security", "f.deb"),
+            "http://snapshot.debian.org/archive/debian-security/20240101T000000Z/f.deb"
+        );
+        assert_eq!(default_suites("sid"), ["sid"]);
+    }
+
+    #[test]
+    fn image_apt_sources_name_the_three_suites() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Source::from_apt_dir(dir.path(), "bookworm").unwrap();
+        assert_eq!(
+            s.apt_sources(),
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n\
+             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n\
+             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        );
+        let snap = s.at_snapshot("20240101T000000Z").apt_sources();
+        assert!(
+            snap.contains(
+                "URIs: http://snapshot.debian.org/archive/debian-security/20240101T000000Z\n"
+            ) && snap.matches("Check-Valid-Until: no\n").count() == 2,
+            "{snap}"
+        );
     }
 
     #[test]
@@ -230,7 +366,7 @@ mod tests {
         assert_eq!(s.keyring, PathBuf::from("/s.gpg"));
         let snap = s.at_snapshot("20240101T000000Z");
         assert_eq!(
-            snap.dists_url("InRelease"),
+            snap.dists_url("bookworm", "InRelease"),
             "http://snapshot.debian.org/archive/debian/20240101T000000Z/dists/bookworm/InRelease"
         );
     }

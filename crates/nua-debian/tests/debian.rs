@@ -105,6 +105,47 @@ fn essential_apt_and_ca_certificates_resolve_to_a_stable_set() {
     assert_eq!(&again, base_set());
 }
 
+/// The three suites of Debian's apt sources, merged: the base set takes the security fixes
+/// (`libssl3`, through ca-certificates → openssl, has had one through most of bookworm's
+/// life), each from the archive of its suite, and downloads them from there.
+#[test]
+fn the_base_set_takes_security_fixes_from_the_security_archive() {
+    let src = source();
+    assert_eq!(
+        src.suites,
+        ["bookworm", "bookworm-updates", "bookworm-security"]
+    );
+    let dates: Vec<&str> = index().dates.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(dates, src.suites);
+    let security: Vec<&Locked> = base_set()
+        .iter()
+        .filter(|l| l.suite == "bookworm-security")
+        .collect();
+    assert!(
+        !security.is_empty(),
+        "no package of the base set comes from bookworm-security: {:?}",
+        base_set()
+            .iter()
+            .map(|l| (&l.name, &l.suite))
+            .collect::<Vec<_>>()
+    );
+    for pkg in &security {
+        assert!(pkg.filename.starts_with("pool/updates/"), "{pkg:?}");
+    }
+    assert!(base_set().iter().all(|l| src.suites.contains(&l.suite)));
+    let smallest = security.iter().min_by_key(|l| l.size).unwrap();
+    download(&src, &[(*smallest).clone()], &store(), &|_| {}).unwrap();
+}
+
+#[test]
+fn a_suite_the_mirror_lacks_is_named() {
+    let mut src = source();
+    src.suites.push("bookworm-nonexistent".into());
+    let err = fetch_index(&src, &store()).unwrap_err();
+    assert!(matches!(err, Error::NoSuite { .. }), "{err}");
+    assert!(err.to_string().contains("`bookworm-nonexistent`"), "{err}");
+}
+
 #[test]
 fn a_wrong_hash_in_the_index_fails_naming_the_package_and_keeps_nothing() {
     let pkg = base_set().iter().min_by_key(|l| l.size).unwrap();
@@ -263,6 +304,7 @@ fn hostile(entries: &[(&str, tar::EntryType, &str)]) -> (tempfile::TempDir, Blob
     let locked = Locked {
         name: "evil".into(),
         version: "1".into(),
+        suite: SUITE.into(),
         architecture: "all".into(),
         filename: "pool/evil.deb".into(),
         size: info.size,

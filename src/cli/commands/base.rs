@@ -1,11 +1,11 @@
-//! `nua-pack base list|build|lock`: the base images of `base-images/`.
+//! `nua-pack base list|build|lock|outdated`: the base images of `base-images/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::args::{BaseBuildArgs, BaseCommand, BaseListArgs, BaseLockArgs};
+use crate::cli::args::{BaseBuildArgs, BaseCommand, BaseListArgs, BaseLockArgs, BaseOutdatedArgs};
 use crate::cli::progress::{human_bytes, Lines};
 use crate::cli::{settings, Hint};
 use crate::outln;
@@ -18,6 +18,7 @@ pub fn run(cmd: &BaseCommand) -> anyhow::Result<ExitCode> {
         BaseCommand::List(args) => list(args),
         BaseCommand::Build(args) => build(args),
         BaseCommand::Lock(args) => lock(args),
+        BaseCommand::Outdated(args) => outdated(args),
     }
 }
 
@@ -207,6 +208,54 @@ fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
         // A lock is part of the source tree: readable by all, like the files beside it.
         nua_oci::fs::write_atomic(&path, lock.to_text().as_bytes())?;
         eprintln!("locked {name}: {count} packages in {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `base outdated`: what `base lock` would move, security fixes first; exit 1 when a
+/// security fix is missing, so a CI job fails on it.
+fn outdated(args: &BaseOutdatedArgs) -> anyhow::Result<ExitCode> {
+    let catalog = settings::catalog()?;
+    let store = oci::BlobStore::open(&settings::cache_dir()?)?;
+    let found = base::outdated(&catalog, &args.names, args.debian.mirror.as_deref(), &store)
+        .context("cannot compare the locks with the archive")?;
+    let missing_fix = found.iter().any(|o| o.security);
+    if args.output.json {
+        outln!("{}", serde_json::to_string_pretty(&found)?)?;
+    } else if found.is_empty() {
+        eprintln!("every locked package is the newest of the archive");
+    } else {
+        outln!(
+            "{:<16} {:<24} {:<28} {:<28} SUITE",
+            "BASE",
+            "PACKAGE",
+            "LOCKED",
+            "AVAILABLE"
+        )?;
+        for o in &found {
+            outln!(
+                "{:<16} {:<24} {:<28} {:<28} {}",
+                o.base,
+                o.package,
+                o.locked,
+                o.available,
+                o.suite
+            )?;
+        }
+    }
+    if missing_fix {
+        let bases: std::collections::BTreeSet<&str> = found
+            .iter()
+            .filter(|o| o.security)
+            .map(|o| o.base.as_str())
+            .collect();
+        let names: Vec<&str> = bases.into_iter().collect();
+        eprintln!(
+            "error: security fixes are missing from the locks of {}",
+            names.join(", ")
+        );
+        eprintln!("hint: run `nua-pack base lock {}`", names.join(" "));
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

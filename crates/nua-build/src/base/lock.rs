@@ -4,6 +4,11 @@
 //! A lock names the fingerprint of the definitions it was made from; when a definition
 //! changes, the lock is stale and the base is resolved again from the live archive (with a
 //! warning) until `nua-pack base lock NAME` is run.
+//!
+//! Each package records the suite it comes from (`bookworm-security`: its URL is in the
+//! security archive), and the lock lists the `Date` of every suite's index it was resolved
+//! from; `archive-date`, the newest of them, clamps the base's timestamps. Locks written
+//! before suites were recorded still parse: their packages are from the lock's `suite`.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,13 +23,26 @@ pub struct Lock {
     pub base: String,
     /// [`super::Catalog::fingerprint`] of the definitions the lock was resolved from.
     pub fingerprint: String,
-    /// The Debian suite of the bootstrap.
+    /// The Debian suite of the bootstrap (its release: `bookworm`).
     pub suite: String,
-    /// The `Date` of the suite's signed `InRelease` when the lock was made.
+    /// The newest `Date` of the signed `InRelease` files the lock was resolved from: the
+    /// upper bound of the base's timestamps.
     pub archive_date: String,
+    /// Every suite's index the lock was resolved from, in order of preference, with its date
+    /// (empty in locks written before suites were recorded).
+    #[serde(rename = "index", default)]
+    pub indexes: Vec<IndexDate>,
     /// The steps, in build order.
     #[serde(rename = "step")]
     pub steps: Vec<LockedStep>,
+}
+
+/// The suite of one index a lock was resolved from, and the `Date` of its `InRelease`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDate {
+    pub suite: String,
+    pub date: String,
 }
 
 /// The packages one step installs (a bootstrap or a layer).
@@ -40,10 +58,17 @@ pub struct LockedStep {
 impl Lock {
     /// Parse a lock file's text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Lock, BaseError> {
-        toml::from_str(text).map_err(|source| BaseError::Definition {
+        let mut lock: Lock = toml::from_str(text).map_err(|source| BaseError::Definition {
             path: file.into(),
             message: source.to_string(),
-        })
+        })?;
+        // A lock written before suites were recorded: every package is from its release.
+        for step in &mut lock.steps {
+            for pkg in step.packages.iter_mut().filter(|p| p.suite.is_empty()) {
+                pkg.suite = lock.suite.clone();
+            }
+        }
+        Ok(lock)
     }
 
     /// The lock file's text: a header that says how it was made, then TOML.
@@ -74,13 +99,25 @@ mod tests {
             fingerprint: "sha256:00".into(),
             suite: "bookworm".into(),
             archive_date: "Sat, 08 Nov 2026 09:12:31 UTC".into(),
+            indexes: vec![
+                IndexDate {
+                    suite: "bookworm".into(),
+                    date: "Sat, 08 Nov 2026 09:12:31 UTC".into(),
+                },
+                IndexDate {
+                    suite: "bookworm-security".into(),
+                    date: "Sat, 08 Nov 2026 08:00:00 UTC".into(),
+                },
+            ],
             steps: vec![LockedStep {
                 name: "bootstrap".into(),
                 packages: vec![debian::Locked {
-                    name: "base-files".into(),
-                    version: "12.4+deb12u7".into(),
+                    name: "libssl3".into(),
+                    version: "3.0.22-1~deb12u2".into(),
+                    suite: "bookworm-security".into(),
                     architecture: "amd64".into(),
-                    filename: "pool/main/b/base-files/base-files_12.4+deb12u7_amd64.deb".into(),
+                    filename: "pool/updates/main/o/openssl/libssl3_3.0.22-1~deb12u2_amd64.deb"
+                        .into(),
                     size: 70_000,
                     sha256: "ab".repeat(32),
                 }],
@@ -89,10 +126,34 @@ mod tests {
         let text = lock.to_text();
         assert!(text.starts_with("# The packages of base image `python`"));
         assert!(text.contains("[[step.package]]"), "{text}");
+        assert!(
+            text.contains("[[index]]\nsuite = \"bookworm-security\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("suite = \"bookworm-security\"\narch"),
+            "{text}"
+        );
         assert_eq!(Lock::parse(&text, "python.lock").unwrap(), lock);
         let err = Lock::parse("base = 1", "python.lock")
             .unwrap_err()
             .to_string();
         assert!(err.contains("python.lock"), "{err}");
+    }
+
+    /// A lock of a user's own `NUA_BASE_IMAGES`, written before suites were recorded: no
+    /// `[[index]]`, no `suite` per package. Its packages are from the release suite.
+    #[test]
+    fn a_lock_without_suites_still_parses() {
+        let text = "base = \"mine\"\nfingerprint = \"sha256:00\"\nsuite = \"bookworm\"\n\
+            archive-date = \"Sat, 08 Nov 2026 09:12:31 UTC\"\n\n[[step]]\nname = \"bootstrap\"\n\n\
+            [[step.package]]\nname = \"base-files\"\nversion = \"12.4+deb12u7\"\n\
+            architecture = \"amd64\"\nfilename = \"pool/main/b/base-files/b.deb\"\n\
+            size = 70000\nsha256 = \"ab\"\n";
+        let lock = Lock::parse(text, "mine.lock").unwrap();
+        assert!(lock.indexes.is_empty());
+        let pkg = &lock.step("bootstrap").unwrap().packages[0];
+        assert_eq!(pkg.suite, "bookworm");
+        assert_eq!(pkg.version, "12.4+deb12u7");
     }
 }

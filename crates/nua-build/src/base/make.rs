@@ -12,8 +12,9 @@ use nua_debian as debian;
 use nua_oci::BlobStore;
 use nua_sandbox::Sandbox;
 
-/// Bump when the bytes a base step writes change for the same inputs.
-const BASE_FORMAT: &str = "nua-base-v1";
+/// Bump when the bytes a base step writes change for the same inputs (v2: the image's apt
+/// sources name the updates and security suites).
+const BASE_FORMAT: &str = "nua-base-v2";
 
 /// A built base: its layers, bottom first, and its image config variables.
 pub struct BaseImage {

@@ -14,6 +14,7 @@ mod config;
 mod lock;
 mod make;
 mod names;
+mod outdated;
 mod plan;
 
 use std::path::PathBuf;
@@ -25,9 +26,10 @@ use nua_oci::BlobStore;
 pub use crate::layers::{BaseOptions, PlannedStep};
 pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
 pub use config::{HealthcheckDef, ImageSettings, LayerFile};
-pub use lock::{Lock, LockedStep};
+pub use lock::{IndexDate, Lock, LockedStep};
 pub use make::{build_base, BaseImage};
 pub use names::{BaseChoice, Resolved, DEFAULT_BASE};
+pub use outdated::{outdated, Outdated};
 pub use plan::{lock_base, Plan};
 
 /// What can go wrong with base definitions and base builds.
@@ -47,6 +49,12 @@ pub enum BaseError {
     UnknownBuilder { builder: String, known: Vec<String> },
     #[error("base image `{base}` uses layer `{layer}`, which `layers/` does not define")]
     UnknownLayer { base: String, layer: String },
+    #[error("`{}`: key `suites`: the mirror has no suite `{suite}` (`{url}` is not found)", path.display())]
+    NoSuite {
+        path: PathBuf,
+        suite: String,
+        url: String,
+    },
     #[error("base image `{name}` is built `from` itself")]
     Cycle { name: String },
     #[error("cannot resolve the packages of `{base}`, step `{step}`")]
@@ -68,6 +76,11 @@ impl BaseError {
         match self {
             BaseError::Debian { source, .. } => source.hint(),
             BaseError::Install(e) => e.hint(),
+            BaseError::NoSuite { .. } => Some(
+                "list in `suites` only suites the mirror has (`SUITE`, `SUITE-updates`, \
+                 `SUITE-security` by default), or pick another mirror"
+                    .to_owned(),
+            ),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::catalog::Catalog;
 use super::config::ImageSettings;
-use super::lock::{Lock, LockedStep};
+use super::lock::{IndexDate, Lock, LockedStep};
 use super::BaseError;
 use crate::layers::{PlannedStep, BOOTSTRAP};
 use nua_debian as debian;
@@ -166,13 +166,47 @@ fn source(
 ) -> Result<debian::Source, debian::Error> {
     let mut source = debian::Source::from_host(&bootstrap.suite)?;
     if let Some(mirror) = mirror {
-        source.mirror = mirror.to_owned();
+        source = source.with_mirror(mirror);
+    }
+    if let Some(suites) = &bootstrap.suites {
+        source.suites = suites.clone();
     }
     source.components = bootstrap.components.clone();
     if let Some(snapshot) = &bootstrap.snapshot {
         source = source.at_snapshot(snapshot);
     }
     Ok(source)
+}
+
+/// The source of the bootstrap of `name` and the live index of its suites.
+pub(super) fn index_of(
+    catalog: &Catalog,
+    name: &str,
+    mirror: Option<&str>,
+    store: &BlobStore,
+) -> Result<(debian::Source, debian::Index), BaseError> {
+    let chain = catalog.chain(name)?;
+    let bootstrap = chain[0]
+        .1
+        .bootstrap
+        .as_ref()
+        .expect("a chain starts with a bootstrap");
+    let debian_error = |source| BaseError::Debian {
+        base: name.to_owned(),
+        step: BOOTSTRAP.to_owned(),
+        source: Box::new(source),
+    };
+    let src = source(bootstrap, mirror).map_err(debian_error)?;
+    let index = debian::fetch_index(&src, store).map_err(|err| match err {
+        // A suite the mirror lacks is a mistake in the definition (or the mirror's): say which.
+        debian::Error::NoSuite { suite, url } => BaseError::NoSuite {
+            path: catalog.definition_path(chain[0].0),
+            suite,
+            url,
+        },
+        other => debian_error(other),
+    })?;
+    Ok((src, index))
 }
 
 /// Resolve every step of `name` against the live archive: the lock it should have.
@@ -196,8 +230,7 @@ pub fn lock_base(
             source: Box::new(source),
         }
     };
-    let src = source(bootstrap, mirror).map_err(debian_error(BOOTSTRAP))?;
-    let index = debian::fetch_index(&src, store).map_err(debian_error(BOOTSTRAP))?;
+    let (_, index) = index_of(catalog, name, mirror, store)?;
     let request = debian::Request {
         include: bootstrap.include.clone(),
         essential: true,
@@ -240,6 +273,14 @@ pub fn lock_base(
         fingerprint: catalog.fingerprint(name)?,
         suite: bootstrap.suite.clone(),
         archive_date: index.date.clone().unwrap_or_default(),
+        indexes: index
+            .dates
+            .iter()
+            .map(|(suite, date)| IndexDate {
+                suite: suite.clone(),
+                date: date.clone(),
+            })
+            .collect(),
         steps,
     })
 }
