@@ -199,27 +199,32 @@ impl Conn {
         let fault = (!storage)
             .then(|| self.lock().take_fault(&method, &path))
             .flatten();
-        if storage || fault == Some(Fault::RedirectToForbiddenStorage) {
+        // Each request is recorded before its answer is sent: a client that has its answer
+        // finds it in `requests()`.
+        let record = |status: u16| {
+            let seen = (method.clone(), path.clone(), status);
+            self.lock().seen.push(seen);
+        };
+        if storage {
             relay_body(client_r, &mut io::sink(), req_framing, None)?;
-            let status = if storage {
-                answer_error(client_w, &method, Fault::Status(403))?
-            } else {
-                let location = format!("http://{}/storage{path}?{STORAGE_SIGNATURE}", self.me);
-                write!(
-                    client_w,
-                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
-                     Content-Length: 0\r\n\r\n"
-                )?;
-                client_w.flush()?;
-                307
-            };
-            self.lock().seen.push((method, path, status));
+            answer_error(client_w, &method, Fault::Status(403), record)?;
             return Ok(next);
         }
-        if let Some(Fault::Status(_) | Fault::TooMany { .. }) = fault {
+        if fault == Some(Fault::RedirectToForbiddenStorage) {
             relay_body(client_r, &mut io::sink(), req_framing, None)?;
-            let status = answer_error(client_w, &method, fault.unwrap())?;
-            self.lock().seen.push((method, path, status));
+            record(307);
+            let location = format!("http://{}/storage{path}?{STORAGE_SIGNATURE}", self.me);
+            write!(
+                client_w,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )?;
+            client_w.flush()?;
+            return Ok(next);
+        }
+        if let Some(fault @ (Fault::Status(_) | Fault::TooMany { .. })) = fault {
+            relay_body(client_r, &mut io::sink(), req_framing, None)?;
+            answer_error(client_w, &method, fault, record)?;
             return Ok(next);
         }
 
@@ -268,8 +273,14 @@ impl Conn {
     }
 }
 
-/// Answer an injected status in the distribution spec's error format; returns the status.
-fn answer_error(client: &mut TcpStream, method: &str, fault: Fault) -> io::Result<u16> {
+/// Answer an injected status in the distribution spec's error format, calling `record` with
+/// the status before anything is sent.
+fn answer_error(
+    client: &mut TcpStream,
+    method: &str,
+    fault: Fault,
+    record: impl FnOnce(u16),
+) -> io::Result<()> {
     let (status, reason, code, extra) = match fault {
         Fault::TooMany { retry_after_secs } => (
             429,
@@ -284,14 +295,14 @@ fn answer_error(client: &mut TcpStream, method: &str, fault: Fault) -> io::Resul
         r#"{{"errors":[{{"code":"{code}","message":"injected by the test proxy","detail":null}}]}}"#
     );
     let body = if method == "HEAD" { "" } else { body.as_str() };
+    record(status);
     write!(
         client,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{extra}\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
-    client.flush()?;
-    Ok(status)
+    client.flush()
 }
 
 /// Whether the upstream connection is still usable: the registry may have closed it while
