@@ -263,6 +263,98 @@ fn postgres_without_a_password_says_which_variables() {
     );
 }
 
+#[test]
+fn redis_keeps_a_key_across_a_restart() {
+    let image = image("redis-7", "restart");
+    let tag = image.0.clone();
+    let network = Network::new("redis");
+    let name = format!("nua-test-redis-{}", std::process::id());
+    let password = "p@ss w0rd'\"$x";
+    // The official image's command line: options alone are redis-server's. No config file,
+    // so redis-server's built-in save points hold and it writes /data/dump.rdb when it
+    // stops on SIGTERM: what `docker stop` keeps is what the restart reads back.
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "-d", "--name", &name, "--network", &network.0, &tag]);
+    cmd.args(["--requirepass", password]);
+    run_ok(&mut cmd);
+    let server = Server(Container(name.clone()));
+    wait_healthy(&server.0);
+    assert_runs_as(&server, "redis");
+    let auth = format!("REDISCLI_AUTH={password}");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["redis-cli", "-h", &name];
+        all.extend_from_slice(args);
+        ok(client(&tag, &network, &[&auth], &all))
+    };
+    assert_eq!(cli(&["SET", "kept", "across a restart"]).trim(), "OK");
+    // Other hosts must give the password (not refused by protected mode either).
+    let anonymous = ok(client(
+        &tag,
+        &network,
+        &[],
+        &["redis-cli", "-h", &name, "GET", "kept"],
+    ));
+    assert!(anonymous.contains("NOAUTH"), "{anonymous}");
+
+    restart(&server);
+    assert_eq!(cli(&["GET", "kept"]).trim(), "across a restart");
+    let log = logs(&server);
+    assert!(log.contains("DB saved on disk"), "{log}");
+    assert!(log.contains("keys loaded: 1"), "{log}");
+    let files = exec(&server.0, "ls -ln /data");
+    assert!(files.contains("dump.rdb"), "{files}");
+    // The tool of backups is there: an RDB snapshot over the network.
+    let backup = format!("redis-cli -h {name} --rdb /tmp/b.rdb >&2 && head -c 5 /tmp/b.rdb");
+    let rdb = ok(client(&tag, &network, &[&auth], &["sh", "-c", &backup]));
+    assert_eq!(rdb, "REDIS", "an RDB file starts with its magic");
+    assert!(!log.contains(password), "the password is in the log");
+}
+
+#[test]
+fn redis_takes_a_config_file_as_its_command() {
+    let image = image("redis-7", "config");
+    let tag = image.0.clone();
+    let name = format!("nua-test-redis-conf-{}", std::process::id());
+    // `docker run IMAGE /path/redis.conf` is `redis-server /path/redis.conf`.
+    let script = "printf 'port 6380\\n' >/tmp/r.conf && exec docker-entrypoint.sh /tmp/r.conf";
+    let mut cmd = Command::new("docker");
+    cmd.args([
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--entrypoint",
+        "sh",
+        &tag,
+        "-c",
+        script,
+    ]);
+    run_ok(&mut cmd);
+    let server = Server(Container(name));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pong = loop {
+        let out = run(Command::new("docker").args([
+            "exec",
+            &(server.0).0,
+            "redis-cli",
+            "-p",
+            "6380",
+            "ping",
+        ]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("PONG") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(
+        pong.contains("PONG"),
+        "no answer on 6380: {}",
+        logs(&server)
+    );
+    assert_runs_as(&server, "redis");
+}
+
 /// Every file of every layer of an image tarball: its path, and whether it holds a PEM
 /// private key.
 fn layer_files(tarball: &Path) -> Vec<(String, bool)> {
