@@ -132,13 +132,14 @@ fn logs(server: &Server) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-/// A secret in a file of `dir` others may read (as Swarm mounts them).
-fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
+/// A secret in a file of `dir` others may read (as Swarm mounts them), and the `docker run
+/// -v` that mounts it at `/run/secrets/NAME`.
+fn secret_mount(dir: &Path, name: &str, value: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     std::fs::write(&path, format!("{value}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    path
+    format!("{}:/run/secrets/{name}:ro", path.display())
 }
 
 /// `docker stop` (the image's stop signal), then `docker start`, and healthy again.
@@ -167,10 +168,9 @@ fn postgres_keeps_a_table_across_a_restart() {
     let tag = image.0.clone();
     let work = temp_dir();
     let password = "p@ss w0rd'\"$x";
-    let secret = secret_file(work.path(), "pg_password", password);
     let network = Network::new("pg");
     let name = format!("nua-test-pg-{}", std::process::id());
-    let mount = format!("{}:/run/secrets/pg_password:ro", secret.display());
+    let mount = secret_mount(work.path(), "pg_password", password);
     let server = start(
         &tag,
         &name,
@@ -353,6 +353,159 @@ fn redis_takes_a_config_file_as_its_command() {
         logs(&server)
     );
     assert_runs_as(&server, "redis");
+}
+
+/// Wait until `sql` succeeds as `user` (`password`) through the `mariadb` client of another
+/// container, and return its output: healthy means the server answers, not that the user
+/// exists (30 s at most).
+fn mariadb(
+    tag: &str,
+    network: &Network,
+    host: &str,
+    user: &str,
+    password: &str,
+    database: &str,
+    sql: &str,
+) -> std::process::Output {
+    let pwd = format!("MYSQL_PWD={password}");
+    client(
+        tag,
+        network,
+        &[&pwd],
+        &[
+            "mariadb", "-h", host, "-u", user, "-D", database, "-N", "-B", "-e", sql,
+        ],
+    )
+}
+
+#[test]
+fn mariadb_keeps_a_table_across_a_restart() {
+    let image = image("mariadb-10.11", "restart");
+    let tag = image.0.clone();
+    let work = temp_dir();
+    let root_password = "r00t p@ss'\"$x\\";
+    let password = "app p@ss'\"`y";
+    let network = Network::new("mariadb");
+    let name = format!("nua-test-mariadb-{}", std::process::id());
+    let mount = secret_mount(work.path(), "root_password", root_password);
+    let app_password = format!("MARIADB_PASSWORD={password}");
+    let server = start(
+        &tag,
+        &name,
+        &network,
+        &[
+            "-e",
+            "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/root_password",
+            "-e",
+            "MARIADB_USER=app",
+            "-e",
+            &app_password,
+            "-e",
+            "MARIADB_DATABASE=appdb",
+            "-v",
+            &mount,
+        ],
+    );
+    wait_healthy(&server.0);
+    assert_runs_as(&server, "mysql");
+    let sql = |sql: &str| mariadb(&tag, &network, &name, "app", password, "appdb", sql);
+    ok(sql(
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('across a restart')",
+    ));
+    let wrong = mariadb(&tag, &network, &name, "app", "wrong", "appdb", "SELECT 1");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("Access denied"),
+        "{wrong:?}"
+    );
+    // Root from another host with the password of the file.
+    let grants = ok(mariadb(
+        &tag,
+        &network,
+        &name,
+        "root",
+        root_password,
+        "mysql",
+        "SELECT COUNT(*) FROM user WHERE User = 'root' AND Host = '%'",
+    ));
+    assert_eq!(grants.trim(), "1");
+
+    restart(&server);
+    assert_eq!(ok(sql("SELECT v FROM kept")).trim(), "across a restart");
+    let log = logs(&server);
+    assert_eq!(log.matches("initializing the database").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("mariadbd: Shutdown complete").count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        !log.contains("crash recovery") && !log.contains("was not shut down normally"),
+        "the stop was not clean: {log}"
+    );
+    assert!(!log.contains(root_password) && !log.contains(password));
+    // The tools of backups are there.
+    let dump = format!("mariadb-dump -h {name} -u root appdb kept");
+    let root_pwd = format!("MYSQL_PWD={root_password}");
+    let dump = ok(client(&tag, &network, &[&root_pwd], &["sh", "-c", &dump]));
+    assert!(dump.contains("CREATE TABLE `kept`"), "{dump}");
+}
+
+#[test]
+fn mariadb_takes_the_mysql_aliases() {
+    let image = image("mariadb-10.11", "aliases");
+    let tag = image.0.clone();
+    let work = temp_dir();
+    let password = "alias p@ss";
+    let network = Network::new("mysql");
+    let name = format!("nua-test-mysql-{}", std::process::id());
+    let mount = secret_mount(work.path(), "password", password);
+    let server = start(
+        &tag,
+        &name,
+        &network,
+        &[
+            "-e",
+            "MYSQL_RANDOM_ROOT_PASSWORD=yes",
+            "-e",
+            "MYSQL_USER=legacy",
+            "-e",
+            "MYSQL_PASSWORD_FILE=/run/secrets/password",
+            "-e",
+            "MYSQL_DATABASE=legacydb",
+            "-v",
+            &mount,
+        ],
+    );
+    wait_healthy(&server.0);
+    let db = ok(mariadb(
+        &tag,
+        &network,
+        &name,
+        "legacy",
+        password,
+        "legacydb",
+        "SELECT DATABASE()",
+    ));
+    assert_eq!(db.trim(), "legacydb");
+    // The random root password is nobody's: no empty one, and not in the log.
+    let root = mariadb(&tag, &network, &name, "root", "", "mysql", "SELECT 1");
+    assert!(!root.status.success(), "{root:?}");
+    assert!(logs(&server).contains("the root password is random and not shown"));
+}
+
+#[test]
+fn mariadb_without_a_root_password_says_which_variables() {
+    let image = image("mariadb-10.11", "no-password");
+    let out = run(Command::new("docker").args(["run", "--rm", &image.0]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MARIADB_ROOT_PASSWORD")
+            && stderr.contains("MARIADB_RANDOM_ROOT_PASSWORD")
+            && stderr.contains("MARIADB_ALLOW_EMPTY_ROOT_PASSWORD"),
+        "{stderr}"
+    );
 }
 
 /// Every file of every layer of an image tarball: its path, and whether it holds a PEM

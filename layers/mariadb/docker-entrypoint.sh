@@ -120,27 +120,28 @@ TEXT
 
     root_password=$(sql_escape "$MARIADB_ROOT_PASSWORD")
     root_host=$(sql_escape "$MARIADB_ROOT_HOST")
+    # printf, not echo: dash's echo would undo the escaping of backslashes.
     {
-        echo "SET @@SESSION.SQL_LOG_BIN=0;"
-        echo "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
-        echo "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname, '\\'');"
-        echo "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$root_password');"
+        printf '%s\n' "SET @@SESSION.SQL_LOG_BIN=0;"
+        printf '%s\n' "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
+        printf '%s\n' "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname, '\\'');"
+        printf '%s\n' "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$root_password');"
         if [ "$MARIADB_ROOT_HOST" != localhost ]; then
-            echo "CREATE USER 'root'@'$root_host' IDENTIFIED BY '$root_password';"
-            echo "GRANT ALL ON *.* TO 'root'@'$root_host' WITH GRANT OPTION;"
-            echo "GRANT PROXY ON ''@'%' TO 'root'@'$root_host' WITH GRANT OPTION;"
+            printf '%s\n' "CREATE USER 'root'@'$root_host' IDENTIFIED BY '$root_password';"
+            printf '%s\n' "GRANT ALL ON *.* TO 'root'@'$root_host' WITH GRANT OPTION;"
+            printf '%s\n' "GRANT PROXY ON ''@'%' TO 'root'@'$root_host' WITH GRANT OPTION;"
         fi
         if [ -n "$MARIADB_DATABASE" ]; then
-            echo "CREATE DATABASE IF NOT EXISTS \`$(sql_ident "$MARIADB_DATABASE")\`;"
+            printf '%s\n' "CREATE DATABASE IF NOT EXISTS \`$(sql_ident "$MARIADB_DATABASE")\`;"
         fi
         if [ -n "$MARIADB_USER" ]; then
             user=$(sql_escape "$MARIADB_USER")
-            echo "CREATE USER '$user'@'%' IDENTIFIED BY '$(sql_escape "$MARIADB_PASSWORD")';"
+            printf '%s\n' "CREATE USER '$user'@'%' IDENTIFIED BY '$(sql_escape "$MARIADB_PASSWORD")';"
             if [ -n "$MARIADB_DATABASE" ]; then
-                echo "GRANT ALL ON \`$(sql_ident "$MARIADB_DATABASE" | sed 's/_/\\_/g')\`.* TO '$user'@'%';"
+                printf '%s\n' "GRANT ALL ON \`$(sql_ident "$MARIADB_DATABASE" | sed 's/_/\\_/g')\`.* TO '$user'@'%';"
             fi
         fi
-        echo "FLUSH PRIVILEGES;"
+        printf '%s\n' "FLUSH PRIVILEGES;"
     } | mariadb_local
 
     # From here on root needs its password: the scripts get it through a file.
