@@ -32,7 +32,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use nua_debian::{self, Request};
+//! use nua_debian::{self as debian, Request};
 //! use nua_oci::{BlobStore, LayerOptions};
 //! # fn main() -> Result<(), nua_debian::Error> {
 //! let store = BlobStore::open("/tmp/nua-cache")?;
