@@ -1,7 +1,12 @@
 //! Fetch the signed `InRelease` and the `Packages.xz` indexes of every suite of a source,
 //! verified, into one [`Index`] of the packages available for one architecture: for each
-//! name the highest version across the suites wins (a tie goes to the suite listed first),
-//! and each package remembers the suite it came from (its URL depends on it).
+//! name the highest version across the suites wins, and each package remembers the suite it
+//! came from (its URL depends on it).
+//!
+//! A tie goes to the suite listed later: a point release copies the security fixes into the
+//! release while `SUITE-security` keeps them until the next fix, so a fix stays "from
+//! `SUITE-security`" (what `nua-pack base outdated` and the tests rely on) across point
+//! releases instead of changing suite at each one.
 //!
 //! Each `Packages.xz` is stored in the blob store under the SHA256 that InRelease lists for
 //! it, so a later run downloads only InRelease (a few hundred KiB) when nothing changed.
@@ -102,7 +107,8 @@ impl Index {
     }
 
     /// Merge the `Packages` data of `suite` into the index: a version higher than the one
-    /// there replaces it (an equal one does not: suites are added in order of preference).
+    /// there replaces it, and so does the same version from another suite (suites are added
+    /// in order: a tie goes to the later one, see the module doc).
     pub fn add_packages(&mut self, input: impl Read, suite: &str, file: &str) -> Result<()> {
         let reader = deb822::Reader::new(BufReader::with_capacity(1 << 16, input), file);
         for para in reader {
@@ -141,10 +147,9 @@ impl Index {
                     .ok_or_else(|| missing("SHA256"))?
                     .to_owned(),
             };
-            let newer = self
-                .packages
-                .get(&pkg.name)
-                .is_none_or(|old| pkg.version > old.version);
+            let newer = self.packages.get(&pkg.name).is_none_or(|old| {
+                pkg.version > old.version || (pkg.version == old.version && old.suite != suite)
+            });
             if newer {
                 self.packages.insert(pkg.name.clone(), pkg);
             }
@@ -307,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn suites_merge_highest_version_first_suite_on_a_tie() {
+    fn suites_merge_highest_version_later_suite_on_a_tie() {
         let mut index = Index {
             arch: "amd64".into(),
             ..Index::default()
@@ -319,7 +324,7 @@ mod tests {
             ("mawk", "1.3.4", "Provides: awk\n"),
         ]);
         let updates = packages(&[("tzdata", "2025b-0+deb12u2", "")]);
-        // The same version as the release's (after a point release): the release keeps it.
+        // The same version as the release's (after a point release): still a security fix.
         let security = packages(&[
             ("libssl3", "3.0.22-1~deb12u2", ""),
             ("base-files", "12.4+deb12u11", ""),
@@ -345,7 +350,10 @@ mod tests {
             got("tzdata"),
             ("2025b-0+deb12u2".into(), "bookworm-updates")
         );
-        assert_eq!(got("base-files"), ("12.4+deb12u11".into(), "bookworm"));
+        assert_eq!(
+            got("base-files"),
+            ("12.4+deb12u11".into(), "bookworm-security")
+        );
         let libssl3 = index.get("libssl3").unwrap();
         assert_eq!(libssl3.filename, "pool/libssl3_3.0.22-1~deb12u2.deb");
         // Providers come from every suite.

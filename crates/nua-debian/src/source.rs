@@ -29,8 +29,8 @@ pub struct Source {
     pub security_mirror: String,
     /// The release (`bookworm`): what a lock and the image's distribution are named after.
     pub suite: String,
-    /// The suites resolved over, in order of preference (a tie in versions goes to the
-    /// first): by default [`default_suites`] of `suite`.
+    /// The suites resolved over, in order (the highest version wins; a tie goes to the
+    /// later suite): by default [`default_suites`] of `suite`.
     pub suites: Vec<String>,
     pub components: Vec<String>,
     /// Debian architecture name (`amd64`).

@@ -38,8 +38,8 @@ pub struct BaseDef {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Bootstrap {
     pub suite: String,
-    /// The suites resolved over, in order of preference (the highest version wins, a tie
-    /// goes to the first); by default `SUITE`, `SUITE-updates` and `SUITE-security`.
+    /// The suites resolved over, in order (the highest version wins, a tie goes to the
+    /// later suite); by default `SUITE`, `SUITE-updates` and `SUITE-security`.
     #[serde(default)]
     pub suites: Option<Vec<String>>,
     #[serde(default = "main_component")]
