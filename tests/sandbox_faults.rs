@@ -304,7 +304,7 @@ fn as_rootless_user() {
     let text = sb::rerun_as(sb::ROOTLESS_USER, &args);
     // Every test of this file but the two that switch users ran, and passed.
     assert!(
-        text.contains("test result: ok. 8 passed; 0 failed"),
+        text.contains("test result: ok. 9 passed; 0 failed"),
         "{text}"
     );
 }
