@@ -478,3 +478,41 @@ fn token_auth_push_and_pull_with_password_stdin() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_full_disk_fails_the_pull_at_once_instead_of_retrying_the_network() {
+    // A 256 KiB file system for the store: root only (CI runs as root).
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let (_registry, proxy, work, image) = served();
+    let small = work.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let store = BlobStore::open(&small).unwrap();
+    let reference = Reference::parse(&format!("{}/faults/app:1", proxy.host())).unwrap();
+    let client = fast_client(&proxy.host());
+    let options = PullOptions::default();
+    let err = registry::pull(&client, &reference, &store, &options, &()).unwrap_err();
+    let chain = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(chain.contains("No space left"), "{chain}");
+    assert!(!chain.contains("connection broke"), "{chain}");
+    // The store's error ended the pull: no layer was asked for twice.
+    for layer in &image.layers {
+        assert!(statuses(&proxy, "GET", &blob_path(layer)).len() <= 1);
+    }
+    assert_store_intact(&small);
+}

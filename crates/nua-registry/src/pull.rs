@@ -247,7 +247,8 @@ fn receive(
         let copied = copy_counted(body, writer, |n| {
             attempts.transferred += n;
             progress.advance(&blob.digest, n);
-        });
+        })
+        .map_err(|e| store_error(store, e))?;
         if writer.len() > blob.size {
             return Err(Error::Size {
                 origin: format!("{}/{}", repo.registry, repo.repository),
@@ -392,19 +393,21 @@ fn store_error(store: &BlobStore, source: std::io::Error) -> Error {
     }
 }
 
-/// Copy `from` into `to`, calling `counted` with each chunk's size; an error of either side
-/// ends the copy (what was written stays written).
+/// Copy `from` into `to`, calling `counted` with each chunk's size. A read error ends the copy
+/// and is returned (what was written stays written, to resume from); a write error is the
+/// outer `Err`: the store failed (a full disk), not the network, and retrying cannot help.
 fn copy_counted(
     mut from: impl Read,
     to: &mut impl Write,
     mut counted: impl FnMut(u64),
-) -> std::io::Result<()> {
+) -> std::io::Result<std::io::Result<()>> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = from.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(Ok(())),
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
         to.write_all(&buf[..n])?;
         counted(n as u64);
     }
