@@ -216,6 +216,7 @@ fn python_base_pip_installs_from_pypi_in_the_sandbox() {
             compression: nua_oci::Compression::default(),
             source_date_epoch: plan.source_date_epoch,
         },
+        registry: Default::default(),
     };
     let base = build_base(&plan, &store, &options, &mut nua_build::Silent).unwrap();
     assert!(base.layers.iter().all(|l| l.cached));

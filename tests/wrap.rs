@@ -86,6 +86,7 @@ fn publish_upstream(host: &str, work: &Path) {
     let options = BaseOptions {
         cache_dir: cache.clone(),
         layer: oci::LayerOptions::default(),
+        registry: Default::default(),
     };
     let catalog = Catalog::builtin().unwrap();
     let (_, built) = base::build(
@@ -212,3 +213,6 @@ fn a_wrap_build_names_the_image_it_cannot_pull() {
     );
     assert!(!work.path().join("never.tar").exists());
 }
+
+#[path = "wrap/image_bases.rs"]
+mod image_bases;

@@ -164,9 +164,11 @@ impl Build<'_> {
             names: names.join(" "),
             source: Box::new(source),
         };
-        let index = debian::fetch_index(&base.source, self.store).map_err(packages_error)?;
-        let present: Vec<debian::Installed> =
-            installed.iter().map(|p| index.installed(p)).collect();
+        let source = base.source.as_ref().expect("checked by `package_layers`");
+        let index = debian::fetch_index(source, self.store).map_err(packages_error)?;
+        // What an image from a registry holds, then what Nua installed.
+        let mut present = base.installed.clone();
+        present.extend(installed.iter().map(|p| index.installed(p)));
         let request = debian::Request {
             include: names.to_vec(),
             essential: false,
@@ -197,7 +199,7 @@ impl Build<'_> {
     ) -> Result<Vec<debian::Locked>, Error> {
         let installer = Installer {
             what: self.app.config.id(),
-            source: &base.source,
+            source: base.source.as_ref().expect("checked by `package_layers`"),
             store: self.store,
             options: &self.below.options,
             cache: self.cache,
@@ -289,6 +291,20 @@ impl Build<'_> {
         chain: &mut Chain,
         reporter: &mut dyn Reporter,
     ) -> Result<Range<usize>, Error> {
+        if base.source.is_none() {
+            let wanted = [
+                ("run.packages", &plan.packages),
+                ("build.packages", &plan.build_packages),
+            ];
+            if let Some((key, _)) = wanted.iter().find(|(_, names)| !names.is_empty()) {
+                return Err(Error::PackagesNeedDebian {
+                    file: self.app.file.clone(),
+                    key,
+                    base: base.name.clone(),
+                    distro: base.distro.clone(),
+                });
+            }
+        }
         let mut installed = base.packages.clone();
         if !plan.packages.is_empty() {
             let added = self.packages_step(

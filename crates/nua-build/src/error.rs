@@ -57,6 +57,17 @@ pub enum Error {
         #[source]
         source: Box<nua_debian::Error>,
     },
+    #[error(
+        "`{}`: key `{key}`: `{base}` is not a Debian image (its os-release says `{distro}`), \
+         and Nua installs packages from Debian's archive into a Debian dpkg database",
+        file.display()
+    )]
+    PackagesNeedDebian {
+        file: PathBuf,
+        key: &'static str,
+        base: String,
+        distro: String,
+    },
     #[error("there is no meta-package `{name}` (known: {})", known.join(", "))]
     MetaPackage { name: String, known: Vec<String> },
     #[error("the `project` folder `{project}` is not in the source (looked for `{}`)", path.display())]
@@ -110,6 +121,11 @@ impl Error {
             Error::Packages { source, .. } => source.hint(),
             Error::Sandbox { source, .. } => source.hint(),
             Error::Fetch { source } => source.hint(),
+            Error::PackagesNeedDebian { .. } => Some(
+                "build on a Debian-based image (`python:3.12-slim`, `node:20-bookworm`) or a \
+                 base of `nua-pack base list`, or install them in the image you build on"
+                    .to_owned(),
+            ),
             _ => None,
         }
     }

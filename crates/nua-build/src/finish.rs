@@ -43,15 +43,22 @@ pub fn sbom_of(
     };
     let world = World::new(&[], 0, None, None);
     let mut lines = Vec::new();
-    run::run_commands(
-        &mut root,
-        &world,
-        Step::Metadata.name(),
-        &[list],
-        &[],
-        Network::None,
-        &mut CollectLines(&mut lines),
-    )?;
+    // Only a root with a virtual environment is asked (an image without a shell is fine).
+    let has_venv = root
+        .read_file("/nua/venv/pyvenv.cfg")
+        .map_err(sandbox_error)?
+        .is_some();
+    if has_venv {
+        run::run_commands(
+            &mut root,
+            &world,
+            Step::Metadata.name(),
+            &[list],
+            &[],
+            Network::None,
+            &mut CollectLines(&mut lines),
+        )?;
+    }
     let mut dist_infos: Vec<sbom::DistInfo> = Vec::new();
     for line in lines {
         match (line.strip_prefix("@@dist-info "), dist_infos.last_mut()) {

@@ -166,7 +166,17 @@ fn build_base_of(
             compression: options.compression,
             source_date_epoch: 0,
         },
+        registry: options.registry.clone(),
     };
+    if choice.image {
+        let at = base::Written {
+            file: app.file.clone(),
+            key: "build.builder".to_owned(),
+        };
+        let mirror = options.mirror.as_deref();
+        let base = base::image_base(&choice.base, &at, mirror, store, &base_options, reporter)?;
+        return Ok(base);
+    }
     let (_, base) = base::build(
         &options.catalog,
         &choice.base,
@@ -176,18 +186,6 @@ fn build_base_of(
         reporter,
     )?;
     Ok(base)
-}
-
-/// The distribution a Debian suite belongs to, as package URLs name it (`debian-12`).
-fn distro_of(suite: &str) -> String {
-    let version = match suite {
-        "bullseye" => "11",
-        "bookworm" => "12",
-        "trixie" => "13",
-        "forky" => "14",
-        other => other,
-    };
-    format!("debian-{version}")
 }
 
 /// Build the image of `app` as `options` say.
@@ -276,6 +274,7 @@ fn app_layers(
                 compression: options.compression,
                 source_date_epoch: epoch,
             },
+            registry: options.registry.clone(),
         },
         world: run::World::new(
             &metadata::image_env(&env),
@@ -292,12 +291,13 @@ fn app_layers(
         history: why::History::new(&options.cache_dir, app.config.id()),
         below: stage(base.epoch),
         above: stage(options.source_date_epoch),
-        distro: distro_of(&base.source.suite),
+        distro: base.distro.clone(),
         image_env: metadata::image_env(&env),
     };
+    let image = base.image.clone().map(Box::new);
     let layers = app::build_layers(&build, plan, base, reporter)?;
     let cmd = plan.start.clone().unwrap_or_default();
-    Ok((layers, steps::Below::Base { env, cmd }))
+    Ok((layers, steps::Below::Base { env, cmd, image }))
 }
 
 /// Write `image` where `options` say, under `names`.

@@ -56,10 +56,12 @@ pub fn nua_file_included(rel: &std::path::Path, is_dir: bool) -> bool {
 
 /// What the app's layers go on top of.
 pub enum Below {
-    /// A base of `base-images/`, its image variables, and the image's command.
+    /// A base of `base-images/` or a registry image (`image`), its image variables, and
+    /// the image's command.
     Base {
         env: std::collections::BTreeMap<String, String>,
         cmd: Vec<String>,
+        image: Option<Box<crate::base::ImageOrigin>>,
     },
     /// A pulled image, whose run settings and history are kept (`wrap`).
     Image(Box<oci::ImageConfig>),
@@ -219,9 +221,12 @@ pub fn write_image(
     let config = &app.config;
     let all_layers = only_layers(layers);
     let mut spec = match below {
-        Below::Base { env, cmd } => {
+        Below::Base { env, cmd, image } => {
             let mut container = metadata::container_config(config, &created, env);
             container.cmd = Some(cmd.clone());
+            if let Some(image) = image {
+                container = on_image(&image.config, container);
+            }
             let mut spec = oci::ImageSpec::new(all_layers, container, epoch);
             spec.history = layers
                 .iter()
@@ -253,5 +258,37 @@ pub fn write_image(
         .into_iter()
         .filter(|(key, _)| key.starts_with("org.opencontainers.image."))
         .collect();
+    // The image spec's annotations for the image this one is built on.
+    if let Below::Base {
+        image: Some(image), ..
+    } = below
+    {
+        let base = [
+            ("base.name", image.reference.clone()),
+            ("base.digest", image.digest.to_string()),
+        ];
+        for (key, value) in base {
+            spec.annotations
+                .insert(format!("org.opencontainers.image.{key}"), value);
+        }
+    }
     oci::write_image(store, &spec).map_err(Error::Oci)
+}
+
+/// The run settings of an app built on a registry image: the image's (entry point, volumes,
+/// stop signal, ports, labels, health check) with the app's on top. The app's user, working
+/// folder and command always win: its files belong to the `nua` user under `/nua/app`.
+/// Variables are the image's already (they are the base's), with the spec's defaults.
+fn on_image(image: &oci::ContainerConfig, app: oci::ContainerConfig) -> oci::ContainerConfig {
+    let mut config = image.clone();
+    config.env = app.env;
+    config.user = app.user;
+    config.working_dir = app.working_dir;
+    config.cmd = app.cmd;
+    config.labels.extend(app.labels);
+    config.exposed_ports.extend(app.exposed_ports);
+    if app.healthcheck.is_some() {
+        config.healthcheck = app.healthcheck;
+    }
+    config
 }

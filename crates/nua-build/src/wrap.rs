@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use super::layers::{KeyHasher, LayerCache, LayerSummary};
+use super::layers::{pull_image, KeyHasher, LayerCache, LayerSummary};
 use super::metadata;
 use super::steps::{Below, Context, Step};
 use super::{BuildOptions, SourceFilter};
-use super::{Error, Event, Reporter};
+use super::{Error, Reporter};
 use nua_config::Loaded;
-use nua_oci::{self as oci, image::media_type, BlobStore, ImageConfig};
+use nua_oci::{self as oci, BlobStore, ImageConfig};
 use nua_registry::{self as registry, Reference};
 
 /// The pulled image a wrap build starts from.
@@ -42,62 +42,13 @@ pub fn pull(
         source: Box::new(source),
     };
     let reference = Reference::parse(&name).map_err(|e| wrap_error(e.into()))?;
-    let step = format!("pull {reference}");
-    reporter.event(Event::StepStarted { step: &step });
-    let started = std::time::Instant::now();
-    let client = registry::Client::new(client.clone()).map_err(wrap_error)?;
-    let pulled = registry::pull(
-        &client,
-        &reference,
-        store,
-        &registry::PullOptions::default(),
-        reporter.transfers(),
-    )
-    .map_err(wrap_error)?;
-    let fetched: u64 = pulled.blobs.iter().map(|b| b.transferred).sum();
-    let line = format!(
-        "{} ({} layers, {:.1} MB downloaded)",
-        pulled.image.manifest.digest,
-        pulled.image.layers.len(),
-        fetched as f64 / 1e6
-    );
-    reporter.event(Event::Output { line: &line });
-    reporter.event(Event::StepFinished {
-        step: &step,
-        cached: fetched == 0,
-        elapsed: started.elapsed(),
-    });
-
-    let diff_ids = &pulled.config.rootfs.diff_ids;
-    let layers = pulled
-        .image
-        .layers
-        .iter()
-        .zip(diff_ids)
-        .enumerate()
-        .map(|(i, (descriptor, diff_id))| {
-            let mut descriptor = descriptor.clone();
-            // The same bytes under the OCI name, so the manifest is all OCI.
-            if descriptor.media_type == media_type::DOCKER_LAYER_GZIP {
-                descriptor.media_type = media_type::LAYER_GZIP.to_owned();
-            }
-            let layer = oci::Layer {
-                descriptor,
-                diff_id: diff_id.clone(),
-            };
-            LayerSummary {
-                step: format!("{reference} layer {}", i + 1),
-                layer,
-                cached: true,
-            }
-        })
-        .collect();
+    let pulled = pull_image(&reference, store, client, reporter).map_err(wrap_error)?;
     let key = KeyHasher::new()
         .field("nua-wrap-v1")
-        .raw(pulled.image.manifest.digest.to_string())
+        .raw(pulled.digest.to_string())
         .finish();
     Ok(Wrapped {
-        layers,
+        layers: pulled.layers,
         config: pulled.config,
         key,
     })

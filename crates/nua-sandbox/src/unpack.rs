@@ -4,7 +4,7 @@
 //! created relative to a directory descriptor reached by `openat(O_NOFOLLOW)` one component
 //! at a time, so no symlink is ever followed: a symlink pointing outside followed by a file
 //! written "through" it is refused. Absolute paths and `..` are refused, hard links must
-//! name an entry already inside the root, device nodes are skipped (the sandbox mounts its
+//! name an entry already inside the root, device nodes are refused (the sandbox mounts its
 //! own `/dev`). OCI whiteouts become overlay whiteouts (`.wh.x` → char 0:0, `.wh..wh..opq`
 //! → `user.overlay.opaque=y`). The uncompressed stream is hashed as it is read and must
 //! match the DiffID before the directory is renamed into place.
@@ -195,8 +195,10 @@ impl Extract<'_> {
                     .map_err(self.io_error(&at))?;
                 Ok(())
             }
-            // Device nodes are neutralised: the sandbox mounts its own /dev.
-            T::Char | T::Block | T::XGlobalHeader | T::XHeader => Ok(()),
+            // An image has no business shipping devices (the runtime makes `/dev`): one that
+            // does is refused, whether or not the sandbox could create it.
+            T::Char | T::Block => Err(self.hostile(&raw, "device nodes are refused")),
+            T::XGlobalHeader | T::XHeader => Ok(()),
             other => Err(self.hostile(&raw, format!("unsupported entry type {other:?}"))),
         }
     }

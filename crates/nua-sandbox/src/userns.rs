@@ -7,6 +7,9 @@
 
 use std::os::fd::AsRawFd;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +97,26 @@ pub(crate) fn spawn(
     Ok(pid)
 }
 
+/// Set in a namespace child: its panics are not printed (the payload travels back).
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Install, once and in the parent, a panic hook that prints nothing in a namespace child.
+/// The default hook writes to stderr, whose lock another thread of the caller (a progress
+/// bar) may hold at fork time; and the child must not replace the hook itself: that takes
+/// the hook's lock for writing, which a thread of the parent panicking at fork time holds
+/// for reading, and the child would wait for it forever.
+fn quiet_in_children() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CHILD.load(Ordering::Relaxed) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 #[derive(Serialize, Deserialize)]
 enum Reply<T> {
     Ok(T),
@@ -112,13 +135,12 @@ where
         source,
     })?;
     let out = res_w.as_raw_fd();
+    quiet_in_children();
     let pid = spawn(
         mapping,
         libc::CLONE_NEWUSER | libc::CLONE_NEWNS,
         move || {
-            // The default hook writes to stderr, whose lock another thread of the caller
-            // (a progress bar) may have held at fork time: the payload travels back instead.
-            std::panic::set_hook(Box::new(|_| {}));
+            IN_CHILD.store(true, Ordering::Relaxed);
             let result = sys::make_mounts_private()
                 .map_err(|source| Error::Setup {
                     step: "making mounts private".into(),

@@ -108,6 +108,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
     let options = BaseOptions {
         cache_dir: cache_dir.clone(),
         layer: oci::LayerOptions::default(),
+        registry: Default::default(),
     };
     let (plan, built) = base::build(
         &catalog,

@@ -26,14 +26,21 @@ pub struct BaseImage {
     pub config: super::ImageSettings,
     /// The cache key of the last layer: the identity of this base for the steps above it.
     pub key: String,
-    /// Where its packages came from: app packages come from there too.
-    pub source: debian::Source,
-    /// Every package installed, for resolving app packages against it.
+    /// Where its packages came from: app packages come from there too. `None` for an
+    /// image that is not Debian's (no package can be added to it).
+    pub source: Option<debian::Source>,
+    /// Every package Nua installed, for resolving app packages against it.
     pub packages: Vec<debian::Locked>,
+    /// What an image from a registry holds already (its dpkg database).
+    pub installed: Vec<debian::Installed>,
+    /// The distribution, as package URLs name it (`debian-12`).
+    pub distro: String,
     /// The sandbox, when a step had to run.
     pub sandbox: Option<Sandbox>,
     /// The latest time in its layers (its archive's date).
     pub epoch: u64,
+    /// The registry image it starts from, when it does.
+    pub image: Option<super::image::ImageOrigin>,
 }
 
 /// Build (or take from the cache) every layer of `plan`.
@@ -72,9 +79,24 @@ pub fn build_base(
         env: plan.env.clone(),
         config: plan.config.clone(),
         key: chain.key,
-        source: plan.source.clone(),
+        source: Some(plan.source.clone()),
         packages: plan.steps.iter().flat_map(|s| s.packages.clone()).collect(),
+        installed: Vec::new(),
+        distro: distro_of(&plan.source.suite),
         sandbox: chain.sandbox,
         epoch: options.layer.source_date_epoch,
+        image: None,
     })
+}
+
+/// The distribution a Debian suite belongs to, as package URLs name it (`debian-12`).
+pub fn distro_of(suite: &str) -> String {
+    let version = match suite {
+        "bullseye" => "11",
+        "bookworm" => "12",
+        "trixie" => "13",
+        "forky" => "14",
+        other => other,
+    };
+    format!("debian-{version}")
 }

@@ -11,6 +11,7 @@
 
 mod catalog;
 mod config;
+mod image;
 mod lock;
 mod make;
 mod names;
@@ -26,6 +27,7 @@ use nua_oci::BlobStore;
 pub use crate::layers::{BaseOptions, PlannedStep};
 pub use catalog::{BaseDef, Bootstrap, Catalog, LayerDef};
 pub use config::{HealthcheckDef, ImageSettings, LayerFile};
+pub use image::{image_base, is_image_reference, ImageOrigin, Written};
 pub use lock::{IndexDate, Lock, LockedStep};
 pub use make::{build_base, BaseImage};
 pub use names::{BaseChoice, Resolved, DEFAULT_BASE};
@@ -55,6 +57,27 @@ pub enum BaseError {
         suite: String,
         url: String,
     },
+    #[error("{at}: cannot pull `{reference}`")]
+    Image {
+        at: Written,
+        reference: String,
+        #[source]
+        source: Box<nua_registry::Error>,
+    },
+    #[error("{at}: `{reference}` is an image for `{platform}`, and this machine runs `{wanted}`")]
+    Platform {
+        at: Written,
+        reference: String,
+        platform: String,
+        wanted: String,
+    },
+    #[error("{at}: cannot unpack `{reference}`")]
+    Unpack {
+        at: Written,
+        reference: String,
+        #[source]
+        source: Box<nua_sandbox::Error>,
+    },
     #[error("base image `{name}` is built `from` itself")]
     Cycle { name: String },
     #[error("cannot resolve the packages of `{base}`, step `{step}`")]
@@ -76,6 +99,12 @@ impl BaseError {
         match self {
             BaseError::Debian { source, .. } => source.hint(),
             BaseError::Install(e) => e.hint(),
+            BaseError::Image { source, .. } => source.hint(),
+            BaseError::Unpack { source, .. } => source.hint(),
+            BaseError::Platform { wanted, .. } => Some(format!(
+                "use a tag or digest of the image made for `{wanted}` (a multi-platform \
+                 index is resolved to it by itself)"
+            )),
             BaseError::NoSuite { .. } => Some(
                 "list in `suites` only suites the mirror has (`SUITE`, `SUITE-updates`, \
                  `SUITE-security` by default), or pick another mirror"

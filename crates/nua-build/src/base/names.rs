@@ -15,7 +15,10 @@ pub struct Resolved {
 /// The base an app builds on, and what the user should know about that choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseChoice {
+    /// A base of the catalog, or an image reference when `image`.
     pub base: String,
+    /// `base` is an image of a registry (see [`super::is_image_reference`]).
+    pub image: bool,
     /// A builder name without exact match, extra `builders` that are ignored.
     pub warnings: Vec<String>,
 }
@@ -57,6 +60,7 @@ impl Catalog {
         let mut warnings = Vec::new();
         let base = match builders.first() {
             None => DEFAULT_BASE.to_owned(),
+            Some(first) if super::is_image_reference(first) => first.clone(),
             Some(first) => {
                 let resolved = self.resolve_builder(first)?;
                 warnings.extend(resolved.warning);
@@ -69,7 +73,11 @@ impl Catalog {
                 builders[0]
             ));
         }
-        Ok(BaseChoice { base, warnings })
+        Ok(BaseChoice {
+            image: super::is_image_reference(&base),
+            base,
+            warnings,
+        })
     }
 
     /// The base for `builder`: its exact name, an alias listed in a base's `builders`, or

@@ -48,6 +48,8 @@ pub struct BaseOptions {
     /// The cache folder: blob store, layer cache, sandbox roots.
     pub cache_dir: PathBuf,
     pub layer: oci::LayerOptions,
+    /// How to reach registries (bases that start from an image).
+    pub registry: nua_registry::ClientOptions,
 }
 
 /// Layers being stacked: what is there so far, the cache key of the top one, and the

@@ -9,8 +9,10 @@ mod cache;
 mod chain;
 mod install;
 mod key;
+mod pull;
 
 pub use cache::{write_file, Entry, Explain, LayerCache};
 pub use chain::{only_layers, sandbox_for, BaseOptions, Chain, LayerSummary, Tail};
 pub use install::{InstallError, Installer, PlannedStep, BOOTSTRAP};
 pub use key::{digest, key_of, KeyHasher};
+pub use pull::pull_image;
