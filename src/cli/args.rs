@@ -194,6 +194,9 @@ pub struct BaseBuildArgs {
     pub tags: Vec<String>,
     #[command(flatten)]
     pub debian: DebianArgs,
+    /// Registry access, for a base that starts from a registry `image`
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub report: ReportArgs,
 }
@@ -207,6 +210,9 @@ pub struct BaseLockArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub debian: DebianArgs,
+    /// Registry access, for a base that starts from a registry `image`
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

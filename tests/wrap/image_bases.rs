@@ -337,3 +337,137 @@ fn an_image_for_another_platform_or_missing_is_one_clear_error() {
         assert!(!dir.join("never.tar").exists());
     }
 }
+
+/// A `base-images/` folder (with its `layers/` sibling) under `dir` holding `files`.
+fn definitions(dir: &Path, files: &[(&str, String)]) -> PathBuf {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    dir.join("base-images")
+}
+
+/// `nua-pack base ARGS` with the definitions of `defs` and the cache `cache`.
+fn base_command(args: &[&str], defs: &Path, cache: &Path) -> std::process::Output {
+    run(nua_pack()
+        .arg("base")
+        .args(args)
+        .env("NUA_BASE_IMAGES", defs)
+        .env("NUA_CACHE_DIR", cache))
+}
+
+#[test]
+fn a_base_definition_starts_from_an_image_that_its_lock_pins() {
+    let Setup {
+        host,
+        work,
+        cache,
+        store,
+        _registry,
+    } = setup(true);
+    let image = |company: &str| {
+        let config = ContainerConfig {
+            env: vec![
+                format!("COMPANY={company}"),
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ],
+            cmd: Some(vec!["/bin/sh".into()]),
+            ..ContainerConfig::default()
+        };
+        ImageSpec::new(bookworm_layers(&cache, &store), config, 1_700_000_000)
+    };
+    let first = publish(&host, work.path(), &store, "company/base:1", &image("one"));
+    let defs = definitions(
+        &work.path().join("defs"),
+        &[
+            (
+                "base-images/company.toml",
+                format!(
+                    "description = \"the company's base, with busybox\"\n\
+                     image = \"{host}/company/base:1\"\nlayers = [\"extra\"]\n"
+                ),
+            ),
+            (
+                "layers/extra.toml",
+                "description = \"busybox\"\npackages = [\"busybox\"]\n\
+                 run = [\"busybox true && echo made > /etc/extra\"]\nenv = { EXTRA = \"1\" }\n"
+                    .to_owned(),
+            ),
+        ],
+    );
+    let insecure = ["--insecure-registry", host.as_str()];
+
+    // The lock pins the image by digest, and the packages resolved against its dpkg database.
+    let out = base_command(
+        &[&["lock", "company"][..], &insecure].concat(),
+        &defs,
+        &cache,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = std::fs::read_to_string(defs.join("company.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("image = \"{host}/company/base:1@{first}\"")),
+        "{lock}"
+    );
+    assert!(lock.contains("name = \"busybox\""), "{lock}");
+    assert!(
+        !lock.contains("name = \"libc6\""),
+        "the image has libc6:\n{lock}"
+    );
+
+    // The tag moves; the base is still built on the image the lock pins.
+    publish(&host, work.path(), &store, "company/base:1", &image("two"));
+    let tarball = work.path().join("company.tar");
+    let args = [
+        &[
+            "build",
+            "company",
+            "--json",
+            "-o",
+            tarball.to_str().unwrap(),
+        ][..],
+        &insecure,
+    ]
+    .concat();
+    let out = base_command(&args, &defs, &cache);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["locked"], true, "{result}");
+    let loaded = docker::load(&tarball, "nua-base-company:latest");
+    let shown = run_ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        &loaded.0,
+        "sh",
+        "-c",
+        "cat /etc/extra; echo $COMPANY $EXTRA",
+    ]));
+    assert_eq!(shown, "made\none 1\n");
+
+    // A reference the registry does not have is one error naming the definition and key.
+    let defs = definitions(
+        &work.path().join("bad"),
+        &[(
+            "base-images/gone.toml",
+            format!("description = \"x\"\nimage = \"{host}/nowhere/base:1\"\n"),
+        )],
+    );
+    let out = base_command(&[&["build", "gone"][..], &insecure].concat(), &defs, &cache);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gone.toml`, key `image`: cannot pull")
+            && stderr.contains(&format!("`{host}/nowhere/base:1`")),
+        "{stderr}"
+    );
+}

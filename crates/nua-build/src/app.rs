@@ -199,7 +199,7 @@ impl Build<'_> {
     ) -> Result<Vec<debian::Locked>, Error> {
         let installer = Installer {
             what: self.app.config.id(),
-            source: base.source.as_ref().expect("checked by `package_layers`"),
+            source: base.source.as_ref(),
             store: self.store,
             options: &self.below.options,
             cache: self.cache,

@@ -171,7 +171,7 @@ fn build_base_of(
     if choice.image {
         let at = base::Written {
             file: app.file.clone(),
-            key: "build.builder".to_owned(),
+            key: "build.builder",
         };
         let mirror = options.mirror.as_deref();
         let base = base::image_base(&choice.base, &at, mirror, store, &base_options, reporter)?;

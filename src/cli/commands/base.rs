@@ -39,10 +39,11 @@ fn list(args: &BaseListArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for name in catalog.names() {
         let def = catalog.base(name)?;
-        let from = match (&def.from, &def.bootstrap) {
-            (Some(from), _) => from.clone(),
-            (None, Some(b)) => format!("debian {}", b.suite),
-            (None, None) => unreachable!("the catalog checks this"),
+        let from = match (&def.image, &def.from, &def.bootstrap) {
+            (Some(image), _, _) => image.clone(),
+            (None, Some(from), _) => from.clone(),
+            (None, None, Some(b)) => format!("debian {}", b.suite),
+            (None, None, None) => unreachable!("the catalog checks this"),
         };
         rows.push(Listed {
             name,
@@ -108,7 +109,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
     let options = BaseOptions {
         cache_dir: cache_dir.clone(),
         layer: oci::LayerOptions::default(),
-        registry: Default::default(),
+        registry: settings::registry_options(&args.registry, None)?,
     };
     let (plan, built) = base::build(
         &catalog,
@@ -189,6 +190,12 @@ fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
     }
     let dir = catalog.dir().map(std::path::Path::to_path_buf);
     let store = oci::BlobStore::open(&cache_dir)?;
+    let options = BaseOptions {
+        cache_dir: cache_dir.clone(),
+        layer: oci::LayerOptions::default(),
+        registry: settings::registry_options(&args.registry, None)?,
+    };
+    let mut reporter = Lines::new(true, false);
     for name in &names {
         catalog.base(name)?;
         let path =
@@ -203,7 +210,8 @@ fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
                         .into(),
                 ))),
             };
-        let lock = base::lock_base(&catalog, name, args.debian.mirror.as_deref(), &store)
+        let mirror = args.debian.mirror.as_deref();
+        let lock = base::lock(&catalog, name, mirror, &store, &options, &mut reporter)
             .with_context(|| format!("cannot lock base image `{name}`"))?;
         let count: usize = lock.steps.iter().map(|s| s.packages.len()).sum();
         // A lock is part of the source tree: readable by all, like the files beside it.

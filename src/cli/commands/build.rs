@@ -190,7 +190,12 @@ fn dry_run(app: &config::Loaded, json: bool) -> anyhow::Result<ExitCode> {
             for warning in &choice.warnings {
                 eprintln!("warning: {warning}");
             }
-            steps.push(("base".into(), choice.base));
+            let base = if choice.image {
+                format!("{} (an image of its registry)", choice.base)
+            } else {
+                choice.base
+            };
+            steps.push(("base".into(), base));
             steps.extend(build::AppPlan::new(app)?.describe());
         }
     }

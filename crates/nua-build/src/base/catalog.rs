@@ -22,6 +22,10 @@ pub struct BaseDef {
     /// The base this one adds layers to.
     #[serde(default)]
     pub from: Option<String>,
+    /// A registry image the base starts from instead (`python:3.12-slim`), pulled by the
+    /// digest its lock records.
+    #[serde(default)]
+    pub image: Option<String>,
     /// The nua-config `builder` names that resolve to this base.
     #[serde(default)]
     pub builders: Vec<String>,
@@ -254,10 +258,24 @@ impl Catalog {
             path: path.to_path_buf(),
             message: source.to_string(),
         })?;
-        if def.from.is_some() == def.bootstrap.is_some() {
+        let given: Vec<&str> = [
+            (def.image.is_some(), "`image`"),
+            (def.from.is_some(), "`from`"),
+            (def.bootstrap.is_some(), "`[bootstrap]`"),
+        ]
+        .iter()
+        .filter_map(|(set, key)| set.then_some(*key))
+        .collect();
+        if given.len() != 1 {
+            let has = match &given[..] {
+                [] => "it has none".to_owned(),
+                keys => format!("it has {}", keys.join(" and ")),
+            };
             return Err(BaseError::Definition {
                 path: path.to_path_buf(),
-                message: "a base needs exactly one of `from` and `[bootstrap]`".to_owned(),
+                message: format!(
+                    "a base starts from exactly one of `image`, `from` and `[bootstrap]` ({has})"
+                ),
             });
         }
         self.bases.insert(name.to_owned(), (def, text.to_owned()));
@@ -379,6 +397,12 @@ impl Catalog {
         Ok(chain)
     }
 
+    /// The registry image the chain of `name` starts from, with the base that says so.
+    pub fn root_image(&self, name: &str) -> Result<Option<(&str, &str)>, BaseError> {
+        let chain = self.chain(name)?;
+        Ok(chain[0].1.image.as_deref().map(|image| (chain[0].0, image)))
+    }
+
     /// A digest of every definition text `name` is made from: a lock made for other
     /// definitions is stale.
     pub fn fingerprint(&self, name: &str) -> Result<String, BaseError> {
@@ -460,5 +484,27 @@ mod tests {
             .add_base("d", "description = \"d\"", path)
             .unwrap_err();
         assert!(err.to_string().contains("exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn a_base_starts_from_one_image_from_or_bootstrap() {
+        let mut catalog = Catalog::empty(None);
+        let path = Path::new("base-images/two.toml");
+        let two = "description = \"x\"\nimage = \"python:3.12-slim\"\nfrom = \"a\"\n";
+        let err = catalog.add_base("two", two, path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "`base-images/two.toml` is not a valid definition: a base starts from exactly one \
+             of `image`, `from` and `[bootstrap]` (it has `image` and `from`)"
+        );
+        let one = "description = \"x\"\nimage = \"python:3.12-slim\"\nlayers = [\"l\"]\n";
+        catalog.add_base("one", one, path).unwrap();
+        catalog
+            .add_layer("l", "description = \"l\"", path, &|_| Ok(None))
+            .unwrap();
+        assert_eq!(
+            catalog.root_image("one").unwrap(),
+            Some(("one", "python:3.12-slim"))
+        );
     }
 }

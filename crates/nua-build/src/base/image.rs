@@ -34,7 +34,7 @@ pub fn is_image_reference(builder: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub file: PathBuf,
-    pub key: String,
+    pub key: &'static str,
 }
 
 impl std::fmt::Display for Written {

@@ -28,6 +28,10 @@ pub struct Lock {
     /// The newest `Date` of the signed `InRelease` files the lock was resolved from: the
     /// upper bound of the base's timestamps.
     pub archive_date: String,
+    /// For a base that starts from a registry image: that image, pinned by digest
+    /// (`registry.example/team/base:1@sha256:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Every suite's index the lock was resolved from, in order of preference, with its date
     /// (empty in locks written before suites were recorded).
     #[serde(rename = "index", default)]
@@ -71,6 +75,15 @@ impl Lock {
         Ok(lock)
     }
 
+    /// The lock of base `name` in `catalog`, if it has one.
+    pub fn of(catalog: &super::Catalog, name: &str) -> Result<Option<Lock>, BaseError> {
+        let file = format!("base-images/{name}.lock");
+        catalog
+            .lock_text(name)
+            .map(|text| Lock::parse(text, &file))
+            .transpose()
+    }
+
     /// The lock file's text: a header that says how it was made, then TOML.
     pub fn to_text(&self) -> String {
         let body = toml::to_string(self).expect("a lock serializes to TOML");
@@ -99,6 +112,7 @@ mod tests {
             fingerprint: "sha256:00".into(),
             suite: "bookworm".into(),
             archive_date: "Sat, 08 Nov 2026 09:12:31 UTC".into(),
+            image: None,
             indexes: vec![
                 IndexDate {
                     suite: "bookworm".into(),

@@ -65,7 +65,7 @@ pub fn build_base(
     let cache = LayerCache::new(&options.cache_dir);
     let installer = Installer {
         what: &plan.base,
-        source: &plan.source,
+        source: plan.source.as_ref(),
         store,
         options,
         cache: &cache,
@@ -79,10 +79,10 @@ pub fn build_base(
         env: plan.env.clone(),
         config: plan.config.clone(),
         key: chain.key,
-        source: Some(plan.source.clone()),
+        source: plan.source.clone(),
         packages: plan.steps.iter().flat_map(|s| s.packages.clone()).collect(),
         installed: Vec::new(),
-        distro: distro_of(&plan.source.suite),
+        distro: plan.source.as_ref().map_or_else(String::new, |s| distro_of(&s.suite)),
         sandbox: chain.sandbox,
         epoch: options.layer.source_date_epoch,
         image: None,

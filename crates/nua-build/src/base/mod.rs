@@ -15,6 +15,7 @@ mod image;
 mod lock;
 mod make;
 mod names;
+mod on_image;
 mod outdated;
 mod plan;
 
@@ -78,6 +79,16 @@ pub enum BaseError {
         #[source]
         source: Box<nua_sandbox::Error>,
     },
+    #[error(
+        "{at}: layer `{layer}` installs Debian packages, and `{reference}` is not a Debian \
+         image (its os-release says `{distro}`)"
+    )]
+    NotDebian {
+        at: Written,
+        reference: String,
+        distro: String,
+        layer: String,
+    },
     #[error("base image `{name}` is built `from` itself")]
     Cycle { name: String },
     #[error("cannot resolve the packages of `{base}`, step `{step}`")]
@@ -127,6 +138,9 @@ pub fn build(
     options: &BaseOptions,
     reporter: &mut dyn Reporter,
 ) -> Result<(Plan, BaseImage), BaseError> {
+    if catalog.root_image(name)?.is_some() {
+        return on_image::build(catalog, name, mirror, store, options, reporter);
+    }
     let plan = Plan::new(catalog, name, mirror, store)?;
     let plan_options = |plan: &Plan| BaseOptions {
         layer: nua_oci::LayerOptions {
@@ -154,4 +168,20 @@ pub fn build(
         }
         result => result.map(|base| (plan, base)),
     }
+}
+
+/// The lock base `name` should have: its packages resolved against the live archive (and,
+/// for a base that starts from a registry image, that image pinned by digest).
+pub fn lock(
+    catalog: &Catalog,
+    name: &str,
+    mirror: Option<&str>,
+    store: &BlobStore,
+    options: &BaseOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<Lock, BaseError> {
+    if catalog.root_image(name)?.is_some() {
+        return on_image::lock(catalog, name, mirror, store, options, reporter);
+    }
+    lock_base(catalog, name, mirror, store)
 }

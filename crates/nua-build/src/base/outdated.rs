@@ -51,6 +51,11 @@ pub fn outdated(
         let Some(text) = catalog.lock_text(name) else {
             continue;
         };
+        // A base on a registry image takes its packages from that image: its publisher
+        // updates them (`base lock` pins the newest digest of its tag).
+        if catalog.root_image(name)?.is_some() {
+            continue;
+        }
         let lock = Lock::parse(text, &format!("base-images/{name}.lock"))?;
         let bootstrap = catalog.chain(name)?[0].0.to_owned();
         if !indexes.contains_key(&bootstrap) {
@@ -140,6 +145,7 @@ mod tests {
             fingerprint: "sha256:00".into(),
             suite: "bookworm".into(),
             archive_date: String::new(),
+            image: None,
             indexes: Vec::new(),
             steps: vec![LockedStep {
                 name: "bootstrap".into(),

@@ -15,8 +15,9 @@ use nua_oci::BlobStore;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub base: String,
-    /// Where packages come from (the bootstrap's suite on the chosen mirror).
-    pub source: debian::Source,
+    /// Where packages come from (the bootstrap's suite on the chosen mirror, or the
+    /// release of the image a base starts from); `None` on an image that is not Debian.
+    pub source: Option<debian::Source>,
     pub steps: Vec<PlannedStep>,
     /// Image config variables, from the layers' `env` (later layers win).
     pub env: BTreeMap<String, String>,
@@ -41,10 +42,7 @@ impl Plan {
     ) -> Result<Plan, BaseError> {
         let fingerprint = catalog.fingerprint(name)?;
         let lock_file = format!("base-images/{name}.lock");
-        let lock = catalog
-            .lock_text(name)
-            .map(|text| Lock::parse(text, &lock_file))
-            .transpose()?;
+        let lock = Lock::of(catalog, name)?;
         let mut warnings = Vec::new();
         let lock = match lock {
             Some(lock) if lock.fingerprint == fingerprint => lock,
@@ -136,19 +134,12 @@ impl Plan {
                 let layer_def = catalog.layer(layer).expect("checked by the catalog");
                 env.extend(layer_def.env.clone());
                 config.overlay(&layer_def.config);
-                let mut before = catalog.file_commands(layer);
-                before.extend(layer_def.before.iter().cloned());
-                steps.push(PlannedStep {
-                    name: layer.clone(),
-                    packages: locked(layer)?,
-                    before,
-                    run: layer_def.run.clone(),
-                });
+                steps.push(layer_step(catalog, layer, locked(layer)?));
             }
         }
         Ok(Plan {
             base: name.clone(),
-            source,
+            source: Some(source),
             steps,
             env,
             config,
@@ -156,6 +147,24 @@ impl Plan {
             source_date_epoch,
             warnings: Vec::new(),
         })
+    }
+}
+
+/// The step of layer `layer` installing `packages`: its files written and its `before`
+/// commands run before their maintainer scripts, then its `run` commands.
+pub(super) fn layer_step(
+    catalog: &Catalog,
+    layer: &str,
+    packages: Vec<debian::Locked>,
+) -> PlannedStep {
+    let layer_def = catalog.layer(layer).expect("checked by the catalog");
+    let mut before = catalog.file_commands(layer);
+    before.extend(layer_def.before.iter().cloned());
+    PlannedStep {
+        name: layer.to_owned(),
+        packages,
+        before,
+        run: layer_def.run.clone(),
     }
 }
 
@@ -273,6 +282,7 @@ pub fn lock_base(
         fingerprint: catalog.fingerprint(name)?,
         suite: bootstrap.suite.clone(),
         archive_date: index.date.clone().unwrap_or_default(),
+        image: None,
         indexes: index
             .dates
             .iter()

@@ -57,6 +57,11 @@ pub enum InstallError {
         status: String,
         tail: String,
     },
+    #[error(
+        "step `{step}` of `{what}` installs Debian packages, and what it builds on is not \
+         a Debian image"
+    )]
+    NoSource { what: String, step: String },
     #[error("the mirror no longer has `{url}`, which `{what}` needs")]
     PackageGone { what: String, url: String },
     #[error("cannot write the layer cache in `{}`", path.display())]
@@ -75,6 +80,7 @@ impl InstallError {
             InstallError::Sandbox { source, .. } => source.hint(),
             InstallError::StepFailed { .. }
             | InstallError::PackageGone { .. }
+            | InstallError::NoSource { .. }
             | InstallError::Cache { .. } => None,
         }
     }
@@ -84,7 +90,8 @@ impl InstallError {
 pub struct Installer<'a> {
     /// What the packages are for (a base or app name), for errors.
     pub what: &'a str,
-    pub source: &'a debian::Source,
+    /// Where packages come from; `None` on an image that is not Debian (no packages).
+    pub source: Option<&'a debian::Source>,
     pub store: &'a BlobStore,
     pub options: &'a BaseOptions,
     pub cache: &'a LayerCache,
@@ -103,6 +110,7 @@ impl Installer<'_> {
     ) -> Result<(), InstallError> {
         let has_packages = !step.packages.is_empty();
         if has_packages {
+            self.source(&step.name)?;
             self.unpack(step, prefix, chain, reporter)?;
         }
         if !has_packages && step.run.is_empty() && step.before.is_empty() {
@@ -146,7 +154,7 @@ impl Installer<'_> {
                 &step.packages,
                 store,
                 status.as_deref(),
-                self.source,
+                self.source(&step.name)?,
                 &options.layer,
             )
             .map_err(self.debian_error(&step.name))
@@ -247,7 +255,8 @@ impl Installer<'_> {
     /// over the network.
     fn fetch(&self, step: &PlannedStep, reporter: &mut dyn Reporter) -> Result<(), InstallError> {
         let (count, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-        debian::download(self.source, &step.packages, self.store, &|event| {
+        let source = self.source(&step.name)?;
+        debian::download(source, &step.packages, self.store, &|event| {
             if let debian::Event::Downloaded { size, .. } = event {
                 count.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(size, Ordering::Relaxed);
@@ -269,11 +278,19 @@ impl Installer<'_> {
             let line = format!(
                 "fetched {count} packages ({:.1} MB) from {}",
                 bytes.into_inner() as f64 / 1e6,
-                self.source.mirror
+                source.mirror
             );
             reporter.event(Event::Output { line: &line });
         }
         Ok(())
+    }
+
+    /// The Debian source packages come from; an error when there is none.
+    fn source(&self, step: &str) -> Result<&debian::Source, InstallError> {
+        self.source.ok_or_else(|| InstallError::NoSource {
+            what: self.what.to_owned(),
+            step: step.to_owned(),
+        })
     }
 
     fn sandbox_error(&self, step: &str) -> impl Fn(sandbox::Error) -> InstallError {
