@@ -82,7 +82,10 @@ pub fn build_base(
         source: plan.source.clone(),
         packages: plan.steps.iter().flat_map(|s| s.packages.clone()).collect(),
         installed: Vec::new(),
-        distro: plan.source.as_ref().map_or_else(String::new, |s| distro_of(&s.suite)),
+        distro: plan
+            .source
+            .as_ref()
+            .map_or_else(String::new, |s| distro_of(&s.suite)),
         sandbox: chain.sandbox,
         epoch: options.layer.source_date_epoch,
         image: None,
