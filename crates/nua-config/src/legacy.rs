@@ -10,6 +10,10 @@
 //! | `base-image` in `[[provider]]` | `[provider.build] base-image` |
 //! | volume `prefix` | volume `name` |
 //! | `ports` (plural), top level or in a provider | `port` |
+//!
+//! Two values the original read in its own way are read the same way, with a warning: an
+//! empty `src-checksum = ""` means none was given (the download is then not verified), and
+//! a volume `type = "volume"` (Docker's name) means `managed`.
 
 use super::error::{Pos, Problem};
 use super::parse::{Entry, Kind, Node};
@@ -34,9 +38,12 @@ pub(crate) fn apply(root: &mut Node) -> (Vec<(Pos, String)>, Vec<Problem>) {
         return (moves.warnings, moves.problems);
     }
     moves.metadata_to_build(root);
+    moves.empty_checksum(root);
     moves.rename(root, "ports", "port", "");
     for_each_item(root, "volume", |vol, i| {
-        moves.rename(vol, "prefix", "name", &format!("volume[{i}]"))
+        let place = format!("volume[{i}]");
+        moves.rename(vol, "prefix", "name", &place);
+        moves.docker_volume_type(vol, &place);
     });
     if let Some(Entry {
         value: Node {
@@ -68,7 +75,9 @@ pub(crate) fn apply(root: &mut Node) -> (Vec<(Pos, String)>, Vec<Problem>) {
                 );
             }
             for_each_item(provider, "volume", |vol, j| {
-                moves.rename(vol, "prefix", "name", &format!("{place}.volume[{j}]"))
+                let place = format!("{place}.volume[{j}]");
+                moves.rename(vol, "prefix", "name", &place);
+                moves.docker_volume_type(vol, &place);
             });
         }
     }
@@ -118,6 +127,44 @@ impl Moves {
         }
         for (entry, new) in taken {
             self.move_into(root, entry, new, "build", "[build]", "[metadata]");
+        }
+    }
+
+    /// `[build] src-checksum = ""`: the original took an empty checksum for none.
+    fn empty_checksum(&mut self, root: &mut Node) {
+        let Some(build) = root.get_mut("build").map(|e| &mut e.value) else {
+            return;
+        };
+        let empty = matches!(
+            build.get("src-checksum").map(|e| &e.value.kind),
+            Some(Kind::Str(s)) if s.trim().is_empty()
+        );
+        if let Some(entry) = empty.then(|| build.take("src-checksum")).flatten() {
+            self.warnings.push((
+                entry.pos,
+                "`build.src-checksum` is empty: read as not given, so the `src-url` download \
+                 is not verified (give its SHA-256 to verify it)"
+                    .to_owned(),
+            ));
+        }
+    }
+
+    /// A volume `type = "volume"`: Docker's name for what nua-config calls `managed`.
+    fn docker_volume_type(&mut self, vol: &mut Node, place: &str) {
+        let Some(entry) = vol.get_mut("type") else {
+            return;
+        };
+        if let Kind::Str(kind) = &mut entry.value.kind {
+            if kind == "volume" {
+                *kind = "managed".to_owned();
+                self.warnings.push((
+                    entry.value.pos,
+                    format!(
+                        "volume type `volume` in `{place}` is Docker's name for `managed`; \
+                         read as `managed`"
+                    ),
+                ));
+            }
         }
     }
 
@@ -246,5 +293,46 @@ mod tests {
         let (_, problems) = apply(&mut tree);
         assert_eq!(problems.len(), 1);
         assert_eq!((problems[0].line, problems[0].col), (2, 1));
+    }
+
+    #[rstest]
+    #[case("[build]\nsrc-checksum = \"\"\n", "src-checksum")]
+    #[case("[metadata]\nsrc-checksum = \" \"\n", "src-checksum")]
+    fn an_empty_checksum_is_none_with_a_warning(#[case] text: &str, #[case] key: &str) {
+        let mut tree = parse(text, Format::Toml).unwrap();
+        let (warnings, problems) = apply(&mut tree);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(
+            tree.to_json()["build"].get(key).is_none(),
+            "{}",
+            tree.to_json()
+        );
+        assert!(
+            warnings.iter().any(|(_, w)| w.contains("not verified")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_docker_volume_type_is_read_as_managed() {
+        let text = "[[volume]]\ntype = \"volume\"\nname = \"v\"\ntarget = \"/t\"\n\
+                    [[provider]]\nname = \"db\"\n[[provider.volume]]\ntype = \"volume\"\n\
+                    name = \"d\"\ntarget = \"/d\"\n[[volume]]\ntype = \"bind\"\n";
+        let mut tree = parse(text, Format::Toml).unwrap();
+        let (warnings, _) = apply(&mut tree);
+        let json = tree.to_json();
+        assert_eq!(json["volume"][0]["type"], "managed");
+        assert_eq!(json["provider"][0]["volume"][0]["type"], "managed");
+        assert_eq!(json["volume"][1]["type"], "bind");
+        let said: Vec<&str> = warnings.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            said,
+            [
+                "volume type `volume` in `volume[0]` is Docker's name for `managed`; read as \
+                 `managed`",
+                "volume type `volume` in `provider[0].volume[0]` is Docker's name for \
+                 `managed`; read as `managed`",
+            ]
+        );
     }
 }
