@@ -4,6 +4,7 @@
 mod config {
     mod check_command;
     mod conformance;
+    mod deploy;
     mod fixtures;
     mod schema;
 }

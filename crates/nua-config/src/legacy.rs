@@ -84,6 +84,51 @@ pub(crate) fn apply(root: &mut Node) -> (Vec<(Pos, String)>, Vec<Problem>) {
     (moves.warnings, moves.problems)
 }
 
+/// A volume written as a Docker mount (in a deploy file): `type = "volume"` read as
+/// `managed`, `source` as `name`, the default `mode = "rw"` dropped; another `mode` is a
+/// problem. Warnings and problems name the volume by `place`.
+pub(crate) fn docker_volume(vol: &mut Node, place: &str) -> (Vec<(Pos, String)>, Vec<Problem>) {
+    let mut moves = Moves::default();
+    moves.docker_volume_type(vol, place);
+    if vol.get("source").is_some() {
+        let pos = vol.get("source").expect("checked").pos;
+        if vol.get("name").is_some() {
+            moves.problems.push(
+                Problem::new(
+                    pos,
+                    format!("`source` in `{place}` and `name` name the same volume"),
+                )
+                .with_hint("keep only `name`"),
+            );
+        } else {
+            vol.get_mut("source").expect("checked").key = "name".to_owned();
+            moves.warnings.push((
+                pos,
+                format!("`source` in `{place}` is Docker's spelling of `name`; read as `name`"),
+            ));
+        }
+    }
+    if let Some(entry) = vol.take("mode") {
+        match &entry.value.kind {
+            Kind::Str(mode) if mode == "rw" => moves.warnings.push((
+                entry.pos,
+                format!("`mode = \"rw\"` in `{place}` is the default; dropped"),
+            )),
+            _ => moves.problems.push(
+                Problem::new(
+                    entry.value.pos,
+                    format!(
+                        "`mode = {}` in `{place}`: volumes are mounted read-write",
+                        entry.value.to_json()
+                    ),
+                )
+                .with_hint("remove `mode`; a read-only mount is not supported yet"),
+            ),
+        }
+    }
+    (moves.warnings, moves.problems)
+}
+
 fn for_each_item(node: &mut Node, key: &str, mut f: impl FnMut(&mut Node, usize)) {
     if let Some(Entry {
         value: Node {

@@ -7,6 +7,7 @@
 //! normalize (`normalize`). Every problem names the file and a line:col. This module
 //! never prints; warnings are returned in [`Loaded`].
 
+pub mod deploy;
 pub mod discover;
 pub mod error;
 pub mod image_name;
@@ -25,6 +26,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use deploy::{load_deploy, DeployFile, LoadedDeploy, ProviderOverride, Site};
 pub use error::{Error, Pos, Problem, Warning};
 pub use model::{
     Build, BuildMethod, Builder, EnvKind, EnvSpec, EnvValue, Metadata, NuaConfig, OneOrMany, Run,
@@ -83,19 +85,7 @@ pub fn load_str(
         file: file.to_path_buf(),
         problems,
     };
-    let mut tree = parse::parse(text, format).map_err(|e| Error::Syntax {
-        file: file.to_path_buf(),
-        format: format.name(),
-        pos: e.pos,
-        message: e.message,
-    })?;
-    if tree.entries().is_none() {
-        let problem = Problem::new(
-            tree.pos,
-            format!("a nua-config must be a table, found {}", tree.describe()),
-        );
-        return Err(invalid(vec![problem]));
-    }
+    let mut tree = parse_table(text, format, file, "a nua-config must be a table")?;
     let (mut raw_warnings, mut problems) = legacy::apply(&mut tree);
     let findings = validate::check(&mut tree, schema::cached());
     raw_warnings.extend(findings.warnings);
@@ -152,6 +142,25 @@ pub fn load_str(
         });
     }
     Ok((config, warnings))
+}
+
+/// Parse `text` into a positioned tree whose top is a table; `must` says what the top must
+/// be, in the error when it is not (`a nua-config must be a table`).
+fn parse_table(text: &str, format: Format, file: &Path, must: &str) -> Result<parse::Node, Error> {
+    let tree = parse::parse(text, format).map_err(|e| Error::Syntax {
+        file: file.to_path_buf(),
+        format: format.name(),
+        pos: e.pos,
+        message: e.message,
+    })?;
+    if tree.entries().is_none() {
+        let problem = Problem::new(tree.pos, format!("{must}, found {}", tree.describe()));
+        return Err(Error::Invalid {
+            file: file.to_path_buf(),
+            problems: vec![problem],
+        });
+    }
+    Ok(tree)
 }
 
 fn path_of(path: &serde_path_to_error::Path) -> Vec<String> {
