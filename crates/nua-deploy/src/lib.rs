@@ -12,6 +12,7 @@ pub mod apps;
 pub mod image;
 pub mod kept;
 pub mod local;
+pub mod state;
 pub mod supervise;
 pub mod target;
 #[cfg(test)]
