@@ -17,3 +17,4 @@ pub mod supervise;
 pub mod target;
 #[cfg(test)]
 mod testing;
+pub mod values;

@@ -227,7 +227,7 @@ fn environment(
                 let length = spec.length.unwrap_or(24) as usize;
                 let value = match request.kept.get(key) {
                     Some(kept) if kept.len() == length => kept.clone(),
-                    _ => random_value(length),
+                    _ => crate::values::random_value(length),
                 };
                 random.insert(key.clone(), value.clone());
                 value
@@ -267,27 +267,6 @@ fn kind_name(kind: EnvKind) -> &'static str {
         EnvKind::ExternalIp => "the server's address",
         EnvKind::NuaInternal => "by Nua",
     }
-}
-
-/// A random alphanumeric value of `length` characters, from the kernel's generator.
-fn random_value(length: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom is readable");
-    let mut value = String::with_capacity(length);
-    let mut bytes = [0u8; 64];
-    while value.len() < length {
-        std::io::Read::read_exact(&mut urandom, &mut bytes).expect("/dev/urandom is readable");
-        // 62 * 4 = 248: the bytes above are dropped so that every character is as likely.
-        let wanted = length - value.len();
-        value.extend(
-            bytes
-                .iter()
-                .filter(|b| **b < 248)
-                .map(|b| ALPHABET[(b % 62) as usize] as char)
-                .take(wanted),
-        );
-    }
-    value
 }
 
 /// The ports to publish: the config's (name, container port, protocol, wanted host port),

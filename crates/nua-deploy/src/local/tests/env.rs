@@ -1,6 +1,7 @@
 //! The environment: plain values, overrides, generated values.
 
 use super::*;
+use crate::values::random_value;
 
 #[rstest]
 #[case::plain_values(
