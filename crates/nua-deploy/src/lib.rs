@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod image;
+pub mod instance;
 pub mod kept;
 pub mod local;
 pub mod state;

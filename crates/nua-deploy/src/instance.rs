@@ -1,0 +1,341 @@
+//! The desired state of one instance: what a `[[site]]` of a deploy file and the nua-config
+//! of its image ask for, laid over each other, named, with its ports placed.
+//!
+//! - the app container `nua-<label>` and one container per provider `nua-<label>-<name>`,
+//!   all on the instance's private network (`nua-<label>`, or the site's `network`), where a
+//!   provider answers to its name; providers start first, in the config's order;
+//! - managed volumes named `nua-<label>-<name>`, so two instances of one app share nothing;
+//!   a site's volume replaces the config's volume of the same target, a provider override's
+//!   the provider's;
+//! - the app's ports published on 127.0.0.1: the host port the config or the site pins, or
+//!   the first free one of the port range (default 8100–9000); provider ports never;
+//! - env values as written (literals, `random`, `from`…): they are resolved when applied
+//!   ([`crate::values`]), so no secret is ever part of the desired state, which the state
+//!   database keeps in its journal.
+//!
+//! Pure: which host ports are taken is given.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+use nua_config::{EnvValue, NuaConfig, Port, PortNumber, Provider, Site, Volume, VolumeType};
+
+use crate::values::APP;
+
+/// Labels on everything Nua creates for an instance.
+pub const INSTANCE_LABEL: &str = "nua.instance";
+pub const GENERATION_LABEL: &str = "nua.generation";
+pub const ROLE_LABEL: &str = "nua.role";
+
+/// The default host port range of app ports.
+pub const PORT_RANGE: RangeInclusive<u16> = 8100..=9000;
+
+/// What an instance should be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The app's id in its nua-config.
+    pub app_id: String,
+    pub network: String,
+    /// Providers first, in start order, then the app.
+    pub containers: Vec<Container>,
+}
+
+/// Whether a container is the app or one of its providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    App,
+    Provider,
+}
+
+/// One container of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// The Docker name.
+    pub name: String,
+    /// `app` or the provider's name: its host name on the instance's network.
+    pub component: String,
+    pub role: Role,
+    pub image: String,
+    /// As written: resolved when applied.
+    pub env: BTreeMap<String, EnvValue>,
+    pub ports: Vec<PlacedPort>,
+    /// Volumes, managed ones already named for the instance.
+    pub volumes: Vec<Volume>,
+    /// Docker options as written in the config and the site.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub docker: BTreeMap<String, serde_json::Value>,
+}
+
+/// A port of a container and where it is published (apps only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedPort {
+    pub name: String,
+    pub container: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The port on 127.0.0.1; `None` for a provider's (never published).
+    pub host: Option<u16>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "site `{label}` overrides provider `{name}`, which `{app}` does not have (it has: {known})"
+    )]
+    UnknownProvider {
+        label: String,
+        name: String,
+        app: String,
+        known: String,
+    },
+    #[error("provider `{name}` of `{app}` has no image: give its `module-name` or a `base-image` in its `[provider.build]`")]
+    NoProviderImage { app: String, name: String },
+    #[error("port `{name}` of `{label}` asks for host port {port}, which `{holder}` holds")]
+    PortHeld {
+        label: String,
+        name: String,
+        port: u16,
+        holder: String,
+    },
+    #[error("port `{name}` of `{label}`: no free host port is left in {}–{}", range.start(), range.end())]
+    NoFreePort {
+        label: String,
+        name: String,
+        range: RangeInclusive<u16>,
+    },
+    #[error("port `{name}` of `{label}`: `{value}` is not a port number a deployment can publish")]
+    BadPort {
+        label: String,
+        name: String,
+        value: String,
+    },
+}
+
+/// Which host ports are taken, and by whom.
+pub trait TakenPorts {
+    /// The instance (or `another program`) holding `port` on 127.0.0.1, if any.
+    fn holder(&self, port: u16) -> Option<String>;
+}
+
+/// The label of a site: its own, else the app's id and the domain (`notes-a-example-com`).
+pub fn label_of(site: &Site, app_id: &str) -> String {
+    if let Some(label) = &site.label {
+        return label.clone();
+    }
+    let mut label = app_id.to_ascii_lowercase();
+    if let Some(domain) = &site.domain {
+        label.push('-');
+        label.push_str(domain);
+    }
+    let clean: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    clean.trim_matches('-').to_owned()
+}
+
+/// The desired state of `site`, whose image `image` carries `config`; `provider_image` gives
+/// the image of each provider (Nua's own or its module's link).
+pub fn plan(
+    site: &Site,
+    image: &str,
+    config: &NuaConfig,
+    provider_image: &dyn Fn(&Provider) -> Option<String>,
+    taken: &dyn TakenPorts,
+    range: RangeInclusive<u16>,
+) -> Result<Desired, Error> {
+    let label = label_of(site, config.id());
+    let prefix = format!("nua-{label}");
+    for over in &site.provider {
+        if !config.provider.iter().any(|p| p.name == over.name) {
+            let known: Vec<&str> = config.provider.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::UnknownProvider {
+                label,
+                name: over.name.clone(),
+                app: config.id().to_owned(),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+    }
+    let mut containers = Vec::new();
+    for provider in &config.provider {
+        let over = site.provider.iter().find(|o| o.name == provider.name);
+        let image = provider_image(provider).ok_or_else(|| Error::NoProviderImage {
+            app: config.id().to_owned(),
+            name: provider.name.clone(),
+        })?;
+        let mut env = provider.env.clone();
+        let mut volumes = provider.volume.clone();
+        let mut docker: BTreeMap<_, _> = provider.docker.clone().unwrap_or_default();
+        let mut port_defs = provider.port.clone();
+        if let Some(over) = over {
+            env.extend(over.env.clone());
+            replace_volumes(&mut volumes, &over.volume);
+            docker.extend(over.docker.clone());
+            port_defs.extend(over.port.clone());
+        }
+        let ports = port_defs
+            .iter()
+            .map(|(name, port)| {
+                Ok(PlacedPort {
+                    host: None,
+                    ..unplaced(&label, name, port)?
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        containers.push(Container {
+            name: format!("{prefix}-{}", provider.name),
+            component: provider.name.clone(),
+            role: Role::Provider,
+            image,
+            env,
+            ports,
+            volumes: name_volumes(&prefix, volumes),
+            docker,
+        });
+    }
+    let mut env = config.env.clone();
+    env.extend(site.env.clone());
+    let mut volumes = config.volume.clone();
+    replace_volumes(&mut volumes, &site.volume);
+    let mut port_defs = config.port.clone();
+    port_defs.extend(site.port.clone());
+    let mut docker: BTreeMap<_, _> = config.docker.clone().unwrap_or_default();
+    docker.extend(site.docker.clone());
+    containers.push(Container {
+        name: prefix.clone(),
+        component: APP.to_owned(),
+        role: Role::App,
+        image: image.to_owned(),
+        env,
+        ports: place_ports(&label, &port_defs, taken, range)?,
+        volumes: name_volumes(&prefix, volumes),
+        docker,
+    });
+    Ok(Desired {
+        network: site.network.clone().unwrap_or_else(|| prefix.clone()),
+        label,
+        domain: site.domain.clone(),
+        app_id: config.id().to_owned(),
+        containers,
+    })
+}
+
+/// The port `name` as the container sees it, not placed yet.
+fn unplaced(label: &str, name: &str, port: &Port) -> Result<PlacedPort, Error> {
+    let container = match &port.container {
+        PortNumber::Number(n) => *n,
+        other => {
+            return Err(Error::BadPort {
+                label: label.to_owned(),
+                name: name.to_owned(),
+                value: serde_json::to_string(other).unwrap_or_default(),
+            })
+        }
+    };
+    let protocol = match port.protocol {
+        Some(nua_config::Protocol::Udp) => "udp",
+        _ => "tcp",
+    };
+    Ok(PlacedPort {
+        name: name.to_owned(),
+        container,
+        protocol: protocol.to_owned(),
+        host: None,
+    })
+}
+
+/// The app's ports on 127.0.0.1: a pinned host port if nobody holds it (else an error that
+/// says who does), the others on the first free ports of `range`.
+fn place_ports(
+    label: &str,
+    ports: &BTreeMap<String, Port>,
+    taken: &dyn TakenPorts,
+    range: RangeInclusive<u16>,
+) -> Result<Vec<PlacedPort>, Error> {
+    let mut placed: Vec<PlacedPort> = Vec::new();
+    let used = |placed: &[PlacedPort], port: u16| placed.iter().any(|p| p.host == Some(port));
+    // Pinned ports first, so that a free one is not given away to an unpinned port.
+    let (pinned, free): (Vec<_>, Vec<_>) = ports
+        .iter()
+        .partition(|(_, p)| matches!(p.host, Some(PortNumber::Number(_))));
+    for (name, port) in pinned {
+        let Some(PortNumber::Number(host)) = port.host else {
+            unreachable!("partitioned above");
+        };
+        let holder = taken.holder(host).filter(|h| h != label);
+        if let Some(holder) = holder.or_else(|| used(&placed, host).then(|| label.to_owned())) {
+            return Err(Error::PortHeld {
+                label: label.to_owned(),
+                name: name.clone(),
+                port: host,
+                holder,
+            });
+        }
+        placed.push(PlacedPort {
+            host: Some(host),
+            ..unplaced(label, name, port)?
+        });
+    }
+    for (name, port) in free {
+        let host = range
+            .clone()
+            .find(|p| !used(&placed, *p) && taken.holder(*p).is_none())
+            .ok_or_else(|| Error::NoFreePort {
+                label: label.to_owned(),
+                name: name.clone(),
+                range: range.clone(),
+            })?;
+        placed.push(PlacedPort {
+            host: Some(host),
+            ..unplaced(label, name, port)?
+        });
+    }
+    placed.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(placed)
+}
+
+/// `volumes` with each of `over` replacing the one of the same target (or added).
+fn replace_volumes(volumes: &mut Vec<Volume>, over: &[Volume]) {
+    for volume in over {
+        volumes.retain(|v| v.target != volume.target);
+        volumes.push(volume.clone());
+    }
+}
+
+/// Managed volumes named for the instance (`nua-<label>-<name>`); the others as they are.
+fn name_volumes(prefix: &str, volumes: Vec<Volume>) -> Vec<Volume> {
+    volumes
+        .into_iter()
+        .map(|mut v| {
+            if v.kind.unwrap_or(VolumeType::Managed) == VolumeType::Managed {
+                let base = v.name.clone().unwrap_or_else(|| {
+                    v.target
+                        .trim_matches('/')
+                        .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                });
+                v.name = Some(format!("{prefix}-{base}"));
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
