@@ -96,6 +96,15 @@ pub enum Error {
     },
     #[error("provider `{name}` of `{app}` has no image: give its `module-name` or a `base-image` in its `[provider.build]`")]
     NoProviderImage { app: String, name: String },
+    #[error(
+        "`{app}` asks to mount the host folder `{path}` at `{target}`; an image may not choose \
+         host folders"
+    )]
+    HostMount {
+        app: String,
+        path: String,
+        target: String,
+    },
     #[error("port `{name}` of `{label}` asks for host port {port}, which `{holder}` holds")]
     PortHeld {
         label: String,
@@ -158,6 +167,20 @@ pub fn plan(
 ) -> Result<Desired, Error> {
     let label = label_of(site, config.id());
     let prefix = format!("nua-{label}");
+    // Host folders are the operator's to choose (in the deploy file), never an image's.
+    let from_image = config
+        .volume
+        .iter()
+        .chain(config.provider.iter().flat_map(|p| &p.volume));
+    for volume in from_image {
+        if matches!(volume.kind, Some(VolumeType::Bind | VolumeType::Directory)) {
+            return Err(Error::HostMount {
+                app: config.id().to_owned(),
+                path: volume.name.clone().unwrap_or_default(),
+                target: volume.target.clone(),
+            });
+        }
+    }
     for over in &site.provider {
         if !config.provider.iter().any(|p| p.name == over.name) {
             let known: Vec<&str> = config.provider.iter().map(|p| p.name.as_str()).collect();

@@ -8,6 +8,7 @@
 //! builds an app folder itself (this crate never depends on nua-build) and hands the image
 //! over. Deployments with providers, a proxy and TLS come later.
 
+pub mod apply;
 pub mod apps;
 pub mod image;
 pub mod instance;

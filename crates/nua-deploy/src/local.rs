@@ -186,6 +186,7 @@ pub fn plan(request: &Request, ports: &dyn HostPorts, taken: &[u16]) -> Result<P
             mounts: Vec::new(),
             labels: labels(request),
             network: None,
+            aliases: Vec::new(),
         },
         published,
         volumes: Vec::new(),
@@ -350,9 +351,41 @@ fn text(value: &serde_json::Value) -> String {
 }
 
 fn add_volume(plan: &mut Plan, app: &str, volume: &Volume, host_mounts: bool) -> Result<(), Error> {
+    let labels = BTreeMap::from([(APP_LABEL.to_owned(), app.to_owned())]);
+    let made = volume_mount(volume, &|base| format!("{app}_{base}"), labels, host_mounts)?;
+    plan.spec.mounts.push(made.mount);
+    plan.volumes.extend(made.volume);
+    plan.directories.extend(made.directory);
+    Ok(())
+}
+
+/// What a volume of a nua-config becomes in a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeMount {
+    pub mount: Mount,
+    /// The named volume to create first (a `managed` one).
+    pub volume: Option<VolumeSpec>,
+    /// The host folder to create first (a `directory` one).
+    pub directory: Option<PathBuf>,
+}
+
+/// The mount of `volume`: a tmpfs, a host folder (only when `host_mounts`), or a named volume
+/// called `name_of(its name)` carrying `labels`. Its options are passed as written; a
+/// `read-only` option makes the mount read-only.
+pub fn volume_mount(
+    volume: &Volume,
+    name_of: &dyn Fn(&str) -> String,
+    labels: Labels,
+    host_mounts: bool,
+) -> Result<VolumeMount, Error> {
     let target = volume.target.clone();
     let read_only = option(volume, &["read-only", "read_only", "readonly"])
         .is_some_and(|v| v == &serde_json::Value::Bool(true) || text(v) == "true");
+    let only = |mount| VolumeMount {
+        mount,
+        volume: None,
+        directory: None,
+    };
     if is_tmpfs(volume) {
         let size_bytes = named_option(volume, &["tmpfs_size", "tmpfs-size", "size"])
             .map(|(name, v)| {
@@ -367,12 +400,11 @@ fn add_volume(plan: &mut Plan, app: &str, volume: &Volume, host_mounts: bool) ->
             serde_json::Value::Number(n) => n.as_i64(),
             other => i64::from_str_radix(text(other).trim_start_matches("0o"), 8).ok(),
         });
-        plan.spec.mounts.push(Mount::Tmpfs {
+        return Ok(only(Mount::Tmpfs {
             target,
             size_bytes,
             mode,
-        });
-        return Ok(());
+        }));
     }
     match volume.kind.unwrap_or(VolumeType::Managed) {
         VolumeType::Directory | VolumeType::Bind => {
@@ -383,19 +415,24 @@ fn add_volume(plan: &mut Plan, app: &str, volume: &Volume, host_mounts: bool) ->
                     target,
                 });
             }
-            if volume.kind == Some(VolumeType::Directory) {
-                plan.directories.push(source.clone());
+            let directory = if volume.kind == Some(VolumeType::Directory) {
+                Some(source.clone())
             } else if !source.exists() {
                 return Err(Error::NoBindSource {
                     path: source,
                     target,
                 });
-            }
-            plan.spec.mounts.push(Mount::Bind {
-                source,
-                target,
-                read_only,
-            });
+            } else {
+                None
+            };
+            Ok(VolumeMount {
+                directory,
+                ..only(Mount::Bind {
+                    source,
+                    target,
+                    read_only,
+                })
+            })
         }
         VolumeType::Managed | VolumeType::Tmpfs => {
             let base = volume.name.clone().unwrap_or_else(|| {
@@ -403,7 +440,7 @@ fn add_volume(plan: &mut Plan, app: &str, volume: &Volume, host_mounts: bool) ->
                     .trim_matches('/')
                     .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
             });
-            let name = format!("{app}_{base}");
+            let name = name_of(&base);
             let options = volume
                 .options
                 .iter()
@@ -411,20 +448,21 @@ fn add_volume(plan: &mut Plan, app: &str, volume: &Volume, host_mounts: bool) ->
                 .filter(|(k, _)| !matches!(k.as_str(), "read-only" | "read_only" | "readonly"))
                 .map(|(k, v)| (k.clone(), text(v)))
                 .collect();
-            plan.volumes.push(VolumeSpec {
-                name: name.clone(),
-                driver: volume.driver.clone(),
-                options,
-                labels: BTreeMap::from([(APP_LABEL.to_owned(), app.to_owned())]),
-            });
-            plan.spec.mounts.push(Mount::Volume {
-                name,
-                target,
-                read_only,
-            });
+            Ok(VolumeMount {
+                volume: Some(VolumeSpec {
+                    name: name.clone(),
+                    driver: volume.driver.clone(),
+                    options,
+                    labels,
+                }),
+                ..only(Mount::Volume {
+                    name,
+                    target,
+                    read_only,
+                })
+            })
         }
     }
-    Ok(())
 }
 
 /// `10G`, `64m`, `512k`, `1048576`: bytes, with Docker's binary units.

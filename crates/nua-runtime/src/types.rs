@@ -154,6 +154,8 @@ pub struct ContainerSpec {
     pub mounts: Vec<Mount>,
     pub labels: Labels,
     pub network: Option<String>,
+    /// Other names the container answers to on `network` (a provider's name).
+    pub aliases: Vec<String>,
 }
 
 /// Where a container is in its life.

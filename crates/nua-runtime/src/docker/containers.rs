@@ -40,6 +40,15 @@ impl Docker {
                 network_mode: spec.network.clone(),
                 ..Default::default()
             }),
+            networking_config: spec.network.as_ref().map(|network| {
+                let endpoint = models::EndpointSettings {
+                    aliases: Some(spec.aliases.clone()),
+                    ..Default::default()
+                };
+                models::NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(network.clone(), endpoint)])),
+                }
+            }),
             ..Default::default()
         };
         let options = query::CreateContainerOptionsBuilder::default()

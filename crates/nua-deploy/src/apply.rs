@@ -1,0 +1,281 @@
+//! Making the engine match the desired state of an instance, doing only what differs.
+//!
+//! Everything Nua creates carries `nua.instance` (and containers `nua.generation`,
+//! `nua.role`, `nua.component`, and `nua.spec`, a digest of what they were created from);
+//! nothing without those labels is ever touched. In order: the network, then each
+//! container, providers first: its volumes (kept when they exist: data is never
+//! recreated), then the container itself, kept when its `nua.spec` is the one wanted and
+//! replaced otherwise, started when it is not running. A provider must be ready (healthy,
+//! or running when its image has no health check) before the next container starts;
+//! a provider that does not get ready in time is an error with its last log lines.
+//! Containers of the instance that the desired state no longer has are removed (their
+//! volumes stay).
+//!
+//! Applying twice changes nothing the second time; applying after a crash anywhere
+//! finishes what was left.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use nua_runtime::{ContainerSpec, Engine, Labels, LogOptions, PortBinding, Protocol, State};
+
+use crate::instance::{Container, Desired, Role, GENERATION_LABEL, INSTANCE_LABEL, ROLE_LABEL};
+use crate::local::{volume_mount, VolumeMount};
+use crate::state;
+use crate::supervise::{self, Outcome};
+use crate::values::{self, Component, Deployment};
+
+/// The component a container is (`app` or a provider's name).
+pub const COMPONENT_LABEL: &str = "nua.component";
+/// A digest of the spec a container was created from.
+pub const SPEC_LABEL: &str = "nua.spec";
+
+/// How long a provider may take to get ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What applying did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    pub created: Vec<String>,
+    pub started: Vec<String>,
+    pub removed: Vec<String>,
+    pub volumes_created: Vec<String>,
+}
+
+impl Applied {
+    /// Nothing had to change.
+    pub fn unchanged(&self) -> bool {
+        self.created.is_empty()
+            && self.started.is_empty()
+            && self.removed.is_empty()
+            && self.volumes_created.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] nua_runtime::Error),
+    #[error(transparent)]
+    Values(Box<values::Error>),
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Volume(#[from] crate::local::Error),
+    #[error("provider `{component}` of `{label}` is not ready after {}s ({why}); its last lines:\n{tail}", timeout.as_secs())]
+    NotReady {
+        label: String,
+        component: String,
+        why: String,
+        timeout: Duration,
+        tail: String,
+    },
+    #[error(transparent)]
+    Supervise(#[from] supervise::Error),
+}
+
+/// Where and how to apply.
+pub struct Context<'a> {
+    pub engine: &'a dyn Engine,
+    pub external_ip: Option<String>,
+    pub ready_timeout: Duration,
+}
+
+/// Make the engine match `desired`, generation `generation`; values are generated and kept
+/// in `state`.
+pub fn apply(
+    desired: &Desired,
+    generation: u64,
+    ctx: &Context<'_>,
+    state: &mut state::State,
+) -> Result<Applied, Error> {
+    let engine = ctx.engine;
+    let mut applied = Applied::default();
+    let components: Vec<Component> = desired
+        .containers
+        .iter()
+        .map(|c| Component {
+            name: c.component.clone(),
+            hostname: c.component.clone(),
+            port: c.ports.first().map(|p| p.container),
+            env: c.env.clone(),
+        })
+        .collect();
+    let deployment = Deployment {
+        label: desired.label.clone(),
+        domain: desired.domain.clone(),
+        external_ip: ctx.external_ip.clone(),
+    };
+    let env =
+        values::resolve(&components, &deployment, state).map_err(|e| Error::Values(Box::new(e)))?;
+    let instance = Labels::from([(INSTANCE_LABEL.to_owned(), desired.label.clone())]);
+    engine.create_network(&desired.network, &instance)?;
+    for container in &desired.containers {
+        let mut labels = instance.clone();
+        labels.insert(ROLE_LABEL.to_owned(), role(container.role).to_owned());
+        labels.insert(COMPONENT_LABEL.to_owned(), container.component.clone());
+        let mut spec = ContainerSpec {
+            name: container.name.clone(),
+            image: container.image.clone(),
+            env: env[&container.component]
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            ports: bindings(container),
+            mounts: Vec::new(),
+            labels,
+            network: Some(desired.network.clone()),
+            aliases: vec![container.component.clone()],
+        };
+        for volume in &container.volumes {
+            let VolumeMount {
+                mount,
+                volume,
+                directory,
+            } = volume_mount(volume, &|name| name.to_owned(), instance.clone(), true)?;
+            if let Some(dir) = directory {
+                std::fs::create_dir_all(&dir).map_err(|source| nua_runtime::Error::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            if let Some(volume) = volume {
+                // An existing volume is kept as it is: it holds the data.
+                if !engine
+                    .volumes(INSTANCE_LABEL, &desired.label)?
+                    .contains(&volume.name)
+                {
+                    engine.create_volume(&volume)?;
+                    applied.volumes_created.push(volume.name.clone());
+                }
+            }
+            spec.mounts.push(mount);
+        }
+        let digest = spec_digest(&spec);
+        spec.labels.insert(SPEC_LABEL.to_owned(), digest.clone());
+        spec.labels
+            .insert(GENERATION_LABEL.to_owned(), generation.to_string());
+        let existing = engine.container(&container.name)?;
+        let keep = existing
+            .as_ref()
+            .is_some_and(|c| c.labels.get(SPEC_LABEL) == Some(&digest));
+        if !keep {
+            if existing.is_some() {
+                engine.stop_container(&container.name, Duration::from_secs(10))?;
+                engine.remove_container(&container.name)?;
+                applied.removed.push(container.name.clone());
+            }
+            engine.create_container(&spec)?;
+            applied.created.push(container.name.clone());
+        }
+        let running = engine
+            .container(&container.name)?
+            .is_some_and(|c| c.state == State::Running);
+        if !running {
+            engine.start_container(&container.name)?;
+            applied.started.push(container.name.clone());
+        }
+        if container.role == Role::Provider {
+            ready(desired, container, ctx)?;
+        }
+    }
+    // Containers of the instance the desired state no longer has (a provider removed from
+    // the config); their volumes stay.
+    for found in engine.containers(INSTANCE_LABEL)? {
+        let ours = found.labels.get(INSTANCE_LABEL) == Some(&desired.label);
+        let wanted = desired.containers.iter().any(|c| c.name == found.name);
+        if ours && !wanted {
+            engine.stop_container(&found.name, Duration::from_secs(10))?;
+            engine.remove_container(&found.name)?;
+            applied.removed.push(found.name);
+        }
+    }
+    Ok(applied)
+}
+
+fn role(role: Role) -> &'static str {
+    match role {
+        Role::App => "app",
+        Role::Provider => "provider",
+    }
+}
+
+/// The app's ports on 127.0.0.1; a provider's are never published.
+fn bindings(container: &Container) -> Vec<PortBinding> {
+    container
+        .ports
+        .iter()
+        .filter_map(|p| {
+            Some(PortBinding {
+                container: p.container,
+                protocol: if p.protocol == "udp" {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
+                host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                host: p.host?,
+            })
+        })
+        .collect()
+}
+
+/// A digest of what makes a container: a different one means it must be created again.
+/// The environment is part of it, hashed (a changed secret recreates the container) but
+/// never stored.
+fn spec_digest(spec: &ContainerSpec) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |text: &str| {
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    };
+    field("nua-spec-v1");
+    field(&spec.name);
+    field(&spec.image);
+    for item in &spec.env {
+        field(item);
+    }
+    field(&format!("{:?}", spec.ports));
+    field(&format!("{:?}", spec.mounts));
+    field(&format!("{:?}", spec.network));
+    field(&format!("{:?}", spec.aliases));
+    let labels: BTreeMap<_, _> = spec.labels.iter().collect();
+    field(&format!("{labels:?}"));
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Wait for provider `container` to be ready; an error with its last lines when it is not.
+fn ready(desired: &Desired, container: &Container, ctx: &Context<'_>) -> Result<(), Error> {
+    let started = Instant::now();
+    let timeout = ctx.ready_timeout;
+    let outcome =
+        supervise::wait_ready(ctx.engine, &container.name, &|| started.elapsed() > timeout)?;
+    let why = match outcome {
+        Outcome::Healthy | Outcome::Running => return Ok(()),
+        Outcome::Interrupted => "its health check has not passed yet".to_owned(),
+        Outcome::Unhealthy { .. } => "its health check fails".to_owned(),
+        Outcome::Exited { code, .. } => format!("it exited with code {code}"),
+    };
+    let mut lines = Vec::new();
+    let options = LogOptions {
+        follow: false,
+        tail: Some(20),
+    };
+    let _ = ctx.engine.logs(&container.name, options, &mut |line| {
+        lines.push(format!("  {}", line.text));
+        std::ops::ControlFlow::Continue(())
+    });
+    Err(Error::NotReady {
+        label: desired.label.clone(),
+        component: container.component.clone(),
+        why,
+        timeout,
+        tail: lines.join("\n"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+use std::path::Path;
+
+use nua_config::{deploy, Format, LoadOptions, NuaConfig};
+use nua_runtime::fake::{FakeEngine, Script};
+use nua_runtime::{Health, HealthStatus, ImageDetails, LogLine, Stream};
+
+use super::*;
+use crate::instance::{plan, TakenPorts, PORT_RANGE};
+
+const CONFIG: &str = r#"
+[metadata]
+id = "notes"
+version = "1.0"
+
+[run]
+start = "notes"
+
+[env]
+DB_HOST = { from = "database", key = "hostname" }
+DB_PASSWORD = { from = "database", key = "POSTGRES_PASSWORD" }
+
+[port.web]
+container = 8000
+
+[[provider]]
+name = "database"
+module-name = "postgres"
+module-version = ">=15, <16"
+"#;
+
+const APP_IMAGE: &str = "nua-notes:1.0";
+const PG_IMAGE: &str = "nua-postgres-15:latest";
+
+struct Free;
+
+impl TakenPorts for Free {
+    fn holder(&self, _: u16) -> Option<String> {
+        None
+    }
+}
+
+fn config(text: &str) -> NuaConfig {
+    nua_config::load_str(
+        text,
+        Format::Toml,
+        Path::new("nua-config.toml"),
+        &LoadOptions::default(),
+    )
+    .unwrap()
+    .0
+}
+
+fn desired(config_text: &str, image: &str) -> Desired {
+    let site = &deploy::load_deploy_str(
+        "[[site]]\nimage = \"notes\"\nlabel = \"n\"\n",
+        Format::Toml,
+        Path::new("deploy.toml"),
+    )
+    .unwrap()
+    .0
+    .site[0];
+    let provider_image = |_: &nua_config::Provider| Some(PG_IMAGE.to_owned());
+    plan(
+        site,
+        image,
+        &config(config_text),
+        &provider_image,
+        &Free,
+        PORT_RANGE,
+    )
+    .unwrap()
+}
+
+fn engine(pg_health: HealthStatus) -> FakeEngine {
+    let engine = FakeEngine::new();
+    engine.add_image(APP_IMAGE, ImageDetails::default());
+    engine.add_image("nua-notes:2.0", ImageDetails::default());
+    engine.add_image(PG_IMAGE, ImageDetails::default());
+    engine.script(
+        PG_IMAGE,
+        Script {
+            logs: vec![LogLine {
+                stream: Stream::Stderr,
+                text: "FATAL: data directory has wrong ownership".into(),
+            }],
+            health: Some(Health {
+                status: pg_health,
+                log: Vec::new(),
+            }),
+            ..Script::default()
+        },
+    );
+    engine
+}
+
+fn ctx(engine: &FakeEngine) -> Context<'_> {
+    Context {
+        engine,
+        external_ip: None,
+        ready_timeout: Duration::from_secs(5),
+    }
+}
+
+fn env_of(engine: &FakeEngine, name: &str, key: &str) -> String {
+    let spec = engine.spec(name).unwrap();
+    let prefix = format!("{key}=");
+    spec.env
+        .iter()
+        .find_map(|e| e.strip_prefix(&prefix).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {key} in {:?}", spec.env))
+}
+
+#[test]
+fn an_instance_is_made_providers_first_and_a_second_apply_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let want = desired(CONFIG, APP_IMAGE);
+    let applied = apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    assert_eq!(applied.created, ["nua-n-database", "nua-n"]);
+    assert_eq!(applied.volumes_created, ["nua-n-postgres-data"]);
+    let calls: Vec<String> = engine
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("create") || c.starts_with("start"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "create volume nua-n-postgres-data",
+            "create nua-n-database",
+            "start nua-n-database",
+            "create nua-n",
+            "start nua-n"
+        ]
+    );
+    // The app reads what its database was given; the database answers to its name.
+    let password = env_of(&engine, "nua-n-database", "POSTGRES_PASSWORD");
+    assert_eq!(env_of(&engine, "nua-n", "DB_PASSWORD"), password);
+    assert_eq!(env_of(&engine, "nua-n", "DB_HOST"), "database");
+    let db = engine.spec("nua-n-database").unwrap();
+    assert_eq!(db.aliases, ["database"]);
+    assert!(db.ports.is_empty(), "a provider is never published");
+    assert_eq!(db.network.as_deref(), Some("nua-n"));
+    assert_eq!(db.labels[INSTANCE_LABEL], "n");
+    assert_eq!(db.labels[ROLE_LABEL], "provider");
+    assert_eq!(db.labels[GENERATION_LABEL], "1");
+    let app = engine.spec("nua-n").unwrap();
+    assert_eq!(app.ports[0].host_ip.to_string(), "127.0.0.1");
+    assert_eq!(app.ports[0].host, 8100);
+    // No label or spec carries the secret.
+    assert!(!format!("{:?}", app.labels).contains(&password));
+
+    let before = engine.calls().len();
+    let again = apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    assert!(again.unchanged(), "{again:?}");
+    let made: Vec<String> = engine.calls()[before..]
+        .iter()
+        .filter(|c| !c.starts_with("exec"))
+        .cloned()
+        .collect();
+    assert!(made.is_empty(), "{made:?}");
+}
+
+#[test]
+fn a_provider_removed_by_hand_comes_back_on_its_volume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let want = desired(CONFIG, APP_IMAGE);
+    apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    let password = env_of(&engine, "nua-n-database", "POSTGRES_PASSWORD");
+    engine.remove_container("nua-n-database").unwrap();
+    let applied = apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    assert_eq!(applied.created, ["nua-n-database"]);
+    assert!(
+        applied.volumes_created.is_empty(),
+        "the data volume is kept"
+    );
+    assert_eq!(
+        env_of(&engine, "nua-n-database", "POSTGRES_PASSWORD"),
+        password
+    );
+}
+
+#[test]
+fn an_upgrade_replaces_the_app_and_keeps_the_provider() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    apply(&desired(CONFIG, APP_IMAGE), 1, &ctx(&engine), &mut state).unwrap();
+    let upgraded = desired(CONFIG, "nua-notes:2.0");
+    let applied = apply(&upgraded, 2, &ctx(&engine), &mut state).unwrap();
+    assert_eq!(applied.created, ["nua-n"]);
+    assert_eq!(applied.removed, ["nua-n"]);
+    assert_eq!(engine.spec("nua-n").unwrap().image, "nua-notes:2.0");
+}
+
+#[test]
+fn a_provider_that_is_not_ready_stops_the_deploy_with_its_last_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Unhealthy);
+    let err = apply(&desired(CONFIG, APP_IMAGE), 1, &ctx(&engine), &mut state).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("provider `database` of `n` is not ready")
+            && message.contains("its health check fails")
+            && message.contains("data directory has wrong ownership"),
+        "{message}"
+    );
+    assert!(
+        engine.spec("nua-n").is_none(),
+        "the app is not started before its database"
+    );
+}
+
+#[test]
+fn a_provider_the_config_no_longer_has_is_removed_and_its_volume_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    apply(&desired(CONFIG, APP_IMAGE), 1, &ctx(&engine), &mut state).unwrap();
+    let alone = CONFIG
+        .split("[[provider]]")
+        .next()
+        .unwrap()
+        .replace(
+            "DB_HOST = { from = \"database\", key = \"hostname\" }\n",
+            "",
+        )
+        .replace(
+            "DB_PASSWORD = { from = \"database\", key = \"POSTGRES_PASSWORD\" }\n",
+            "",
+        );
+    let applied = apply(&desired(&alone, APP_IMAGE), 2, &ctx(&engine), &mut state).unwrap();
+    assert!(
+        applied.removed.contains(&"nua-n-database".to_owned()),
+        "{applied:?}"
+    );
+    assert!(engine.spec("nua-n-database").is_none());
+    assert!(engine
+        .volume_names()
+        .contains(&"nua-n-postgres-data".to_owned()));
+}
