@@ -5,9 +5,10 @@
 //! nothing without those labels is ever touched. In order: the network, then each
 //! container, providers first: its volumes (kept when they exist: data is never
 //! recreated), then the container itself, kept when its `nua.spec` is the one wanted and
-//! replaced otherwise, started when it is not running. A provider must be ready (healthy,
-//! or running when its image has no health check) before the next container starts;
-//! a provider that does not get ready in time is an error with its last log lines.
+//! replaced otherwise, started when it is not running. Each must be ready (healthy, or
+//! running when its image has no health check) before the next one starts, and the app
+//! before the apply ends; one that does not get ready in time is an error with its last
+//! log lines.
 //! Containers of the instance that the desired state no longer has are removed (their
 //! volumes stay).
 //!
@@ -65,10 +66,11 @@ pub enum Error {
     State(#[from] state::Error),
     #[error(transparent)]
     Volume(#[from] crate::local::Error),
-    #[error("provider `{component}` of `{label}` is not ready after {}s ({why}); its last lines:\n{tail}", timeout.as_secs())]
+    #[error("{what} of `{label}` is not ready after {}s ({why}); its last lines:\n{tail}", timeout.as_secs())]
     NotReady {
         label: String,
-        component: String,
+        /// `provider `database`` or `the app`.
+        what: String,
         why: String,
         timeout: Duration,
         tail: String,
@@ -178,9 +180,9 @@ pub fn apply(
             engine.start_container(&container.name)?;
             applied.started.push(container.name.clone());
         }
-        if container.role == Role::Provider {
-            ready(desired, container, ctx)?;
-        }
+        // The next container starts once this one is ready; the deploy ends once the
+        // app is.
+        ready(desired, container, ctx)?;
     }
     // Containers of the instance the desired state no longer has (a provider removed from
     // the config); their volumes stay.
@@ -268,9 +270,13 @@ fn ready(desired: &Desired, container: &Container, ctx: &Context<'_>) -> Result<
         lines.push(format!("  {}", line.text));
         std::ops::ControlFlow::Continue(())
     });
+    let what = match container.role {
+        Role::App => "the app".to_owned(),
+        Role::Provider => format!("provider `{}`", container.component),
+    };
     Err(Error::NotReady {
         label: desired.label.clone(),
-        component: container.component.clone(),
+        what,
         why,
         timeout,
         tail: lines.join("\n"),

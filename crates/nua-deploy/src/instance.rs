@@ -155,6 +155,14 @@ pub fn label_of(site: &Site, app_id: &str) -> String {
     clean.trim_matches('-').to_owned()
 }
 
+/// Where the ports go: which are taken, the range of free ones, and where an earlier
+/// generation put them (kept when still free, so a redeploy moves nothing).
+pub struct Placement<'a> {
+    pub taken: &'a dyn TakenPorts,
+    pub range: RangeInclusive<u16>,
+    pub previous: Option<&'a Desired>,
+}
+
 /// The desired state of `site`, whose image `image` carries `config`; `provider_image` gives
 /// the image of each provider (Nua's own or its module's link).
 pub fn plan(
@@ -162,8 +170,7 @@ pub fn plan(
     image: &str,
     config: &NuaConfig,
     provider_image: &dyn Fn(&Provider) -> Option<String>,
-    taken: &dyn TakenPorts,
-    range: RangeInclusive<u16>,
+    placement: &Placement<'_>,
 ) -> Result<Desired, Error> {
     let label = label_of(site, config.id());
     let prefix = format!("nua-{label}");
@@ -247,7 +254,7 @@ pub fn plan(
         role: Role::App,
         image: image.to_owned(),
         env,
-        ports: place_ports(&label, &port_defs, taken, range)?,
+        ports: place_ports(&label, &port_defs, placement)?,
         volumes: name_volumes(&prefix, volumes),
         docker,
     });
@@ -289,9 +296,16 @@ fn unplaced(label: &str, name: &str, port: &Port) -> Result<PlacedPort, Error> {
 fn place_ports(
     label: &str,
     ports: &BTreeMap<String, Port>,
-    taken: &dyn TakenPorts,
-    range: RangeInclusive<u16>,
+    placement: &Placement<'_>,
 ) -> Result<Vec<PlacedPort>, Error> {
+    let (taken, range) = (placement.taken, &placement.range);
+    let before = |name: &str| {
+        placement
+            .previous
+            .and_then(|d| d.containers.iter().find(|c| c.role == Role::App))
+            .and_then(|app| app.ports.iter().find(|p| p.name == name))
+            .and_then(|p| p.host)
+    };
     let mut placed: Vec<PlacedPort> = Vec::new();
     let used = |placed: &[PlacedPort], port: u16| placed.iter().any(|p| p.host == Some(port));
     // Pinned ports first, so that a free one is not given away to an unpinned port.
@@ -317,8 +331,9 @@ fn place_ports(
         });
     }
     for (name, port) in free {
-        let host = range
-            .clone()
+        let host = before(name)
+            .into_iter()
+            .chain(range.clone())
             .find(|p| !used(&placed, *p) && taken.holder(*p).is_none())
             .ok_or_else(|| Error::NoFreePort {
                 label: label.to_owned(),

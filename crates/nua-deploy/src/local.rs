@@ -451,7 +451,9 @@ pub fn volume_mount(
             Ok(VolumeMount {
                 volume: Some(VolumeSpec {
                     name: name.clone(),
-                    driver: volume.driver.clone(),
+                    // The original's modules write `driver = "docker"` for "Docker's own",
+                    // which Docker calls `local`.
+                    driver: volume.driver.clone().filter(|d| d != "docker"),
                     options,
                     labels,
                 }),

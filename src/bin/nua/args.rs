@@ -31,6 +31,59 @@ pub enum NuaCommand {
     Logs(LogsArgs),
     /// Stop an app started with `nua run` and remove its container (its volumes stay)
     Stop(StopArgs),
+    /// Deploy the sites of a deploy file: each app with its providers, recorded and applied
+    #[command(mut_arg("mirror", |a| a.help("The Debian mirror for base images, instead of the machine's apt sources")))]
+    Deploy(DeployArgs),
+    /// Show the deployed instances, their generation, state, health and ports
+    #[command(mut_arg("json", |a| a.help("Print one object per instance as JSON")))]
+    Status(StatusArgs),
+    /// Remove a deployed instance (its volumes and secrets stay unless `--volumes`)
+    Remove(RemoveArgs),
+    /// Show the journal of deployments: who deployed what, when, and how it ended
+    #[command(mut_arg("json", |a| a.help("Print the journal as JSON")))]
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The deploy file: `[[site]]` entries in TOML, JSON or YAML
+    pub file: PathBuf,
+    /// Deploy only the site with this label (repeatable)
+    #[arg(long, value_name = "LABEL")]
+    pub label: Vec<String>,
+    /// Let a site replace the app its label runs by another app (its data is deleted)
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub debian: DebianArgs,
+    /// Say nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this instance
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The instance's label (as `nua status` shows it)
+    pub label: String,
+    /// Also delete its volumes and secrets (its data is lost)
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this instance
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! `nua-deploy`, so `nua-pack` links neither of them nor bollard.
 
 mod args;
+mod deploy;
 mod load;
 mod ps;
 mod run;
@@ -25,5 +26,9 @@ fn main() -> ExitCode {
         NuaCommand::Ps(args) => ps::ps(args),
         NuaCommand::Logs(args) => ps::logs(args),
         NuaCommand::Stop(args) => ps::stop(args),
+        NuaCommand::Deploy(args) => deploy::deploy(args),
+        NuaCommand::Status(args) => deploy::status(args),
+        NuaCommand::Remove(args) => deploy::remove(args),
+        NuaCommand::History(args) => deploy::history(args),
     })
 }

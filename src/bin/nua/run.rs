@@ -1,7 +1,7 @@
 //! `nua run`: build or load an app, then run one instance of it on Docker, in the foreground
 //! (its output shown until Ctrl-C, which stops and removes it) or detached.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -108,7 +108,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         details,
         loaded,
         config,
-    } = prepare(&engine, target, args)?;
+    } = prepare(&engine, target, &Knobs::of(args))?;
 
     // From here on, Ctrl-C stops the app rather than this process; a second one kills it,
     // a third ends this process at once.
@@ -149,18 +149,37 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     in_foreground(&engine, &name, &signals, args)
 }
 
+/// How an app folder is built before it runs (the flags `run` and `deploy` share).
+pub struct Knobs {
+    pub debian: nua::cli::args::DebianArgs,
+    pub no_cache: bool,
+    pub ca_bundle: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+impl Knobs {
+    fn of(args: &RunArgs) -> Knobs {
+        Knobs {
+            debian: args.debian.clone(),
+            no_cache: args.no_cache,
+            ca_bundle: args.ca_bundle.clone(),
+            quiet: args.quiet,
+        }
+    }
+}
+
 /// The image to run, in Docker, with what is known of it.
-struct Prepared {
-    image: String,
-    details: ImageDetails,
+pub struct Prepared {
+    pub image: String,
+    pub details: ImageDetails,
     /// What loading it sent, when it was loaded.
-    loaded: Option<Loaded>,
+    pub loaded: Option<Loaded>,
     /// Its nua-config, when it came from an app folder or an archive.
-    config: Option<NuaConfig>,
+    pub config: Option<NuaConfig>,
 }
 
 /// Build or load `target` as it needs, and find its image in Docker.
-fn prepare(engine: &Docker, target: Target, args: &RunArgs) -> anyhow::Result<Prepared> {
+pub fn prepare(engine: &Docker, target: Target, args: &Knobs) -> anyhow::Result<Prepared> {
     let (image, loaded, config) = match target {
         Target::App(path) => build_and_load(engine, &path, args)?,
         Target::Image(path) => {
@@ -369,7 +388,7 @@ fn hint_start(err: anyhow::Error, name: &str) -> anyhow::Error {
 fn build_and_load(
     engine: &Docker,
     path: &Path,
-    args: &RunArgs,
+    args: &Knobs,
 ) -> anyhow::Result<(String, Option<Loaded>, Option<NuaConfig>)> {
     let build_args = BuildArgs {
         path: Some(path.to_path_buf()),

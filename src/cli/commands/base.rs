@@ -142,12 +142,7 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
                 oci::ImageName::parse(t).with_context(|| format!("`{t}` is not a valid image name"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let config = built.config.container_config(image_env(&built.env));
-        let layers = built.layers.iter().map(|l| l.layer.clone()).collect();
-        let image = oci::write_image(
-            &store,
-            &oci::ImageSpec::new(layers, config, plan.source_date_epoch),
-        )?;
+        let image = base_image(&store, &plan, &built)?;
         if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs_err::create_dir_all(parent)?;
         }
@@ -267,4 +262,45 @@ fn outdated(args: &BaseOutdatedArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Build base `name` (from the cache when it is there) and write it as an OCI layout folder
+/// at `dir`, named `nua-<name>:<first 12 hex of its manifest digest>`: the image of a
+/// provider `nua deploy` runs. Returns that name.
+pub fn write_base_layout(
+    name: &str,
+    mirror: Option<&str>,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let catalog = settings::catalog()?;
+    let cache_dir = settings::cache_dir()?;
+    let store = oci::BlobStore::open(&cache_dir)?;
+    let options = BaseOptions {
+        cache_dir: cache_dir.clone(),
+        layer: oci::LayerOptions::default(),
+        registry: Default::default(),
+    };
+    let mut reporter = Lines::new(true, false);
+    let (plan, built) = base::build(&catalog, name, mirror, &store, &options, &mut reporter)
+        .with_context(|| format!("cannot build base image `{name}`"))?;
+    let image = base_image(&store, &plan, &built)?;
+    let tag = format!("nua-{name}:{}", &image.manifest.digest.hex()[..12]);
+    let image_name = oci::ImageName::parse(&tag)?;
+    oci::write_layout_dir(&store, &image, &[image_name], dir)
+        .with_context(|| format!("cannot write `{}`", dir.display()))?;
+    Ok(tag)
+}
+
+/// The image of a built base: its layers and its config, in the store.
+fn base_image(
+    store: &oci::BlobStore,
+    plan: &base::Plan,
+    built: &base::BaseImage,
+) -> anyhow::Result<oci::ImageRef> {
+    let config = built.config.container_config(image_env(&built.env));
+    let layers = built.layers.iter().map(|l| l.layer.clone()).collect();
+    Ok(oci::write_image(
+        store,
+        &oci::ImageSpec::new(layers, config, plan.source_date_epoch),
+    )?)
 }

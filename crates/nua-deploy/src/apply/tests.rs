@@ -5,7 +5,7 @@ use nua_runtime::fake::{FakeEngine, Script};
 use nua_runtime::{Health, HealthStatus, ImageDetails, LogLine, Stream};
 
 use super::*;
-use crate::instance::{plan, TakenPorts, PORT_RANGE};
+use crate::instance::{plan, Placement, TakenPorts, PORT_RANGE};
 
 const CONFIG: &str = r#"
 [metadata]
@@ -60,13 +60,17 @@ fn desired(config_text: &str, image: &str) -> Desired {
     .0
     .site[0];
     let provider_image = |_: &nua_config::Provider| Some(PG_IMAGE.to_owned());
+    let placement = Placement {
+        taken: &Free,
+        range: PORT_RANGE,
+        previous: None,
+    };
     plan(
         site,
         image,
         &config(config_text),
         &provider_image,
-        &Free,
-        PORT_RANGE,
+        &placement,
     )
     .unwrap()
 }

@@ -60,14 +60,21 @@ fn provider_image(p: &Provider) -> Option<String> {
     (p.module_name.as_deref() == Some("postgres")).then(|| "nua-postgres-15:latest".to_owned())
 }
 
+fn placement(held: &Held) -> Placement<'_> {
+    Placement {
+        taken: held,
+        range: PORT_RANGE,
+        previous: None,
+    }
+}
+
 fn plan_of(site: &Site, held: &Held) -> Result<Desired, Error> {
     plan(
         site,
         "nua-notes:1.0-1",
         &config(),
         &provider_image,
-        held,
-        PORT_RANGE,
+        &placement(held),
     )
 }
 
@@ -173,12 +180,16 @@ fn a_pinned_port_someone_holds_and_an_unknown_provider_are_errors() {
 fn a_full_range_and_a_provider_without_image_are_errors() {
     let site = &sites("[[site]]\nimage = \"notes\"\nlabel = \"n\"\n")[0];
     let held = Held(BTreeMap::from([(8100, "nua-other")]));
-    let err = plan(site, "img", &config(), &provider_image, &held, 8100..=8100).unwrap_err();
+    let one = Placement {
+        range: 8100..=8100,
+        ..placement(&held)
+    };
+    let err = plan(site, "img", &config(), &provider_image, &one).unwrap_err();
     assert_eq!(
         err.to_string(),
         "port `web` of `n`: no free host port is left in 8100–8100"
     );
-    let err = plan(site, "img", &config(), &|_| None, &held, PORT_RANGE).unwrap_err();
+    let err = plan(site, "img", &config(), &|_| None, &placement(&held)).unwrap_err();
     assert!(
         err.to_string()
             .contains("provider `database` of `notes` has no image"),
@@ -198,4 +209,26 @@ fn the_desired_state_holds_no_generated_value() {
     );
     let back: Desired = serde_json::from_value(json).unwrap();
     assert_eq!(back, d);
+}
+
+#[test]
+fn a_redeploy_keeps_the_ports_an_earlier_generation_placed() {
+    let site = &sites("[[site]]\nimage = \"notes\"\nlabel = \"n\"\n")[0];
+    let held = Held(BTreeMap::from([(8100, "nua-other")]));
+    let first = plan_of(site, &held).unwrap();
+    assert_eq!(first.containers[1].ports[0].host, Some(8101));
+    // 8100 is free now, but the instance keeps 8101.
+    let free = Held(BTreeMap::new());
+    let again = plan(
+        site,
+        "nua-notes:1.0-1",
+        &config(),
+        &provider_image,
+        &Placement {
+            previous: Some(&first),
+            ..placement(&free)
+        },
+    )
+    .unwrap();
+    assert_eq!(again, first);
 }

@@ -1,0 +1,481 @@
+//! `nua deploy`, `nua status`, `nua remove`, `nua history`: instances of apps with their
+//! providers on this server, recorded in the state database and applied to Docker.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::args::{DeployArgs, HistoryArgs, RemoveArgs, StatusArgs};
+use crate::load::docker;
+use crate::run::{prepare, Knobs};
+use nua::cli::{settings, Hint};
+use nua::outln;
+use nua_config::{NuaConfig, Provider, Site};
+use nua_deploy::apply::{self, Applied, Context};
+use nua_deploy::image;
+use nua_deploy::instance::{
+    self, Desired, Placement, Role, TakenPorts, INSTANCE_LABEL, PORT_RANGE,
+};
+use nua_deploy::state::{self, Kind, State};
+use nua_deploy::target::Target;
+use nua_runtime::{Docker, Engine as _, LoadOptions};
+
+/// The Nua images that can stand for a module's image: (image repository, version prefix,
+/// base of `base-images/`).
+const OWN_PROVIDER_IMAGES: &[(&str, &str, &str)] = &[
+    ("postgres", "15", "postgres-15"),
+    ("mariadb", "10.11", "mariadb-10.11"),
+    ("redis", "7", "redis-7"),
+];
+
+fn open_state() -> anyhow::Result<State> {
+    let dir = state::default_dir();
+    State::open(&dir)
+        .map_err(|e| {
+            let hint = e.hint();
+            let err = anyhow::Error::new(e);
+            match hint {
+                Some(h) => err.context(Hint(h.into())),
+                None => err,
+            }
+        })
+        .with_context(|| format!("cannot open the state in `{}`", dir.display()))
+}
+
+/// Who asks: `user@host`.
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    format!("{user}@{}", host.trim())
+}
+
+/// Ports held on 127.0.0.1: by the other instances (as recorded), or by another program.
+struct HeldPorts<'a> {
+    recorded: BTreeMap<u16, String>,
+    /// The instance being deployed, and the ports its own containers hold (free for it).
+    label: &'a str,
+    own: Vec<u16>,
+}
+
+impl TakenPorts for HeldPorts<'_> {
+    fn holder(&self, port: u16) -> Option<String> {
+        if let Some(label) = self.recorded.get(&port) {
+            return Some(label.clone());
+        }
+        if self.own.contains(&port) {
+            return None;
+        }
+        let free = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok();
+        (!free).then(|| format!("another program (not `{}`)", self.label))
+    }
+}
+
+fn recorded_ports(state: &State, except: &str) -> anyhow::Result<BTreeMap<u16, String>> {
+    let mut held = BTreeMap::new();
+    for instance in state.instances()? {
+        if instance.label == except {
+            continue;
+        }
+        let Ok(desired) = serde_json::from_value::<Desired>(instance.desired) else {
+            continue;
+        };
+        for container in &desired.containers {
+            for port in container.ports.iter().filter_map(|p| p.host) {
+                held.insert(port, instance.label.clone());
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// The image of provider `provider`: Nua's own when it has one for the version the module
+/// chose, built once and loaded into Docker.
+fn provider_image(engine: &Docker, provider: &Provider, quiet: bool) -> anyhow::Result<String> {
+    let link = provider
+        .build
+        .as_ref()
+        .and_then(|b| b.base_image.clone())
+        .unwrap_or_default();
+    let (repository, version) = link.rsplit_once(':').unwrap_or((&link, ""));
+    let repository = repository.rsplit('/').next().unwrap_or_default();
+    let own = OWN_PROVIDER_IMAGES
+        .iter()
+        .find(|(repo, prefix, _)| *repo == repository && version.starts_with(prefix));
+    let Some((_, _, base)) = own else {
+        let have: Vec<String> = OWN_PROVIDER_IMAGES
+            .iter()
+            .map(|(repo, version, _)| format!("{repo} {version}"))
+            .collect();
+        return Err(anyhow::anyhow!(
+            "provider `{}` needs `{link}`, and Nua has no image for it (it has: {})",
+            provider.name,
+            have.join(", ")
+        )
+        .context(Hint(
+            "ask for a version Nua has with `module-version`".into(),
+        )));
+    };
+    let runs = settings::cache_dir()?.join("run");
+    fs_err::create_dir_all(&runs)?;
+    let layout = tempfile::Builder::new()
+        .prefix("provider-")
+        .tempdir_in(&runs)?;
+    let tag = nua::cli::commands::base::write_base_layout(base, None, layout.path())?;
+    if engine.image(&tag)?.is_none() {
+        let trusted = LoadOptions {
+            thin: true,
+            verify: false,
+        };
+        engine
+            .load_image(layout.path(), trusted)
+            .with_context(|| format!("cannot load the image of provider `{}`", provider.name))?;
+        if !quiet {
+            eprintln!(
+                "provider `{}` runs {tag} (built from Debian)",
+                provider.name
+            );
+        }
+    }
+    Ok(tag)
+}
+
+/// The image of `site` in Docker (built or loaded as needed) and its nua-config.
+fn site_image(
+    engine: &Docker,
+    site: &Site,
+    file: &Path,
+    knobs: &Knobs,
+) -> anyhow::Result<(String, NuaConfig)> {
+    // Paths are relative to the deploy file's folder.
+    let base = file.parent().unwrap_or(Path::new("."));
+    let text = if site.image.starts_with('/') || !base.join(&site.image).exists() {
+        site.image.clone()
+    } else {
+        base.join(&site.image).display().to_string()
+    };
+    let target = Target::classify(&text, settings::home().as_deref())?;
+    let prepared = prepare(engine, target, knobs)?;
+    let config = match prepared.config {
+        Some(config) => Some(config),
+        None => image::config_in_engine(engine, &prepared.image)?,
+    };
+    let config = config.ok_or_else(|| {
+        anyhow::anyhow!("`{}` has no nua-config: nua deploys Nua images", site.image)
+    })?;
+    Ok((prepared.image, config))
+}
+
+pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let loaded = nua_config::load_deploy(&args.file)?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let engine = docker()?;
+    let mut state = open_state()?;
+    let knobs = Knobs {
+        debian: args.debian.clone(),
+        no_cache: false,
+        ca_bundle: None,
+        quiet: args.quiet,
+    };
+    let ctx = Context {
+        engine: &engine,
+        external_ip: std::env::var("NUA_EXTERNAL_IP")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        ready_timeout: apply::READY_TIMEOUT,
+    };
+    let mut failed = 0;
+    for site in &loaded.deploy.site {
+        let (image, config) = site_image(&engine, site, &args.file, &knobs)?;
+        let label = instance::label_of(site, config.id());
+        if !args.label.is_empty() && !args.label.contains(&label) {
+            continue;
+        }
+        let mut images = BTreeMap::new();
+        for provider in &config.provider {
+            images.insert(
+                provider.name.clone(),
+                provider_image(&engine, provider, args.quiet)?,
+            );
+        }
+        let previous = state.instance(&label)?;
+        let before: Option<Desired> = previous
+            .as_ref()
+            .and_then(|p| serde_json::from_value(p.desired.clone()).ok());
+        let own = before
+            .iter()
+            .flat_map(|d| &d.containers)
+            .flat_map(|c| c.ports.iter().filter_map(|p| p.host))
+            .collect();
+        let held = HeldPorts {
+            recorded: recorded_ports(&state, &label)?,
+            label: &label,
+            own,
+        };
+        let placement = Placement {
+            taken: &held,
+            range: PORT_RANGE,
+            previous: before.as_ref(),
+        };
+        let desired = instance::plan(
+            site,
+            &image,
+            &config,
+            &|p| images.get(&p.name).cloned(),
+            &placement,
+        )
+        .with_context(|| format!("cannot deploy `{label}` of `{}`", args.file.display()))?;
+        if let Some(previous) = &previous {
+            let previous_app = previous.desired["app_id"].as_str().unwrap_or_default();
+            if previous_app != desired.app_id && !args.replace {
+                anyhow::bail!(
+                    "`{label}` runs `{previous_app}`, not `{}`: deploying it would replace that \
+                     app and its data; give `--replace` to do so",
+                    desired.app_id
+                );
+            }
+            if previous.desired == serde_json::to_value(&desired)? {
+                // Same desired state: make Docker match it, and say whether anything moved.
+                let applied = apply::apply(&desired, previous.generation, &ctx, &mut state)
+                    .with_context(|| format!("cannot apply `{label}`"))?;
+                report(&label, &desired, &applied, previous.generation, args.quiet)?;
+                continue;
+            }
+        }
+        let kind = if previous.is_some() {
+            Kind::Upgrade
+        } else {
+            Kind::Deploy
+        };
+        let json = serde_json::to_value(&desired)?;
+        let generation = state.begin(&label, kind, &actor(), &json)?;
+        match apply::apply(&desired, generation, &ctx, &mut state) {
+            Ok(applied) => {
+                state.finish(&label, generation, Ok(()))?;
+                report(&label, &desired, &applied, generation, args.quiet)?;
+            }
+            Err(err) => {
+                let message = format!("{:#}", anyhow::Error::new(err));
+                state.finish(&label, generation, Err(&message))?;
+                eprintln!("error: cannot deploy `{label}` (generation {generation}): {message}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn report(
+    label: &str,
+    desired: &Desired,
+    applied: &Applied,
+    generation: u64,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    if quiet {
+        return Ok(());
+    }
+    if applied.unchanged() {
+        outln!("{label}: unchanged (generation {generation})")?;
+    } else {
+        outln!("{label}: generation {generation} applied")?;
+        for name in &applied.created {
+            outln!("  created {name}")?;
+        }
+    }
+    for container in desired.containers.iter().filter(|c| c.role == Role::App) {
+        for port in &container.ports {
+            if let Some(host) = port.host {
+                outln!("  {} answers on 127.0.0.1:{host}", port.name)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One instance as `nua status --json` shows it.
+#[derive(serde::Serialize)]
+struct Shown {
+    label: String,
+    domain: Option<String>,
+    image: String,
+    generation: u64,
+    state: String,
+    health: Option<String>,
+    ports: Vec<serde_json::Value>,
+    providers: Vec<serde_json::Value>,
+}
+
+fn health_of(info: &nua_runtime::ContainerInfo) -> Option<String> {
+    info.health.as_ref().map(|h| {
+        serde_json::to_value(h.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    })
+}
+
+fn state_of(info: Option<&nua_runtime::ContainerInfo>) -> String {
+    info.map_or_else(
+        || "missing".to_owned(),
+        |i| {
+            serde_json::to_value(i.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        },
+    )
+}
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let engine = docker()?;
+    let state = open_state()?;
+    let mut shown = Vec::new();
+    for instance in state.instances()? {
+        if args.label.as_ref().is_some_and(|l| *l != instance.label) {
+            continue;
+        }
+        let desired: Desired = serde_json::from_value(instance.desired.clone())?;
+        let mut entry = Shown {
+            label: instance.label.clone(),
+            domain: desired.domain.clone(),
+            image: String::new(),
+            generation: instance.generation,
+            state: String::new(),
+            health: None,
+            ports: Vec::new(),
+            providers: Vec::new(),
+        };
+        for container in &desired.containers {
+            let info = engine.container(&container.name)?;
+            match container.role {
+                Role::App => {
+                    entry.image = container.image.clone();
+                    entry.state = state_of(info.as_ref());
+                    entry.health = info.as_ref().and_then(health_of);
+                    entry.ports = container
+                        .ports
+                        .iter()
+                        .map(|p| {
+                            serde_json::json!({"name": p.name, "container": p.container,
+                                "host_ip": "127.0.0.1", "host": p.host})
+                        })
+                        .collect();
+                }
+                Role::Provider => entry.providers.push(serde_json::json!({
+                    "name": container.component,
+                    "image": container.image,
+                    "state": state_of(info.as_ref()),
+                    "health": info.as_ref().and_then(health_of),
+                })),
+            }
+        }
+        shown.push(entry);
+    }
+    if args.output.json {
+        outln!("{}", serde_json::to_string(&shown)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{:<24} {:<5} {:<10} {:<10} IMAGE",
+        "LABEL",
+        "GEN",
+        "STATE",
+        "HEALTH"
+    )?;
+    for s in &shown {
+        outln!(
+            "{:<24} {:<5} {:<10} {:<10} {}",
+            s.label,
+            s.generation,
+            s.state,
+            s.health.as_deref().unwrap_or("-"),
+            s.image
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn remove(args: &RemoveArgs) -> anyhow::Result<ExitCode> {
+    let engine = docker()?;
+    let mut state = open_state()?;
+    let Some(instance) = state.instance(&args.label)? else {
+        return Err(anyhow::anyhow!("there is no instance `{}`", args.label)
+            .context(Hint("`nua status` lists them".into())));
+    };
+    let desired: Desired = serde_json::from_value(instance.desired.clone())?;
+    let generation = state.begin(&args.label, Kind::Remove, &actor(), &instance.desired)?;
+    let removed = (|| -> anyhow::Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for found in engine.containers(INSTANCE_LABEL)? {
+            if found.labels.get(INSTANCE_LABEL) == Some(&args.label) {
+                engine.stop_container(&found.name, Duration::from_secs(10))?;
+                engine.remove_container(&found.name)?;
+                removed.push(found.name);
+            }
+        }
+        engine.remove_network(&desired.network)?;
+        if args.volumes {
+            for volume in engine.volumes(INSTANCE_LABEL, &args.label)? {
+                engine.remove_volume(&volume)?;
+                removed.push(volume);
+            }
+        }
+        Ok(removed)
+    })();
+    match removed {
+        Ok(removed) => {
+            if args.volumes {
+                state.forget_secrets(&args.label)?;
+            }
+            state.finish(&args.label, generation, Ok(()))?;
+            outln!("removed {}: {}", args.label, removed.join(", "))?;
+            if !args.volumes {
+                outln!(
+                    "  its volumes and secrets are kept: `nua deploy` finds them again \
+                     (`nua remove {} --volumes` deletes them)",
+                    args.label
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            state.finish(&args.label, generation, Err(&format!("{err:#}")))?;
+            Err(err.context(format!("cannot remove `{}`", args.label)))
+        }
+    }
+}
+
+pub fn history(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    let state = open_state()?;
+    let history = state.history(args.label.as_deref())?;
+    if args.output.json {
+        outln!("{}", serde_json::to_string(&history)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for g in &history {
+        let outcome = match &g.outcome {
+            state::Outcome::Pending => "pending".to_owned(),
+            state::Outcome::Succeeded => "succeeded".to_owned(),
+            state::Outcome::Failed(e) => format!("failed: {e}"),
+        };
+        let kind = serde_json::to_value(g.kind)?;
+        outln!(
+            "{} #{} {} by {} at {}: {outcome}",
+            g.label,
+            g.number,
+            kind.as_str().unwrap_or_default(),
+            g.actor,
+            nua_oci::image::rfc3339(g.started)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

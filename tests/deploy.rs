@@ -1,0 +1,257 @@
+//! `nua deploy` on the real engine: two instances of the PostgreSQL counter (an app and its
+//! database, Nua's own `postgres-15` image built from Debian) from one deploy file, each
+//! with its own data; what a redeploy, a removal and a container removed by hand do to
+//! them; and that the state database never holds a secret in clear.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::docker::{http_get, wait_for_http};
+use common::run::nua;
+use common::*;
+use serde_json::Value;
+
+/// The labels a test deploys, removed with their volumes whatever its outcome.
+struct Deployed {
+    labels: Vec<String>,
+    env: Env,
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        for label in &self.labels {
+            let _ = self.env.nua(&["remove", label, "--volumes"]);
+            // Whatever the state says, nothing of the instance stays in Docker.
+            let filter = format!("label=nua.instance={label}");
+            if let Ok(out) = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+            {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["rm", "-f", id]).output();
+                }
+            }
+        }
+    }
+}
+
+/// Where a test's `nua` keeps its cache and state.
+#[derive(Clone)]
+struct Env {
+    cache: PathBuf,
+    state: PathBuf,
+}
+
+impl Env {
+    fn nua(&self, args: &[&str]) -> Output {
+        run(nua()
+            .args(args)
+            .env("NUA_CACHE_DIR", &self.cache)
+            .env("NUA_STATE_DIR", &self.state))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.nua(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "nua {args:?}:\n{stdout}\n{stderr}");
+        stdout
+    }
+}
+
+/// A deploy file with one site per label, all of the PostgreSQL counter.
+fn deploy_file(dir: &Path, labels: &[String]) -> PathBuf {
+    let app = fixture_app("pg-counter");
+    let mut text = String::new();
+    for label in labels {
+        text.push_str(&format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{label}.example.com\"\n\n",
+            app.display()
+        ));
+    }
+    let file = dir.join("deploy.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// A work folder and the cache (bases built) and state of a test's `nua`.
+fn setup() -> (tempfile::TempDir, Env) {
+    test_env();
+    // The database image is built once per machine in the shared cache, like the app's base.
+    shared_base("postgres-15");
+    let work = temp_dir();
+    let env = Env {
+        cache: cache_with_base("python", work.path()),
+        state: work.path().join("state"),
+    };
+    (work, env)
+}
+
+/// The host port of each instance, from `nua status --json`.
+fn ports(env: &Env) -> Vec<(String, u16)> {
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let port = s["ports"][0]["host"].as_u64().unwrap() as u16;
+            (s["label"].as_str().unwrap().to_owned(), port)
+        })
+        .collect()
+}
+
+fn get(port: u16, path: &str) -> String {
+    http_get(port, path).unwrap().1
+}
+
+#[test]
+fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
+    let (work, env) = setup();
+    let pid = std::process::id();
+    let labels = vec![format!("counter-a-{pid}"), format!("counter-b-{pid}")];
+    let deployed = Deployed {
+        labels: labels.clone(),
+        env: env.clone(),
+    };
+    let file = deploy_file(work.path(), &labels);
+    let file = file.to_str().unwrap();
+    env.ok(&["deploy", file, "-q"]);
+
+    // Each answers with its own database.
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    for instance in status.as_array().unwrap() {
+        assert_eq!(instance["state"], "running", "{instance}");
+        assert_eq!(instance["health"], "healthy", "{instance}");
+        assert_eq!(instance["generation"], 1, "{instance}");
+        assert_eq!(instance["providers"][0]["name"], "database");
+        assert_eq!(instance["providers"][0]["health"], "healthy");
+        assert_eq!(instance["ports"][0]["host_ip"], "127.0.0.1");
+    }
+    let ports = ports(&env);
+    let (a, b) = (ports[0].1, ports[1].1);
+    assert_ne!(a, b);
+    wait_for_http(a, "/health");
+    assert_eq!(get(a, "/hit"), format!("{} hits=1\n", labels[0]));
+    assert_eq!(get(a, "/hit"), format!("{} hits=2\n", labels[0]));
+    assert_eq!(get(b, "/hit"), format!("{} hits=1\n", labels[1]));
+    // The database is not published on the host.
+    let db_ports =
+        run_ok(Command::new("docker").args(["port", &format!("nua-{}-database", labels[0])]));
+    assert_eq!(db_ports.trim(), "");
+
+    // The same file again changes nothing, and says so.
+    let id = |name: &str| run_ok(Command::new("docker").args(["inspect", "-f", "{{.Id}}", name]));
+    let app_a = format!("nua-{}", labels[0]);
+    let before = id(&app_a);
+    let again = env.ok(&["deploy", file]);
+    assert!(
+        again.contains(&format!("{}: unchanged (generation 1)", labels[0])),
+        "{again}"
+    );
+    assert_eq!(id(&app_a), before);
+
+    // Removed without `--volumes`, then deployed again: the data is there.
+    env.ok(&["remove", &labels[0]]);
+    assert!(
+        http_get(a, "/").is_err(),
+        "the removed instance still answers"
+    );
+    env.ok(&["deploy", file, "-q", "--label", &labels[0]]);
+    assert_eq!(get(a, "/"), format!("{} hits=2\n", labels[0]));
+
+    // A database container removed by hand comes back, on its data.
+    let db_b = format!("nua-{}-database", labels[1]);
+    run_ok(Command::new("docker").args(["rm", "-f", &db_b]));
+    let out = env.ok(&["deploy", file]);
+    assert!(out.contains(&format!("created {db_b}")), "{out}");
+    assert_eq!(get(b, "/"), format!("{} hits=1\n", labels[1]));
+
+    // The generated password reached the database, and neither file of the state has it.
+    let password = run_ok(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &db_b,
+    ]))
+    .lines()
+    .find_map(|l| l.strip_prefix("POSTGRES_PASSWORD=").map(str::to_owned))
+    .unwrap();
+    assert_eq!(password.len(), 24);
+    for entry in std::fs::read_dir(&env.state).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "`{}` holds the password in clear",
+            path.display()
+        );
+    }
+
+    // The journal: a deploy each, the removal, the deploy after it.
+    let history: Value = serde_json::from_str(&env.ok(&["history", &labels[0], "--json"])).unwrap();
+    let kinds: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["kind"].as_str().unwrap(), g["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("deploy", "succeeded"),
+            ("remove", "succeeded"),
+            ("deploy", "succeeded")
+        ]
+    );
+    drop(deployed);
+    assert!(!container_named(&app_a));
+}
+
+fn container_named(name: &str) -> bool {
+    let out = run_ok(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name=^{name}$"),
+        "-q",
+    ]));
+    !out.trim().is_empty()
+}
+
+#[test]
+fn a_site_naming_an_unknown_provider_creates_nothing() {
+    let (work, env) = setup();
+    let label = format!("counter-bad-{}", std::process::id());
+    let _deployed = Deployed {
+        labels: vec![label.clone()],
+        env: env.clone(),
+    };
+    let file = work.path().join("deploy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\n[[site.provider]]\nname = \"db\"\n",
+            fixture_app("pg-counter").display()
+        ),
+    )
+    .unwrap();
+    let out = env.nua(&["deploy", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "site `{label}` overrides provider `db`, which `pg-counter` does not have (it has: \
+             database)"
+        )),
+        "{stderr}"
+    );
+    assert!(!container_named(&format!("nua-{label}-database")));
+    assert!(!container_named(&format!("nua-{label}")));
+}
