@@ -255,3 +255,104 @@ fn a_site_naming_an_unknown_provider_creates_nothing() {
     assert!(!container_named(&format!("nua-{label}-database")));
     assert!(!container_named(&format!("nua-{label}")));
 }
+
+/// Wait (at most `secs` seconds) until `check` says yes.
+fn wait_until(secs: u64, what: &str, check: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{what} did not happen in {secs}s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
+    let (work, env) = setup();
+    let label = format!("counter-k-{}", std::process::id());
+    let _deployed = Deployed {
+        labels: vec![label.clone()],
+        env: env.clone(),
+    };
+    let app = fixture_app("pg-counter");
+    let file = work.path().join("deploy.toml");
+    let write = |extra: &str| {
+        let text = format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\n{extra}",
+            app.display()
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write("");
+    let file = file.to_str().unwrap();
+    let (db, web) = (format!("nua-{label}-database"), format!("nua-{label}"));
+
+    // Killed (SIGKILL) while its database starts: the same command again converges.
+    let mut child = nua()
+        .args(["deploy", file, "-q"])
+        .env("NUA_CACHE_DIR", &env.cache)
+        .env("NUA_STATE_DIR", &env.state)
+        .spawn()
+        .unwrap();
+    wait_until(300, "the database container", || container_named(&db));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.ok(&["deploy", file, "-q"]);
+    let port = ports(&env)[0].1;
+    assert_eq!(get(port, "/hit"), format!("{label} hits=1\n"));
+    let history: Value = serde_json::from_str(&env.ok(&["history", &label, "--json"])).unwrap();
+    let outcomes: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["outcome"].as_str().unwrap(),
+                g["error"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{history}");
+    assert_eq!(outcomes[0].0, "failed");
+    assert!(outcomes[0].1.starts_with("interrupted"), "{history}");
+    assert_eq!(outcomes[1], ("succeeded", ""));
+
+    // An upgrade of its settings, then back: the data stays through both.
+    write("env = { GREETING = \"v2\" }\n");
+    env.ok(&["deploy", file, "-q"]);
+    assert_eq!(get(port, "/"), format!("{label} hits=1 v2\n"));
+    let out = env.ok(&["rollback", &label]);
+    assert!(
+        out.contains("back to generation 2 (as generation 4)"),
+        "{out}"
+    );
+    assert_eq!(get(port, "/"), format!("{label} hits=1\n"));
+
+    // Everything removed by hand: `nua reconcile` makes it again, on its data.
+    run_ok(Command::new("docker").args(["rm", "-f", &web, &db]));
+    env.ok(&["reconcile", "-q"]);
+    assert_eq!(get(port, "/"), format!("{label} hits=1\n"));
+
+    // `nua server` brings back what dies, until it is told to stop.
+    let mut server = nua()
+        .args(["server", "--interval", "1"])
+        .env("NUA_CACHE_DIR", &env.cache)
+        .env("NUA_STATE_DIR", &env.state)
+        .spawn()
+        .unwrap();
+    run_ok(Command::new("docker").args(["rm", "-f", &web]));
+    wait_until(120, "the app answering again", || {
+        http_get(port, "/").is_ok_and(|(_, body)| body == format!("{label} hits=1\n"))
+    });
+    // SAFETY: the pid is our child's.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().unwrap().success());
+
+    let unit = work.path().join("nua.service");
+    env.ok(&["server", "install", "--output", unit.to_str().unwrap()]);
+    let unit = std::fs::read_to_string(unit).unwrap();
+    assert!(unit.contains("After=docker.service"), "{unit}");
+    assert!(unit.contains(" server\n"), "{unit}");
+}

@@ -157,7 +157,9 @@ pub fn wait_detached(
 
 fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outcome, Error> {
     let mut last_lines = Vec::new();
-    engine.logs(
+    // A container removed as it exited (by hand, `--rm`) has no logs left to give: it
+    // exited all the same.
+    let _ = engine.logs(
         name,
         LogOptions {
             follow: false,
@@ -167,7 +169,7 @@ fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outcome, Error> 
             last_lines.push(line);
             ControlFlow::Continue(())
         },
-    )?;
+    );
     Ok(Outcome::Exited { code, last_lines })
 }
 

@@ -42,6 +42,49 @@ pub enum NuaCommand {
     /// Show the journal of deployments: who deployed what, when, and how it ended
     #[command(mut_arg("json", |a| a.help("Print the journal as JSON")))]
     History(HistoryArgs),
+    /// Make Docker match the recorded instances again (all, or one)
+    Reconcile(ReconcileArgs),
+    /// Run an instance as an earlier generation did (its image and settings; data stays)
+    Rollback(RollbackArgs),
+    /// Keep the instances running: reconcile now and every `--interval` seconds
+    Server(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Only this instance
+    pub label: Option<String>,
+    /// Say nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The instance's label
+    pub label: String,
+    /// The generation to go back to [default: the one before the current one]
+    #[arg(long, value_name = "GENERATION")]
+    pub to: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    pub action: Option<ServerAction>,
+    /// Seconds between two reconciliations
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub interval: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Write a systemd unit that runs `nua server` after Docker starts
+    Install {
+        /// Where to write it [default: /etc/systemd/system/nua.service]
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

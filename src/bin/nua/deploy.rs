@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::args::{DeployArgs, HistoryArgs, RemoveArgs, StatusArgs};
+use crate::args::{
+    DeployArgs, HistoryArgs, ReconcileArgs, RemoveArgs, RollbackArgs, ServerAction, ServerArgs,
+    StatusArgs,
+};
 use crate::load::docker;
 use crate::run::{prepare, Knobs};
 use nua::cli::{settings, Hint};
@@ -181,13 +184,7 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         ca_bundle: None,
         quiet: args.quiet,
     };
-    let ctx = Context {
-        engine: &engine,
-        external_ip: std::env::var("NUA_EXTERNAL_IP")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        ready_timeout: apply::READY_TIMEOUT,
-    };
+    let ctx = apply_context(&engine);
     let mut failed = 0;
     for site in &loaded.deploy.site {
         let (image, config) = site_image(&engine, site, &args.file, &knobs)?;
@@ -476,6 +473,174 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
             g.actor,
             nua_oci::image::rfc3339(g.started)
         )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply_context(engine: &Docker) -> Context<'_> {
+    Context {
+        engine,
+        external_ip: std::env::var("NUA_EXTERNAL_IP")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        ready_timeout: apply::READY_TIMEOUT,
+    }
+}
+
+/// Apply every recorded instance (or `only`); how many failed, each said on stderr.
+fn reconcile_all(
+    engine: &Docker,
+    state: &mut State,
+    only: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<usize> {
+    let ctx = apply_context(engine);
+    let mut failed = 0;
+    let instances = state.instances()?;
+    if let Some(label) = only {
+        if !instances.iter().any(|i| i.label == label) {
+            return Err(anyhow::anyhow!("there is no instance `{label}`")
+                .context(Hint("`nua status` lists them".into())));
+        }
+    }
+    for instance in instances {
+        if only.is_some_and(|l| l != instance.label) {
+            continue;
+        }
+        let desired: Desired = serde_json::from_value(instance.desired.clone())?;
+        match apply::apply(&desired, instance.generation, &ctx, state) {
+            Ok(applied) => report(
+                &instance.label,
+                &desired,
+                &applied,
+                instance.generation,
+                quiet,
+            )?,
+            Err(err) => {
+                failed += 1;
+                eprintln!(
+                    "error: cannot reconcile `{}`: {:#}",
+                    instance.label,
+                    anyhow::Error::new(err)
+                );
+            }
+        }
+    }
+    Ok(failed)
+}
+
+pub fn reconcile(args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let engine = docker()?;
+    let mut state = open_state()?;
+    let failed = reconcile_all(&engine, &mut state, args.label.as_deref(), args.quiet)?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
+    let engine = docker()?;
+    let mut state = open_state()?;
+    let label = &args.label;
+    let Some(current) = state.instance(label)? else {
+        return Err(anyhow::anyhow!("there is no instance `{label}`")
+            .context(Hint("`nua status` lists them".into())));
+    };
+    let history = state.history(Some(label))?;
+    let usable =
+        |g: &&state::Generation| g.outcome == state::Outcome::Succeeded && g.kind != Kind::Remove;
+    let target = match args.to {
+        Some(number) => history
+            .iter()
+            .find(|g| g.number == number)
+            .filter(usable)
+            .ok_or_else(|| {
+                anyhow::anyhow!("`{label}` has no generation {number} that succeeded")
+                    .context(Hint(format!("`nua history {label}` lists them").into()))
+            })?,
+        None => history
+            .iter()
+            .rev()
+            .filter(usable)
+            .find(|g| g.number < current.generation && g.desired != current.desired)
+            .ok_or_else(|| anyhow::anyhow!("`{label}` has no earlier generation to go back to"))?,
+    };
+    let desired: Desired = serde_json::from_value(target.desired.clone())?;
+    let generation = state.begin(label, Kind::Rollback, &actor(), &target.desired)?;
+    match apply::apply(&desired, generation, &apply_context(&engine), &mut state) {
+        Ok(_) => {
+            state.finish(label, generation, Ok(()))?;
+            outln!(
+                "{label}: back to generation {} (as generation {generation})",
+                target.number
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            let err = anyhow::Error::new(err);
+            state.finish(label, generation, Err(&format!("{err:#}")))?;
+            Err(err.context(format!("cannot roll `{label}` back")))
+        }
+    }
+}
+
+pub fn server(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+    if let Some(ServerAction::Install { output }) = &args.action {
+        return install(output.as_deref());
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let engine = docker()?;
+    let mut state = open_state()?;
+    eprintln!(
+        "nua server: reconciling every {}s (state in `{}`)",
+        args.interval,
+        state.path().display()
+    );
+    while !stop.load(Ordering::SeqCst) {
+        // One failing instance never stops the others, nor the server.
+        if let Err(err) = reconcile_all(&engine, &mut state, None, true) {
+            eprintln!("error: {err:#}");
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(args.interval);
+        while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `nua server install`: a systemd unit that starts `nua server` once Docker runs.
+fn install(output: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the path of this `nua`")?;
+    let state_dir = state::default_dir();
+    let unit = format!(
+        "[Unit]\n\
+         Description=Nua: keeps the deployed instances running\n\
+         After=docker.service\n\
+         Requires=docker.service\n\n\
+         [Service]\n\
+         Environment=NUA_STATE_DIR={}\n\
+         ExecStart={} server\n\
+         Restart=always\n\
+         RestartSec=5\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        state_dir.display(),
+        exe.display()
+    );
+    let path = output.unwrap_or(Path::new("/etc/systemd/system/nua.service"));
+    nua_oci::fs::write_atomic(path, unit.as_bytes())
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    outln!("wrote {}", path.display())?;
+    if output.is_none() {
+        outln!("  start it with: systemctl daemon-reload && systemctl enable --now nua")?;
     }
     Ok(ExitCode::SUCCESS)
 }

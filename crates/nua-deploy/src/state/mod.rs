@@ -254,6 +254,15 @@ impl State {
             )
             .map_err(&sqlite)?;
         let number = last.unwrap_or(0) + 1;
+        // A generation still pending was left by a process that stopped before finishing it
+        // (killed, a crash): this one takes over, and the journal says so.
+        tx.execute(
+            "UPDATE generations SET outcome = 'failed', finished = ?2,
+             error = 'interrupted: the process stopped before it finished'
+             WHERE label = ?1 AND outcome = 'pending'",
+            params![label, now()],
+        )
+        .map_err(&sqlite)?;
         tx.execute(
             "INSERT INTO generations (label, number, kind, actor, started, outcome, desired)
              VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",

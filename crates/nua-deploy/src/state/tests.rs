@@ -93,10 +93,17 @@ fn a_success_moves_the_instance_and_a_failure_keeps_the_previous_one() {
     assert_eq!((last.number, last.outcome), (n3, Outcome::Pending));
     assert_eq!(state.instance("notes").unwrap().unwrap().generation, 1);
 
-    // A removal that succeeds removes the instance; its journal stays.
+    // A removal that succeeds removes the instance; its journal stays. Beginning it
+    // closes the generation the killed process left pending.
     let n4 = state
         .begin("notes", Kind::Remove, "ann@host", &first)
         .unwrap();
+    let interrupted = &state.history(Some("notes")).unwrap()[2];
+    assert_eq!(interrupted.number, n3);
+    assert!(
+        matches!(&interrupted.outcome, Outcome::Failed(e) if e.starts_with("interrupted")),
+        "{interrupted:?}"
+    );
     state.finish("notes", n4, Ok(())).unwrap();
     assert_eq!(state.instance("notes").unwrap(), None);
     assert_eq!(state.history(None).unwrap().len(), 4);
