@@ -194,6 +194,27 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
         );
     }
 
+    // A third site asking for a domain another instance serves: one error, nothing made.
+    let third = work.path().join("third.toml");
+    let other = format!("counter-c-{pid}");
+    std::fs::write(
+        &third,
+        format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{other}\"\ndomain = \"{}.example.com\"\n",
+            fixture_app("pg-counter").display(),
+            labels[0]
+        ),
+    )
+    .unwrap();
+    let out = env.nua(&["deploy", third.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("which `{}` serves", labels[0])),
+        "{stderr}"
+    );
+    assert!(!container_named(&format!("nua-{other}-database")));
+
     // The journal: a deploy each, the removal, the deploy after it.
     let history: Value = serde_json::from_str(&env.ok(&["history", &labels[0], "--json"])).unwrap();
     let kinds: Vec<(&str, &str)> = history
@@ -334,6 +355,27 @@ fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
     run_ok(Command::new("docker").args(["rm", "-f", &web, &db]));
     env.ok(&["reconcile", "-q"]);
     assert_eq!(get(port, "/"), format!("{label} hits=1\n"));
+
+    // Stopped on purpose, it stays stopped through a reconcile, and runs again on start.
+    env.ok(&["stop", &label]);
+    assert!(http_get(port, "/").is_err());
+    env.ok(&["reconcile", "-q"]);
+    assert!(
+        http_get(port, "/").is_err(),
+        "reconcile started a stopped instance"
+    );
+    let ps = env.ok(&["ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with(&label) && l.contains("exited")),
+        "{ps}"
+    );
+    env.ok(&["start", &label]);
+    assert_eq!(get(port, "/"), format!("{label} hits=1\n"));
+    let out = env.nua(&["logs", &label, "--provider", "database", "-n", "50"]);
+    let logs =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("ready to accept connections"), "{logs}");
 
     // `nua server` brings back what dies, until it is told to stop.
     let mut server = nua()

@@ -42,6 +42,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Applied {
     pub created: Vec<String>,
     pub started: Vec<String>,
+    pub stopped: Vec<String>,
     pub removed: Vec<String>,
     pub volumes_created: Vec<String>,
 }
@@ -51,6 +52,7 @@ impl Applied {
     pub fn unchanged(&self) -> bool {
         self.created.is_empty()
             && self.started.is_empty()
+            && self.stopped.is_empty()
             && self.removed.is_empty()
             && self.volumes_created.is_empty()
     }
@@ -84,6 +86,9 @@ pub struct Context<'a> {
     pub engine: &'a dyn Engine,
     pub external_ip: Option<String>,
     pub ready_timeout: Duration,
+    /// The instance is stopped on purpose: its containers are made, not started, and
+    /// stopped when they run (the app first).
+    pub stopped: bool,
 }
 
 /// Make the engine match `desired`, generation `generation`; values are generated and kept
@@ -173,6 +178,9 @@ pub fn apply(
             engine.create_container(&spec)?;
             applied.created.push(container.name.clone());
         }
+        if ctx.stopped {
+            continue;
+        }
         let running = engine
             .container(&container.name)?
             .is_some_and(|c| c.state == State::Running);
@@ -183,6 +191,18 @@ pub fn apply(
         // The next container starts once this one is ready; the deploy ends once the
         // app is.
         ready(desired, container, ctx)?;
+    }
+    if ctx.stopped {
+        // The app first, then what it depends on.
+        for container in desired.containers.iter().rev() {
+            let running = engine
+                .container(&container.name)?
+                .is_some_and(|c| matches!(c.state, State::Running | State::Restarting));
+            if running {
+                engine.stop_container(&container.name, Duration::from_secs(10))?;
+                applied.stopped.push(container.name.clone());
+            }
+        }
     }
     // Containers of the instance the desired state no longer has (a provider removed from
     // the config); their volumes stay.

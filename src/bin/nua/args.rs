@@ -27,9 +27,10 @@ pub enum NuaCommand {
     /// List the apps `nua run` started, running or not
     #[command(mut_arg("json", |a| a.help("Print the list as JSON")))]
     Ps(PsArgs),
-    /// Show the output of an app started with `nua run`
+    /// Show the output of an app started with `nua run`, or of a deployed instance
     Logs(LogsArgs),
-    /// Stop an app started with `nua run` and remove its container (its volumes stay)
+    /// Stop an app started with `nua run` and remove its container (its volumes stay), or
+    /// stop a deployed instance (kept stopped until `nua start`)
     Stop(StopArgs),
     /// Deploy the sites of a deploy file: each app with its providers, recorded and applied
     #[command(mut_arg("mirror", |a| a.help("The Debian mirror for base images, instead of the machine's apt sources")))]
@@ -42,12 +43,22 @@ pub enum NuaCommand {
     /// Show the journal of deployments: who deployed what, when, and how it ended
     #[command(mut_arg("json", |a| a.help("Print the journal as JSON")))]
     History(HistoryArgs),
+    /// Run a deployed instance stopped with `nua stop`
+    Start(LabelArgs),
+    /// Stop a deployed instance, then run it again
+    Restart(LabelArgs),
     /// Make Docker match the recorded instances again (all, or one)
     Reconcile(ReconcileArgs),
     /// Run an instance as an earlier generation did (its image and settings; data stays)
     Rollback(RollbackArgs),
     /// Keep the instances running: reconcile now and every `--interval` seconds
     Server(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// The instance's label (as `nua status` shows it)
+    pub label: String,
 }
 
 #[derive(Debug, Args)]
@@ -191,8 +202,11 @@ pub struct PsArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The app's name (as `nua ps` shows it)
+    /// The app's name or the instance's label (as `nua ps` shows it)
     pub name: String,
+    /// Of an instance: the output of this provider instead of the app's
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
     /// Keep printing output as it comes
     #[arg(short, long)]
     pub follow: bool,
@@ -203,7 +217,7 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// The app's name (as `nua ps` shows it)
+    /// The app's name or the instance's label (as `nua ps` shows it)
     pub name: String,
     /// Seconds to wait for it to stop before killing it
     #[arg(

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::args::{
-    DeployArgs, HistoryArgs, ReconcileArgs, RemoveArgs, RollbackArgs, ServerAction, ServerArgs,
-    StatusArgs,
+    DeployArgs, HistoryArgs, LabelArgs, ReconcileArgs, RemoveArgs, RollbackArgs, ServerAction,
+    ServerArgs, StatusArgs,
 };
 use crate::load::docker;
 use crate::run::{prepare, Knobs};
@@ -198,6 +198,25 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
                 provider.name.clone(),
                 provider_image(&engine, provider, args.quiet)?,
             );
+        }
+        // A domain answers for one instance.
+        if let Some(domain) = &site.domain {
+            for other in state.instances()? {
+                if other.label != label && other.desired["domain"].as_str() == Some(domain) {
+                    return Err(anyhow::anyhow!(
+                        "`{label}` of `{}` asks for the domain `{domain}`, which `{}` serves",
+                        args.file.display(),
+                        other.label
+                    )
+                    .context(Hint(
+                        format!(
+                            "give `{label}` another domain, or `nua remove {}` first",
+                            other.label
+                        )
+                        .into(),
+                    )));
+                }
+            }
         }
         let previous = state.instance(&label)?;
         let before: Option<Desired> = previous
@@ -484,7 +503,55 @@ fn apply_context(engine: &Docker) -> Context<'_> {
             .ok()
             .filter(|v| !v.is_empty()),
         ready_timeout: apply::READY_TIMEOUT,
+        stopped: false,
     }
+}
+
+/// The state, when this machine has one (commands that only read it create none).
+pub fn existing_state() -> anyhow::Result<Option<State>> {
+    if state::default_dir().join(state::DATABASE).exists() {
+        Ok(Some(open_state()?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Stop instance `label` on purpose (reconciling keeps it stopped): app first.
+pub fn stop_instance(label: &str) -> anyhow::Result<ExitCode> {
+    set_running(label, false)?;
+    outln!("stopped {label} (its containers and data are kept; `nua start {label}` runs it)")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mark `label` running or stopped and apply it.
+fn set_running(label: &str, running: bool) -> anyhow::Result<Applied> {
+    let engine = docker()?;
+    let mut state = open_state()?;
+    let Some(instance) = state.instance(label)? else {
+        return Err(anyhow::anyhow!("there is no instance `{label}`")
+            .context(Hint("`nua status` lists them".into())));
+    };
+    state.set_stopped(label, !running)?;
+    let desired: Desired = serde_json::from_value(instance.desired)?;
+    let ctx = Context {
+        stopped: !running,
+        ..apply_context(&engine)
+    };
+    apply::apply(&desired, instance.generation, &ctx, &mut state)
+        .with_context(|| format!("cannot apply `{label}`"))
+}
+
+pub fn start(args: &LabelArgs) -> anyhow::Result<ExitCode> {
+    set_running(&args.label, true)?;
+    outln!("{} runs", args.label)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restart(args: &LabelArgs) -> anyhow::Result<ExitCode> {
+    set_running(&args.label, false)?;
+    set_running(&args.label, true)?;
+    outln!("{} restarted", args.label)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Apply every recorded instance (or `only`); how many failed, each said on stderr.
@@ -494,7 +561,6 @@ fn reconcile_all(
     only: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<usize> {
-    let ctx = apply_context(engine);
     let mut failed = 0;
     let instances = state.instances()?;
     if let Some(label) = only {
@@ -508,6 +574,10 @@ fn reconcile_all(
             continue;
         }
         let desired: Desired = serde_json::from_value(instance.desired.clone())?;
+        let ctx = Context {
+            stopped: instance.stopped,
+            ..apply_context(engine)
+        };
         match apply::apply(&desired, instance.generation, &ctx, state) {
             Ok(applied) => report(
                 &instance.label,

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         NuaCommand::Status(args) => deploy::status(args),
         NuaCommand::Remove(args) => deploy::remove(args),
         NuaCommand::History(args) => deploy::history(args),
+        NuaCommand::Start(args) => deploy::start(args),
+        NuaCommand::Restart(args) => deploy::restart(args),
         NuaCommand::Reconcile(args) => deploy::reconcile(args),
         NuaCommand::Rollback(args) => deploy::rollback(args),
         NuaCommand::Server(args) => deploy::server(args),

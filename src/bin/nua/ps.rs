@@ -13,7 +13,27 @@ use nua_runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream
 
 pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
-    let apps = apps::list(&engine)?;
+    let mut apps = apps::list(&engine)?;
+    // The deployed instances' apps, under their labels.
+    if let Some(state) = crate::deploy::existing_state()? {
+        for instance in state.instances()? {
+            let desired: nua_deploy::instance::Desired = serde_json::from_value(instance.desired)?;
+            let app = desired
+                .containers
+                .iter()
+                .find(|c| c.component == nua_deploy::values::APP);
+            if let Some(info) = app
+                .map(|a| engine.container(&a.name))
+                .transpose()?
+                .flatten()
+            {
+                apps.push(ContainerInfo {
+                    name: instance.label.clone(),
+                    ..info
+                });
+            }
+        }
+    }
     if args.output.json {
         let list: Vec<_> = apps
             .iter()
@@ -99,16 +119,54 @@ fn hint_apps(err: apps::Error) -> anyhow::Error {
     anyhow::Error::new(err).context(Hint(hint.into()))
 }
 
+/// The container of instance `label` (its app, or `provider`), when `label` is one.
+fn instance_container(label: &str, provider: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(state) = crate::deploy::existing_state()? else {
+        return Ok(None);
+    };
+    let Some(instance) = state.instance(label)? else {
+        return Ok(None);
+    };
+    let desired: nua_deploy::instance::Desired = serde_json::from_value(instance.desired)?;
+    let wanted = provider.unwrap_or(nua_deploy::values::APP);
+    let found = desired.containers.iter().find(|c| c.component == wanted);
+    match found {
+        Some(container) => Ok(Some(container.name.clone())),
+        None => {
+            let known: Vec<&str> = desired
+                .containers
+                .iter()
+                .filter(|c| c.component != nua_deploy::values::APP)
+                .map(|c| c.component.as_str())
+                .collect();
+            Err(anyhow::anyhow!(
+                "`{label}` has no provider `{wanted}` (it has: {})",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
 pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let engine = docker()?;
-    apps::find(&engine, &args.name).map_err(hint_apps)?;
+    let name = match instance_container(&args.name, args.provider.as_deref())? {
+        Some(container) => container,
+        None if args.provider.is_some() => {
+            return Err(anyhow::anyhow!("there is no instance `{}`", args.name)
+                .context(Hint("`nua status` lists the deployed instances".into())));
+        }
+        None => {
+            apps::find(&engine, &args.name).map_err(hint_apps)?;
+            args.name.clone()
+        }
+    };
     let options = LogOptions {
         follow: args.follow,
         tail: args.tail,
     };
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
-    engine.logs(&args.name, options, &mut |line| {
+    engine.logs(&name, options, &mut |line| {
         let written = match line.stream {
             Stream::Stdout => writeln!(stdout.lock(), "{}", line.text),
             Stream::Stderr => writeln!(stderr.lock(), "{}", line.text),
@@ -124,6 +182,22 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {
+    if instance_container(&args.name, None)?.is_some() {
+        if args.volumes {
+            return Err(anyhow::anyhow!(
+                "`{}` is a deployed instance: `nua stop` keeps its data",
+                args.name
+            )
+            .context(Hint(
+                format!(
+                    "`nua remove {} --volumes` removes it with its data",
+                    args.name
+                )
+                .into(),
+            )));
+        }
+        return crate::deploy::stop_instance(&args.name);
+    }
     let engine = docker()?;
     let timeout = Duration::from_secs(args.time);
     // The kept values go with the volumes, and only then is their folder needed.

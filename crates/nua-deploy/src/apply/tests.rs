@@ -102,6 +102,7 @@ fn ctx(engine: &FakeEngine) -> Context<'_> {
         engine,
         external_ip: None,
         ready_timeout: Duration::from_secs(5),
+        stopped: false,
     }
 }
 
@@ -246,4 +247,23 @@ fn a_provider_the_config_no_longer_has_is_removed_and_its_volume_kept() {
     assert!(engine
         .volume_names()
         .contains(&"nua-n-postgres-data".to_owned()));
+}
+
+#[test]
+fn a_stopped_instance_is_stopped_app_first_and_stays_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let want = desired(CONFIG, APP_IMAGE);
+    apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    let stopped = Context {
+        stopped: true,
+        ..ctx(&engine)
+    };
+    let applied = apply(&want, 1, &stopped, &mut state).unwrap();
+    assert_eq!(applied.stopped, ["nua-n", "nua-n-database"]);
+    let again = apply(&want, 1, &stopped, &mut state).unwrap();
+    assert!(again.unchanged(), "{again:?}");
+    let started = apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    assert_eq!(started.started, ["nua-n-database", "nua-n"]);
 }

@@ -158,6 +158,8 @@ pub struct Instance {
     /// The last generation that succeeded.
     pub generation: u64,
     pub desired: Value,
+    /// Stopped on purpose (`nua stop`): reconciling keeps it stopped.
+    pub stopped: bool,
 }
 
 /// The state of one server.
@@ -317,9 +319,11 @@ impl State {
                 tx.execute("DELETE FROM instances WHERE label = ?1", params![label])
                     .map_err(&sqlite)?;
             } else {
+                // A deploy, upgrade or rollback runs the instance, stopped or not.
                 tx.execute(
                     "INSERT INTO instances (label, generation, desired) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (label) DO UPDATE SET generation = ?2, desired = ?3",
+                     ON CONFLICT (label) DO UPDATE SET generation = ?2, desired = ?3,
+                     stopped = 0",
                     params![label, number, desired],
                 )
                 .map_err(&sqlite)?;
@@ -332,7 +336,7 @@ impl State {
     pub fn instance(&self, label: &str) -> Result<Option<Instance>> {
         self.conn
             .query_row(
-                "SELECT label, generation, desired FROM instances WHERE label = ?1",
+                "SELECT label, generation, desired, stopped FROM instances WHERE label = ?1",
                 params![label],
                 instance_of,
             )
@@ -344,7 +348,7 @@ impl State {
     pub fn instances(&self) -> Result<Vec<Instance>> {
         let mut statement = self
             .conn
-            .prepare("SELECT label, generation, desired FROM instances ORDER BY label")
+            .prepare("SELECT label, generation, desired, stopped FROM instances ORDER BY label")
             .map_err(self.sqlite())?;
         let rows = statement
             .query_map([], instance_of)
@@ -383,6 +387,18 @@ impl State {
             })
             .map_err(self.sqlite())?;
         rows.collect::<Result<_, _>>().map_err(self.sqlite())
+    }
+
+    /// Mark instance `label` stopped on purpose, or not; whether it exists.
+    pub fn set_stopped(&mut self, label: &str, stopped: bool) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE instances SET stopped = ?2 WHERE label = ?1",
+                params![label, stopped],
+            )
+            .map_err(self.sqlite())?;
+        Ok(changed == 1)
     }
 
     /// The secret `name` of `label`, decrypted; `None` when there is none.
@@ -477,5 +493,6 @@ fn instance_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Instance> {
         label: row.get(0)?,
         generation: row.get(1)?,
         desired: serde_json::from_str(&desired).unwrap_or(Value::Null),
+        stopped: row.get(3)?,
     })
 }

@@ -8,7 +8,7 @@ use super::{Error, Result};
 
 /// Each migration takes the schema from its index to the next version (the first from an
 /// empty database to version 1). Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: instances and their journal, encrypted secrets, counters.
     "CREATE TABLE generations (
          label    TEXT NOT NULL,
@@ -39,6 +39,8 @@ const MIGRATIONS: &[&str] = &[
          name  TEXT PRIMARY KEY,
          value INTEGER NOT NULL
      );",
+    // 2: an instance stopped on purpose stays stopped (`nua stop`, `nua start`).
+    "ALTER TABLE instances ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this code writes.

@@ -254,3 +254,28 @@ fn two_processes_share_one_key_and_one_value() {
     let b = two.begin("x", Kind::Deploy, "b", &json!({})).unwrap();
     assert_eq!((a, b), (1, 2));
 }
+
+#[test]
+fn a_database_of_the_first_schema_is_migrated_with_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(tmp.path().join(DATABASE)).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO generations VALUES ('old', 1, 'deploy', 'a', 0, 1, 'succeeded', NULL, '{}');
+             INSERT INTO instances VALUES ('old', 1, '{}');",
+        )
+        .unwrap();
+    }
+    let mut state = open(tmp.path());
+    let old = state.instance("old").unwrap().unwrap();
+    assert_eq!((old.generation, old.stopped), (1, false));
+    assert!(state.set_stopped("old", true).unwrap());
+    assert!(state.instance("old").unwrap().unwrap().stopped);
+    assert!(!state.set_stopped("nobody", true).unwrap());
+    // A deploy runs it again.
+    let n = state.begin("old", Kind::Upgrade, "a", &json!({})).unwrap();
+    state.finish("old", n, Ok(())).unwrap();
+    assert!(!state.instance("old").unwrap().unwrap().stopped);
+}
