@@ -46,8 +46,13 @@ struct Env {
 
 impl Env {
     fn nua(&self, args: &[&str]) -> Output {
+        self.nua_with(args, &[])
+    }
+
+    fn nua_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         run(nua()
             .args(args)
+            .envs(vars.iter().copied())
             .env("NUA_CACHE_DIR", &self.cache)
             .env("NUA_STATE_DIR", &self.state))
     }
@@ -397,4 +402,71 @@ fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
     let unit = std::fs::read_to_string(unit).unwrap();
     assert!(unit.contains("After=docker.service"), "{unit}");
     assert!(unit.contains(" server\n"), "{unit}");
+}
+
+/// A Docker image a test loads under a name it does not own, removed when dropped.
+struct Tagged(&'static str);
+
+impl Drop for Tagged {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", self.0]).output();
+    }
+}
+
+#[test]
+fn a_provider_image_is_pulled_from_the_docker_hub_mirror_when_links_are_preferred() {
+    use common::registry::{Auth, Registry};
+    let (work, env) = setup();
+    let registry = Registry::start(Auth::None);
+    let host = registry.host();
+    // Nua's PostgreSQL image, served by a Docker Hub mirror as `library/postgres:15.1`, the
+    // link the `postgres` module names for version 15.
+    let tarball = work.path().join("postgres.tar");
+    run_ok(
+        nua_pack()
+            .args(["base", "build", "postgres-15", "-q", "-o"])
+            .arg(&tarball)
+            .env("NUA_CACHE_DIR", &env.cache),
+    );
+    let mirrored = format!("{host}/library/postgres:15.1");
+    run_ok(
+        nua_pack()
+            .args([
+                "push",
+                tarball.to_str().unwrap(),
+                &mirrored,
+                "--insecure-registry",
+                &host,
+            ])
+            .env("NUA_CACHE_DIR", &env.cache),
+    );
+    let link = Tagged("docker.io/library/postgres:15.1");
+    let _ = Command::new("docker").args(["rmi", "-f", link.0]).output();
+
+    let label = format!("counter-l-{}", std::process::id());
+    let _deployed = Deployed {
+        labels: vec![label.clone()],
+        env: env.clone(),
+    };
+    let file = deploy_file(work.path(), std::slice::from_ref(&label));
+    let mirror = format!("http://{host}");
+    let vars = [
+        ("NUA_REGISTRY_MIRROR", mirror.as_str()),
+        ("NUA_PROVIDER_IMAGES", "links"),
+    ];
+    let out = env.nua_with(&["deploy", file.to_str().unwrap()], &vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("provider `database` runs {} (pulled)", link.0)),
+        "{stderr}"
+    );
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status[0]["providers"][0]["image"], link.0);
+    let port = ports(&env)[0].1;
+    assert_eq!(get(port, "/hit"), format!("{label} hits=1\n"));
+    // The mirror was asked, by the registry client.
+    assert!(registry
+        .log()
+        .contains("/v2/library/postgres/manifests/15.1"));
 }

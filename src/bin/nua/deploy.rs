@@ -94,39 +94,66 @@ fn recorded_ports(state: &State, except: &str) -> anyhow::Result<BTreeMap<u16, S
     Ok(held)
 }
 
-/// The image of provider `provider`: Nua's own when it has one for the version the module
-/// chose, built once and loaded into Docker.
+/// Which provider images `nua deploy` prefers: `own` (Nua's, built from Debian, when it has
+/// one for the version; the default) or `links` (the module's image, pulled).
+pub const NUA_PROVIDER_IMAGES: &str = "NUA_PROVIDER_IMAGES";
+
+/// The image of provider `provider`, in Docker: Nua's own when it has one for the version
+/// the module chose (built once), else (or with `NUA_PROVIDER_IMAGES=links`) the module's
+/// link, pulled with the registry client (the Docker Hub mirror setting applies).
 fn provider_image(engine: &Docker, provider: &Provider, quiet: bool) -> anyhow::Result<String> {
     let link = provider
         .build
         .as_ref()
         .and_then(|b| b.base_image.clone())
         .unwrap_or_default();
+    let prefer = std::env::var(NUA_PROVIDER_IMAGES).unwrap_or_default();
+    if !matches!(prefer.as_str(), "" | "own" | "links") {
+        return Err(anyhow::anyhow!(
+            "`{NUA_PROVIDER_IMAGES}={prefer}` is neither `own` nor `links`"
+        ));
+    }
     let (repository, version) = link.rsplit_once(':').unwrap_or((&link, ""));
     let repository = repository.rsplit('/').next().unwrap_or_default();
     let own = OWN_PROVIDER_IMAGES
         .iter()
-        .find(|(repo, prefix, _)| *repo == repository && version.starts_with(prefix));
-    let Some((_, _, base)) = own else {
-        let have: Vec<String> = OWN_PROVIDER_IMAGES
-            .iter()
-            .map(|(repo, version, _)| format!("{repo} {version}"))
-            .collect();
-        return Err(anyhow::anyhow!(
-            "provider `{}` needs `{link}`, and Nua has no image for it (it has: {})",
-            provider.name,
-            have.join(", ")
-        )
-        .context(Hint(
-            "ask for a version Nua has with `module-version`".into(),
-        )));
-    };
+        .find(|(repo, prefix, _)| *repo == repository && version.starts_with(prefix))
+        .filter(|_| prefer != "links");
     let runs = settings::cache_dir()?.join("run");
     fs_err::create_dir_all(&runs)?;
     let layout = tempfile::Builder::new()
         .prefix("provider-")
         .tempdir_in(&runs)?;
-    let tag = nua::cli::commands::base::write_base_layout(base, None, layout.path())?;
+    let (tag, how) = match own {
+        Some((_, _, base)) => {
+            let tag = nua::cli::commands::base::write_base_layout(base, None, layout.path())?;
+            (tag, "built from Debian")
+        }
+        None if link.is_empty() => {
+            return Err(anyhow::anyhow!(
+                "provider `{}` has no image: give its `module-name` or a `base-image` in its \
+                 `[provider.build]`",
+                provider.name
+            ))
+        }
+        None => {
+            if engine.image(&link)?.is_none() {
+                nua::cli::commands::pull::pull_layout(&link, layout.path()).map_err(|e| {
+                    let have: Vec<String> = OWN_PROVIDER_IMAGES
+                        .iter()
+                        .map(|(repo, version, _)| format!("{repo} {version}"))
+                        .collect();
+                    e.context(format!(
+                        "provider `{}` needs `{link}`, which cannot be pulled, and Nua has no \
+                         image of its own for it (it has: {})",
+                        provider.name,
+                        have.join(", ")
+                    ))
+                })?;
+            }
+            (link.clone(), "pulled")
+        }
+    };
     if engine.image(&tag)?.is_none() {
         let trusted = LoadOptions {
             thin: true,
@@ -136,10 +163,7 @@ fn provider_image(engine: &Docker, provider: &Provider, quiet: bool) -> anyhow::
             .load_image(layout.path(), trusted)
             .with_context(|| format!("cannot load the image of provider `{}`", provider.name))?;
         if !quiet {
-            eprintln!(
-                "provider `{}` runs {tag} (built from Debian)",
-                provider.name
-            );
+            eprintln!("provider `{}` runs {tag} ({how})", provider.name);
         }
     }
     Ok(tag)

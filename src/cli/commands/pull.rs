@@ -84,3 +84,20 @@ pub fn run(args: &PullArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Pull `reference` (the Docker Hub mirror and credentials apply, as for `pull`) into the
+/// cache and write it as an OCI layout folder at `dir`, named as the reference names it: the
+/// image of a provider `nua deploy` runs from its module's link.
+pub fn pull_layout(reference: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let reference = Reference::parse(reference)?;
+    let client = Client::new(settings::registry_options(
+        &crate::cli::args::RegistryArgs::default(),
+        Some(&reference.registry),
+    )?)?;
+    let store = BlobStore::open(settings::cache_dir()?)?;
+    let pulled = registry::pull(&client, &reference, &store, &PullOptions::default(), &())
+        .with_context(|| format!("cannot pull `{reference}`"))?;
+    let names: Vec<oci::ImageName> = reference.image_name().into_iter().collect();
+    oci::write_layout_dir(&store, &pulled.image, &names, dir)?;
+    Ok(())
+}
