@@ -6,7 +6,8 @@
 #   - make the base root filesystem the end-to-end tests build on, cached under
 #     $NUA_TEST_CACHE (default ~/.cache/nua-tests) and remade when missing.
 # Source it (`. scripts/test-env.sh setup`) to get NUA_TEST_CACHE and NUA_TEST_BASE_ROOTFS;
-# `scripts/test-env.sh stop` stops a dockerd this script started.
+# `scripts/test-env.sh stop` stops a dockerd this script started, `restart-dockerd` restarts
+# it (exit 3 when this script did not start the running one).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -110,8 +111,15 @@ case "${1:-setup}" in
     stop)
         stop_dockerd
         ;;
+    restart-dockerd)
+        # For the test that a server converges after its Docker daemon restarts: only a
+        # dockerd this script started is restarted (never one of the machine's services).
+        [ -f "$state_dir/dockerd.pid" ] || { log "no dockerd of this script to restart"; exit 3; }
+        stop_dockerd
+        start_dockerd
+        ;;
     *)
-        echo "usage: $0 [setup|stop]" >&2
+        echo "usage: $0 [setup|stop|restart-dockerd]" >&2
         exit 2
         ;;
 esac

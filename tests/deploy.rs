@@ -5,118 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::deploy::*;
 use common::docker::{http_get, wait_for_http};
-use common::run::nua;
 use common::*;
 use serde_json::Value;
 
-/// The labels a test deploys, removed with their volumes whatever its outcome.
-struct Deployed {
-    labels: Vec<String>,
-    env: Env,
-}
-
-impl Drop for Deployed {
-    fn drop(&mut self) {
-        for label in &self.labels {
-            let _ = self.env.nua(&["remove", label, "--volumes"]);
-            // Whatever the state says, nothing of the instance stays in Docker.
-            let filter = format!("label=nua.instance={label}");
-            if let Ok(out) = Command::new("docker")
-                .args(["ps", "-aq", "--filter", &filter])
-                .output()
-            {
-                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("docker").args(["rm", "-f", id]).output();
-                }
-            }
-        }
-    }
-}
-
-/// Where a test's `nua` keeps its cache and state.
-#[derive(Clone)]
-struct Env {
-    cache: PathBuf,
-    state: PathBuf,
-}
-
-impl Env {
-    fn nua(&self, args: &[&str]) -> Output {
-        self.nua_with(args, &[])
-    }
-
-    fn nua_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        run(nua()
-            .args(args)
-            .envs(vars.iter().copied())
-            .env("NUA_CACHE_DIR", &self.cache)
-            .env("NUA_STATE_DIR", &self.state))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.nua(args);
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(out.status.success(), "nua {args:?}:\n{stdout}\n{stderr}");
-        stdout
-    }
-}
-
-/// A deploy file with one site per label, all of the PostgreSQL counter.
-fn deploy_file(dir: &Path, labels: &[String]) -> PathBuf {
-    let app = fixture_app("pg-counter");
-    let mut text = String::new();
-    for label in labels {
-        text.push_str(&format!(
-            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{label}.example.com\"\n\n",
-            app.display()
-        ));
-    }
-    let file = dir.join("deploy.toml");
-    std::fs::write(&file, text).unwrap();
-    file
-}
-
-/// A work folder and the cache (bases built) and state of a test's `nua`.
-fn setup() -> (tempfile::TempDir, Env) {
-    test_env();
-    // The database image is built once per machine in the shared cache, like the app's base.
-    shared_base("postgres-15");
-    let work = temp_dir();
-    let env = Env {
-        cache: cache_with_base("python", work.path()),
-        state: work.path().join("state"),
-    };
-    (work, env)
-}
-
-/// The host port of each instance, from `nua status --json`.
-fn ports(env: &Env) -> Vec<(String, u16)> {
-    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-    status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let port = s["ports"][0]["host"].as_u64().unwrap() as u16;
-            (s["label"].as_str().unwrap().to_owned(), port)
-        })
-        .collect()
-}
-
-fn get(port: u16, path: &str) -> String {
-    http_get(port, path).unwrap().1
-}
-
 #[test]
 fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
-    let (work, env) = setup();
+    let (work, env) = setup("8100-8199");
     let pid = std::process::id();
     let labels = vec![format!("counter-a-{pid}"), format!("counter-b-{pid}")];
     let deployed = Deployed {
@@ -240,25 +138,10 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
     assert!(!container_named(&app_a));
 }
 
-fn container_named(name: &str) -> bool {
-    let out = run_ok(Command::new("docker").args([
-        "ps",
-        "-a",
-        "--filter",
-        &format!("name=^{name}$"),
-        "-q",
-    ]));
-    !out.trim().is_empty()
-}
-
 #[test]
 fn a_site_naming_an_unknown_provider_creates_nothing() {
-    let (work, env) = setup();
-    let label = format!("counter-bad-{}", std::process::id());
-    let _deployed = Deployed {
-        labels: vec![label.clone()],
-        env: env.clone(),
-    };
+    let (work, env) = setup("8200-8299");
+    let (label, _deployed) = Deployed::label("counter-bad", &env);
     let file = work.path().join("deploy.toml");
     std::fs::write(
         &file,
@@ -282,26 +165,10 @@ fn a_site_naming_an_unknown_provider_creates_nothing() {
     assert!(!container_named(&format!("nua-{label}")));
 }
 
-/// Wait (at most `secs` seconds) until `check` says yes.
-fn wait_until(secs: u64, what: &str, check: impl Fn() -> bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !check() {
-        assert!(
-            std::time::Instant::now() < until,
-            "{what} did not happen in {secs}s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-}
-
 #[test]
 fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
-    let (work, env) = setup();
-    let label = format!("counter-k-{}", std::process::id());
-    let _deployed = Deployed {
-        labels: vec![label.clone()],
-        env: env.clone(),
-    };
+    let (work, env) = setup("8300-8399");
+    let (label, _deployed) = Deployed::label("counter-k", &env);
     let app = fixture_app("pg-counter");
     let file = work.path().join("deploy.toml");
     let write = |extra: &str| {
@@ -316,12 +183,7 @@ fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
     let (db, web) = (format!("nua-{label}-database"), format!("nua-{label}"));
 
     // Killed (SIGKILL) while its database starts: the same command again converges.
-    let mut child = nua()
-        .args(["deploy", file, "-q"])
-        .env("NUA_CACHE_DIR", &env.cache)
-        .env("NUA_STATE_DIR", &env.state)
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn(&["deploy", file, "-q"]);
     wait_until(300, "the database container", || container_named(&db));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -383,12 +245,7 @@ fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
     assert!(logs.contains("ready to accept connections"), "{logs}");
 
     // `nua server` brings back what dies, until it is told to stop.
-    let mut server = nua()
-        .args(["server", "--interval", "1"])
-        .env("NUA_CACHE_DIR", &env.cache)
-        .env("NUA_STATE_DIR", &env.state)
-        .spawn()
-        .unwrap();
+    let mut server = env.spawn(&["server", "--interval", "1"]);
     run_ok(Command::new("docker").args(["rm", "-f", &web]));
     wait_until(120, "the app answering again", || {
         http_get(port, "/").is_ok_and(|(_, body)| body == format!("{label} hits=1\n"))
@@ -416,7 +273,7 @@ impl Drop for Tagged {
 #[test]
 fn a_provider_image_is_pulled_from_the_docker_hub_mirror_when_links_are_preferred() {
     use common::registry::{Auth, Registry};
-    let (work, env) = setup();
+    let (work, env) = setup("8400-8499");
     let registry = Registry::start(Auth::None);
     let host = registry.host();
     // Nua's PostgreSQL image, served by a Docker Hub mirror as `library/postgres:15.1`, the
@@ -443,11 +300,7 @@ fn a_provider_image_is_pulled_from_the_docker_hub_mirror_when_links_are_preferre
     let link = Tagged("docker.io/library/postgres:15.1");
     let _ = Command::new("docker").args(["rmi", "-f", link.0]).output();
 
-    let label = format!("counter-l-{}", std::process::id());
-    let _deployed = Deployed {
-        labels: vec![label.clone()],
-        env: env.clone(),
-    };
+    let (label, _deployed) = Deployed::label("counter-l", &env);
     let file = deploy_file(work.path(), std::slice::from_ref(&label));
     let mirror = format!("http://{host}");
     let vars = [

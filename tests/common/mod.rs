@@ -6,6 +6,7 @@
 
 pub mod app_build;
 pub mod archive;
+pub mod deploy;
 pub mod docker;
 pub mod http;
 pub mod proxy;

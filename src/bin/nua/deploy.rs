@@ -209,6 +209,7 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         quiet: args.quiet,
     };
     let ctx = apply_context(&engine);
+    let range = port_range()?;
     let mut failed = 0;
     for site in &loaded.deploy.site {
         let (image, config) = site_image(&engine, site, &args.file, &knobs)?;
@@ -242,67 +243,37 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let previous = state.instance(&label)?;
-        let before: Option<Desired> = previous
-            .as_ref()
-            .and_then(|p| serde_json::from_value(p.desired.clone()).ok());
-        let own = before
-            .iter()
-            .flat_map(|d| &d.containers)
-            .flat_map(|c| c.ports.iter().filter_map(|p| p.host))
-            .collect();
-        let held = HeldPorts {
-            recorded: recorded_ports(&state, &label)?,
-            label: &label,
-            own,
-        };
-        let placement = Placement {
-            taken: &held,
-            range: PORT_RANGE,
-            previous: before.as_ref(),
-        };
-        let desired = instance::plan(
-            site,
-            &image,
-            &config,
-            &|p| images.get(&p.name).cloned(),
-            &placement,
-        )
-        .with_context(|| format!("cannot deploy `{label}` of `{}`", args.file.display()))?;
-        if let Some(previous) = &previous {
-            let previous_app = previous.desired["app_id"].as_str().unwrap_or_default();
-            if previous_app != desired.app_id && !args.replace {
-                anyhow::bail!(
-                    "`{label}` runs `{previous_app}`, not `{}`: deploying it would replace that \
-                     app and its data; give `--replace` to do so",
-                    desired.app_id
-                );
-            }
-            if previous.desired == serde_json::to_value(&desired)? {
-                // Same desired state: make Docker match it, and say whether anything moved.
-                let applied = apply::apply(&desired, previous.generation, &ctx, &mut state)
-                    .with_context(|| format!("cannot apply `{label}`"))?;
-                report(&label, &desired, &applied, previous.generation, args.quiet)?;
-                continue;
-            }
-        }
-        let kind = if previous.is_some() {
-            Kind::Upgrade
-        } else {
-            Kind::Deploy
-        };
-        let json = serde_json::to_value(&desired)?;
-        let generation = state.begin(&label, kind, &actor(), &json)?;
-        match apply::apply(&desired, generation, &ctx, &mut state) {
-            Ok(applied) => {
-                state.finish(&label, generation, Ok(()))?;
-                report(&label, &desired, &applied, generation, args.quiet)?;
-            }
-            Err(err) => {
-                let message = format!("{:#}", anyhow::Error::new(err));
-                state.finish(&label, generation, Err(&message))?;
-                eprintln!("error: cannot deploy `{label}` (generation {generation}): {message}");
-                failed += 1;
+        // A port found taken as the app starts (another program, or a deploy running beside
+        // this one) is avoided and the site planned again, a few times.
+        let mut busy: Vec<u16> = Vec::new();
+        loop {
+            match deploy_site(
+                &SiteToDeploy {
+                    site,
+                    label: &label,
+                    image: &image,
+                    config: &config,
+                    images: &images,
+                    file: &args.file,
+                    replace: args.replace,
+                    quiet: args.quiet,
+                    busy: &busy,
+                    range: range.clone(),
+                },
+                &engine,
+                &ctx,
+                &mut state,
+            )? {
+                Deployed::Done => break,
+                Deployed::Failed => {
+                    failed += 1;
+                    break;
+                }
+                Deployed::PortTaken(port) if busy.len() < 3 => busy.push(port),
+                Deployed::PortTaken(_) => {
+                    failed += 1;
+                    break;
+                }
             }
         }
     }
@@ -311,6 +282,138 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What deploying one site needs beyond the engine and the state.
+struct SiteToDeploy<'a> {
+    site: &'a Site,
+    label: &'a str,
+    image: &'a str,
+    config: &'a NuaConfig,
+    images: &'a BTreeMap<String, String>,
+    file: &'a Path,
+    replace: bool,
+    quiet: bool,
+    /// Host ports found taken by an earlier attempt.
+    busy: &'a [u16],
+    range: std::ops::RangeInclusive<u16>,
+}
+
+/// How deploying one site ended.
+enum Deployed {
+    Done,
+    /// Recorded as failed and said.
+    Failed,
+    /// The app's host port was taken as it started: plan again without it.
+    PortTaken(u16),
+}
+
+/// Plan `s.site`, record the generation, apply it, and record how it ended.
+fn deploy_site(
+    s: &SiteToDeploy<'_>,
+    engine: &Docker,
+    ctx: &Context<'_>,
+    state: &mut State,
+) -> anyhow::Result<Deployed> {
+    let label = s.label;
+    let previous = state.instance(label)?;
+    let before: Option<Desired> = previous
+        .as_ref()
+        .and_then(|p| serde_json::from_value(p.desired.clone()).ok());
+    // The ports this instance's containers publish now (as Docker says): free for it. A
+    // port it had before and no longer holds (removed, then taken by another program) is
+    // probed like any other.
+    let mut own = Vec::new();
+    for container in before.iter().flat_map(|d| &d.containers) {
+        if let Some(info) = engine.container(&container.name)? {
+            own.extend(info.ports.iter().map(|p| p.host));
+        }
+    }
+    own.retain(|p| !s.busy.contains(p));
+    let mut recorded = recorded_ports(state, label)?;
+    for port in s.busy {
+        recorded.insert(*port, "another program".to_owned());
+    }
+    let held = HeldPorts {
+        recorded,
+        label,
+        own,
+    };
+    let placement = Placement {
+        taken: &held,
+        range: s.range.clone(),
+        previous: before.as_ref(),
+    };
+    let desired = instance::plan(
+        s.site,
+        s.image,
+        s.config,
+        &|p| s.images.get(&p.name).cloned(),
+        &placement,
+    )
+    .with_context(|| format!("cannot deploy `{label}` of `{}`", s.file.display()))?;
+    if let Some(previous) = &previous {
+        let previous_app = previous.desired["app_id"].as_str().unwrap_or_default();
+        if previous_app != desired.app_id && !s.replace {
+            anyhow::bail!(
+                "`{label}` runs `{previous_app}`, not `{}`: deploying it would replace that \
+                 app and its data; give `--replace` to do so",
+                desired.app_id
+            );
+        }
+        if previous.desired == serde_json::to_value(&desired)? {
+            // Same desired state: make Docker match it, and say whether anything moved.
+            let applied = apply::apply(&desired, previous.generation, ctx, state)
+                .with_context(|| format!("cannot apply `{label}`"))?;
+            report(label, &desired, &applied, previous.generation, s.quiet)?;
+            return Ok(Deployed::Done);
+        }
+    }
+    let kind = if previous.is_some() {
+        Kind::Upgrade
+    } else {
+        Kind::Deploy
+    };
+    let json = serde_json::to_value(&desired)?;
+    let generation = state.begin(label, kind, &actor(), &json)?;
+    match apply::apply(&desired, generation, ctx, state) {
+        Ok(applied) => {
+            state.finish(label, generation, Ok(()))?;
+            report(label, &desired, &applied, generation, s.quiet)?;
+            Ok(Deployed::Done)
+        }
+        Err(apply::Error::Engine(nua_runtime::Error::PortTaken { port })) => {
+            let message = format!("the host port {port} was taken as the app started");
+            state.finish(label, generation, Err(&message))?;
+            if !s.quiet {
+                eprintln!("{label}: {message}; placing it on another port");
+            }
+            Ok(Deployed::PortTaken(port))
+        }
+        Err(err) => {
+            let message = format!("{:#}", anyhow::Error::new(err));
+            state.finish(label, generation, Err(&message))?;
+            eprintln!("error: cannot deploy `{label}` (generation {generation}): {message}");
+            Ok(Deployed::Failed)
+        }
+    }
+}
+
+/// The host ports app ports are placed in: `NUA_PORT_RANGE` (`8100-9000`) or the default.
+fn port_range() -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+    let Ok(text) = std::env::var("NUA_PORT_RANGE") else {
+        return Ok(PORT_RANGE);
+    };
+    let parsed = text
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+        .filter(|(a, b)| a <= b && *a > 0);
+    match parsed {
+        Some((a, b)) => Ok(a..=b),
+        None => Err(anyhow::anyhow!(
+            "`NUA_PORT_RANGE={text}` is not a range of ports like `8100-9000`"
+        )),
+    }
 }
 
 fn report(

@@ -1,0 +1,164 @@
+//! `nua deploy` as the deploy tests drive it: a test's cache and state, guards that remove
+//! what it deployed whatever its outcome, deploy files of the PostgreSQL counter fixture.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use super::docker::http_get;
+use super::run::nua;
+use super::*;
+
+pub fn container_named(name: &str) -> bool {
+    let out = run_ok(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name=^{name}$"),
+        "-q",
+    ]));
+    !out.trim().is_empty()
+}
+
+/// Wait (at most `secs` seconds) until `check` says yes.
+pub fn wait_until(secs: u64, what: &str, check: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{what} did not happen in {secs}s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// The labels a test deploys, removed with their volumes whatever its outcome.
+pub struct Deployed {
+    pub labels: Vec<String>,
+    pub env: Env,
+}
+
+impl Deployed {
+    /// A label unique to this test process (`PREFIX-PID`), removed with its volumes when
+    /// the guard is dropped.
+    pub fn label(prefix: &str, env: &Env) -> (String, Deployed) {
+        let label = format!("{prefix}-{}", std::process::id());
+        let guard = Deployed {
+            labels: vec![label.clone()],
+            env: env.clone(),
+        };
+        (label, guard)
+    }
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        for label in &self.labels {
+            let _ = self.env.nua(&["remove", label, "--volumes"]);
+            // Whatever the state says, nothing of the instance stays in Docker.
+            let filter = format!("label=nua.instance={label}");
+            if let Ok(out) = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+            {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["rm", "-f", id]).output();
+                }
+            }
+        }
+    }
+}
+
+/// Where a test's `nua` keeps its cache and state.
+#[derive(Clone)]
+pub struct Env {
+    pub cache: PathBuf,
+    pub state: PathBuf,
+    /// `NUA_PORT_RANGE`: each test its own, so tests deploying side by side never race for
+    /// a port.
+    pub ports: String,
+}
+
+impl Env {
+    pub fn nua(&self, args: &[&str]) -> Output {
+        self.nua_with(args, &[])
+    }
+
+    pub fn nua_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        run(nua()
+            .args(args)
+            .envs(vars.iter().copied())
+            .env("NUA_CACHE_DIR", &self.cache)
+            .env("NUA_STATE_DIR", &self.state)
+            .env("NUA_PORT_RANGE", &self.ports))
+    }
+
+    /// `nua ARGS` started in the background (`nua server`, a deploy to kill).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        nua()
+            .args(args)
+            .env("NUA_CACHE_DIR", &self.cache)
+            .env("NUA_STATE_DIR", &self.state)
+            .env("NUA_PORT_RANGE", &self.ports)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.nua(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "nua {args:?}:\n{stdout}\n{stderr}");
+        stdout
+    }
+}
+
+/// A deploy file with one site per label, all of the PostgreSQL counter.
+pub fn deploy_file(dir: &Path, labels: &[String]) -> PathBuf {
+    let app = fixture_app("pg-counter");
+    let mut text = String::new();
+    for label in labels {
+        text.push_str(&format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{label}.example.com\"\n\n",
+            app.display()
+        ));
+    }
+    let file = dir.join("deploy.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// A work folder and the cache (bases built), state and port range of a test's `nua`.
+pub fn setup(ports: &str) -> (tempfile::TempDir, Env) {
+    test_env();
+    // The database image is built once per machine in the shared cache, like the app's base.
+    shared_base("postgres-15");
+    let work = temp_dir();
+    let env = Env {
+        cache: cache_with_base("python", work.path()),
+        state: work.path().join("state"),
+        ports: ports.to_owned(),
+    };
+    (work, env)
+}
+
+/// The host port of each instance, from `nua status --json`.
+pub fn ports(env: &Env) -> Vec<(String, u16)> {
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let port = s["ports"][0]["host"].as_u64().unwrap() as u16;
+            (s["label"].as_str().unwrap().to_owned(), port)
+        })
+        .collect()
+}
+
+pub fn get(port: u16, path: &str) -> String {
+    http_get(port, path).unwrap().1
+}
