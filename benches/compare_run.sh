@@ -62,20 +62,6 @@ reset() {
     "$DOCKER" rmi -f "$V2" >/dev/null 2>&1 || true
 }
 
-# first_answer PORT T0: seconds from T0 until GET / on PORT answers 200.
-first_answer() {
-    local port=$1 t0=$2
-    for _ in $(seq 1 3000); do
-        if curl -fs -o /dev/null "http://127.0.0.1:$port/"; then
-            echo "$(now) - $t0" | bc
-            return
-        fi
-        sleep 0.02
-    done
-    echo "no answer on port $port" >&2
-    exit 1
-}
-
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 declare -a nua_run docker_run docker_run_only thin full dload

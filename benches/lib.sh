@@ -10,3 +10,17 @@ time_it() {
     "$@" >/dev/null 2>&1 || { echo "benchmark command failed: $*" >&2; kill $$; }
     echo "$(now) - $t0" | bc
 }
+
+# first_answer PORT T0: seconds from T0 until GET / on PORT answers 200.
+first_answer() {
+    local port=$1 t0=$2
+    for _ in $(seq 1 3000); do
+        if curl -fs -o /dev/null "http://127.0.0.1:$port/"; then
+            echo "$(now) - $t0" | bc
+            return
+        fi
+        sleep 0.02
+    done
+    echo "no answer on port $port" >&2
+    exit 1
+}

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::deploy::*;
-use common::docker::{http_get, wait_for_http};
+use common::docker::http_get;
 use common::*;
 use serde_json::Value;
 
@@ -25,20 +25,31 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
     let file = file.to_str().unwrap();
     env.ok(&["deploy", file, "-q"]);
 
-    // Each answers with its own database.
-    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-    for instance in status.as_array().unwrap() {
-        assert_eq!(instance["state"], "running", "{instance}");
-        assert_eq!(instance["health"], "healthy", "{instance}");
-        assert_eq!(instance["generation"], 1, "{instance}");
-        assert_eq!(instance["providers"][0]["name"], "database");
-        assert_eq!(instance["providers"][0]["health"], "healthy");
-        assert_eq!(instance["ports"][0]["host_ip"], "127.0.0.1");
-    }
+    // Each answers with its own database as soon as the deploy returns (the ready checks
+    // passed), and Docker's own health checks agree once they have run.
     let ports = ports(&env);
     let (a, b) = (ports[0].1, ports[1].1);
     assert_ne!(a, b);
-    wait_for_http(a, "/health");
+    assert_eq!(get(a, "/health"), "ok\n");
+    assert_eq!(get(b, "/health"), "ok\n");
+    let healthy = |status: &Value| {
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["health"] == "healthy" && i["providers"][0]["health"] == "healthy")
+    };
+    wait_until(60, "Docker's health checks passing", || {
+        healthy(&serde_json::from_str(&env.ok(&["status", "--json"])).unwrap())
+    });
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    for instance in status.as_array().unwrap() {
+        assert_eq!(instance["state"], "running", "{instance}");
+        assert_eq!(instance["generation"], 1, "{instance}");
+        assert_eq!(instance["providers"][0]["name"], "database");
+        assert_eq!(instance["providers"][0]["state"], "running");
+        assert_eq!(instance["ports"][0]["host_ip"], "127.0.0.1");
+    }
     assert_eq!(get(a, "/hit"), format!("{} hits=1\n", labels[0]));
     assert_eq!(get(a, "/hit"), format!("{} hits=2\n", labels[0]));
     assert_eq!(get(b, "/hit"), format!("{} hits=1\n", labels[1]));

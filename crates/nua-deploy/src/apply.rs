@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-use nua_runtime::{ContainerSpec, Engine, Labels, LogOptions, PortBinding, Protocol, State};
+use nua_runtime::{
+    ContainerSpec, Engine, HealthStatus, Labels, LogOptions, PortBinding, Protocol, State,
+};
 
 use crate::instance::{Container, Desired, Role, GENERATION_LABEL, INSTANCE_LABEL, ROLE_LABEL};
 use crate::local::{volume_mount, VolumeMount};
 use crate::state;
-use crate::supervise::{self, Outcome};
+use crate::supervise;
 use crate::values::{self, Component, Deployment};
 
 /// The component a container is (`app` or a provider's name).
@@ -77,8 +79,6 @@ pub enum Error {
         timeout: Duration,
         tail: String,
     },
-    #[error(transparent)]
-    Supervise(#[from] supervise::Error),
 }
 
 /// Where and how to apply.
@@ -269,24 +269,61 @@ fn spec_digest(spec: &ContainerSpec) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// Wait for provider `container` to be ready; an error with its last lines when it is not.
+/// How often readiness is looked at (Docker's state and health, the ready check).
+const POLL: Duration = Duration::from_millis(200);
+
+/// Wait for `container` to be ready: Docker says it is healthy, or its ready check (the
+/// app's health check, a provider's protocol check, run as soon as it runs rather than after
+/// Docker's first interval) passes, or, with neither, it has kept running for
+/// [`supervise::SETTLE`]. An error with its last lines when it exits, is unhealthy, or is not
+/// ready in time.
 fn ready(desired: &Desired, container: &Container, ctx: &Context<'_>) -> Result<(), Error> {
+    let engine = ctx.engine;
     let started = Instant::now();
-    let timeout = ctx.ready_timeout;
-    let outcome =
-        supervise::wait_ready(ctx.engine, &container.name, &|| started.elapsed() > timeout)?;
-    let why = match outcome {
-        Outcome::Healthy | Outcome::Running => return Ok(()),
-        Outcome::Interrupted => "its health check has not passed yet".to_owned(),
-        Outcome::Unhealthy { .. } => "its health check fails".to_owned(),
-        Outcome::Exited { code, .. } => format!("it exited with code {code}"),
+    let why = loop {
+        let info = engine.container(&container.name)?.ok_or_else(|| {
+            nua_runtime::Error::NoSuchContainer {
+                name: container.name.clone(),
+            }
+        })?;
+        if matches!(info.state, State::Exited | State::Dead) {
+            break format!("it exited with code {}", info.exit_code.unwrap_or(-1));
+        }
+        let health = info.health.as_ref().map(|h| h.status);
+        match health {
+            Some(HealthStatus::Healthy) => return Ok(()),
+            Some(HealthStatus::Unhealthy) => break "its health check fails".to_owned(),
+            _ => {}
+        }
+        if info.state == State::Running {
+            match &container.ready_check {
+                Some(check) => {
+                    let argv: Vec<&str> = check.iter().map(String::as_str).collect();
+                    // A container still starting may refuse an exec: asked again next time.
+                    if engine
+                        .exec(&container.name, &argv)
+                        .is_ok_and(|o| o.exit_code == 0)
+                    {
+                        return Ok(());
+                    }
+                }
+                None if health.is_none() && started.elapsed() >= supervise::SETTLE => {
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
+        if started.elapsed() > ctx.ready_timeout {
+            break "its health check has not passed yet".to_owned();
+        }
+        std::thread::sleep(POLL);
     };
     let mut lines = Vec::new();
     let options = LogOptions {
         follow: false,
         tail: Some(20),
     };
-    let _ = ctx.engine.logs(&container.name, options, &mut |line| {
+    let _ = engine.logs(&container.name, options, &mut |line| {
         lines.push(format!("  {}", line.text));
         std::ops::ControlFlow::Continue(())
     });
@@ -298,7 +335,7 @@ fn ready(desired: &Desired, container: &Container, ctx: &Context<'_>) -> Result<
         label: desired.label.clone(),
         what,
         why,
-        timeout,
+        timeout: ctx.ready_timeout,
         tail: lines.join("\n"),
     })
 }

@@ -70,6 +70,22 @@ pub struct Container {
     /// Docker options as written in the config and the site.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub docker: BTreeMap<String, serde_json::Value>,
+    /// A command run in the container that says it is ready (exit 0) sooner than Docker's
+    /// health interval would: the app's `[healthcheck]`, a provider's protocol check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_check: Option<Vec<String>>,
+}
+
+/// The protocol check of a provider module: the server answers on TCP (the official images'
+/// first-start initialisation runs a server on the socket only, which must not count).
+fn protocol_check(module: Option<&str>) -> Option<Vec<String>> {
+    let argv: &[&str] = match module? {
+        "postgres" => &["pg_isready", "-q", "-h", "127.0.0.1"],
+        "mariadb" => &["mariadb-admin", "ping", "--silent", "-h", "127.0.0.1"],
+        "redis-cache" => &["redis-cli", "-h", "127.0.0.1", "ping"],
+        _ => return None,
+    };
+    Some(argv.iter().map(|a| (*a).to_owned()).collect())
 }
 
 /// A port of a container and where it is published (apps only).
@@ -238,6 +254,7 @@ pub fn plan(
             ports,
             volumes: name_volumes(&prefix, volumes),
             docker,
+            ready_check: protocol_check(provider.module_name.as_deref()),
         });
     }
     let mut env = config.env.clone();
@@ -257,6 +274,9 @@ pub fn plan(
         ports: place_ports(&label, &port_defs, placement)?,
         volumes: name_volumes(&prefix, volumes),
         docker,
+        ready_check: config
+            .healthcheck()
+            .map(|h| vec!["sh".to_owned(), "-c".to_owned(), h.command.clone()]),
     });
     Ok(Desired {
         network: site.network.clone().unwrap_or_else(|| prefix.clone()),

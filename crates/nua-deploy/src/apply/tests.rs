@@ -119,7 +119,8 @@ fn env_of(engine: &FakeEngine, name: &str, key: &str) -> String {
 fn an_instance_is_made_providers_first_and_a_second_apply_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let mut state = state::State::open(tmp.path()).unwrap();
-    let engine = engine(HealthStatus::Healthy);
+    // Docker still says `starting`: the protocol check says ready first.
+    let engine = engine(HealthStatus::Starting);
     let want = desired(CONFIG, APP_IMAGE);
     let applied = apply(&want, 1, &ctx(&engine), &mut state).unwrap();
     assert_eq!(applied.created, ["nua-n-database", "nua-n"]);
@@ -138,6 +139,14 @@ fn an_instance_is_made_providers_first_and_a_second_apply_changes_nothing() {
             "create nua-n",
             "start nua-n"
         ]
+    );
+    // The database was found ready by its protocol check, not by waiting for Docker's.
+    assert!(
+        engine
+            .calls()
+            .contains(&"exec nua-n-database pg_isready -q -h 127.0.0.1".to_owned()),
+        "{:?}",
+        engine.calls()
     );
     // The app reads what its database was given; the database answers to its name.
     let password = env_of(&engine, "nua-n-database", "POSTGRES_PASSWORD");
