@@ -196,6 +196,13 @@ fn site_image(
 }
 
 pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    if !args.file.exists() {
+        return Err(
+            anyhow::anyhow!("there is no deploy file `{}`", args.file.display()).context(Hint(
+                "give the path of a deploy file: `[[site]]` entries in TOML, JSON or YAML".into(),
+            )),
+        );
+    }
     let loaded = nua_config::load_deploy(&args.file)?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
@@ -480,9 +487,13 @@ fn state_of(info: Option<&nua_runtime::ContainerInfo>) -> String {
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
-    let state = open_state()?;
+    // No state yet: nothing is deployed (and none is made just to say so).
+    let instances = match existing_state()? {
+        Some(state) => state.instances()?,
+        None => Vec::new(),
+    };
     let mut shown = Vec::new();
-    for instance in state.instances()? {
+    for instance in instances {
         if args.label.as_ref().is_some_and(|l| *l != instance.label) {
             continue;
         }
