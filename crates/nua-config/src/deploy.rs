@@ -181,17 +181,7 @@ pub fn load_deploy_str(
     if !problems.is_empty() {
         return Err(invalid(problems));
     }
-    warnings.sort_by_key(|(pos, _)| *pos);
-    let warnings = warnings
-        .into_iter()
-        .map(|(pos, message)| Warning {
-            file: file.to_path_buf(),
-            line: pos.line,
-            col: pos.col,
-            message,
-        })
-        .collect();
-    Ok((deploy, warnings))
+    Ok((deploy, super::located(warnings, file)))
 }
 
 /// The volumes of sites and of their provider overrides, written as Docker mounts are

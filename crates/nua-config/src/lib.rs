@@ -125,16 +125,7 @@ pub fn load_str(
             .collect();
         return Err(invalid(problems));
     }
-    raw_warnings.sort_by_key(|(pos, _)| *pos);
-    let warnings: Vec<Warning> = raw_warnings
-        .into_iter()
-        .map(|(pos, message)| Warning {
-            file: file.to_path_buf(),
-            line: pos.line,
-            col: pos.col,
-            message,
-        })
-        .collect();
+    let warnings = located(raw_warnings, file);
     if opts.strict && !warnings.is_empty() {
         return Err(Error::Strict {
             file: file.to_path_buf(),
@@ -161,6 +152,20 @@ fn parse_table(text: &str, format: Format, file: &Path, must: &str) -> Result<pa
         });
     }
     Ok(tree)
+}
+
+/// Warnings found at positions of `file`, in the order they appear in it.
+fn located(mut found: Vec<(Pos, String)>, file: &Path) -> Vec<Warning> {
+    found.sort_by_key(|(pos, _)| *pos);
+    found
+        .into_iter()
+        .map(|(pos, message)| Warning {
+            file: file.to_path_buf(),
+            line: pos.line,
+            col: pos.col,
+            message,
+        })
+        .collect()
 }
 
 fn path_of(path: &serde_path_to_error::Path) -> Vec<String> {
