@@ -5,10 +5,11 @@
 //! nothing without those labels is ever touched. In order: the network, then each
 //! container, providers first: its volumes (kept when they exist: data is never
 //! recreated), then the container itself, kept when its `nua.spec` is the one wanted and
-//! replaced otherwise, started when it is not running. Each must be ready (healthy, or
-//! running when its image has no health check) before the next one starts, and the app
-//! before the apply ends; one that does not get ready in time is an error with its last
-//! log lines.
+//! replaced otherwise, started when it is not running (one paused with `nua pause` is left
+//! paused). Each must be ready (healthy, or running when its image has no health check)
+//! before the next one starts, and the app before the apply ends; one that does not get
+//! ready in time, or exits (and is restarted by its restart policy, `unless-stopped` unless
+//! its `[docker]` options say otherwise), is an error with its last log lines.
 //! Containers of the instance that the desired state no longer has are removed (their
 //! volumes stay).
 //!
@@ -70,6 +71,8 @@ pub enum Error {
     State(#[from] state::Error),
     #[error(transparent)]
     Volume(#[from] crate::local::Error),
+    #[error("`[docker]` of `{name}`: {message}")]
+    Options { name: String, message: String },
     #[error("{what} of `{label}` is not ready after {}s ({why}); its last lines:\n{tail}", timeout.as_secs())]
     NotReady {
         label: String,
@@ -121,6 +124,11 @@ pub fn apply(
     let instance = Labels::from([(INSTANCE_LABEL.to_owned(), desired.label.clone())]);
     engine.create_network(&desired.network, &instance)?;
     for container in &desired.containers {
+        let options =
+            crate::options::run_options(&container.docker).map_err(|message| Error::Options {
+                name: container.name.clone(),
+                message,
+            })?;
         let mut labels = instance.clone();
         labels.insert(ROLE_LABEL.to_owned(), role(container.role).to_owned());
         labels.insert(COMPONENT_LABEL.to_owned(), container.component.clone());
@@ -136,6 +144,8 @@ pub fn apply(
             labels,
             network: Some(desired.network.clone()),
             aliases: vec![container.component.clone()],
+            restart: options.restart,
+            limits: options.limits,
         };
         for volume in &container.volumes {
             let VolumeMount {
@@ -181,24 +191,31 @@ pub fn apply(
         if ctx.stopped {
             continue;
         }
-        let running = engine
-            .container(&container.name)?
-            .is_some_and(|c| c.state == State::Running);
-        if !running {
+        let info = engine.container(&container.name)?;
+        if info.as_ref().is_some_and(|c| c.state == State::Paused) {
+            // Frozen on purpose (`nua pause`): left so until thawed.
+            continue;
+        }
+        let restarts = info.as_ref().map_or(0, |c| c.restart_count);
+        if !info.is_some_and(|c| c.state == State::Running) {
             engine.start_container(&container.name)?;
             applied.started.push(container.name.clone());
         }
         // The next container starts once this one is ready; the deploy ends once the
         // app is.
-        ready(desired, container, ctx)?;
+        ready(desired, container, ctx, restarts)?;
     }
     if ctx.stopped {
         // The app first, then what it depends on.
         for container in desired.containers.iter().rev() {
-            let running = engine
-                .container(&container.name)?
-                .is_some_and(|c| matches!(c.state, State::Running | State::Restarting));
-            if running {
+            let state = engine.container(&container.name)?.map(|c| c.state);
+            if state == Some(State::Paused) {
+                engine.set_paused(&container.name, false)?;
+            }
+            if matches!(
+                state,
+                Some(State::Running | State::Restarting | State::Paused)
+            ) {
                 engine.stop_container(&container.name, Duration::from_secs(10))?;
                 applied.stopped.push(container.name.clone());
             }
@@ -264,6 +281,7 @@ fn spec_digest(spec: &ContainerSpec) -> String {
     field(&format!("{:?}", spec.mounts));
     field(&format!("{:?}", spec.network));
     field(&format!("{:?}", spec.aliases));
+    field(&format!("{:?} {:?}", spec.restart, spec.limits));
     let labels: BTreeMap<_, _> = spec.labels.iter().collect();
     field(&format!("{labels:?}"));
     hex::encode(&hasher.finalize()[..16])
@@ -276,8 +294,13 @@ const POLL: Duration = Duration::from_millis(200);
 /// app's health check, a provider's protocol check, run as soon as it runs rather than after
 /// Docker's first interval) passes, or, with neither, it has kept running for
 /// [`supervise::SETTLE`]. An error with its last lines when it exits, is unhealthy, or is not
-/// ready in time.
-fn ready(desired: &Desired, container: &Container, ctx: &Context<'_>) -> Result<(), Error> {
+/// ready in time, or exits and is restarted by Docker (more than `restarts` times).
+fn ready(
+    desired: &Desired,
+    container: &Container,
+    ctx: &Context<'_>,
+    restarts: i64,
+) -> Result<(), Error> {
     let engine = ctx.engine;
     let started = Instant::now();
     let why = loop {
@@ -288,6 +311,13 @@ fn ready(desired: &Desired, container: &Container, ctx: &Context<'_>) -> Result<
         })?;
         if matches!(info.state, State::Exited | State::Dead) {
             break format!("it exited with code {}", info.exit_code.unwrap_or(-1));
+        }
+        // Under a restart policy, an exit shows as a restart rather than as `exited`.
+        if info.restart_count > restarts {
+            break match info.exit_code {
+                Some(code) => format!("it exited with code {code} and Docker restarted it"),
+                None => "it exited and Docker restarted it".to_owned(),
+            };
         }
         let health = info.health.as_ref().map(|h| h.status);
         match health {

@@ -134,6 +134,13 @@ pub enum Error {
         name: String,
         range: RangeInclusive<u16>,
     },
+    #[error("`[docker]` of {component} of `{label}`: {message}")]
+    DockerOption {
+        label: String,
+        /// `the app` or `provider `database``.
+        component: String,
+        message: String,
+    },
     #[error("port `{name}` of `{label}`: `{value}` is not a port number a deployment can publish")]
     BadPort {
         label: String,
@@ -236,6 +243,11 @@ pub fn plan(
             docker.extend(over.docker.clone());
             port_defs.extend(over.port.clone());
         }
+        crate::options::run_options(&docker).map_err(|message| Error::DockerOption {
+            label: label.clone(),
+            component: format!("provider `{}`", provider.name),
+            message,
+        })?;
         let ports = port_defs
             .iter()
             .map(|(name, port)| {
@@ -265,6 +277,11 @@ pub fn plan(
     port_defs.extend(site.port.clone());
     let mut docker: BTreeMap<_, _> = config.docker.clone().unwrap_or_default();
     docker.extend(site.docker.clone());
+    crate::options::run_options(&docker).map_err(|message| Error::DockerOption {
+        label: label.clone(),
+        component: "the app".to_owned(),
+        message,
+    })?;
     containers.push(Container {
         name: prefix.clone(),
         component: APP.to_owned(),

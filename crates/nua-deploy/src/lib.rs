@@ -14,6 +14,7 @@ pub mod image;
 pub mod instance;
 pub mod kept;
 pub mod local;
+pub mod options;
 pub mod state;
 pub mod supervise;
 pub mod target;

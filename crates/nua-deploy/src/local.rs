@@ -187,6 +187,8 @@ pub fn plan(request: &Request, ports: &dyn HostPorts, taken: &[u16]) -> Result<P
             labels: labels(request),
             network: None,
             aliases: Vec::new(),
+            // `nua run` watches its container itself and removes it when it stops.
+            ..ContainerSpec::default()
         },
         published,
         volumes: Vec::new(),

@@ -190,6 +190,7 @@ impl Engine for FakeEngine {
             image: spec.image.clone(),
             state: State::Created,
             exit_code: None,
+            restart_count: 0,
             health: None,
             ports: spec.ports.clone(),
             labels: spec.labels.clone(),
@@ -218,6 +219,12 @@ impl Engine for FakeEngine {
         let script = world.scripts.get(&spec.image).cloned().unwrap_or_default();
         let mut info = info;
         match script.exits_with {
+            // Docker restarts it at once: it is seen running again, once more restarted.
+            Some(code) if spec.restart != Restart::No => {
+                info.state = State::Running;
+                info.exit_code = Some(code);
+                info.restart_count += 1;
+            }
             Some(code) => {
                 info.state = State::Exited;
                 info.exit_code = Some(code);
@@ -242,6 +249,26 @@ impl Engine for FakeEngine {
             info.state = State::Exited;
             info.exit_code = Some(0);
         }
+        Ok(())
+    }
+
+    fn set_paused(&self, name: &str, paused: bool) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!(
+            "{} {name}",
+            if paused { "pause" } else { "unpause" }
+        ));
+        let (_, info) = world
+            .containers
+            .get_mut(name)
+            .ok_or_else(|| Error::NoSuchContainer {
+                name: name.to_owned(),
+            })?;
+        info.state = match (info.state, paused) {
+            (State::Running, true) => State::Paused,
+            (State::Paused, false) => State::Running,
+            (state, _) => state,
+        };
         Ok(())
     }
 

@@ -47,6 +47,9 @@ pub trait Engine: Sync {
     fn start_container(&self, name: &str) -> Result<(), Error>;
     /// Stop a container: SIGTERM, then SIGKILL after `timeout`.
     fn stop_container(&self, name: &str, timeout: Duration) -> Result<(), Error>;
+    /// Freeze or thaw every process of a running container (`docker pause`/`unpause`); its
+    /// memory and ports are kept.
+    fn set_paused(&self, name: &str, paused: bool) -> Result<(), Error>;
     /// Remove a container, running or not, with its anonymous volumes (named ones stay).
     fn remove_container(&self, name: &str) -> Result<(), Error>;
     /// A container by name or ID, if it exists.

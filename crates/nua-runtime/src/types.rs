@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Labels of a container, volume or network, sorted by key.
 pub type Labels = BTreeMap<String, String>;
@@ -156,6 +156,32 @@ pub struct ContainerSpec {
     pub network: Option<String>,
     /// Other names the container answers to on `network` (a provider's name).
     pub aliases: Vec<String>,
+    /// What Docker does when the container stops by itself.
+    pub restart: Restart,
+    pub limits: Limits,
+}
+
+/// Docker's restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    /// Restart after a non-zero exit, at most this many times (0: no limit).
+    OnFailure(u32),
+}
+
+/// Resource limits of a container (`None`: Docker's default, no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_bytes: Option<i64>,
+    /// CPU time in billionths of a CPU (`1_500_000_000` is one and a half).
+    pub nano_cpus: Option<i64>,
+    /// The size of `/dev/shm`.
+    pub shm_bytes: Option<i64>,
+    pub pids: Option<i64>,
 }
 
 /// Where a container is in its life.
@@ -201,8 +227,10 @@ pub struct ContainerInfo {
     pub name: String,
     pub image: String,
     pub state: State,
-    /// The exit code, once exited.
+    /// The exit code, once exited (or, while restarting, of the last exit).
     pub exit_code: Option<i64>,
+    /// How many times Docker restarted it under its restart policy.
+    pub restart_count: i64,
     /// `None` when the image has no health check.
     pub health: Option<Health>,
     pub ports: Vec<PortBinding>,

@@ -47,6 +47,10 @@ pub enum NuaCommand {
     Start(LabelArgs),
     /// Stop a deployed instance, then run it again
     Restart(LabelArgs),
+    /// Freeze every process of a deployed instance (memory, ports and data are kept)
+    Pause(LabelArgs),
+    /// Thaw an instance frozen with `nua pause`
+    Unpause(LabelArgs),
     /// Make Docker match the recorded instances again (all, or one)
     Reconcile(ReconcileArgs),
     /// Run an instance as an earlier generation did (its image and settings; data stays)

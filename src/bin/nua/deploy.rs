@@ -401,6 +401,27 @@ fn deploy_site(
             let message = format!("{:#}", anyhow::Error::new(err));
             state.finish(label, generation, Err(&message))?;
             eprintln!("error: cannot deploy `{label}` (generation {generation}): {message}");
+            // What ran before runs again: the instance stays on its last good generation.
+            if let (Some(previous), Some(before)) = (&previous, &before) {
+                let ctx = Context {
+                    engine: ctx.engine,
+                    external_ip: ctx.external_ip.clone(),
+                    ready_timeout: ctx.ready_timeout,
+                    stopped: previous.stopped,
+                };
+                match apply::apply(before, previous.generation, &ctx, state) {
+                    Ok(_) => eprintln!(
+                        "{label}: generation {} runs again, as before this deploy",
+                        previous.generation
+                    ),
+                    Err(e) => eprintln!(
+                        "error: `{label}` could not be put back on generation {}: {:#} \
+                         (`nua reconcile {label}` tries again)",
+                        previous.generation,
+                        anyhow::Error::new(e)
+                    ),
+                }
+            }
             Ok(Deployed::Failed)
         }
     }
@@ -689,6 +710,68 @@ pub fn restart(args: &LabelArgs) -> anyhow::Result<ExitCode> {
     set_running(&args.label, false)?;
     set_running(&args.label, true)?;
     outln!("{} restarted", args.label)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Freeze (`paused`) or thaw the containers of an instance: the app first when freezing,
+/// its providers first when thawing. Docker keeps them so; reconciling leaves them so.
+pub fn pause(args: &LabelArgs, paused: bool) -> anyhow::Result<ExitCode> {
+    let label = &args.label;
+    let engine = docker()?;
+    let state = existing_state()?;
+    let instance = match &state {
+        Some(state) => state.instance(label)?,
+        None => None,
+    };
+    let Some(instance) = instance else {
+        return Err(anyhow::anyhow!("there is no instance `{label}`")
+            .context(Hint("`nua status` lists them".into())));
+    };
+    if instance.stopped {
+        return Err(anyhow::anyhow!(
+            "`{label}` is stopped: there is nothing to {}",
+            if paused { "pause" } else { "unpause" }
+        )
+        .context(Hint(format!("`nua start {label}` runs it").into())));
+    }
+    let desired: Desired = serde_json::from_value(instance.desired)?;
+    let mut order: Vec<_> = desired.containers.iter().collect();
+    if paused {
+        order.reverse();
+    }
+    let (from, to) = if paused {
+        (nua_runtime::State::Running, nua_runtime::State::Paused)
+    } else {
+        (nua_runtime::State::Paused, nua_runtime::State::Running)
+    };
+    let mut changed = 0;
+    for container in order {
+        let info = engine.container(&container.name)?;
+        match info.map(|i| i.state) {
+            Some(state) if state == from => {
+                engine.set_paused(&container.name, paused)?;
+                changed += 1;
+            }
+            Some(state) if state == to => {}
+            other => {
+                let state = other.map_or("missing".to_owned(), |s| format!("{s:?}").to_lowercase());
+                return Err(anyhow::anyhow!(
+                    "`{}` of `{label}` is {state}, not {}",
+                    container.name,
+                    if paused { "running" } else { "paused" }
+                )
+                .context(Hint(
+                    format!("`nua reconcile {label}` runs it as recorded").into(),
+                )));
+            }
+        }
+    }
+    let what = if paused { "paused" } else { "unpaused" };
+    if changed == 0 {
+        outln!("{label} was already {what}")?;
+    } else {
+        outln!("{label} {what}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

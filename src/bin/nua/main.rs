@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         NuaCommand::History(args) => deploy::history(args),
         NuaCommand::Start(args) => deploy::start(args),
         NuaCommand::Restart(args) => deploy::restart(args),
+        NuaCommand::Pause(args) => deploy::pause(args, true),
+        NuaCommand::Unpause(args) => deploy::pause(args, false),
         NuaCommand::Reconcile(args) => deploy::reconcile(args),
         NuaCommand::Rollback(args) => deploy::rollback(args),
         NuaCommand::Server(args) => deploy::server(args),

@@ -276,3 +276,84 @@ fn a_stopped_instance_is_stopped_app_first_and_stays_so() {
     let started = apply(&want, 1, &ctx(&engine), &mut state).unwrap();
     assert_eq!(started.started, ["nua-n-database", "nua-n"]);
 }
+
+#[test]
+fn an_app_that_exits_and_is_restarted_by_docker_is_not_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    engine.script(
+        APP_IMAGE,
+        Script {
+            exits_with: Some(3),
+            ..Script::default()
+        },
+    );
+    let err = apply(&desired(CONFIG, APP_IMAGE), 1, &ctx(&engine), &mut state).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("the app of `n` is not ready")
+            && message.contains("it exited with code 3 and Docker restarted it"),
+        "{message}"
+    );
+}
+
+#[test]
+fn docker_options_reach_the_containers_and_a_changed_one_recreates_only_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let with_db_options = CONFIG.to_owned()
+        + "[provider.docker]\nrestart_policy = { name = \"always\" }\nshm_size = \"256m\"\n";
+    apply(
+        &desired(&with_db_options, APP_IMAGE),
+        1,
+        &ctx(&engine),
+        &mut state,
+    )
+    .unwrap();
+    let db = engine.spec("nua-n-database").unwrap();
+    assert_eq!(db.restart, nua_runtime::Restart::Always);
+    assert_eq!(db.limits.shm_bytes, Some(256 << 20));
+    // The app has none: it restarts unless stopped.
+    let app = engine.spec("nua-n").unwrap();
+    assert_eq!(app.restart, nua_runtime::Restart::UnlessStopped);
+    assert_eq!(app.limits, nua_runtime::Limits::default());
+
+    let limited = with_db_options.replace(
+        "[[provider]]",
+        "[docker]\nmem_limit = \"512m\"\n\n[[provider]]",
+    );
+    let applied = apply(&desired(&limited, APP_IMAGE), 2, &ctx(&engine), &mut state).unwrap();
+    assert_eq!(applied.created, ["nua-n"]);
+    assert_eq!(
+        engine.spec("nua-n").unwrap().limits.memory_bytes,
+        Some(512 << 20)
+    );
+}
+
+#[test]
+fn a_paused_instance_stays_paused_through_an_apply_and_stops_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let want = desired(CONFIG, APP_IMAGE);
+    apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    engine.set_paused("nua-n", true).unwrap();
+    let applied = apply(&want, 1, &ctx(&engine), &mut state).unwrap();
+    assert!(applied.unchanged(), "{applied:?}");
+    assert_eq!(
+        engine.container("nua-n").unwrap().unwrap().state,
+        State::Paused
+    );
+    let stopped = Context {
+        stopped: true,
+        ..ctx(&engine)
+    };
+    let applied = apply(&want, 1, &stopped, &mut state).unwrap();
+    assert_eq!(applied.stopped, ["nua-n", "nua-n-database"]);
+    assert_eq!(
+        engine.container("nua-n").unwrap().unwrap().state,
+        State::Exited
+    );
+}

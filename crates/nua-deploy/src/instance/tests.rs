@@ -232,3 +232,26 @@ fn a_redeploy_keeps_the_ports_an_earlier_generation_placed() {
     .unwrap();
     assert_eq!(again, first);
 }
+
+#[test]
+fn a_docker_option_nua_cannot_honour_is_an_error_naming_the_container() {
+    let site =
+        &sites("[[site]]\nimage = \"notes\"\nlabel = \"n\"\ndocker = { network = \"host\" }\n")[0];
+    let err = plan_of(site, &Held(BTreeMap::new())).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("`[docker]` of the app of `n`: `network`: an instance runs on"),
+        "{err}"
+    );
+    let site = &sites(
+        "[[site]]\nimage = \"notes\"\nlabel = \"n\"\n[[site.provider]]\nname = \"database\"\n\
+         docker = { cap_add = [\"SYS_ADMIN\"] }\n",
+    )[0];
+    let err = plan_of(site, &Held(BTreeMap::new())).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "`[docker]` of provider `database` of `n`: `cap_add` is not an option Nua applies"
+        ),
+        "{err}"
+    );
+}

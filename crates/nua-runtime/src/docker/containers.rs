@@ -38,6 +38,11 @@ impl Docker {
                 port_bindings: Some(bindings),
                 mounts: Some(mounts),
                 network_mode: spec.network.clone(),
+                restart_policy: Some(restart_policy(spec.restart)),
+                memory: spec.limits.memory_bytes,
+                nano_cpus: spec.limits.nano_cpus,
+                shm_size: spec.limits.shm_bytes,
+                pids_limit: spec.limits.pids,
                 ..Default::default()
             }),
             networking_config: spec.network.as_ref().map(|network| {
@@ -97,6 +102,21 @@ impl Docker {
             Err(e) if status(&e) == Some(304) => Ok(()),
             other => other.map_err(|e| not_found(name, e, "POST /containers/{id}/stop")),
         }
+    }
+
+    pub(super) fn pause(&self, name: &str, paused: bool) -> Result<(), Error> {
+        let (done, call) = if paused {
+            (
+                self.runtime.block_on(self.client.pause_container(name)),
+                "POST /containers/{id}/pause",
+            )
+        } else {
+            (
+                self.runtime.block_on(self.client.unpause_container(name)),
+                "POST /containers/{id}/unpause",
+            )
+        };
+        done.map_err(|e| not_found(name, e, call))
     }
 
     pub(super) fn remove(&self, name: &str) -> Result<(), Error> {
@@ -167,6 +187,20 @@ fn taken_port(message: &str) -> Option<u16> {
         .or_else(|| message.find(": bind: address already in use"))?;
     let digits = message[..end].rsplit(':').next()?;
     digits.parse().ok()
+}
+
+fn restart_policy(restart: Restart) -> models::RestartPolicy {
+    use models::RestartPolicyNameEnum as Name;
+    let (name, retries) = match restart {
+        Restart::No => (Name::NO, None),
+        Restart::Always => (Name::ALWAYS, None),
+        Restart::UnlessStopped => (Name::UNLESS_STOPPED, None),
+        Restart::OnFailure(n) => (Name::ON_FAILURE, Some(i64::from(n))),
+    };
+    models::RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: retries,
+    }
 }
 
 fn mount(mount: &Mount) -> models::Mount {
@@ -274,9 +308,10 @@ fn container_info(c: models::ContainerInspectResponse) -> ContainerInfo {
             .trim_start_matches('/')
             .to_owned(),
         image: config.image.unwrap_or_default(),
-        exit_code: (status == State::Exited || status == State::Dead)
+        exit_code: matches!(status, State::Exited | State::Dead | State::Restarting)
             .then_some(state.exit_code)
             .flatten(),
+        restart_count: c.restart_count.unwrap_or(0),
         state: status,
         health,
         ports,

@@ -391,6 +391,10 @@ impl Engine for Docker {
         self.remove(name)
     }
 
+    fn set_paused(&self, name: &str, paused: bool) -> Result<(), Error> {
+        self.pause(name, paused)
+    }
+
     fn container(&self, name: &str) -> Result<Option<ContainerInfo>, Error> {
         self.inspect(name)
     }
