@@ -229,6 +229,28 @@ fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
     );
     assert_eq!(get(port, "/"), format!("{label} hits=1\n"));
 
+    // An upgrade whose app never gets ready (it exits, Docker restarts it, it exits again)
+    // fails with its last lines, and what ran before runs again, on its data.
+    write("env = { DB_NAME = \"missing\" }\n");
+    let out = env.nua(&["deploy", file]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the app of `{label}` is not ready"))
+            && stderr.contains("and Docker restarted it")
+            && stderr.contains("database \"missing\" does not exist")
+            && stderr.contains(&format!("{label}: generation 4 runs again")),
+        "{stderr}"
+    );
+    assert_eq!(get(port, "/"), format!("{label} hits=1\n"));
+    let history: Value = serde_json::from_str(&env.ok(&["history", &label, "--json"])).unwrap();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["number"].as_u64(), last["outcome"].as_str()),
+        (Some(5), Some("failed")),
+        "{last}"
+    );
+
     // Everything removed by hand: `nua reconcile` makes it again, on its data.
     run_ok(Command::new("docker").args(["rm", "-f", &web, &db]));
     env.ok(&["reconcile", "-q"]);
@@ -333,4 +355,89 @@ fn a_provider_image_is_pulled_from_the_docker_hub_mirror_when_links_are_preferre
     assert!(registry
         .log()
         .contains("/v2/library/postgres/manifests/15.1"));
+}
+
+#[test]
+fn an_app_with_mariadb_and_redis_pauses_and_is_not_replaced_by_another_app_unasked() {
+    let (work, env) = setup_with("8600-8699", &["mariadb-10.11", "redis-7"]);
+    let (label, _deployed) = Deployed::label("mr", &env);
+    let file = work.path().join("deploy.toml");
+    let site = |app: &str| {
+        format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\n",
+            fixture_app(app).display()
+        )
+    };
+    std::fs::write(&file, site("mr-counter")).unwrap();
+    let file = file.to_str().unwrap();
+    let out = env.nua(&["deploy", file]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Nua's own images stand for the modules' (MariaDB 10.11 meets `>=10.6`).
+    for provider in ["database", "cache"] {
+        assert!(
+            stderr.contains(&format!("provider `{provider}` runs "))
+                && stderr.contains("(built from Debian)"),
+            "{stderr}"
+        );
+    }
+    let port = ports(&env)[0].1;
+    assert_eq!(get(port, "/hit"), format!("{label} hits=1 views=1\n"));
+    assert_eq!(get(port, "/hit"), format!("{label} hits=2 views=2\n"));
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    let providers: Vec<&str> = status[0]["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["database", "cache"]);
+    // Docker restarts what Nua deploys unless it is stopped on purpose.
+    let policy = run_ok(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}",
+        &format!("nua-{label}-cache"),
+    ]));
+    assert_eq!(
+        policy.trim(),
+        "always",
+        "the module's own `[docker]` option"
+    );
+    let policy = run_ok(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}",
+        &format!("nua-{label}"),
+    ]));
+    assert_eq!(policy.trim(), "unless-stopped");
+
+    // Paused, it holds its port without answering; a reconcile leaves it paused.
+    env.ok(&["pause", &label]);
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status[0]["state"], "paused");
+    assert_eq!(status[0]["providers"][0]["state"], "paused");
+    assert!(http_get(port, "/").is_err(), "a paused app answered");
+    env.ok(&["reconcile", "-q"]);
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status[0]["state"], "paused");
+    env.ok(&["unpause", &label]);
+    assert_eq!(get(port, "/"), format!("{label} hits=2 views=2\n"));
+
+    // Another app on the label is refused unless asked for, and nothing changes.
+    let other = work.path().join("other.toml");
+    std::fs::write(&other, site("unhealthy")).unwrap();
+    let out = env.nua(&["deploy", other.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`{label}` runs `mr-counter`, not `unhealthy`: deploying it would replace that app \
+             and its data; give `--replace` to do so"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(get(port, "/"), format!("{label} hits=2 views=2\n"));
+    let history: Value = serde_json::from_str(&env.ok(&["history", &label, "--json"])).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
 }

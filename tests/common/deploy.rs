@@ -131,11 +131,19 @@ pub fn deploy_file(dir: &Path, labels: &[String]) -> PathBuf {
     file
 }
 
-/// A work folder and the cache (bases built), state and port range of a test's `nua`.
+/// A work folder and the cache (bases built), state and port range of a test's `nua`, for
+/// the PostgreSQL counter.
 pub fn setup(ports: &str) -> (tempfile::TempDir, Env) {
+    setup_with(ports, &["postgres-15"])
+}
+
+/// [`setup`] for apps whose providers run on the Nua images of `providers`.
+pub fn setup_with(ports: &str, providers: &[&str]) -> (tempfile::TempDir, Env) {
     test_env();
-    // The database image is built once per machine in the shared cache, like the app's base.
-    shared_base("postgres-15");
+    // Provider images are built once per machine in the shared cache, like the app's base.
+    for base in providers {
+        shared_base(base);
+    }
     let work = temp_dir();
     let env = Env {
         cache: cache_with_base("python", work.path()),

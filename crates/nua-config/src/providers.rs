@@ -106,6 +106,15 @@ fn choose_version<'v>(versions: &'v [Value], requirement: &str) -> Result<&'v Va
         .ok_or_else(|| format!("no version of the module meets `{requirement}`"))
 }
 
+/// Whether `version` (`10.11`) meets `requirement` (`>=10.6`; empty: any); a requirement
+/// that cannot be read is met by nothing.
+pub fn meets(requirement: &str, version: &str) -> bool {
+    match (parse_requirement(requirement), numbers(version)) {
+        (Ok(comparators), Some(v)) => comparators.iter().all(|c| c.matches(&v)),
+        _ => false,
+    }
+}
+
 #[derive(Debug)]
 struct Comparator {
     op: &'static str,
@@ -195,6 +204,22 @@ mod tests {
     use super::*;
     use rstest::rstest;
     use serde_json::json;
+
+    #[rstest]
+    #[case(">=10.6", "10.11", true)]
+    #[case(">=10.6, <10.7", "10.11", false)]
+    #[case("", "10.11", true)]
+    #[case(">=15, <16", "15", true)]
+    #[case(">=14, <15", "15", false)]
+    #[case(">=7", "7.0", true)]
+    #[case("not a requirement", "7.0", false)]
+    fn a_version_meets_a_requirement(
+        #[case] requirement: &str,
+        #[case] version: &str,
+        #[case] met: bool,
+    ) {
+        assert_eq!(meets(requirement, version), met);
+    }
 
     #[rstest]
     #[case("postgres", ">=14, <15", "docker.io/library/postgres:14.6")]

@@ -26,12 +26,14 @@ use nua_deploy::state::{self, Kind, State};
 use nua_deploy::target::Target;
 use nua_runtime::{Docker, Engine as _, LoadOptions};
 
-/// The Nua images that can stand for a module's image: (image repository, version prefix,
-/// base of `base-images/`).
+/// The Nua images that can stand for a module's image: (image repository, version, base of
+/// `base-images/`). One is used when its version meets the provider's `module-version`
+/// (`>=10.6` takes Nua's MariaDB 10.11 even though the module's newest link is 10.10), or,
+/// for a provider without one, when it is the version of the image it names.
 const OWN_PROVIDER_IMAGES: &[(&str, &str, &str)] = &[
     ("postgres", "15", "postgres-15"),
     ("mariadb", "10.11", "mariadb-10.11"),
-    ("redis", "7", "redis-7"),
+    ("redis", "7.0", "redis-7"),
 ];
 
 fn open_state() -> anyhow::Result<State> {
@@ -117,7 +119,15 @@ fn provider_image(engine: &Docker, provider: &Provider, quiet: bool) -> anyhow::
     let repository = repository.rsplit('/').next().unwrap_or_default();
     let own = OWN_PROVIDER_IMAGES
         .iter()
-        .find(|(repo, prefix, _)| *repo == repository && version.starts_with(prefix))
+        .find(|(repo, own, _)| {
+            *repo == repository
+                && match (&provider.module_name, &provider.module_version) {
+                    (Some(_), requirement) => {
+                        nua_config::providers::meets(requirement.as_deref().unwrap_or(""), own)
+                    }
+                    (None, _) => nua_config::providers::meets(own, version),
+                }
+        })
         .filter(|_| prefer != "links");
     let runs = settings::cache_dir()?.join("run");
     fs_err::create_dir_all(&runs)?;
