@@ -441,3 +441,63 @@ fn an_app_with_mariadb_and_redis_pauses_and_is_not_replaced_by_another_app_unask
     let history: Value = serde_json::from_str(&env.ok(&["history", &label, "--json"])).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
 }
+
+#[test]
+fn bad_input_is_one_error_each_and_creates_nothing() {
+    let (work, env) = setup("8700-8799");
+    let (label, _deployed) = Deployed::label("bad", &env);
+    let deploy = |image: &str, vars: &[(&str, &str)]| {
+        let file = work.path().join("deploy.toml");
+        std::fs::write(
+            &file,
+            format!("[[site]]\nimage = \"{image}\"\nlabel = \"{label}\"\n"),
+        )
+        .unwrap();
+        let out = env.nua_with(&["deploy", file.to_str().unwrap()], vars);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(!container_named(&format!("nua-{label}")), "{stderr}");
+        stderr
+    };
+    // An image nobody has.
+    let stderr = deploy("127.0.0.1:9/nothing:1", &[]);
+    assert!(stderr.contains("127.0.0.1:9/nothing:1"), "{stderr}");
+
+    // An app whose provider needs an image nobody can give (no Docker Hub here, and Nua's
+    // PostgreSQL is 15), and whose environment asks for the external IP.
+    let app = work.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    let config = |extra: &str| {
+        std::fs::write(
+            app.join("nua-config.toml"),
+            format!(
+                "[metadata]\nid = \"bad\"\nversion = \"1\"\n\n[run]\nstart = \"sleep 600\"\n\n\
+                 {extra}"
+            ),
+        )
+        .unwrap();
+    };
+    config(
+        "[[provider]]\nname = \"database\"\nmodule-name = \"postgres\"\n\
+         module-version = \">=14, <15\"\n",
+    );
+    let mirror = [("NUA_REGISTRY_MIRROR", "http://127.0.0.1:9")];
+    let stderr = deploy(app.to_str().unwrap(), &mirror);
+    assert!(
+        stderr.contains(
+            "provider `database` needs `docker.io/library/postgres:14.6`, which cannot be \
+             pulled, and Nua has no image of its own for it (it has: postgres 15, mariadb \
+             10.11, redis 7.0)"
+        ),
+        "{stderr}"
+    );
+    assert!(!container_named(&format!("nua-{label}-database")));
+
+    config("[env]\nPUBLIC_IP = { external_ip = true }\n");
+    let stderr = deploy(app.to_str().unwrap(), &[]);
+    assert!(stderr.contains("NUA_EXTERNAL_IP"), "{stderr}");
+    // The journal has the failed generation; no instance was made of it.
+    let history: Value = serde_json::from_str(&env.ok(&["history", &label, "--json"])).unwrap();
+    assert_eq!(history[0]["outcome"], "failed", "{history}");
+    assert_eq!(env.ok(&["status", "--json"]).trim(), "[]");
+}

@@ -188,7 +188,12 @@ pub fn prepare(engine: &Docker, target: Target, args: &Knobs) -> anyhow::Result<
             let config = image::config_in_archive(&path)?;
             (image, Some(loaded), config)
         }
-        Target::Reference(reference) => (reference, None, None),
+        Target::Reference(reference) => {
+            if engine.image(&reference)?.is_none() {
+                pull(engine, &reference, args.quiet)?;
+            }
+            (reference, None, None)
+        }
     };
     let details = engine.image(&image)?.ok_or_else(|| {
         anyhow::Error::new(nua_runtime::Error::NoSuchImage {
@@ -204,6 +209,40 @@ pub fn prepare(engine: &Docker, target: Target, args: &Knobs) -> anyhow::Result<
         loaded,
         config,
     })
+}
+
+/// Pull `reference`, which Docker lacks, with Nua's registry client (its mirror, credentials
+/// and retries), and load it.
+fn pull(engine: &Docker, reference: &str, quiet: bool) -> anyhow::Result<()> {
+    let runs = settings::cache_dir()?.join("run");
+    fs_err::create_dir_all(&runs)?;
+    let layout = tempfile::Builder::new().prefix("pull-").tempdir_in(&runs)?;
+    nua::cli::commands::pull::pull_layout(reference, layout.path())
+        .map_err(|e| {
+            e.context(format!(
+                "there is no image `{reference}` in Docker, and it cannot be pulled"
+            ))
+        })
+        .map_err(|e| {
+            e.context(Hint(
+                "give an app folder (built first) or an image tarball, or a reference a \
+                 registry serves"
+                    .into(),
+            ))
+        })?;
+    // Pulled by digest from the registry: already verified.
+    let trusted = LoadOptions {
+        thin: true,
+        verify: false,
+    };
+    let loaded = engine.load_image(layout.path(), trusted)?;
+    if !quiet {
+        eprintln!(
+            "pulled {reference} ({} of {} layers sent to Docker)",
+            loaded.layers_sent, loaded.layers
+        );
+    }
+    Ok(())
 }
 
 /// Start the app, keep its generated values, and say where it answers.
