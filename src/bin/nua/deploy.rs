@@ -172,9 +172,9 @@ fn provider_image(engine: &Docker, provider: &Provider, quiet: bool) -> anyhow::
         engine
             .load_image(layout.path(), trusted)
             .with_context(|| format!("cannot load the image of provider `{}`", provider.name))?;
-        if !quiet {
-            eprintln!("provider `{}` runs {tag} ({how})", provider.name);
-        }
+    }
+    if !quiet {
+        eprintln!("provider `{}` runs {tag} ({how})", provider.name);
     }
     Ok(tag)
 }
