@@ -295,11 +295,11 @@ fn a_killed_deploy_converges_and_an_instance_rolls_back_and_is_kept_running() {
 }
 
 /// A Docker image a test loads under a name it does not own, removed when dropped.
-struct Tagged(&'static str);
+struct Tagged(String);
 
 impl Drop for Tagged {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", self.0]).output();
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
     }
 }
 
@@ -330,8 +330,8 @@ fn a_provider_image_is_pulled_from_the_docker_hub_mirror_when_links_are_preferre
             ])
             .env("NUA_CACHE_DIR", &env.cache),
     );
-    let link = Tagged("docker.io/library/postgres:15.1");
-    let _ = Command::new("docker").args(["rmi", "-f", link.0]).output();
+    let link = Tagged("docker.io/library/postgres:15.1".to_owned());
+    let _ = Command::new("docker").args(["rmi", "-f", &link.0]).output();
 
     let (label, _deployed) = Deployed::label("counter-l", &env);
     let file = deploy_file(work.path(), std::slice::from_ref(&label));
@@ -348,13 +348,60 @@ fn a_provider_image_is_pulled_from_the_docker_hub_mirror_when_links_are_preferre
         "{stderr}"
     );
     let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-    assert_eq!(status[0]["providers"][0]["image"], link.0);
+    assert_eq!(status[0]["providers"][0]["image"], link.0.as_str());
     let port = ports(&env)[0].1;
     assert_eq!(get(port, "/hit"), format!("{label} hits=1\n"));
     // The mirror was asked, by the registry client.
     assert!(registry
         .log()
         .contains("/v2/library/postgres/manifests/15.1"));
+
+    // A site may name its app by a registry reference Docker lacks: it is pulled.
+    let app_tarball = work.path().join("app.tar");
+    run_ok(
+        nua_pack()
+            .args([
+                "build",
+                fixture_app("pg-counter").to_str().unwrap(),
+                "-q",
+                "-o",
+            ])
+            .arg(&app_tarball)
+            .env("NUA_CACHE_DIR", &env.cache),
+    );
+    let reference = format!("{host}/apps/pg-counter:1.0");
+    let _pushed = Tagged(reference.clone());
+    run_ok(
+        nua_pack()
+            .args([
+                "push",
+                app_tarball.to_str().unwrap(),
+                &reference,
+                "--insecure-registry",
+                &host,
+            ])
+            .env("NUA_CACHE_DIR", &env.cache),
+    );
+    let (second, _deployed_second) = Deployed::label("counter-ref", &env);
+    let file = work.path().join("by-reference.toml");
+    std::fs::write(
+        &file,
+        format!("[[site]]\nimage = \"{reference}\"\nlabel = \"{second}\"\n"),
+    )
+    .unwrap();
+    let out = env.nua_with(
+        &["deploy", file.to_str().unwrap()],
+        &[("NUA_INSECURE_REGISTRIES", host.as_str())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("pulled {reference}")), "{stderr}");
+    let port = ports(&env)
+        .into_iter()
+        .find(|(l, _)| *l == second)
+        .unwrap()
+        .1;
+    assert_eq!(get(port, "/hit"), format!("{second} hits=1\n"));
 }
 
 #[test]

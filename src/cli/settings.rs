@@ -133,11 +133,30 @@ pub fn registry_options(
             explicit_registry: registry.map(str::to_owned),
             docker_config_dir,
         },
-        insecure_registries: args.insecure_registries.clone(),
+        insecure_registries: insecure_registries(&args.insecure_registries),
         mirror,
         low_speed: low_speed()?,
         ..ClientOptions::default()
     })
+}
+
+/// Registries spoken to over plain HTTP: `--insecure-registry` and the server setting
+/// `NUA_INSECURE_REGISTRIES` (`HOST:PORT`, comma-separated), which `nua deploy` and
+/// `nua run` use for the images they pull.
+pub const NUA_INSECURE_REGISTRIES: &str = "NUA_INSECURE_REGISTRIES";
+
+fn insecure_registries(given: &[String]) -> Vec<String> {
+    let mut all = given.to_vec();
+    if let Ok(setting) = std::env::var(NUA_INSECURE_REGISTRIES) {
+        all.extend(
+            setting
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    all
 }
 
 /// The low-speed limit of downloads: `NUA_LOW_SPEED_LIMIT` bytes per second over
