@@ -29,6 +29,8 @@ install_packages() {
     command -v pigz >/dev/null || missing+=(pigz)
     [ -x /usr/bin/time ] || missing+=(time)
     command -v newuidmap >/dev/null || missing+=(uidmap)
+    # the reverse proxy Nua drives
+    [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
     apt_install "${missing[@]}"
 }
 

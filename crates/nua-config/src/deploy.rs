@@ -288,8 +288,14 @@ fn check_domain(domain: &str) -> Result<(), String> {
     if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
         return Err(format!("`{host}` is not a host name"));
     }
-    if path.split('/').any(|c| c == ".." || c == ".") || path.contains(char::is_whitespace) {
-        return Err(format!("the path `/{path}` is not a plain path"));
+    // The path goes into the proxy's configuration: plain URL characters only.
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~'));
+    if !plain || path.split('/').any(|c| c == ".." || c == ".") {
+        return Err(format!(
+            "the path `/{path}` is not a plain path (letters, digits, `-`, `_`, `.`, `~` and `/`)"
+        ));
     }
     Ok(())
 }
@@ -338,6 +344,16 @@ mod tests {
     #[case(
         "[[site]]\nimage = \"x\"\ndomain = \"a.com\"\n[[site]]\nimage = \"y\"\ndomain = \"a.com\"\n",
         "deploy.toml:6:1: `site[1].domain` `a.com` is the domain of `site[0]` too",
+        None
+    )]
+    #[case(
+        "[[site]]\nimage = \"x\"\ndomain = \"a_b.com\"\n",
+        "deploy.toml:3:1: `site[0].domain`: `a_b.com` is not a host name",
+        None
+    )]
+    #[case(
+        "[[site]]\nimage = \"x\"\ndomain = \"a.com/x;return 200\"\n",
+        "deploy.toml:3:1: `site[0].domain`: the path `/x;return 200` is not a plain path",
         None
     )]
     #[case(

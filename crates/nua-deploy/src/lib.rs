@@ -15,6 +15,7 @@ pub mod instance;
 pub mod kept;
 pub mod local;
 pub mod options;
+pub mod proxy;
 pub mod state;
 pub mod supervise;
 pub mod target;

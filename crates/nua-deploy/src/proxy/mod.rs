@@ -1,0 +1,165 @@
+//! The reverse proxy: nginx from Debian, driven by Nua.
+//!
+//! Every instance with a `domain` is a route: requests for its host (and under its path, when
+//! the domain is `host/path`, with the prefix stripped) go to the app's web port on 127.0.0.1.
+//! [`domains`] groups the routes by host; [`render`] writes one nginx configuration file per
+//! host from the templates in `templates/nginx/` (HTTP, or HTTPS with a redirect and HSTS
+//! once a certificate is there; websockets; `X-Forwarded-*` headers; an ACME challenge folder
+//! on every HTTP server); [`nginx::Nginx`] checks a new set of files with `nginx -t` before
+//! it becomes the live one and reloads gracefully.
+//!
+//! An app's web port is its port named `web`, or its only port.
+
+pub mod nginx;
+mod render;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::instance::{Desired, Role};
+
+pub use render::{render_common, render_main, render_site};
+
+/// How the proxy listens and where its files live.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http_port: u16,
+    pub https_port: u16,
+    /// Where ACME HTTP-01 challenge files are served from
+    /// (`/.well-known/acme-challenge/NAME` is `challenges/.well-known/acme-challenge/NAME`).
+    pub challenges: PathBuf,
+    /// A file of nginx directives included in every server block (`NUA_PROXY_INCLUDE`): the
+    /// operator's own additions.
+    pub include: Option<PathBuf>,
+}
+
+/// Where requests under one path of a host go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// The instance served.
+    pub label: String,
+    /// `/`, or `/notes` for an app under a path.
+    pub path: String,
+    /// The nginx location: `/`, or `/notes/`.
+    pub location: String,
+    /// The app's web port on 127.0.0.1.
+    pub port: u16,
+    /// nginx's `client_max_body_size`.
+    pub max_body: String,
+    pub connect_timeout: u64,
+    pub read_timeout: u64,
+}
+
+/// A certificate and its key, as nginx reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tls {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything one host name serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    pub host: String,
+    pub routes: Vec<Route>,
+    pub tls: Option<Tls>,
+}
+
+/// The largest request body a route accepts unless the app says otherwise: uploads work,
+/// where nginx's own default of 1 MiB breaks them.
+pub const MAX_BODY: &str = "64m";
+/// Seconds to connect to the app, and to wait for its answer (or a websocket's next frame).
+pub const CONNECT_TIMEOUT: u64 = 10;
+pub const READ_TIMEOUT: u64 = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{label}` has the domain `{domain}` but no web port: name one of its ports `web`")]
+    NoWebPort { label: String, domain: String },
+    #[error("`{label}` and `{other}` both serve `{domain}`")]
+    Twice {
+        label: String,
+        other: String,
+        domain: String,
+    },
+    #[error("cannot render the nginx configuration of `{host}`")]
+    Render {
+        host: String,
+        #[source]
+        source: tera::Error,
+    },
+    #[error(transparent)]
+    Nginx(#[from] nginx::Error),
+}
+
+/// The app's web port of `desired` on the host: its port named `web`, or its only one.
+fn web_port(desired: &Desired) -> Option<u16> {
+    let app = desired.containers.iter().find(|c| c.role == Role::App)?;
+    let port = match app.ports.iter().find(|p| p.name == "web") {
+        Some(port) => port,
+        None if app.ports.len() == 1 => &app.ports[0],
+        None => return None,
+    };
+    port.host
+}
+
+/// The domains the instances serve, by host, each with its routes (longest path first).
+/// `tls` gives the certificate of a host, when there is one.
+pub fn domains<'a>(
+    instances: impl IntoIterator<Item = &'a Desired>,
+    tls: &dyn Fn(&str) -> Option<Tls>,
+) -> Result<Vec<Domain>, Error> {
+    let mut by_host: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+    for desired in instances {
+        let Some(domain) = &desired.domain else {
+            continue;
+        };
+        let (host, path) = match domain.split_once('/') {
+            Some((host, path)) => (host, format!("/{}", path.trim_matches('/'))),
+            None => (domain.as_str(), "/".to_owned()),
+        };
+        let port = web_port(desired).ok_or_else(|| Error::NoWebPort {
+            label: desired.label.clone(),
+            domain: domain.clone(),
+        })?;
+        let host = host.to_ascii_lowercase();
+        let routes = by_host.entry(host.clone()).or_default();
+        if let Some(other) = routes.iter().find(|r| r.path == path) {
+            return Err(Error::Twice {
+                label: desired.label.clone(),
+                other: other.label.clone(),
+                domain: domain.clone(),
+            });
+        }
+        let location = if path == "/" {
+            path.clone()
+        } else {
+            format!("{path}/")
+        };
+        routes.push(Route {
+            label: desired.label.clone(),
+            path,
+            location,
+            port,
+            max_body: MAX_BODY.to_owned(),
+            connect_timeout: CONNECT_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
+        });
+    }
+    Ok(by_host
+        .into_iter()
+        .map(|(host, mut routes)| {
+            routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
+            Domain {
+                tls: tls(&host),
+                host,
+                routes,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

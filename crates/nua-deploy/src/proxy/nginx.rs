@@ -1,0 +1,267 @@
+//! Nua's own nginx (`NUA_PROXY=own`): a tree under the state folder, its sites swapped in
+//! whole once `nginx -t` accepts them, reloaded gracefully.
+//!
+//! ```text
+//! <dir>/nginx.conf         the main configuration (pid, logs, temp paths, `include sites/*.conf`)
+//! <dir>/sites -> sites.N   the live sites: a symbolic link, replaced in one rename
+//! <dir>/sites.N/           one set of site files, each checked by `nginx -t` before it is live
+//! <dir>/acme/              ACME HTTP-01 challenge files
+//! <dir>/run/nginx.pid, logs/, temp/
+//! ```
+//!
+//! A set nginx refuses never becomes live: the running nginx keeps its configuration and
+//! traffic, and the error carries nginx's own message.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{render_common, render_main, render_site, Domain, Settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("there is no nginx at `{}`", binary.display())]
+    NotInstalled { binary: PathBuf },
+    #[error("nginx refuses the new configuration; the running one is kept:\n{message}")]
+    Refused { message: String },
+    #[error("nginx does not start:\n{message}")]
+    Start { message: String },
+    #[error("cannot write `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Render(Box<super::Error>),
+}
+
+impl Error {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NotInstalled { .. } => Some(
+                "install Debian's nginx (`apt install nginx-light`), give its path in \
+                 `NUA_NGINX`, or set `NUA_PROXY=none` to put your own proxy in front"
+                    .into(),
+            ),
+            Error::Start { message } if message.contains("Address already in use") => Some(
+                "another program holds the port: stop it, or choose other ports with \
+                 `NUA_HTTP_PORT` and `NUA_HTTPS_PORT`"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What a [`Nginx::sync`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// The site files of hosts that are new or changed, and of those removed.
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub started: bool,
+    pub reloaded: bool,
+}
+
+/// Nua's own nginx, in `dir`.
+pub struct Nginx {
+    pub binary: PathBuf,
+    pub dir: PathBuf,
+    pub settings: Settings,
+}
+
+impl Nginx {
+    /// The nginx of `dir`, serving ACME challenges from `dir/acme`.
+    pub fn own(binary: PathBuf, dir: PathBuf, http_port: u16, https_port: u16) -> Nginx {
+        let settings = Settings {
+            http_port,
+            https_port,
+            challenges: dir.join("acme"),
+            include: None,
+        };
+        Nginx {
+            binary,
+            dir,
+            settings,
+        }
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("run/nginx.pid")
+    }
+
+    /// The master's pid, when it runs.
+    pub fn running(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.pid_file()).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
+        // SAFETY: signal 0 only asks whether the process exists.
+        (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    }
+
+    /// `nginx ARGS` with its prefix; stderr when it fails.
+    fn nginx(&self, args: &[&str]) -> Result<Result<(), String>, Error> {
+        let errors = self.dir.join("logs/error.log");
+        let out = Command::new(&self.binary)
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-e")
+            .arg(&errors)
+            .args(args)
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotInstalled {
+                    binary: self.binary.clone(),
+                },
+                _ => Error::Io {
+                    path: self.binary.clone(),
+                    source: e,
+                },
+            })?;
+        if out.status.success() {
+            return Ok(Ok(()));
+        }
+        let text = String::from_utf8_lossy(&out.stderr);
+        let message: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("test failed") && !l.trim().is_empty())
+            .collect();
+        Ok(Err(message.join("\n")))
+    }
+
+    /// Make the live sites those of `domains`: render them into a new set, check it with
+    /// `nginx -t`, make it live, then start nginx or reload it. Nothing changes while a set
+    /// is refused.
+    pub fn sync(&self, domains: &[Domain]) -> Result<Synced, Error> {
+        for sub in ["run", "logs", "temp", "acme"] {
+            let path = self.dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io(&path))?;
+        }
+        let mut files: Vec<(String, String)> = vec![("00-nua.conf".to_owned(), render_common())];
+        for domain in domains {
+            let text =
+                render_site(domain, &self.settings).map_err(|e| Error::Render(Box::new(e)))?;
+            files.push((format!("{}.conf", domain.host), text));
+        }
+        let mut hasher = Sha256::new();
+        for (name, text) in &files {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+        }
+        let set = format!("sites.{}", &hex::encode(hasher.finalize())[..12]);
+        let set_dir = self.dir.join(&set);
+        let live_link = self.dir.join("sites");
+        let live = std::fs::read_link(&live_link).ok();
+        let main = self.dir.join("nginx.conf");
+        let main_text = render_main(&self.dir, &live_link, &self.settings)
+            .map_err(|e| Error::Render(Box::new(e)))?;
+        let mut synced = Synced::default();
+        if live.as_deref() != Some(Path::new(&set)) {
+            // A set of its own, checked as the live configuration would include it.
+            let _ = std::fs::remove_dir_all(&set_dir);
+            std::fs::create_dir_all(&set_dir).map_err(io(&set_dir))?;
+            for (name, text) in &files {
+                let path = set_dir.join(name);
+                std::fs::write(&path, text).map_err(io(&path))?;
+            }
+            let staged = self.dir.join(format!("{set}.nginx.conf"));
+            let staged_text = render_main(&self.dir, &set_dir, &self.settings)
+                .map_err(|e| Error::Render(Box::new(e)))?;
+            std::fs::write(&staged, staged_text).map_err(io(&staged))?;
+            let checked = self.nginx(&["-t", "-q", "-c", &staged.display().to_string()])?;
+            let _ = std::fs::remove_file(&staged);
+            if let Err(message) = checked {
+                let _ = std::fs::remove_dir_all(&set_dir);
+                return Err(Error::Refused { message });
+            }
+            let before = live.as_ref().map(|l| self.dir.join(l));
+            (synced.changed, synced.removed) = differences(before.as_deref(), &files);
+            // The new set becomes live in one rename.
+            let link = self.dir.join(format!("{set}.link"));
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&set, &link).map_err(io(&link))?;
+            std::fs::rename(&link, &live_link).map_err(io(&live_link))?;
+        }
+        if std::fs::read_to_string(&main).ok().as_deref() != Some(main_text.as_str()) {
+            let staged = self.dir.join("nginx.conf.new");
+            std::fs::write(&staged, &main_text).map_err(io(&staged))?;
+            std::fs::rename(&staged, &main).map_err(io(&main))?;
+            synced.changed.push("nginx.conf".to_owned());
+        }
+        let main_arg = main.display().to_string();
+        match self.running() {
+            Some(pid) if !synced.changed.is_empty() || !synced.removed.is_empty() => {
+                // SIGHUP: nginx rereads its configuration and replaces its workers once
+                // they have finished their requests.
+                // SAFETY: a signal to nginx's master, whose pid it wrote.
+                unsafe { libc::kill(pid, libc::SIGHUP) };
+                synced.reloaded = true;
+            }
+            Some(_) => {}
+            None => {
+                self.nginx(&["-c", &main_arg])?
+                    .map_err(|message| Error::Start { message })?;
+                synced.started = true;
+            }
+        }
+        // Sets no longer live.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("sites.") && name != set && !name.ends_with(".link") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(synced)
+    }
+
+    /// Stop nginx (`-s quit`: its workers finish their requests first) and wait for it.
+    pub fn stop(&self) -> Result<(), Error> {
+        let Some(pid) = self.running() else {
+            return Ok(());
+        };
+        // SAFETY: a signal to nginx's master, whose pid it wrote.
+        unsafe { libc::kill(pid, libc::SIGQUIT) };
+        for _ in 0..100 {
+            if self.running().is_none() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        Ok(())
+    }
+}
+
+/// The site files that differ between the live set `before` and `files`, and those gone.
+fn differences(before: Option<&Path>, files: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    let old = |name: &str| before.and_then(|dir| std::fs::read_to_string(dir.join(name)).ok());
+    let changed = files
+        .iter()
+        .filter(|(name, text)| old(name).as_deref() != Some(text.as_str()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut removed = Vec::new();
+    if let Some(Ok(entries)) = before.map(std::fs::read_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !files.iter().any(|(n, _)| *n == name) {
+                removed.push(name);
+            }
+        }
+    }
+    removed.sort();
+    (changed, removed)
+}

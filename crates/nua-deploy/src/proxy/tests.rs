@@ -1,0 +1,186 @@
+use std::path::PathBuf;
+
+use nua_config::{deploy, Format};
+
+use super::*;
+use crate::instance::{Container, PlacedPort};
+
+fn desired(label: &str, domain: Option<&str>, ports: &[(&str, u16)]) -> Desired {
+    Desired {
+        label: label.to_owned(),
+        domain: domain.map(str::to_owned),
+        app_id: "app".to_owned(),
+        network: format!("nua-{label}"),
+        containers: vec![Container {
+            name: format!("nua-{label}"),
+            component: "app".to_owned(),
+            role: Role::App,
+            image: "app:1".to_owned(),
+            env: Default::default(),
+            ports: ports
+                .iter()
+                .map(|(name, host)| PlacedPort {
+                    name: (*name).to_owned(),
+                    container: 8000,
+                    protocol: "tcp".to_owned(),
+                    host: Some(*host),
+                })
+                .collect(),
+            volumes: Vec::new(),
+            docker: Default::default(),
+            ready_check: None,
+        }],
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        http_port: 8080,
+        https_port: 8443,
+        challenges: PathBuf::from("/var/lib/nua-proxy/acme"),
+        include: None,
+    }
+}
+
+#[test]
+fn apps_under_paths_of_one_host_share_its_file_longest_path_first() {
+    let a = desired("a", Some("example.com/a"), &[("web", 8101)]);
+    let b = desired(
+        "b",
+        Some("example.com/a/b"),
+        &[("admin", 8201), ("web", 8102)],
+    );
+    let root = desired("root", Some("Example.com"), &[("http", 8103)]);
+    let none = desired("none", None, &[("web", 8104)]);
+    let domains = domains([&a, &b, &root, &none], &|_| None).unwrap();
+    assert_eq!(domains.len(), 1);
+    let routes: Vec<(&str, &str, u16)> = domains[0]
+        .routes
+        .iter()
+        .map(|r| (r.path.as_str(), r.location.as_str(), r.port))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("/a/b", "/a/b/", 8102),
+            ("/a", "/a/", 8101),
+            ("/", "/", 8103)
+        ]
+    );
+    let text = render_site(&domains[0], &settings()).unwrap();
+    assert!(text.contains("server_name example.com;"), "{text}");
+    assert!(text.contains("listen 8080;"), "{text}");
+    // Under a path, the prefix is stripped (a URI on proxy_pass) and said in a header.
+    assert!(
+        text.contains("location /a/ {\n        proxy_pass http://127.0.0.1:8101/;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("proxy_set_header X-Forwarded-Prefix /a;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("location = /a {\n        return 308 /a/$is_args$args;"),
+        "{text}"
+    );
+    // At the root, the URI goes as it came.
+    assert!(
+        text.contains("location / {\n        proxy_pass http://127.0.0.1:8103;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("proxy_set_header Upgrade $http_upgrade;"),
+        "{text}"
+    );
+    assert!(text.contains("client_max_body_size 64m;"), "{text}");
+    assert!(!text.contains("ssl"), "{text}");
+}
+
+#[test]
+fn with_a_certificate_http_redirects_and_https_serves_with_hsts() {
+    let a = desired("a", Some("example.com"), &[("web", 8101)]);
+    let tls = |host: &str| {
+        Some(Tls {
+            certificate: PathBuf::from(format!("/certs/{host}/fullchain.pem")),
+            key: PathBuf::from(format!("/certs/{host}/key.pem")),
+        })
+    };
+    let domains = domains([&a], &tls).unwrap();
+    let text = render_site(&domains[0], &settings()).unwrap();
+    let (http, https) = text.split_once("listen 8443 ssl").unwrap();
+    assert!(
+        http.contains("return 308 https://$host:8443$request_uri;"),
+        "{text}"
+    );
+    assert!(
+        http.contains("location ^~ /.well-known/acme-challenge/"),
+        "{text}"
+    );
+    assert!(!http.contains("proxy_pass"), "{text}");
+    assert!(
+        https.contains("ssl_certificate /certs/example.com/fullchain.pem;"),
+        "{text}"
+    );
+    assert!(https.contains("Strict-Transport-Security"), "{text}");
+    assert!(
+        https.contains("proxy_pass http://127.0.0.1:8101;"),
+        "{text}"
+    );
+    // On 443, the redirect names no port.
+    let standard = Settings {
+        https_port: 443,
+        ..settings()
+    };
+    let text = render_site(&domains[0], &standard).unwrap();
+    assert!(
+        text.contains("return 308 https://$host$request_uri;"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_path_served_twice_and_an_app_without_a_web_port_are_errors() {
+    let a = desired("a", Some("example.com/x"), &[("web", 8101)]);
+    let b = desired("b", Some("example.com/x/"), &[("web", 8102)]);
+    let err = domains([&a, &b], &|_| None).unwrap_err();
+    assert_eq!(err.to_string(), "`b` and `a` both serve `example.com/x/`");
+    let c = desired("c", Some("c.example.com"), &[("one", 1), ("two", 2)]);
+    let err = domains([&c], &|_| None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`c` has the domain `c.example.com` but no web port: name one of its ports `web`"
+    );
+}
+
+#[test]
+fn text_that_could_change_the_configuration_is_refused() {
+    // The deploy file's loader refuses such domains; the renderer refuses them again.
+    let site = deploy::load_deploy_str(
+        "[[site]]\nimage = \"x\"\ndomain = \"a.com/x{return 200;}\"\n",
+        Format::Toml,
+        std::path::Path::new("deploy.toml"),
+    );
+    assert!(site.is_err());
+    let evil = Domain {
+        host: "a.com;include /etc/passwd".to_owned(),
+        routes: Vec::new(),
+        tls: None,
+    };
+    let err = render_site(&evil, &settings()).unwrap_err();
+    assert!(
+        format!("{:#}", anyhow_like(&err)).contains("cannot go into an nginx configuration"),
+        "{err}"
+    );
+}
+
+/// The error and its causes, as one line.
+fn anyhow_like(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,289 @@
+//! Nua's own nginx (Debian's), driven by `nua_deploy::proxy`: routes by host and path with the
+//! prefix stripped, websockets through it, a reload under load that loses no request, and a
+//! configuration nginx refuses that changes nothing of what runs. The apps are small HTTP
+//! servers of this test on 127.0.0.1.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nua_deploy::instance::{Container, Desired, PlacedPort, Role};
+use nua_deploy::proxy::{self, nginx::Nginx};
+
+/// An app answering `NAME path=PATH prefix=X-Forwarded-Prefix proto=X-Forwarded-Proto`; an
+/// `Upgrade` request is switched and echoed back byte for byte.
+fn backend(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(name, stream));
+        }
+    });
+    port
+}
+
+fn serve(name: &str, stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request = String::new();
+        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            let (k, v) = line.trim_end().split_once(": ").unwrap_or((&line, ""));
+            headers.push((k.to_ascii_lowercase(), v.to_owned()));
+        }
+        let header = |k: &str| {
+            headers
+                .iter()
+                .find(|(h, _)| h == k)
+                .map_or("-", |(_, v)| v.as_str())
+                .to_owned()
+        };
+        if header("upgrade") == "websocket" {
+            let _ = writer.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            );
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            return;
+        }
+        let body = format!(
+            "{name} path={path} prefix={} proto={}\n",
+            header("x-forwarded-prefix"),
+            header("x-forwarded-proto")
+        );
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// `GET path` with `Host: host` through nginx: the status line and the body.
+fn get(port: u16, host: &str, path: &str) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    ))
+}
+
+fn instance(label: &str, domain: &str, port: u16) -> Desired {
+    Desired {
+        label: label.to_owned(),
+        domain: Some(domain.to_owned()),
+        app_id: "test".to_owned(),
+        network: format!("nua-{label}"),
+        containers: vec![Container {
+            name: format!("nua-{label}"),
+            component: "app".to_owned(),
+            role: Role::App,
+            image: "test:1".to_owned(),
+            env: Default::default(),
+            ports: vec![PlacedPort {
+                name: "web".to_owned(),
+                container: 8000,
+                protocol: "tcp".to_owned(),
+                host: Some(port),
+            }],
+            volumes: Vec::new(),
+            docker: Default::default(),
+            ready_check: None,
+        }],
+    }
+}
+
+/// Nua's own nginx on `http_port`, stopped when dropped.
+struct OwnNginx(Nginx);
+
+impl Drop for OwnNginx {
+    fn drop(&mut self) {
+        let _ = self.0.stop();
+    }
+}
+
+fn own_nginx(dir: PathBuf, http_port: u16) -> OwnNginx {
+    common::test_env();
+    OwnNginx(Nginx::own(
+        PathBuf::from("/usr/sbin/nginx"),
+        dir,
+        http_port,
+        http_port + 1,
+    ))
+}
+
+fn domains(instances: &[Desired]) -> Vec<proxy::Domain> {
+    proxy::domains(instances, &|_| None).unwrap()
+}
+
+#[test]
+fn apps_under_one_host_are_routed_by_path_and_a_websocket_goes_through() {
+    let work = common::temp_dir();
+    let port = 7180;
+    let nginx = own_nginx(work.path().join("proxy"), port);
+    let (a, b, root) = (backend("a"), backend("b"), backend("root"));
+    let apps = [
+        instance("a", "example.test/a", a),
+        instance("b", "example.test/b/c", b),
+        instance("root", "example.test", root),
+        instance("other", "other.test", root),
+    ];
+    let synced = nginx.0.sync(&domains(&apps)).unwrap();
+    assert!(synced.started, "{synced:?}");
+
+    let at = |host: &str, path: &str| get(port, host, path).unwrap();
+    assert_eq!(
+        at("example.test", "/a/notes?x=1"),
+        (
+            "HTTP/1.1 200 OK".to_owned(),
+            "a path=/notes?x=1 prefix=/a proto=http\n".to_owned()
+        )
+    );
+    assert_eq!(
+        at("example.test", "/b/c/").1,
+        "b path=/ prefix=/b/c proto=http\n"
+    );
+    assert_eq!(
+        at("example.test", "/b/other").1,
+        "root path=/b/other prefix=- proto=http\n"
+    );
+    // The path without its slash is sent to the one with it.
+    let (status, _) = at("example.test", "/a");
+    assert!(status.starts_with("HTTP/1.1 308"), "{status}");
+    assert_eq!(at("other.test", "/").1, "root path=/ prefix=- proto=http\n");
+    // A host no site serves is not given another site.
+    assert!(at("unknown.test", "/").0.starts_with("HTTP/1.1 404"));
+
+    // A websocket upgrade through nginx: switched, then bytes both ways.
+    let mut ws = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        ws,
+        "GET /a/socket HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(ws.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    ws.write_all(b"ping through the proxy").unwrap();
+    let mut echoed = [0u8; 22];
+    reader.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"ping through the proxy");
+}
+
+#[test]
+fn a_reload_loses_no_request_and_a_refused_configuration_changes_nothing() {
+    let work = common::temp_dir();
+    let port = 7190;
+    let mut nginx = own_nginx(work.path().join("proxy"), port);
+    let (old, new) = (backend("old"), backend("new"));
+    nginx
+        .0
+        .sync(&domains(&[instance("app", "app.test", old)]))
+        .unwrap();
+    assert!(get(port, "app.test", "/").unwrap().1.starts_with("old "));
+
+    // Requests without pause while the route moves to the new app.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                sent.fetch_add(1, Ordering::Relaxed);
+                match get(port, "app.test", "/") {
+                    Ok((status, body)) if status == "HTTP/1.1 200 OK" => answers.push(body),
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            answers
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let synced = nginx
+        .0
+        .sync(&domains(&[instance("app", "app.test", new)]))
+        .unwrap();
+    assert!(synced.reloaded, "{synced:?}");
+    assert_eq!(synced.changed, ["app.test.conf"]);
+    common::deploy::wait_until(10, "the new app answering", || {
+        get(port, "app.test", "/").is_ok_and(|(_, b)| b.starts_with("new "))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let answers = load.join().unwrap();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "of {sent:?}");
+    assert!(answers.len() > 20, "{}", answers.len());
+    assert!(answers.first().unwrap().starts_with("old "));
+    assert!(answers.last().unwrap().starts_with("new "));
+
+    // An operator's include nginx refuses: the error is nginx's, and what runs is untouched.
+    let include = work.path().join("extra.conf");
+    std::fs::write(&include, "proxy_buffering sometimes;\n").unwrap();
+    nginx.0.settings.include = Some(include);
+    let live = std::fs::read_link(work.path().join("proxy/sites")).unwrap();
+    let err = nginx
+        .0
+        .sync(&domains(&[instance("app", "app.test", old)]))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("nginx refuses the new configuration; the running one is kept")
+            && message.contains("proxy_buffering"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_link(work.path().join("proxy/sites")).unwrap(),
+        live
+    );
+    assert!(get(port, "app.test", "/").unwrap().1.starts_with("new "));
+    // Nothing of the refused set is left behind.
+    let sets = std::fs::read_dir(work.path().join("proxy"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sites."))
+        .count();
+    assert_eq!(sets, 1);
+}
