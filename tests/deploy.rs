@@ -8,13 +8,19 @@ mod common;
 use std::process::Command;
 
 use common::deploy::*;
-use common::docker::http_get;
+use common::docker::{http_get, http_get_host};
 use common::*;
 use serde_json::Value;
 
 #[test]
 fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
-    let (work, env) = setup("8100-8199");
+    let (work, mut env) = setup("8100-8199");
+    // Their domains are served by Nua's own nginx.
+    let proxy_port = 7200;
+    let _proxy = env.with_proxy(proxy_port, work.path().join("proxy"));
+    let via = |label: &str, path: &str| {
+        http_get_host(proxy_port, &format!("{label}.example.com"), path).unwrap()
+    };
     let pid = std::process::id();
     let labels = vec![format!("counter-a-{pid}"), format!("counter-b-{pid}")];
     let deployed = Deployed {
@@ -53,6 +59,8 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
     assert_eq!(get(a, "/hit"), format!("{} hits=1\n", labels[0]));
     assert_eq!(get(a, "/hit"), format!("{} hits=2\n", labels[0]));
     assert_eq!(get(b, "/hit"), format!("{} hits=1\n", labels[1]));
+    assert_eq!(via(&labels[0], "/").1, format!("{} hits=2\n", labels[0]));
+    assert_eq!(via(&labels[1], "/").1, format!("{} hits=1\n", labels[1]));
     // The database is not published on the host.
     let db_ports =
         run_ok(Command::new("docker").args(["port", &format!("nua-{}-database", labels[0])]));
@@ -75,8 +83,12 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
         http_get(a, "/").is_err(),
         "the removed instance still answers"
     );
+    let (status, _) = via(&labels[0], "/");
+    assert!(status.contains(" 404 "), "{status}");
+    assert_eq!(via(&labels[1], "/").1, format!("{} hits=1\n", labels[1]));
     env.ok(&["deploy", file, "-q", "--label", &labels[0]]);
     assert_eq!(get(a, "/"), format!("{} hits=2\n", labels[0]));
+    assert_eq!(via(&labels[0], "/").1, format!("{} hits=2\n", labels[0]));
 
     // A database container removed by hand comes back, on its data.
     let db_b = format!("nua-{}-database", labels[1]);

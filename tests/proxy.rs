@@ -82,19 +82,7 @@ fn serve(name: &str, stream: TcpStream) {
 
 /// `GET path` with `Host: host` through nginx: the status line and the body.
 fn get(port: u16, host: &str, path: &str) -> std::io::Result<(String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    Ok((
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    ))
+    common::docker::http_get_host(port, host, path)
 }
 
 fn instance(label: &str, domain: &str, port: u16) -> Desired {
@@ -118,6 +106,7 @@ fn instance(label: &str, domain: &str, port: u16) -> Desired {
             volumes: Vec::new(),
             docker: Default::default(),
             ready_check: None,
+            single_writer: false,
         }],
     }
 }

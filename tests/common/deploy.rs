@@ -78,6 +78,8 @@ pub struct Env {
     /// `NUA_PORT_RANGE`: each test its own, so tests deploying side by side never race for
     /// a port.
     pub ports: String,
+    /// Nua's own nginx: its HTTP port and tree; none (`NUA_PROXY=none`) unless a test asks.
+    pub proxy: Option<(u16, PathBuf)>,
 }
 
 impl Env {
@@ -86,23 +88,38 @@ impl Env {
     }
 
     pub fn nua_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        run(nua()
-            .args(args)
-            .envs(vars.iter().copied())
-            .env("NUA_CACHE_DIR", &self.cache)
-            .env("NUA_STATE_DIR", &self.state)
-            .env("NUA_PORT_RANGE", &self.ports))
+        run(self.command(args).envs(vars.iter().copied()))
     }
 
     /// `nua ARGS` started in the background (`nua server`, a deploy to kill).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        nua()
+        self.command(args).spawn().unwrap()
+    }
+
+    /// `nua ARGS` with this test's cache, state, ports and proxy.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = nua();
+        command
             .args(args)
             .env("NUA_CACHE_DIR", &self.cache)
             .env("NUA_STATE_DIR", &self.state)
-            .env("NUA_PORT_RANGE", &self.ports)
-            .spawn()
-            .unwrap()
+            .env("NUA_PORT_RANGE", &self.ports);
+        match &self.proxy {
+            Some((port, dir)) => command
+                .env("NUA_PROXY", "own")
+                .env("NUA_HTTP_PORT", port.to_string())
+                .env("NUA_HTTPS_PORT", (port + 1).to_string())
+                .env("NUA_PROXY_DIR", dir),
+            None => command.env("NUA_PROXY", "none"),
+        };
+        command
+    }
+
+    /// Serve the domains through Nua's own nginx on `port` (HTTPS on the next one), its tree
+    /// in `dir`; it is stopped when the returned guard is dropped.
+    pub fn with_proxy(&mut self, port: u16, dir: PathBuf) -> ProxyGuard {
+        self.proxy = Some((port, dir.clone()));
+        ProxyGuard(dir)
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
@@ -113,6 +130,19 @@ impl Env {
         );
         assert!(out.status.success(), "nua {args:?}:\n{stdout}\n{stderr}");
         stdout
+    }
+}
+
+/// Stops the nginx of a test's proxy tree.
+pub struct ProxyGuard(PathBuf);
+
+impl Drop for ProxyGuard {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.0.join("run/nginx.pid")).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: the master pid the test's nginx wrote.
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+        }
     }
 }
 
@@ -149,6 +179,7 @@ pub fn setup_with(ports: &str, providers: &[&str]) -> (tempfile::TempDir, Env) {
         cache: cache_with_base("python", work.path()),
         state: work.path().join("state"),
         ports: ports.to_owned(),
+        proxy: None,
     };
     (work, env)
 }

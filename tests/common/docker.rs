@@ -11,11 +11,16 @@ use super::{run_ok, Container, LoadedImage};
 
 /// A GET over a plain TCP connection: status line and body.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    http_get_host(port, "127.0.0.1", path)
+}
+
+/// [`http_get`] asking for `host` (`Host:`), as a proxy in front of several sites sees it.
+pub fn http_get_host(port: u16, host: &str, path: &str) -> std::io::Result<(String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -225,6 +225,11 @@ pub struct Run {
     /// Container status to wait for before `post-run` (e.g. `created`, `running`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_run_status: Option<String>,
+    /// The app must never run twice on its volumes (a database file, a lock): an upgrade
+    /// stops the old container before starting the new one, while the proxy answers 503
+    /// with `Retry-After`, instead of running both during the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_writer: Option<bool>,
 }
 
 /// An env value: a plain value (its type is kept) or a table saying where the value comes from.

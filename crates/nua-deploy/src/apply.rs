@@ -73,6 +73,8 @@ pub enum Error {
     Volume(#[from] crate::local::Error),
     #[error("`[docker]` of `{name}`: {message}")]
     Options { name: String, message: String },
+    #[error("the proxy cannot send `{label}`'s requests to its new app: {message}")]
+    Proxy { label: String, message: String },
     #[error("{what} of `{label}` is not ready after {}s ({why}); its last lines:\n{tail}", timeout.as_secs())]
     NotReady {
         label: String,
@@ -84,6 +86,13 @@ pub enum Error {
     },
 }
 
+/// The proxy in front of instances' domains, as an upgrade drives it.
+pub trait Routes {
+    /// Send the requests of `desired`'s domain to its app (on the port `desired` gives it),
+    /// or, with `maintenance`, answer them 503 with `Retry-After`.
+    fn route(&self, desired: &Desired, maintenance: bool) -> Result<(), String>;
+}
+
 /// Where and how to apply.
 pub struct Context<'a> {
     pub engine: &'a dyn Engine,
@@ -92,6 +101,12 @@ pub struct Context<'a> {
     /// The instance is stopped on purpose: its containers are made, not started, and
     /// stopped when they run (the app first).
     pub stopped: bool,
+    /// The proxy serving the instance's domain. With one, a new app container starts beside
+    /// the running one (on another port), and the proxy is switched over once it is ready;
+    /// a `single-writer` app is stopped first while the proxy answers 503.
+    pub proxy: Option<&'a dyn Routes>,
+    /// How long the old app keeps finishing its requests after the switch.
+    pub drain: Duration,
 }
 
 /// Make the engine match `desired`, generation `generation`; values are generated and kept
@@ -179,6 +194,35 @@ pub fn apply(
         let keep = existing
             .as_ref()
             .is_some_and(|c| c.labels.get(SPEC_LABEL) == Some(&digest));
+        // An app serving a domain through the proxy is replaced without a failed request.
+        let proxy = match (&existing, ctx.proxy) {
+            (Some(old), Some(proxy))
+                if !keep
+                    && !ctx.stopped
+                    && container.role == Role::App
+                    && desired.domain.is_some()
+                    && old.state == State::Running =>
+            {
+                Some((old, proxy))
+            }
+            _ => None,
+        };
+        let mut maintenance = None;
+        match proxy {
+            Some((old, proxy)) if !container.single_writer && apart(&old.ports, &spec.ports) => {
+                switch(desired, container, spec, proxy, ctx, &mut applied)?;
+                continue;
+            }
+            Some((_, proxy)) => {
+                // It must not run twice: its requests get 503 while it is replaced.
+                proxy.route(desired, true).map_err(|message| Error::Proxy {
+                    label: desired.label.clone(),
+                    message,
+                })?;
+                maintenance = Some(proxy);
+            }
+            None => {}
+        }
         if !keep {
             if existing.is_some() {
                 engine.stop_container(&container.name, Duration::from_secs(10))?;
@@ -203,7 +247,15 @@ pub fn apply(
         }
         // The next container starts once this one is ready; the deploy ends once the
         // app is.
-        ready(desired, container, ctx, restarts)?;
+        ready(desired, container, &container.name, ctx, restarts)?;
+        if let Some(proxy) = maintenance {
+            proxy
+                .route(desired, false)
+                .map_err(|message| Error::Proxy {
+                    label: desired.label.clone(),
+                    message,
+                })?;
+        }
     }
     if ctx.stopped {
         // The app first, then what it depends on.
@@ -225,7 +277,11 @@ pub fn apply(
     // the config); their volumes stay.
     for found in engine.containers(INSTANCE_LABEL)? {
         let ours = found.labels.get(INSTANCE_LABEL) == Some(&desired.label);
-        let wanted = desired.containers.iter().any(|c| c.name == found.name);
+        // The app a switch replaced is kept, stopped, for a rollback.
+        let wanted = desired
+            .containers
+            .iter()
+            .any(|c| c.name == found.name || previous_name(&c.name) == found.name);
         if ours && !wanted {
             engine.stop_container(&found.name, Duration::from_secs(10))?;
             engine.remove_container(&found.name)?;
@@ -233,6 +289,66 @@ pub fn apply(
         }
     }
     Ok(applied)
+}
+
+/// The name of the app container a switch replaced, kept for a rollback.
+pub fn previous_name(app: &str) -> String {
+    format!("{app}-previous")
+}
+
+/// Whether the new container publishes none of the host ports of the old one, so both can
+/// run at once.
+fn apart(old: &[PortBinding], new: &[PortBinding]) -> bool {
+    !new.is_empty() && new.iter().all(|n| old.iter().all(|o| o.host != n.host))
+}
+
+/// Replace the running app `container` by one made from `spec` without a failed request:
+/// the new one starts beside it (as `NAME-next`, on its own port); once it is ready, the
+/// proxy sends it the requests, the old one finishes its own for `ctx.drain`, then stops
+/// and is kept as `NAME-previous`; the new one takes the name. Until the proxy has switched,
+/// a failure removes the new one and leaves the old one serving.
+fn switch(
+    desired: &Desired,
+    container: &Container,
+    mut spec: ContainerSpec,
+    proxy: &dyn Routes,
+    ctx: &Context<'_>,
+    applied: &mut Applied,
+) -> Result<(), Error> {
+    let engine = ctx.engine;
+    let name = &container.name;
+    let next = format!("{name}-next");
+    // A switch interrupted earlier left its new container behind.
+    if engine.container(&next)?.is_some() {
+        engine.remove_container(&next)?;
+    }
+    spec.name = next.clone();
+    engine.create_container(&spec)?;
+    let started = engine
+        .start_container(&next)
+        .map_err(Error::from)
+        .and_then(|()| ready(desired, container, &next, ctx, 0))
+        .and_then(|()| {
+            proxy.route(desired, false).map_err(|message| Error::Proxy {
+                label: desired.label.clone(),
+                message,
+            })
+        });
+    if let Err(err) = started {
+        let _ = engine.remove_container(&next);
+        return Err(err);
+    }
+    std::thread::sleep(ctx.drain);
+    engine.stop_container(name, Duration::from_secs(10))?;
+    let previous = previous_name(name);
+    if engine.container(&previous)?.is_some() {
+        engine.remove_container(&previous)?;
+    }
+    engine.rename_container(name, &previous)?;
+    engine.rename_container(&next, name)?;
+    applied.created.push(name.clone());
+    applied.stopped.push(previous);
+    Ok(())
 }
 
 fn role(role: Role) -> &'static str {
@@ -298,17 +414,18 @@ const POLL: Duration = Duration::from_millis(200);
 fn ready(
     desired: &Desired,
     container: &Container,
+    name: &str,
     ctx: &Context<'_>,
     restarts: i64,
 ) -> Result<(), Error> {
     let engine = ctx.engine;
     let started = Instant::now();
     let why = loop {
-        let info = engine.container(&container.name)?.ok_or_else(|| {
-            nua_runtime::Error::NoSuchContainer {
-                name: container.name.clone(),
-            }
-        })?;
+        let info = engine
+            .container(name)?
+            .ok_or_else(|| nua_runtime::Error::NoSuchContainer {
+                name: name.to_owned(),
+            })?;
         if matches!(info.state, State::Exited | State::Dead) {
             break format!("it exited with code {}", info.exit_code.unwrap_or(-1));
         }
@@ -330,10 +447,7 @@ fn ready(
                 Some(check) => {
                     let argv: Vec<&str> = check.iter().map(String::as_str).collect();
                     // A container still starting may refuse an exec: asked again next time.
-                    if engine
-                        .exec(&container.name, &argv)
-                        .is_ok_and(|o| o.exit_code == 0)
-                    {
+                    if engine.exec(name, &argv).is_ok_and(|o| o.exit_code == 0) {
                         return Ok(());
                     }
                 }
@@ -353,7 +467,7 @@ fn ready(
         follow: false,
         tail: Some(20),
     };
-    let _ = engine.logs(&container.name, options, &mut |line| {
+    let _ = engine.logs(name, options, &mut |line| {
         lines.push(format!("  {}", line.text));
         std::ops::ControlFlow::Continue(())
     });

@@ -74,6 +74,9 @@ pub struct Container {
     /// health interval would: the app's `[healthcheck]`, a provider's protocol check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_check: Option<Vec<String>>,
+    /// The app must never run twice (`[run] single-writer`): an upgrade stops it first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_writer: bool,
 }
 
 /// The protocol check of a provider module: the server answers on TCP (the official images'
@@ -267,6 +270,7 @@ pub fn plan(
             volumes: name_volumes(&prefix, volumes),
             docker,
             ready_check: protocol_check(provider.module_name.as_deref()),
+            single_writer: false,
         });
     }
     let mut env = config.env.clone();
@@ -294,6 +298,11 @@ pub fn plan(
         ready_check: config
             .healthcheck()
             .map(|h| vec!["sh".to_owned(), "-c".to_owned(), h.command.clone()]),
+        single_writer: config
+            .run
+            .as_ref()
+            .and_then(|r| r.single_writer)
+            .unwrap_or(false),
     });
     Ok(Desired {
         network: site.network.clone().unwrap_or_else(|| prefix.clone()),

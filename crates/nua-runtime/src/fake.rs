@@ -252,6 +252,27 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    fn rename_container(&self, name: &str, to: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("rename {name} {to}"));
+        if world.containers.contains_key(to) {
+            return Err(Error::NameTaken {
+                name: to.to_owned(),
+            });
+        }
+        let (mut spec, mut info) =
+            world
+                .containers
+                .remove(name)
+                .ok_or_else(|| Error::NoSuchContainer {
+                    name: name.to_owned(),
+                })?;
+        spec.name = to.to_owned();
+        info.name = to.to_owned();
+        world.containers.insert(to.to_owned(), (spec, info));
+        Ok(())
+    }
+
     fn set_paused(&self, name: &str, paused: bool) -> Result<(), Error> {
         let mut world = self.world();
         world.calls.push(format!(

@@ -50,6 +50,9 @@ pub trait Engine: Sync {
     /// Freeze or thaw every process of a running container (`docker pause`/`unpause`); its
     /// memory and ports are kept.
     fn set_paused(&self, name: &str, paused: bool) -> Result<(), Error>;
+    /// Give a container another name (running or not); [`Error::NameTaken`] when a container
+    /// has that name already.
+    fn rename_container(&self, name: &str, to: &str) -> Result<(), Error>;
     /// Remove a container, running or not, with its anonymous volumes (named ones stay).
     fn remove_container(&self, name: &str) -> Result<(), Error>;
     /// A container by name or ID, if it exists.

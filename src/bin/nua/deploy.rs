@@ -294,6 +294,9 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // The proxy serves what is recorded now: new domains, and the previous generation of a
+    // site whose deploy failed.
+    crate::proxy::sync(&state, args.quiet)?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -341,9 +344,13 @@ fn deploy_site(
     // port it had before and no longer holds (removed, then taken by another program) is
     // probed like any other.
     let mut own = Vec::new();
+    let mut app_ports = Vec::new();
     for container in before.iter().flat_map(|d| &d.containers) {
         if let Some(info) = engine.container(&container.name)? {
             own.extend(info.ports.iter().map(|p| p.host));
+            if container.role == Role::App {
+                app_ports.extend(info.ports.iter().map(|p| p.host));
+            }
         }
     }
     own.retain(|p| !s.busy.contains(p));
@@ -351,24 +358,27 @@ fn deploy_site(
     for port in s.busy {
         recorded.insert(*port, "another program".to_owned());
     }
-    let held = HeldPorts {
-        recorded,
-        label,
-        own,
+    let plan = |own: Vec<u16>, previous: Option<&Desired>| {
+        let held = HeldPorts {
+            recorded: recorded.clone(),
+            label,
+            own,
+        };
+        let placement = Placement {
+            taken: &held,
+            range: s.range.clone(),
+            previous,
+        };
+        instance::plan(
+            s.site,
+            s.image,
+            s.config,
+            &|p| s.images.get(&p.name).cloned(),
+            &placement,
+        )
     };
-    let placement = Placement {
-        taken: &held,
-        range: s.range.clone(),
-        previous: before.as_ref(),
-    };
-    let desired = instance::plan(
-        s.site,
-        s.image,
-        s.config,
-        &|p| s.images.get(&p.name).cloned(),
-        &placement,
-    )
-    .with_context(|| format!("cannot deploy `{label}` of `{}`", s.file.display()))?;
+    let mut desired = plan(own.clone(), before.as_ref())
+        .with_context(|| format!("cannot deploy `{label}` of `{}`", s.file.display()))?;
     if let Some(previous) = &previous {
         let previous_app = previous.desired["app_id"].as_str().unwrap_or_default();
         if previous_app != desired.app_id && !s.replace {
@@ -386,6 +396,35 @@ fn deploy_site(
             return Ok(Deployed::Done);
         }
     }
+    // An upgrade of an app whose domain the proxy serves: the new app gets ports of its own,
+    // so that it starts beside the old one and the proxy switches over once it is ready.
+    // A port the app pins cannot be had twice: it is replaced in place.
+    let switcher = match (&previous, &desired.domain) {
+        (Some(_), Some(_)) => crate::proxy::Switcher::new(state, label)?,
+        _ => None,
+    };
+    let single_writer = desired.containers.iter().any(|c| c.single_writer);
+    if switcher.is_some() && !single_writer {
+        let others: Vec<u16> = own
+            .iter()
+            .copied()
+            .filter(|p| !app_ports.contains(p))
+            .collect();
+        if let Ok(apart) = plan(others, None) {
+            desired = apart;
+        }
+    }
+    let ctx = Context {
+        engine: ctx.engine,
+        external_ip: ctx.external_ip.clone(),
+        ready_timeout: ctx.ready_timeout,
+        stopped: ctx.stopped,
+        proxy: switcher
+            .as_ref()
+            .map(|s| s as &dyn nua_deploy::apply::Routes),
+        drain: crate::proxy::drain()?,
+    };
+    let ctx = &ctx;
     let kind = if previous.is_some() {
         Kind::Upgrade
     } else {
@@ -418,6 +457,8 @@ fn deploy_site(
                     external_ip: ctx.external_ip.clone(),
                     ready_timeout: ctx.ready_timeout,
                     stopped: previous.stopped,
+                    proxy: None,
+                    drain: Duration::ZERO,
                 };
                 match apply::apply(before, previous.generation, &ctx, state) {
                     Ok(_) => eprintln!(
@@ -622,6 +663,7 @@ pub fn remove(args: &RemoveArgs) -> anyhow::Result<ExitCode> {
                 state.forget_secrets(&args.label)?;
             }
             state.finish(&args.label, generation, Ok(()))?;
+            crate::proxy::sync(&state, false)?;
             outln!("removed {}: {}", args.label, removed.join(", "))?;
             if !args.volumes {
                 outln!(
@@ -673,6 +715,8 @@ fn apply_context(engine: &Docker) -> Context<'_> {
             .filter(|v| !v.is_empty()),
         ready_timeout: apply::READY_TIMEOUT,
         stopped: false,
+        proxy: None,
+        drain: Duration::ZERO,
     }
 }
 
@@ -827,6 +871,11 @@ fn reconcile_all(
             }
         }
     }
+    // nginx too: started again when it died, in line with the instances.
+    if let Err(err) = crate::proxy::sync(state, quiet) {
+        failed += 1;
+        eprintln!("error: {err:#}");
+    }
     Ok(failed)
 }
 
@@ -873,6 +922,7 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     match apply::apply(&desired, generation, &apply_context(&engine), &mut state) {
         Ok(_) => {
             state.finish(label, generation, Ok(()))?;
+            crate::proxy::sync(&state, false)?;
             outln!(
                 "{label}: back to generation {} (as generation {generation})",
                 target.number

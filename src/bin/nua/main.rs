@@ -7,6 +7,7 @@
 mod args;
 mod deploy;
 mod load;
+mod proxy;
 mod ps;
 mod run;
 

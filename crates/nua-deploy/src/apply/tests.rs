@@ -103,6 +103,8 @@ fn ctx(engine: &FakeEngine) -> Context<'_> {
         external_ip: None,
         ready_timeout: Duration::from_secs(5),
         stopped: false,
+        proxy: None,
+        drain: Duration::ZERO,
     }
 }
 
@@ -356,4 +358,184 @@ fn a_paused_instance_stays_paused_through_an_apply_and_stops_when_asked() {
         engine.container("nua-n").unwrap().unwrap().state,
         State::Exited
     );
+}
+
+/// The proxy as the switch tests see it: each call, in order.
+#[derive(Default)]
+struct FakeRoutes(std::sync::Mutex<Vec<String>>);
+
+impl Routes for FakeRoutes {
+    fn route(&self, desired: &Desired, maintenance: bool) -> Result<(), String> {
+        let port = desired.containers.last().unwrap().ports[0].host.unwrap();
+        let what = if maintenance { "503" } else { "serve" };
+        self.0.lock().unwrap().push(format!("{what} {port}"));
+        Ok(())
+    }
+}
+
+struct Taken(u16);
+
+impl TakenPorts for Taken {
+    fn holder(&self, port: u16) -> Option<String> {
+        (port == self.0).then(|| "the old app".to_owned())
+    }
+}
+
+/// `CONFIG` deployed with a domain, its app on the first free port past `taken`.
+fn with_domain(config_text: &str, image: &str, taken: u16) -> Desired {
+    let site = &deploy::load_deploy_str(
+        "[[site]]\nimage = \"notes\"\nlabel = \"n\"\ndomain = \"n.example.com\"\n",
+        Format::Toml,
+        Path::new("deploy.toml"),
+    )
+    .unwrap()
+    .0
+    .site[0];
+    let provider_image = |_: &nua_config::Provider| Some(PG_IMAGE.to_owned());
+    let placement = Placement {
+        taken: &Taken(taken),
+        range: PORT_RANGE,
+        previous: None,
+    };
+    plan(
+        site,
+        image,
+        &config(config_text),
+        &provider_image,
+        &placement,
+    )
+    .unwrap()
+}
+
+fn switching<'a>(engine: &'a FakeEngine, routes: &'a FakeRoutes) -> Context<'a> {
+    Context {
+        proxy: Some(routes),
+        ..ctx(engine)
+    }
+}
+
+/// The calls of the engine from `from` on that made, started, stopped or renamed something.
+fn moves(engine: &FakeEngine, from: usize) -> Vec<String> {
+    engine.calls()[from..]
+        .iter()
+        .filter(|c| !c.starts_with("exec") && !c.contains("volume"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn an_upgrade_behind_the_proxy_starts_the_new_app_beside_the_old_and_switches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let routes = FakeRoutes::default();
+    let first = with_domain(CONFIG, APP_IMAGE, 0);
+    apply(&first, 1, &switching(&engine, &routes), &mut state).unwrap();
+    // A first deploy has nothing to switch from.
+    assert!(routes.0.lock().unwrap().is_empty());
+
+    let before = engine.calls().len();
+    let upgraded = with_domain(CONFIG, "nua-notes:2.0", 8100);
+    let applied = apply(&upgraded, 2, &switching(&engine, &routes), &mut state).unwrap();
+    assert_eq!(
+        moves(&engine, before),
+        [
+            "create nua-n-next",
+            "start nua-n-next",
+            "stop nua-n",
+            "rename nua-n nua-n-previous",
+            "rename nua-n-next nua-n"
+        ]
+    );
+    // The proxy was pointed at the new app (port 8101) before the old one stopped.
+    assert_eq!(*routes.0.lock().unwrap(), ["serve 8101"]);
+    assert_eq!(applied.created, ["nua-n"]);
+    assert_eq!(engine.spec("nua-n").unwrap().image, "nua-notes:2.0");
+    assert_eq!(
+        engine.container("nua-n-previous").unwrap().unwrap().state,
+        State::Exited
+    );
+    // The kept app is not an orphan: applying again keeps it, and changes nothing.
+    let again = apply(&upgraded, 2, &switching(&engine, &routes), &mut state).unwrap();
+    assert!(again.unchanged(), "{again:?}");
+    assert!(engine.container("nua-n-previous").unwrap().is_some());
+}
+
+#[test]
+fn a_new_app_that_never_gets_ready_is_removed_and_the_old_one_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let routes = FakeRoutes::default();
+    apply(
+        &with_domain(CONFIG, APP_IMAGE, 0),
+        1,
+        &switching(&engine, &routes),
+        &mut state,
+    )
+    .unwrap();
+    engine.script(
+        "nua-notes:2.0",
+        Script {
+            exits_with: Some(1),
+            ..Script::default()
+        },
+    );
+    let before = engine.calls().len();
+    let err = apply(
+        &with_domain(CONFIG, "nua-notes:2.0", 8100),
+        2,
+        &switching(&engine, &routes),
+        &mut state,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("the app of `n` is not ready"),
+        "{err}"
+    );
+    assert_eq!(
+        moves(&engine, before),
+        ["create nua-n-next", "start nua-n-next", "remove nua-n-next"]
+    );
+    assert!(
+        routes.0.lock().unwrap().is_empty(),
+        "the proxy was switched"
+    );
+    let old = engine.container("nua-n").unwrap().unwrap();
+    assert_eq!(
+        (old.state, engine.spec("nua-n").unwrap().image.as_str()),
+        (State::Running, APP_IMAGE)
+    );
+}
+
+#[test]
+fn a_single_writer_app_is_stopped_first_while_the_proxy_answers_503() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = engine(HealthStatus::Healthy);
+    let routes = FakeRoutes::default();
+    let single = CONFIG.replace(
+        "start = \"notes\"",
+        "start = \"notes\"\nsingle-writer = true",
+    );
+    apply(
+        &with_domain(&single, APP_IMAGE, 0),
+        1,
+        &switching(&engine, &routes),
+        &mut state,
+    )
+    .unwrap();
+    let before = engine.calls().len();
+    apply(
+        &with_domain(&single, "nua-notes:2.0", 0),
+        2,
+        &switching(&engine, &routes),
+        &mut state,
+    )
+    .unwrap();
+    assert_eq!(
+        moves(&engine, before),
+        ["stop nua-n", "remove nua-n", "create nua-n", "start nua-n"]
+    );
+    assert_eq!(*routes.0.lock().unwrap(), ["503 8100", "serve 8100"]);
 }

@@ -50,6 +50,8 @@ pub struct Route {
     pub max_body: String,
     pub connect_timeout: u64,
     pub read_timeout: u64,
+    /// Answer 503 with `Retry-After` (the app is being replaced and must not run twice).
+    pub maintenance: bool,
 }
 
 /// A certificate and its key, as nginx reads them.
@@ -146,6 +148,7 @@ pub fn domains<'a>(
             max_body: MAX_BODY.to_owned(),
             connect_timeout: CONNECT_TIMEOUT,
             read_timeout: READ_TIMEOUT,
+            maintenance: false,
         });
     }
     Ok(by_host

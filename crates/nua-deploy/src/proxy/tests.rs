@@ -29,6 +29,7 @@ fn desired(label: &str, domain: Option<&str>, ports: &[(&str, u16)]) -> Desired 
             volumes: Vec::new(),
             docker: Default::default(),
             ready_check: None,
+            single_writer: false,
         }],
     }
 }

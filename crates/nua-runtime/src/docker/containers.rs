@@ -104,6 +104,20 @@ impl Docker {
         }
     }
 
+    pub(super) fn rename(&self, name: &str, to: &str) -> Result<(), Error> {
+        let options = query::RenameContainerOptionsBuilder::default()
+            .name(to)
+            .build();
+        self.runtime
+            .block_on(self.client.rename_container(name, options))
+            .map_err(|source| match status(&source) {
+                Some(409) => Error::NameTaken {
+                    name: to.to_owned(),
+                },
+                _ => not_found(name, source, "POST /containers/{id}/rename"),
+            })
+    }
+
     pub(super) fn pause(&self, name: &str, paused: bool) -> Result<(), Error> {
         let (done, call) = if paused {
             (

@@ -391,6 +391,10 @@ impl Engine for Docker {
         self.remove(name)
     }
 
+    fn rename_container(&self, name: &str, to: &str) -> Result<(), Error> {
+        self.rename(name, to)
+    }
+
     fn set_paused(&self, name: &str, paused: bool) -> Result<(), Error> {
         self.pause(name, paused)
     }

@@ -1,0 +1,170 @@
+//! The reverse proxy as the command line runs it: its settings, and nginx brought in line
+//! with the recorded instances after every change.
+//!
+//! Settings: `NUA_PROXY` (`own`, the default: Nua's own nginx; `none`: no proxy, put your own
+//! in front of the 127.0.0.1 ports), `NUA_HTTP_PORT` and `NUA_HTTPS_PORT` (80 and 443),
+//! `NUA_NGINX` (the nginx binary, `/usr/sbin/nginx`), `NUA_PROXY_DIR` (its tree; beside the
+//! state folder, `/var/lib/nua-proxy` as root), `NUA_PROXY_INCLUDE` (a file of directives
+//! added to every server block).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use nua::cli::Hint;
+use nua_deploy::instance::Desired;
+use nua_deploy::proxy::{self, nginx::Nginx};
+use nua_deploy::state::{self, State};
+
+fn port(name: &str, default: u16) -> anyhow::Result<u16> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| anyhow::anyhow!("`{name}={text}` is not a port number")),
+        _ => Ok(default),
+    }
+}
+
+/// Nua's own nginx, unless `NUA_PROXY=none`.
+pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
+    match std::env::var("NUA_PROXY").unwrap_or_default().as_str() {
+        "" | "own" => {}
+        "none" => return Ok(None),
+        "system" => {
+            return Err(anyhow::anyhow!(
+                "`NUA_PROXY=system` is not supported yet: use `own` (Nua's own nginx) or `none`"
+            ))
+        }
+        other => {
+            return Err(anyhow::anyhow!(
+                "`NUA_PROXY={other}` is neither `own` nor `none`"
+            ))
+        }
+    }
+    let binary = std::env::var_os("NUA_NGINX")
+        .filter(|b| !b.is_empty())
+        .map_or_else(|| PathBuf::from("/usr/sbin/nginx"), PathBuf::from);
+    let dir = match std::env::var_os("NUA_PROXY_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        // Beside the state folder, not in it: nginx's workers do not run as its owner and
+        // must reach their temporary files and the ACME challenges.
+        None => {
+            let state = state::default_dir();
+            let name = state
+                .file_name()
+                .map_or("nua".into(), |n| n.to_string_lossy().into_owned());
+            state
+                .parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .join(format!("{name}-proxy"))
+        }
+    };
+    let mut nginx = Nginx::own(
+        binary,
+        dir,
+        port("NUA_HTTP_PORT", 80)?,
+        port("NUA_HTTPS_PORT", 443)?,
+    );
+    nginx.settings.include = std::env::var_os("NUA_PROXY_INCLUDE")
+        .filter(|i| !i.is_empty())
+        .map(PathBuf::from);
+    Ok(Some(nginx))
+}
+
+/// Make the proxy serve the domains of every recorded instance (starting nginx when it does
+/// not run); nothing when there is none and nginx does not run.
+pub fn sync(state: &State, quiet: bool) -> anyhow::Result<()> {
+    let Some(nginx) = own_nginx()? else {
+        return Ok(());
+    };
+    let instances: Vec<Desired> = state
+        .instances()?
+        .into_iter()
+        .filter_map(|i| serde_json::from_value(i.desired).ok())
+        .collect();
+    let domains = proxy::domains(&instances, &|_| None).context("cannot configure the proxy")?;
+    if domains.is_empty() && nginx.running().is_none() {
+        return Ok(());
+    }
+    let synced = nginx.sync(&domains).map_err(|e| {
+        let hint = e.hint();
+        let err = anyhow::Error::new(e).context("the proxy was not updated");
+        match hint {
+            Some(h) => err.context(Hint(h.into())),
+            None => err,
+        }
+    })?;
+    if !quiet {
+        let port = nginx.settings.http_port;
+        if synced.started {
+            eprintln!(
+                "proxy: nginx started on port {port}, serving {} domain(s)",
+                domains.len()
+            );
+        } else if synced.reloaded {
+            eprintln!(
+                "proxy: nginx reloaded (changed: {}{})",
+                synced.changed.join(", "),
+                if synced.removed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; removed: {}", synced.removed.join(", "))
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The proxy as an upgrade drives it: the other instances as recorded, and the one being
+/// upgraded as it is about to be.
+pub struct Switcher {
+    pub nginx: Nginx,
+    pub others: Vec<Desired>,
+}
+
+impl Switcher {
+    /// For an upgrade of `label`, when a proxy is configured.
+    pub fn new(state: &State, label: &str) -> anyhow::Result<Option<Switcher>> {
+        let Some(nginx) = own_nginx()? else {
+            return Ok(None);
+        };
+        let others = state
+            .instances()?
+            .into_iter()
+            .filter(|i| i.label != label)
+            .filter_map(|i| serde_json::from_value(i.desired).ok())
+            .collect();
+        Ok(Some(Switcher { nginx, others }))
+    }
+}
+
+impl nua_deploy::apply::Routes for Switcher {
+    fn route(&self, desired: &Desired, maintenance: bool) -> Result<(), String> {
+        let all: Vec<&Desired> = self.others.iter().chain([desired]).collect();
+        let mut domains = proxy::domains(all, &|_| None).map_err(|e| e.to_string())?;
+        for route in domains.iter_mut().flat_map(|d| &mut d.routes) {
+            route.maintenance = maintenance && route.label == desired.label;
+        }
+        self.nginx
+            .sync(&domains)
+            .map(|_| ())
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+    }
+}
+
+/// How long an old app keeps finishing its requests after the proxy switched to the new one:
+/// `NUA_DRAIN_SECONDS`, 10 by default.
+pub fn drain() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("NUA_DRAIN_SECONDS") {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .map(std::time::Duration::from_secs_f64)
+            .map_err(|_| anyhow::anyhow!("`NUA_DRAIN_SECONDS={text}` is not a number of seconds")),
+        _ => Ok(std::time::Duration::from_secs(10)),
+    }
+}
