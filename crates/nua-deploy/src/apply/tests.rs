@@ -51,17 +51,23 @@ fn config(text: &str) -> NuaConfig {
 }
 
 fn desired(config_text: &str, image: &str) -> Desired {
-    let site = &deploy::load_deploy_str(
+    planned(
+        config_text,
+        image,
         "[[site]]\nimage = \"notes\"\nlabel = \"n\"\n",
-        Format::Toml,
-        Path::new("deploy.toml"),
+        &Free,
     )
-    .unwrap()
-    .0
-    .site[0];
+}
+
+/// The desired state of the site `site_text` of `config_text` on image `image`.
+fn planned(config_text: &str, image: &str, site_text: &str, taken: &dyn TakenPorts) -> Desired {
+    let site = &deploy::load_deploy_str(site_text, Format::Toml, Path::new("deploy.toml"))
+        .unwrap()
+        .0
+        .site[0];
     let provider_image = |_: &nua_config::Provider| Some(PG_IMAGE.to_owned());
     let placement = Placement {
-        taken: &Free,
+        taken,
         range: PORT_RANGE,
         previous: None,
     };
@@ -381,30 +387,14 @@ impl TakenPorts for Taken {
     }
 }
 
-/// `CONFIG` deployed with a domain, its app on the first free port past `taken`.
+/// `config_text` deployed with a domain, its app on the first free port but `taken`.
 fn with_domain(config_text: &str, image: &str, taken: u16) -> Desired {
-    let site = &deploy::load_deploy_str(
-        "[[site]]\nimage = \"notes\"\nlabel = \"n\"\ndomain = \"n.example.com\"\n",
-        Format::Toml,
-        Path::new("deploy.toml"),
-    )
-    .unwrap()
-    .0
-    .site[0];
-    let provider_image = |_: &nua_config::Provider| Some(PG_IMAGE.to_owned());
-    let placement = Placement {
-        taken: &Taken(taken),
-        range: PORT_RANGE,
-        previous: None,
-    };
-    plan(
-        site,
+    planned(
+        config_text,
         image,
-        &config(config_text),
-        &provider_image,
-        &placement,
+        "[[site]]\nimage = \"notes\"\nlabel = \"n\"\ndomain = \"n.example.com\"\n",
+        &Taken(taken),
     )
-    .unwrap()
 }
 
 fn switching<'a>(engine: &'a FakeEngine, routes: &'a FakeRoutes) -> Context<'a> {
