@@ -78,13 +78,14 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
     assert_eq!(id(&app_a), before);
 
     // Removed without `--volumes`, then deployed again: the data is there.
-    env.ok(&["remove", &labels[0]]);
+    let removal = env.nua(&["remove", &labels[0]]);
+    let said = String::from_utf8_lossy(&removal.stderr).into_owned();
     assert!(
         http_get(a, "/").is_err(),
         "the removed instance still answers"
     );
     let (status, _) = via(&labels[0], "/");
-    assert!(status.contains(" 404 "), "{status}");
+    assert!(status.contains(" 404 "), "{status}\n{said}");
     assert_eq!(via(&labels[1], "/").1, format!("{} hits=1\n", labels[1]));
     env.ok(&["deploy", file, "-q", "--label", &labels[0]]);
     assert_eq!(get(a, "/"), format!("{} hits=2\n", labels[0]));
@@ -559,4 +560,142 @@ fn bad_input_is_one_error_each_and_creates_nothing() {
     let history: Value = serde_json::from_str(&env.ok(&["history", &label, "--json"])).unwrap();
     assert_eq!(history[0]["outcome"], "failed", "{history}");
     assert_eq!(env.ok(&["status", "--json"]).trim(), "[]");
+}
+
+/// Requests through the proxy from two threads, as fast as they come back, until stopped:
+/// how many were sent, and the failures (no answer, or not a 200) with what they got.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
+    started: std::time::Instant,
+}
+
+impl Load {
+    fn start(port: u16, host: &str, path: &str) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..2)
+            .map(|_| {
+                let (stop, host, path) = (stop.clone(), host.to_owned(), path.to_owned());
+                std::thread::spawn(move || {
+                    let (mut sent, mut failed) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        sent += 1;
+                        match http_get_host(port, &host, &path) {
+                            Ok((status, _)) if status.contains(" 200 ") => {}
+                            other => failed.push(format!("{other:?}")),
+                        }
+                    }
+                    (sent, failed)
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seconds = self.started.elapsed().as_secs_f64();
+        let (mut sent, mut failed) = (0, Vec::new());
+        for thread in self.threads {
+            let (s, f) = thread.join().unwrap();
+            sent += s;
+            failed.extend(f);
+        }
+        eprintln!(
+            "load: {sent} requests in {seconds:.1} s ({:.0}/s), {} failed",
+            sent as f64 / seconds,
+            failed.len()
+        );
+        (sent, failed)
+    }
+}
+
+#[test]
+fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails() {
+    let (work, mut env) = setup("8800-8899");
+    let proxy_port = 7220;
+    let _proxy = env.with_proxy(proxy_port, work.path().join("proxy"));
+    let (label, _deployed) = Deployed::label("counter-z", &env);
+    let file = work.path().join("deploy.toml");
+    let host = format!("{label}.example.com");
+    let write = |extra: &str| {
+        let text = format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{host}\"\n{extra}",
+            fixture_app("pg-counter").display()
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write("");
+    let file = file.to_str().unwrap();
+    let drain = [("NUA_DRAIN_SECONDS", "1")];
+    let out = env.nua_with(&["deploy", file], &drain);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        http_get_host(proxy_port, &host, "/hit").unwrap().1,
+        format!("{label} hits=1\n")
+    );
+    let first_port = ports(&env)[0].1;
+
+    // An upgrade under load: not one request fails.
+    write("env = { GREETING = \"v2\" }\n");
+    let load = Load::start(proxy_port, &host, "/health");
+    let out = env.nua_with(&["deploy", file], &drain);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (sent, failed) = load.finish();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        http_get_host(proxy_port, &host, "/").unwrap().1,
+        format!("{label} hits=1 v2\n")
+    );
+    // The new app runs on a port of its own; the old one is kept, stopped, for a rollback.
+    assert_ne!(ports(&env)[0].1, first_port);
+    let previous = run_ok(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{.State.Status}}",
+        &format!("nua-{label}-previous"),
+    ]));
+    assert_eq!(previous.trim(), "exited");
+
+    // A new version that never gets ready: the deploy fails with its last lines, and the
+    // running one answered every request throughout, and still does.
+    write("env = { GREETING = \"v2\", DB_NAME = \"missing\" }\n");
+    let load = Load::start(proxy_port, &host, "/health");
+    let out = env.nua_with(&["deploy", file], &drain);
+    let (sent, failed) = load.finish();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("database \"missing\" does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        http_get_host(proxy_port, &host, "/").unwrap().1,
+        format!("{label} hits=1 v2\n")
+    );
+    assert!(!container_named(&format!("nua-{label}-next")));
 }

@@ -275,4 +275,11 @@ fn a_reload_loses_no_request_and_a_refused_configuration_changes_nothing() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("sites."))
         .count();
     assert_eq!(sets, 1);
+
+    // The last site of the host removed: its file goes, and the host is served no more.
+    nginx.0.settings.include = None;
+    let synced = nginx.0.sync(&[]).unwrap();
+    assert_eq!(synced.removed, ["app.test.conf"]);
+    let (status, _) = get(port, "app.test", "/").unwrap();
+    assert!(status.contains(" 404 "), "{status}");
 }

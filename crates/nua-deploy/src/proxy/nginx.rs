@@ -201,10 +201,23 @@ impl Nginx {
         let main_arg = main.display().to_string();
         match self.running() {
             Some(pid) if !synced.changed.is_empty() || !synced.removed.is_empty() => {
-                // SIGHUP: nginx rereads its configuration and replaces its workers once
-                // they have finished their requests.
+                // SIGHUP: nginx rereads its configuration, starts new workers, and tells the
+                // old ones to finish their requests and stop accepting. The reload is done
+                // once a new worker runs and every old one is shutting down (its title says
+                // so before it closes its listening sockets); a few seconds at most.
+                let before = workers(pid);
                 // SAFETY: a signal to nginx's master, whose pid it wrote.
                 unsafe { libc::kill(pid, libc::SIGHUP) };
+                for _ in 0..250 {
+                    let now = workers(pid);
+                    let started = now.iter().any(|w| !before.contains(w));
+                    let retired = before.iter().all(|w| !now.contains(w) || shutting_down(*w));
+                    if started && retired {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
                 synced.reloaded = true;
             }
             Some(_) => {}
@@ -243,6 +256,31 @@ impl Nginx {
         unsafe { libc::kill(pid, libc::SIGTERM) };
         Ok(())
     }
+}
+
+/// The processes whose parent is `master` (its workers), from `/proc`.
+fn workers(master: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid: i32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == master).then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether nginx process `pid` is a worker finishing its last requests.
+fn shutting_down(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |title| {
+        String::from_utf8_lossy(&title).contains("shutting down")
+    })
 }
 
 /// The site files that differ between the live set `before` and `files`, and those gone.
