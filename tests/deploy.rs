@@ -698,4 +698,24 @@ fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails(
         format!("{label} hits=1 v2\n")
     );
     assert!(!container_named(&format!("nua-{label}-next")));
+
+    // Going back is the same switch, under the same load.
+    let load = Load::start(proxy_port, &host, "/health");
+    let out = env.nua_with(&["rollback", &label], &drain);
+    let (sent, failed) = load.finish();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        http_get_host(proxy_port, &host, "/").unwrap().1,
+        format!("{label} hits=1\n")
+    );
 }

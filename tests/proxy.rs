@@ -197,6 +197,17 @@ fn apps_under_one_host_are_routed_by_path_and_a_websocket_goes_through() {
     let mut echoed = [0u8; 22];
     reader.read_exact(&mut echoed).unwrap();
     assert_eq!(&echoed, b"ping through the proxy");
+    drop(ws);
+
+    // nginx stopped behind Nua's back: the next sync (what `nua server` does every tick)
+    // starts it again, serving the same sites.
+    let pid = nginx.0.running().unwrap();
+    // SAFETY: the master pid nginx wrote.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    common::deploy::wait_until(10, "nginx stopping", || nginx.0.running().is_none());
+    let synced = nginx.0.sync(&domains(&apps)).unwrap();
+    assert!(synced.started && synced.changed.is_empty(), "{synced:?}");
+    assert_eq!(at("other.test", "/").1, "root path=/ prefix=- proto=http\n");
 }
 
 #[test]

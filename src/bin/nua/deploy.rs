@@ -478,6 +478,40 @@ fn deploy_site(
     }
 }
 
+/// Give the app of `desired` free host ports other than those its running app holds, so
+/// both can run during a switch.
+fn place_apart(
+    desired: &mut Desired,
+    engine: &Docker,
+    state: &State,
+    label: &str,
+) -> anyhow::Result<()> {
+    let held = HeldPorts {
+        recorded: recorded_ports(state, label)?,
+        label,
+        own: Vec::new(),
+    };
+    let range = port_range()?;
+    let Some(app) = desired.containers.iter_mut().find(|c| c.role == Role::App) else {
+        return Ok(());
+    };
+    let running: Vec<u16> = engine
+        .container(&app.name)?
+        .map(|c| c.ports.iter().map(|p| p.host).collect())
+        .unwrap_or_default();
+    let mut chosen: Vec<u16> = Vec::new();
+    for port in &mut app.ports {
+        let free = range
+            .clone()
+            .find(|p| !running.contains(p) && !chosen.contains(p) && held.holder(*p).is_none());
+        if let Some(free) = free {
+            port.host = Some(free);
+            chosen.push(free);
+        }
+    }
+    Ok(())
+}
+
 /// The host ports app ports are placed in: `NUA_PORT_RANGE` (`8100-9000`) or the default.
 fn port_range() -> anyhow::Result<std::ops::RangeInclusive<u16>> {
     let Ok(text) = std::env::var("NUA_PORT_RANGE") else {
@@ -917,9 +951,30 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
             .find(|g| g.number < current.generation && g.desired != current.desired)
             .ok_or_else(|| anyhow::anyhow!("`{label}` has no earlier generation to go back to"))?,
     };
-    let desired: Desired = serde_json::from_value(target.desired.clone())?;
-    let generation = state.begin(label, Kind::Rollback, &actor(), &target.desired)?;
-    match apply::apply(&desired, generation, &apply_context(&engine), &mut state) {
+    let mut desired: Desired = serde_json::from_value(target.desired.clone())?;
+    // Behind the proxy, going back is the same switch as going forward: the app of the
+    // earlier generation starts on ports of its own beside the running one.
+    let switcher = match &desired.domain {
+        Some(_) => crate::proxy::Switcher::new(&state, label)?,
+        None => None,
+    };
+    if switcher.is_some() && !desired.containers.iter().any(|c| c.single_writer) {
+        place_apart(&mut desired, &engine, &state, label)?;
+    }
+    let generation = state.begin(
+        label,
+        Kind::Rollback,
+        &actor(),
+        &serde_json::to_value(&desired)?,
+    )?;
+    let ctx = Context {
+        proxy: switcher
+            .as_ref()
+            .map(|s| s as &dyn nua_deploy::apply::Routes),
+        drain: crate::proxy::drain()?,
+        ..apply_context(&engine)
+    };
+    match apply::apply(&desired, generation, &ctx, &mut state) {
         Ok(_) => {
             state.finish(label, generation, Ok(()))?;
             crate::proxy::sync(&state, false)?;
