@@ -161,6 +161,7 @@ pub fn apply(
             aliases: vec![container.component.clone()],
             restart: options.restart,
             limits: options.limits,
+            init: options.init.unwrap_or(container.role == Role::App),
         };
         for volume in &container.volumes {
             let VolumeMount {
@@ -397,7 +398,10 @@ fn spec_digest(spec: &ContainerSpec) -> String {
     field(&format!("{:?}", spec.mounts));
     field(&format!("{:?}", spec.network));
     field(&format!("{:?}", spec.aliases));
-    field(&format!("{:?} {:?}", spec.restart, spec.limits));
+    field(&format!(
+        "{:?} {:?} {}",
+        spec.restart, spec.limits, spec.init
+    ));
     let labels: BTreeMap<_, _> = spec.labels.iter().collect();
     field(&format!("{labels:?}"));
     hex::encode(&hasher.finalize()[..16])

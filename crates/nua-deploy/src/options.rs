@@ -10,6 +10,9 @@
 //!   stopped;
 //! - `mem_limit`, `shm_size`: bytes, or a number with `b`, `k`, `m` or `g` (`"512m"`);
 //! - `nano_cpus`, `pids_limit`: numbers;
+//! - `init`: Docker's init (tini) as PID 1, forwarding signals; by default yes for an app (so
+//!   one whose process ignores SIGTERM as PID 1 still stops at once, and a switch does not
+//!   wait for the kill timeout) and no for a provider, whose server handles its signals;
 //! - `detach` (containers always run detached) and `auto_remove = false`: accepted, nothing
 //!   to do.
 
@@ -24,11 +27,13 @@ use nua_runtime::{Limits, Restart};
 pub struct RunOptions {
     pub restart: Restart,
     pub limits: Limits,
+    /// `init`: Docker's init as PID 1 (`None`: Nua's default, yes for apps).
+    pub init: Option<bool>,
 }
 
 /// The options Nua applies.
 const KNOWN: &str =
-    "restart_policy, mem_limit, shm_size, nano_cpus, pids_limit, detach, auto_remove";
+    "restart_policy, mem_limit, shm_size, nano_cpus, pids_limit, init, detach, auto_remove";
 
 /// Read the options; an error says which one is wrong and why (without its location, which
 /// the caller adds).
@@ -36,6 +41,7 @@ pub fn run_options(docker: &BTreeMap<String, Value>) -> Result<RunOptions, Strin
     let mut options = RunOptions {
         restart: Restart::UnlessStopped,
         limits: Limits::default(),
+        init: None,
     };
     for (key, value) in docker {
         match key.as_str() {
@@ -44,6 +50,13 @@ pub fn run_options(docker: &BTreeMap<String, Value>) -> Result<RunOptions, Strin
             "shm_size" => options.limits.shm_bytes = Some(bytes(key, value)?),
             "nano_cpus" => options.limits.nano_cpus = Some(positive(key, value)?),
             "pids_limit" => options.limits.pids = Some(positive(key, value)?),
+            "init" => {
+                options.init = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| format!("`init = {value}` is neither true nor false"))?,
+                )
+            }
             "detach" => {}
             "auto_remove" if value == &Value::Bool(false) => {}
             "auto_remove" => {
@@ -195,6 +208,8 @@ mod tests {
             options(json!({"restart_policy": "no"})).unwrap().restart,
             Restart::No
         );
+        assert_eq!(options(json!({"init": false})).unwrap().init, Some(false));
+        assert_eq!(options(json!({})).unwrap().init, None);
     }
 
     #[test]

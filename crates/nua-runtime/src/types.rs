@@ -159,6 +159,9 @@ pub struct ContainerSpec {
     /// What Docker does when the container stops by itself.
     pub restart: Restart,
     pub limits: Limits,
+    /// Run Docker's init (tini) as PID 1: it forwards signals, so a process that does not
+    /// handle SIGTERM as PID 1 still stops at once, and reaps zombies.
+    pub init: bool,
 }
 
 /// Docker's restart policy.

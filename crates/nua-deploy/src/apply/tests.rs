@@ -327,6 +327,8 @@ fn docker_options_reach_the_containers_and_a_changed_one_recreates_only_its_own(
     let app = engine.spec("nua-n").unwrap();
     assert_eq!(app.restart, nua_runtime::Restart::UnlessStopped);
     assert_eq!(app.limits, nua_runtime::Limits::default());
+    // Docker's init forwards signals to the app; the database handles its own.
+    assert!(app.init && !db.init);
 
     let limited = with_db_options.replace(
         "[[provider]]",

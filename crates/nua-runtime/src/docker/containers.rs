@@ -39,6 +39,7 @@ impl Docker {
                 mounts: Some(mounts),
                 network_mode: spec.network.clone(),
                 restart_policy: Some(restart_policy(spec.restart)),
+                init: spec.init.then_some(true),
                 memory: spec.limits.memory_bytes,
                 nano_cpus: spec.limits.nano_cpus,
                 shm_size: spec.limits.shm_bytes,
