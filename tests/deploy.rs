@@ -719,3 +719,70 @@ fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails(
         format!("{label} hits=1\n")
     );
 }
+
+#[test]
+fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() {
+    use std::os::unix::fs::PermissionsExt;
+    let (work, mut env) = setup("8900-8999");
+    // nginx's workers (not root) read the challenge files of the proxy's tree.
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (http, https) = (7230, 7231);
+    let _proxy = env.with_proxy(http, work.path().join("proxy"));
+    let pebble = common::acme::Pebble::start(&work.path().join("pebble"), 7240, http);
+    let (label, _deployed) = Deployed::label("counter-tls", &env);
+    let host = format!("{label}.example.test");
+    let file = work.path().join("deploy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{host}\"\n",
+            fixture_app("pg-counter").display()
+        ),
+    )
+    .unwrap();
+    let acme = [
+        ("NUA_ACME", "on"),
+        ("NUA_ACME_DIRECTORY", pebble.directory.as_str()),
+        ("NUA_ACME_EMAIL", "ops@example.test"),
+        ("NUA_ACME_CA_BUNDLE", pebble.tls_root.to_str().unwrap()),
+    ];
+    let out = env.nua_with(&["deploy", file.to_str().unwrap()], &acme);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("certificate for {host} issued")),
+        "{stderr}"
+    );
+
+    // HTTPS with the CA's certificate for the host; HTTP redirects to it.
+    let root = pebble.issuing_root(&work.path().join("pebble-root.pem"));
+    let curl = |scheme: &str, port: u16, extra: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&root)
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .args(extra)
+            .arg(format!("{scheme}://{host}:{port}/hit"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, body, err) = curl("https", https, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(body, format!("{label} hits=1\n"));
+    let (_, headers, _) = curl("http", http, &["-o", "/dev/null", "-D", "-"]);
+    assert!(headers.starts_with("HTTP/1.1 308"), "{headers}");
+    assert!(
+        headers.contains(&format!("Location: https://{host}:{https}/hit")),
+        "{headers}"
+    );
+    // The key is the server's alone.
+    let key = env.state.join("certs").join(&host).join("key.pem");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

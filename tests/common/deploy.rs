@@ -105,7 +105,9 @@ impl Env {
             .env("NUA_STATE_DIR", &self.state)
             .env("NUA_PORT_RANGE", &self.ports);
         match &self.proxy {
+            // No certificates unless a test asks for them (from its own CA).
             Some((port, dir)) => command
+                .env("NUA_ACME", "off")
                 .env("NUA_PROXY", "own")
                 .env("NUA_HTTP_PORT", port.to_string())
                 .env("NUA_HTTPS_PORT", (port + 1).to_string())

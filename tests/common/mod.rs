@@ -4,6 +4,7 @@
 //! `archive` serves source archives (the `src-url` fixture); `docker` runs built images.
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod app_build;
 pub mod archive;
 pub mod deploy;

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 use nua::cli::Hint;
 use nua_deploy::instance::Desired;
-use nua_deploy::proxy::{self, nginx::Nginx};
+use nua_deploy::proxy::{self, acme, acme::Acme, nginx::Nginx};
 use nua_deploy::state::{self, State};
 
 fn port(name: &str, default: u16) -> anyhow::Result<u16> {
@@ -74,22 +74,84 @@ pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
     Ok(Some(nginx))
 }
 
+/// Certificates from ACME, unless `NUA_ACME=off`: `NUA_ACME_DIRECTORY` (Let's Encrypt's
+/// production directory by default), `NUA_ACME_EMAIL` (a contact), `NUA_ACME_CA_BUNDLE` (a
+/// root to trust for a test CA); kept under the state folder.
+pub fn acme(nginx: &Nginx) -> anyhow::Result<Option<Acme>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    match var("NUA_ACME").as_deref() {
+        None | Some("on") => {}
+        Some("off") => return Ok(None),
+        Some(other) => {
+            return Err(anyhow::anyhow!(
+                "`NUA_ACME={other}` is neither `on` nor `off`"
+            ))
+        }
+    }
+    Ok(Some(Acme {
+        directory: var("NUA_ACME_DIRECTORY").unwrap_or_else(|| acme::LETS_ENCRYPT.to_owned()),
+        email: var("NUA_ACME_EMAIL"),
+        ca_bundle: var("NUA_ACME_CA_BUNDLE").map(PathBuf::from),
+        dir: state::default_dir().join("certs"),
+        challenges: nginx.settings.challenges.clone(),
+    }))
+}
+
 /// Make the proxy serve the domains of every recorded instance (starting nginx when it does
-/// not run); nothing when there is none and nginx does not run.
+/// not run), then order the certificates they lack and serve those hosts over HTTPS once they
+/// come; nothing when there is no domain and nginx does not run.
 pub fn sync(state: &State, quiet: bool) -> anyhow::Result<()> {
     let Some(nginx) = own_nginx()? else {
         return Ok(());
     };
+    let acme = acme(&nginx)?;
     let instances: Vec<Desired> = state
         .instances()?
         .into_iter()
         .filter_map(|i| serde_json::from_value(i.desired).ok())
         .collect();
-    let domains = proxy::domains(&instances, &|_| None).context("cannot configure the proxy")?;
+    let certificate = |host: &str| acme.as_ref().and_then(|a| a.certificate(host));
+    let domains = proxy::domains(&instances, &certificate).context("cannot configure the proxy")?;
     if domains.is_empty() && nginx.running().is_none() {
         return Ok(());
     }
-    let synced = nginx.sync(&domains).map_err(|e| {
+    apply_domains(&nginx, &domains, quiet)?;
+    // Served over HTTP first: the CA checks its challenge through the running nginx.
+    let Some(acme) = acme else {
+        return Ok(());
+    };
+    let mut issued = 0;
+    for domain in domains.iter().filter(|d| d.tls.is_none()) {
+        if !acme.due(&domain.host) {
+            continue;
+        }
+        match acme.issue(&domain.host) {
+            Ok(_) => {
+                issued += 1;
+                if !quiet {
+                    eprintln!(
+                        "certificate for {} issued by {}",
+                        domain.host, acme.directory
+                    );
+                }
+            }
+            Err(err) => eprintln!(
+                "warning: no certificate for {} yet, it is served over HTTP: {:#} (asked again \
+                 later, with backoff)",
+                domain.host,
+                anyhow::Error::new(err)
+            ),
+        }
+    }
+    if issued > 0 {
+        let domains = proxy::domains(&instances, &|host| acme.certificate(host))?;
+        apply_domains(&nginx, &domains, quiet)?;
+    }
+    Ok(())
+}
+
+fn apply_domains(nginx: &Nginx, domains: &[proxy::Domain], quiet: bool) -> anyhow::Result<()> {
+    let synced = nginx.sync(domains).map_err(|e| {
         let hint = e.hint();
         let err = anyhow::Error::new(e).context("the proxy was not updated");
         match hint {
@@ -123,6 +185,7 @@ pub fn sync(state: &State, quiet: bool) -> anyhow::Result<()> {
 /// upgraded as it is about to be.
 pub struct Switcher {
     pub nginx: Nginx,
+    pub acme: Option<Acme>,
     pub others: Vec<Desired>,
 }
 
@@ -138,14 +201,20 @@ impl Switcher {
             .filter(|i| i.label != label)
             .filter_map(|i| serde_json::from_value(i.desired).ok())
             .collect();
-        Ok(Some(Switcher { nginx, others }))
+        let acme = acme(&nginx)?;
+        Ok(Some(Switcher {
+            nginx,
+            acme,
+            others,
+        }))
     }
 }
 
 impl nua_deploy::apply::Routes for Switcher {
     fn route(&self, desired: &Desired, maintenance: bool) -> Result<(), String> {
         let all: Vec<&Desired> = self.others.iter().chain([desired]).collect();
-        let mut domains = proxy::domains(all, &|_| None).map_err(|e| e.to_string())?;
+        let certificate = |host: &str| self.acme.as_ref().and_then(|a| a.certificate(host));
+        let mut domains = proxy::domains(all, &certificate).map_err(|e| e.to_string())?;
         for route in domains.iter_mut().flat_map(|d| &mut d.routes) {
             route.maintenance = maintenance && route.label == desired.label;
         }

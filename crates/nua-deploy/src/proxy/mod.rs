@@ -10,6 +10,7 @@
 //!
 //! An app's web port is its port named `web`, or its only port.
 
+pub mod acme;
 pub mod nginx;
 mod render;
 
