@@ -740,6 +740,29 @@ fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() 
         ),
     )
     .unwrap();
+    // A CA that does not answer: the site is served over HTTP, the deploy says why there is
+    // no certificate, and the attempt is recorded.
+    let nowhere = [
+        ("NUA_ACME", "on"),
+        ("NUA_ACME_DIRECTORY", "https://127.0.0.1:9/dir"),
+    ];
+    let out = env.nua_with(&["deploy", file.to_str().unwrap()], &nowhere);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: no certificate for {host} yet, it is served over HTTP"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        http_get_host(http, &host, "/").unwrap().1,
+        format!("{label} hits=0\n")
+    );
+    let attempt =
+        std::fs::read_to_string(env.state.join("certs").join(&host).join("attempt.json")).unwrap();
+    assert!(attempt.contains("\"failures\": 1"), "{attempt}");
+
     let acme = [
         ("NUA_ACME", "on"),
         ("NUA_ACME_DIRECTORY", pebble.directory.as_str()),

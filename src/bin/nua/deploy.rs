@@ -296,7 +296,7 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     }
     // The proxy serves what is recorded now: new domains, and the previous generation of a
     // site whose deploy failed.
-    crate::proxy::sync(&state, args.quiet)?;
+    crate::proxy::sync(&state, args.quiet, true)?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -697,7 +697,7 @@ pub fn remove(args: &RemoveArgs) -> anyhow::Result<ExitCode> {
                 state.forget_secrets(&args.label)?;
             }
             state.finish(&args.label, generation, Ok(()))?;
-            crate::proxy::sync(&state, false)?;
+            crate::proxy::sync(&state, false, false)?;
             outln!("removed {}: {}", args.label, removed.join(", "))?;
             if !args.volumes {
                 outln!(
@@ -906,7 +906,7 @@ fn reconcile_all(
         }
     }
     // nginx too: started again when it died, in line with the instances.
-    if let Err(err) = crate::proxy::sync(state, quiet) {
+    if let Err(err) = crate::proxy::sync(state, quiet, false) {
         failed += 1;
         eprintln!("error: {err:#}");
     }
@@ -977,7 +977,7 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     match apply::apply(&desired, generation, &ctx, &mut state) {
         Ok(_) => {
             state.finish(label, generation, Ok(()))?;
-            crate::proxy::sync(&state, false)?;
+            crate::proxy::sync(&state, false, false)?;
             outln!(
                 "{label}: back to generation {} (as generation {generation})",
                 target.number

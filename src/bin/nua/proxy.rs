@@ -99,8 +99,9 @@ pub fn acme(nginx: &Nginx) -> anyhow::Result<Option<Acme>> {
 
 /// Make the proxy serve the domains of every recorded instance (starting nginx when it does
 /// not run), then order the certificates they lack and serve those hosts over HTTPS once they
-/// come; nothing when there is no domain and nginx does not run.
-pub fn sync(state: &State, quiet: bool) -> anyhow::Result<()> {
+/// come; nothing when there is no domain and nginx does not run. A host whose last order
+/// failed is asked again after a backoff, or at once when `now` (a deploy).
+pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
     let Some(nginx) = own_nginx()? else {
         return Ok(());
     };
@@ -122,7 +123,7 @@ pub fn sync(state: &State, quiet: bool) -> anyhow::Result<()> {
     };
     let mut issued = 0;
     for domain in domains.iter().filter(|d| d.tls.is_none()) {
-        if !acme.due(&domain.host) {
+        if !now && !acme.due(&domain.host) {
             continue;
         }
         match acme.issue(&domain.host) {
