@@ -762,6 +762,25 @@ fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() 
     let attempt =
         std::fs::read_to_string(env.state.join("certs").join(&host).join("attempt.json")).unwrap();
     assert!(attempt.contains("\"failures\": 1"), "{attempt}");
+    let certs = |vars: &[(&str, &str)]| -> Value {
+        let out = env.nua_with(&["certs", "--json"], vars);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let shown = certs(&nowhere);
+    assert_eq!(shown[0]["domain"], host.as_str());
+    assert_eq!(shown[0]["state"], "missing");
+    assert!(
+        shown[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:9"),
+        "{shown}"
+    );
 
     let acme = [
         ("NUA_ACME", "on"),
@@ -804,6 +823,14 @@ fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() 
         headers.contains(&format!("Location: https://{host}:{https}/hit")),
         "{headers}"
     );
+    let shown = certs(&acme);
+    assert_eq!(shown[0]["state"], "valid", "{shown}");
+    assert!(
+        shown[0]["issuer"].as_str().unwrap().contains("Pebble"),
+        "{shown}"
+    );
+    assert!(shown[0]["days_left"].as_i64().unwrap() > 0, "{shown}");
+    assert_eq!(shown[0]["last_error"], Value::Null);
     // The key is the server's alone.
     let key = env.state.join("certs").join(&host).join("key.pem");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;

@@ -57,6 +57,8 @@ pub enum NuaCommand {
     Rollback(RollbackArgs),
     /// Keep the instances running: reconcile now and every `--interval` seconds
     Server(ServerArgs),
+    /// The certificates of the served domains: issuer, expiry, last order and its error
+    Certs(CertsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +125,12 @@ pub struct DeployArgs {
 pub struct StatusArgs {
     /// Only this instance
     pub label: Option<String>,
+    #[command(flatten)]
+    pub output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
     #[command(flatten)]
     pub output: JsonArgs,
 }

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         NuaCommand::History(args) => deploy::history(args),
         NuaCommand::Start(args) => deploy::start(args),
         NuaCommand::Restart(args) => deploy::restart(args),
+        NuaCommand::Certs(args) => proxy::certs(args),
         NuaCommand::Pause(args) => deploy::pause(args, true),
         NuaCommand::Unpause(args) => deploy::pause(args, false),
         NuaCommand::Reconcile(args) => deploy::reconcile(args),

@@ -122,7 +122,8 @@ pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     let mut issued = 0;
-    for domain in domains.iter().filter(|d| d.tls.is_none()) {
+    // Hosts without a certificate, and those two thirds through its lifetime.
+    for domain in domains.iter().filter(|d| acme.wanted(&d.host)) {
         if !now && !acme.due(&domain.host) {
             continue;
         }
@@ -136,12 +137,23 @@ pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
                     );
                 }
             }
-            Err(err) => eprintln!(
-                "warning: no certificate for {} yet, it is served over HTTP: {:#} (asked again \
-                 later, with backoff)",
-                domain.host,
-                anyhow::Error::new(err)
-            ),
+            Err(err) => {
+                let what = if domain.tls.is_some() {
+                    format!(
+                        "no renewed certificate for {}, it keeps its current one",
+                        domain.host
+                    )
+                } else {
+                    format!(
+                        "no certificate for {} yet, it is served over HTTP",
+                        domain.host
+                    )
+                };
+                eprintln!(
+                    "warning: {what}: {:#} (asked again later, with backoff)",
+                    anyhow::Error::new(err)
+                );
+            }
         }
     }
     if issued > 0 {
@@ -237,4 +249,88 @@ pub fn drain() -> anyhow::Result<std::time::Duration> {
             .map_err(|_| anyhow::anyhow!("`NUA_DRAIN_SECONDS={text}` is not a number of seconds")),
         _ => Ok(std::time::Duration::from_secs(10)),
     }
+}
+
+/// One certificate as `nua certs --json` shows it.
+#[derive(serde::Serialize)]
+struct Shown {
+    domain: String,
+    /// `valid`, `missing`, or `renewing` (two thirds through its lifetime).
+    state: &'static str,
+    issuer: Option<String>,
+    /// Seconds since the epoch.
+    not_after: Option<i64>,
+    days_left: Option<i64>,
+    last_attempt: Option<u64>,
+    last_error: Option<String>,
+}
+
+/// `nua certs`: every domain served, and those with a certificate kept.
+pub fn certs(args: &crate::args::CertsArgs) -> anyhow::Result<std::process::ExitCode> {
+    let nginx = own_nginx()?.ok_or_else(|| {
+        anyhow::anyhow!("`NUA_PROXY=none`: Nua serves no domain, and holds no certificate")
+    })?;
+    let acme = acme(&nginx)?
+        .ok_or_else(|| anyhow::anyhow!("`NUA_ACME=off`: Nua orders no certificate"))?;
+    let mut hosts = std::collections::BTreeSet::new();
+    if let Some(state) = crate::deploy::existing_state()? {
+        for instance in state.instances()? {
+            if let Some(domain) = instance.desired["domain"].as_str() {
+                let host = domain.split('/').next().unwrap_or(domain);
+                hosts.insert(host.to_ascii_lowercase());
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&acme.dir) {
+        for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+            hosts.insert(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let shown: Vec<Shown> = hosts
+        .into_iter()
+        .map(|host| {
+            let facts = acme.facts(&host);
+            let attempt = acme.attempt(&host);
+            Shown {
+                state: match &facts {
+                    None => "missing",
+                    Some(f) if now >= f.renew_at() => "renewing",
+                    Some(_) => "valid",
+                },
+                issuer: facts.as_ref().map(|f| f.issuer.clone()),
+                not_after: facts.as_ref().map(|f| f.not_after),
+                days_left: facts
+                    .as_ref()
+                    .map(|f| (f.not_after - now).div_euclid(86_400)),
+                last_attempt: attempt.as_ref().map(|a| a.at),
+                last_error: attempt.and_then(|a| a.error),
+                domain: host,
+            }
+        })
+        .collect();
+    if args.output.json {
+        nua::outln!("{}", serde_json::to_string(&shown)?)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    nua::outln!(
+        "{:<32} {:<9} {:<10} {:<24} ERROR",
+        "DOMAIN",
+        "STATE",
+        "DAYS LEFT",
+        "ISSUER"
+    )?;
+    for s in &shown {
+        nua::outln!(
+            "{:<32} {:<9} {:<10} {:<24} {}",
+            s.domain,
+            s.state,
+            s.days_left.map_or("-".to_owned(), |d| d.to_string()),
+            s.issuer.as_deref().unwrap_or("-"),
+            s.last_error.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

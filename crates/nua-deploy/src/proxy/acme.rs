@@ -62,6 +62,21 @@ pub struct Attempt {
     pub failures: u32,
 }
 
+/// An error and its causes, on one line.
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = source.and_then(std::error::Error::source);
+    }
+    text
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -83,15 +98,74 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// What a certificate says of itself.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Facts {
+    /// The issuer's common name (or its whole name).
+    pub issuer: String,
+    /// Seconds since the epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Facts {
+    /// When to renew: two thirds into its lifetime.
+    pub fn renew_at(&self) -> i64 {
+        self.not_before + (self.not_after - self.not_before) * 2 / 3
+    }
+}
+
+/// The facts of the first certificate of a PEM chain.
+pub fn facts(chain_pem: &[u8]) -> Option<Facts> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem).ok()?;
+    let certificate = pem.parse_x509().ok()?;
+    let issuer = certificate
+        .issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok().map(str::to_owned))
+        .unwrap_or_else(|| certificate.issuer().to_string());
+    let validity = certificate.validity();
+    Some(Facts {
+        issuer,
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    })
+}
+
 impl Acme {
+    /// The facts of the certificate of `host`, when there is one.
+    pub fn facts(&self, host: &str) -> Option<Facts> {
+        let tls = self.certificate(host)?;
+        facts(&std::fs::read(tls.certificate).ok()?)
+    }
+
+    /// Whether `host` needs a certificate ordered: it has none, or its own is two thirds
+    /// through its lifetime (or cannot be read).
+    pub fn wanted(&self, host: &str) -> bool {
+        match self.certificate(host) {
+            None => true,
+            Some(_) => self
+                .facts(host)
+                .is_none_or(|f| now() as i64 >= f.renew_at()),
+        }
+    }
+
     /// The certificate of `host`, when one was issued.
     pub fn certificate(&self, host: &str) -> Option<Tls> {
         let dir = self.dir.join(host);
-        let tls = Tls {
-            certificate: dir.join("fullchain.pem"),
-            key: dir.join("key.pem"),
-        };
-        (tls.certificate.is_file() && tls.key.is_file()).then_some(tls)
+        let certificate = dir.join("fullchain.pem");
+        let key = dir.join("key.pem");
+        let modified = std::fs::metadata(&certificate).ok()?.modified().ok()?;
+        let version = modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            .to_string();
+        key.is_file().then_some(Tls {
+            certificate,
+            key,
+            version,
+        })
     }
 
     /// The last order of `host`, if any.
@@ -135,7 +209,10 @@ impl Acme {
         };
         let attempt = Attempt {
             at: now(),
-            error: outcome.as_ref().err().cloned(),
+            error: outcome
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", self.directory)),
             failures,
         };
         let record = serde_json::to_vec_pretty(&attempt).unwrap_or_default();
@@ -144,14 +221,13 @@ impl Acme {
             directory: self.directory.clone(),
             message,
         })?;
-        let tls = Tls {
-            certificate: dir.join("fullchain.pem"),
-            key: dir.join("key.pem"),
-        };
         // The key first: a certificate is only ever found beside its own key.
-        write(&tls.key, key.as_bytes(), 0o600)?;
-        write(&tls.certificate, chain.as_bytes(), 0o644)?;
-        Ok(tls)
+        write(&dir.join("key.pem"), key.as_bytes(), 0o600)?;
+        write(&dir.join("fullchain.pem"), chain.as_bytes(), 0o644)?;
+        self.certificate(host).ok_or_else(|| Error::Io {
+            path: dir.join("fullchain.pem"),
+            source: std::io::Error::other("the certificate just written is gone"),
+        })
     }
 
     /// The account: the one kept, or a new one (kept 0600).
@@ -160,14 +236,14 @@ impl Acme {
             Some(root) => Account::builder_with_root(root),
             None => Account::builder(),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
         let path = self.dir.join("account.json");
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(credentials) = serde_json::from_str::<AccountCredentials>(&text) {
                 return builder
                     .from_credentials(credentials)
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| describe(&e));
             }
         }
         let contact = self.email.as_ref().map(|e| format!("mailto:{e}"));
@@ -183,9 +259,9 @@ impl Acme {
                 None,
             )
             .await
-            .map_err(|e| e.to_string())?;
-        let text = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
-        write(&path, &text, 0o600).map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
+        let text = serde_json::to_vec(&credentials).map_err(|e| describe(&e))?;
+        write(&path, &text, 0o600).map_err(|e| describe(&e))?;
         Ok(account)
     }
 
@@ -196,13 +272,13 @@ impl Acme {
         let mut order = account
             .new_order(&NewOrder::new(&identifiers))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         let folder = self.challenges.join(".well-known/acme-challenge");
-        std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&folder).map_err(|e| describe(&e))?;
         let mut written = Vec::new();
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization.map_err(|e| e.to_string())?;
+            let mut authorization = authorization.map_err(|e| describe(&e))?;
             if authorization.status == AuthorizationStatus::Valid {
                 continue;
             }
@@ -221,13 +297,12 @@ impl Acme {
             }
             let path = folder.join(&token);
             let key_authorization = challenge.key_authorization();
-            write(&path, key_authorization.as_str().as_bytes(), 0o644)
-                .map_err(|e| e.to_string())?;
+            write(&path, key_authorization.as_str().as_bytes(), 0o644).map_err(|e| describe(&e))?;
             written.push(path);
-            challenge.set_ready().await.map_err(|e| e.to_string())?;
+            challenge.set_ready().await.map_err(|e| describe(&e))?;
         }
         let retries = RetryPolicy::new().timeout(Duration::from_secs(90));
-        let status = order.poll_ready(&retries).await.map_err(|e| e.to_string());
+        let status = order.poll_ready(&retries).await.map_err(|e| describe(&e));
         for path in &written {
             let _ = std::fs::remove_file(path);
         }
@@ -254,11 +329,11 @@ impl Acme {
             }
             return Err(problems.join("; "));
         }
-        let key = order.finalize().await.map_err(|e| e.to_string())?;
+        let key = order.finalize().await.map_err(|e| describe(&e))?;
         let chain = order
             .poll_certificate(&retries)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         Ok((chain, key))
     }
 }

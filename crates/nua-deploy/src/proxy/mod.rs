@@ -60,6 +60,9 @@ pub struct Route {
 pub struct Tls {
     pub certificate: PathBuf,
     pub key: PathBuf,
+    /// Changes when the certificate is renewed (its configuration then changes, so nginx is
+    /// reloaded and reads the new one).
+    pub version: String,
 }
 
 /// Everything one host name serves.

@@ -104,6 +104,7 @@ fn with_a_certificate_http_redirects_and_https_serves_with_hsts() {
         Some(Tls {
             certificate: PathBuf::from(format!("/certs/{host}/fullchain.pem")),
             key: PathBuf::from(format!("/certs/{host}/key.pem")),
+            version: "1".to_owned(),
         })
     };
     let domains = domains([&a], &tls).unwrap();
