@@ -40,7 +40,8 @@ fn wait_for_port(port: u16) {
 
 impl Pebble {
     /// pebble on `base` (ACME), `base + 1` (its management), challtestsrv's DNS on
-    /// `base + 2` and its management on `base + 3`; HTTP-01 checked on `http_port`.
+    /// `base + 2` and its management on `base + 3`; HTTP-01 checked on `http_port`. Its
+    /// certificates live 30 s, so a test sees one renewed.
     pub fn start(dir: &Path, base: u16, http_port: u16) -> Pebble {
         std::fs::create_dir_all(dir).unwrap();
         // A CA for pebble's own HTTPS, and its certificate for 127.0.0.1.
@@ -103,10 +104,19 @@ impl Pebble {
             "httpPort": http_port,
             "tlsPort": 5001,
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": 30
         }});
         std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
         let dns = format!("127.0.0.1:{}", base + 2);
+        // Their chatter goes to a log of the test's, not into the test output.
+        let log = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("pebble.log"))
+                .unwrap()
+        };
         let challtestsrv = Command::new("pebble-challtestsrv")
             .args([
                 "-defaultIPv4",
@@ -118,6 +128,8 @@ impl Pebble {
             ])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .args(["-management", &format!("127.0.0.1:{}", base + 3)])
+            .stdout(log())
+            .stderr(log())
             .spawn()
             .unwrap();
         let pebble = Command::new("pebble")
@@ -128,6 +140,8 @@ impl Pebble {
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_VA_ALWAYS_VALID", "0")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log())
+            .stderr(log())
             .spawn()
             .unwrap();
         let started = Pebble {

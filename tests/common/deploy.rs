@@ -93,7 +93,14 @@ impl Env {
 
     /// `nua ARGS` started in the background (`nua server`, a deploy to kill).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        self.command(args).spawn().unwrap()
+        self.spawn_with(args, &[])
+    }
+
+    pub fn spawn_with(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Child {
+        self.command(args)
+            .envs(vars.iter().copied())
+            .spawn()
+            .unwrap()
     }
 
     /// `nua ARGS` with this test's cache, state, ports and proxy.
