@@ -699,6 +699,9 @@ pub fn remove(args: &RemoveArgs) -> anyhow::Result<ExitCode> {
             state.finish(&args.label, generation, Ok(()))?;
             crate::proxy::sync(&state, false, false)?;
             outln!("removed {}: {}", args.label, removed.join(", "))?;
+            if let Some(kept) = crate::proxy::kept_certificate(&desired)? {
+                outln!("  {kept}")?;
+            }
             if !args.volumes {
                 outln!(
                     "  its volumes and secrets are kept: `nua deploy` finds them again \

@@ -334,3 +334,28 @@ pub fn certs(args: &crate::args::CertsArgs) -> anyhow::Result<std::process::Exit
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+/// What is said of the certificate of a removed instance's host, when it has one.
+pub fn kept_certificate(desired: &Desired) -> anyhow::Result<Option<String>> {
+    let Some(domain) = &desired.domain else {
+        return Ok(None);
+    };
+    let host = domain
+        .split('/')
+        .next()
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
+    let Some(nginx) = own_nginx()? else {
+        return Ok(None);
+    };
+    let Some(acme) = acme(&nginx)? else {
+        return Ok(None);
+    };
+    Ok(acme.certificate(&host).map(|tls| {
+        format!(
+            "the certificate of {host} is kept in `{}` until it expires: a site deployed on \
+             {host} again is served over HTTPS at once",
+            tls.certificate.parent().unwrap_or(&acme.dir).display()
+        )
+    }))
+}
