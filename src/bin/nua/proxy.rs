@@ -121,6 +121,19 @@ pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
     let Some(acme) = acme else {
         return Ok(());
     };
+    // Certificates of hosts no longer served are kept until they expire, then forgotten.
+    if let Ok(entries) = std::fs::read_dir(&acme.dir) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+            let host = entry.file_name().to_string_lossy().into_owned();
+            let served = domains.iter().any(|d| d.host == host);
+            if !served && acme.facts(&host).is_some_and(|f| f.not_after < now) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     let mut issued = 0;
     // Hosts without a certificate, and those two thirds through its lifetime.
     for domain in domains.iter().filter(|d| acme.wanted(&d.host)) {
