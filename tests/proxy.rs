@@ -294,3 +294,112 @@ fn a_reload_loses_no_request_and_a_refused_configuration_changes_nothing() {
     let (status, _) = get(port, "app.test", "/").unwrap();
     assert!(status.contains(" 404 "), "{status}");
 }
+
+/// A stand-in for the system's nginx: its own main configuration, default site and pid file,
+/// including what `conf.d/` holds, as Debian's does. Stopped when dropped.
+struct SystemNginx {
+    conf: PathBuf,
+    pid: PathBuf,
+}
+
+impl SystemNginx {
+    fn start(dir: &std::path::Path, port: u16, extra_http: &str) -> SystemNginx {
+        for sub in ["conf.d", "logs", "temp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let d = dir.display();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "pid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{}}\nhttp {{\n\
+                 access_log off;\nclient_body_temp_path {d}/temp/body;\n\
+                 proxy_temp_path {d}/temp/proxy;\nfastcgi_temp_path {d}/temp/fastcgi;\n\
+                 uwsgi_temp_path {d}/temp/uwsgi;\nscgi_temp_path {d}/temp/scgi;\n\
+                 server {{ listen {port} default_server; return 404; }}\n{extra_http}\n\
+                 include {d}/conf.d/*.conf;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.join("logs/error.log"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SystemNginx {
+            conf,
+            pid: dir.join("nginx.pid"),
+        }
+    }
+}
+
+impl Drop for SystemNginx {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: the master pid this test's nginx wrote.
+                unsafe { libc::kill(pid, libc::SIGQUIT) };
+            }
+        }
+    }
+}
+
+#[test]
+fn the_systems_nginx_serves_the_sites_and_a_set_it_refuses_is_put_back() {
+    common::test_env();
+    let work = common::temp_dir();
+    let port = 7197;
+    let (old, new) = (backend("old"), backend("new"));
+    let system = SystemNginx::start(&work.path().join("system"), port, "");
+    let mut nginx = Nginx::own(
+        PathBuf::from("/usr/sbin/nginx"),
+        work.path().join("proxy"),
+        port,
+        port + 1,
+    );
+    nginx.system = Some(proxy::nginx::System {
+        conf: system.conf.clone(),
+        pid_file: system.pid.clone(),
+    });
+    std::fs::write(
+        work.path().join("system/conf.d/nua.conf"),
+        nginx.include_line(),
+    )
+    .unwrap();
+    let synced = nginx
+        .sync(&domains(&[instance("app", "app.test", old)]))
+        .unwrap();
+    assert!(synced.reloaded && !synced.started, "{synced:?}");
+    assert!(get(port, "app.test", "/").unwrap().1.starts_with("old "));
+    // The system's own default site still answers what Nua does not serve.
+    assert!(get(port, "other.test", "/").unwrap().0.contains(" 404 "));
+
+    // A file of the operator's that nginx refuses: Nua's sets pass on their own, but the
+    // whole configuration does not, so the next set is not made live (nor nginx reloaded),
+    // the one before is put back, and nginx's message names the operator's file.
+    std::fs::write(
+        work.path().join("system/conf.d/operator.conf"),
+        "proxy_buffering sometimes;\n",
+    )
+    .unwrap();
+    let live = std::fs::read_link(work.path().join("proxy/sites")).unwrap();
+    let err = nginx
+        .sync(&domains(&[instance("app", "app.test", new)]))
+        .unwrap_err();
+    assert!(err.to_string().contains("operator.conf"), "{err}");
+    assert_eq!(
+        std::fs::read_link(work.path().join("proxy/sites")).unwrap(),
+        live
+    );
+    assert!(get(port, "app.test", "/").unwrap().1.starts_with("old "));
+    // Stopping is never Nua's to do with the system's nginx.
+    nginx.stop().unwrap();
+    assert!(get(port, "app.test", "/").unwrap().1.starts_with("old "));
+}

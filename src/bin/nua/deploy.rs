@@ -1050,6 +1050,29 @@ fn install(output: Option<&Path>) -> anyhow::Result<ExitCode> {
     outln!("wrote {}", path.display())?;
     if output.is_none() {
         outln!("  start it with: systemctl daemon-reload && systemctl enable --now nua")?;
+        // The system's nginx, when there is one, serves Nua's sites from now on.
+        let mode = std::env::var("NUA_PROXY").unwrap_or_default();
+        let conf_d = Path::new(crate::proxy::SYSTEM_INCLUDE)
+            .parent()
+            .unwrap_or(Path::new("/"));
+        if conf_d.is_dir() && matches!(mode.as_str(), "" | "system") {
+            let nginx = crate::proxy::own_nginx()?;
+            if let Some(nginx) = nginx {
+                let include = Path::new(crate::proxy::SYSTEM_INCLUDE);
+                let line = format!(
+                    "# Nua's sites (written by `nua server install`)\n{}",
+                    nginx.include_line()
+                );
+                nua_oci::fs::write_atomic(include, line.as_bytes())
+                    .with_context(|| format!("cannot write `{}`", include.display()))?;
+                outln!(
+                    "wrote {}: the system's nginx includes Nua's sites, and Nua uses it \
+                     from now on (`NUA_PROXY=own` keeps Nua's own)",
+                    include.display()
+                )?;
+                outln!("  then: nua reconcile (it checks nginx's configuration and reloads it)")?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,22 +28,25 @@ fn port(name: &str, default: u16) -> anyhow::Result<u16> {
     }
 }
 
-/// Nua's own nginx, unless `NUA_PROXY=none`.
+/// The file through which the system's nginx includes Nua's sites (`nua server install`
+/// writes it); its presence makes `system` the default proxy.
+pub const SYSTEM_INCLUDE: &str = "/etc/nginx/conf.d/nua.conf";
+
+/// Nua's nginx: the system's (`NUA_PROXY=system`, the default once `nua server install` has
+/// set it up), its own (`own`, the default otherwise), or none (`none`).
 pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
-    match std::env::var("NUA_PROXY").unwrap_or_default().as_str() {
-        "" | "own" => {}
+    let mode = std::env::var("NUA_PROXY").unwrap_or_default();
+    let system = match mode.as_str() {
+        "" => std::path::Path::new(SYSTEM_INCLUDE).exists(),
+        "own" => false,
+        "system" => true,
         "none" => return Ok(None),
-        "system" => {
-            return Err(anyhow::anyhow!(
-                "`NUA_PROXY=system` is not supported yet: use `own` (Nua's own nginx) or `none`"
-            ))
-        }
         other => {
             return Err(anyhow::anyhow!(
-                "`NUA_PROXY={other}` is neither `own` nor `none`"
+                "`NUA_PROXY={other}` is none of `own`, `system` and `none`"
             ))
         }
-    }
+    };
     let binary = std::env::var_os("NUA_NGINX")
         .filter(|b| !b.is_empty())
         .map_or_else(|| PathBuf::from("/usr/sbin/nginx"), PathBuf::from);
@@ -71,6 +74,17 @@ pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
     nginx.settings.include = std::env::var_os("NUA_PROXY_INCLUDE")
         .filter(|i| !i.is_empty())
         .map(PathBuf::from);
+    if system {
+        let path = |name: &str, default: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from(default), PathBuf::from)
+        };
+        nginx.system = Some(proxy::nginx::System {
+            conf: path("NUA_NGINX_CONF", "/etc/nginx/nginx.conf"),
+            pid_file: path("NUA_NGINX_PID", "/run/nginx.pid"),
+        });
+    }
     Ok(Some(nginx))
 }
 

@@ -45,6 +45,10 @@ impl Error {
                  `NUA_NGINX`, or set `NUA_PROXY=none` to put your own proxy in front"
                     .into(),
             ),
+            Error::Start { message } if message.contains("does not run (no live pid") => Some(
+                "start it (`systemctl start nginx`), or let Nua run its own: `NUA_PROXY=own`"
+                    .into(),
+            ),
             Error::Start { message } if message.contains("Address already in use") => Some(
                 "another program holds the port: stop it, or choose other ports with \
                  `NUA_HTTP_PORT` and `NUA_HTTPS_PORT`"
@@ -72,11 +76,23 @@ pub struct Synced {
     pub reloaded: bool,
 }
 
-/// Nua's own nginx, in `dir`.
+/// The system's nginx (`NUA_PROXY=system`), whose configuration includes Nua's live sites
+/// (`include DIR/sites/*.conf;`, the line `nua server install` adds). Nua never starts or
+/// stops it: it checks its whole configuration with the new sites and reloads it.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// Its main configuration (`/etc/nginx/nginx.conf`).
+    pub conf: PathBuf,
+    /// Its pid file (`/run/nginx.pid`).
+    pub pid_file: PathBuf,
+}
+
+/// Nua's nginx: its own, in `dir`, or the system's, with Nua's sites in `dir`.
 pub struct Nginx {
     pub binary: PathBuf,
     pub dir: PathBuf,
     pub settings: Settings,
+    pub system: Option<System>,
 }
 
 impl Nginx {
@@ -92,11 +108,48 @@ impl Nginx {
             binary,
             dir,
             settings,
+            system: None,
         }
     }
 
     fn pid_file(&self) -> PathBuf {
-        self.dir.join("run/nginx.pid")
+        match &self.system {
+            Some(system) => system.pid_file.clone(),
+            None => self.dir.join("run/nginx.pid"),
+        }
+    }
+
+    /// The line the system's nginx needs (in its `http` block, e.g. `conf.d/nua.conf`).
+    pub fn include_line(&self) -> String {
+        format!("include {}/*.conf;\n", self.dir.join("sites").display())
+    }
+
+    /// `nginx -t` of the system's whole configuration; its message when it fails.
+    fn check_system(&self, system: &System) -> Result<Result<(), String>, Error> {
+        let out = Command::new(&self.binary)
+            .arg("-t")
+            .arg("-q")
+            .arg("-c")
+            .arg(&system.conf)
+            .output()
+            .map_err(|e| self.spawn_error(e))?;
+        Ok(if out.status.success() {
+            Ok(())
+        } else {
+            Err(nginx_message(&out.stderr))
+        })
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> Error {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotInstalled {
+                binary: self.binary.clone(),
+            },
+            _ => Error::Io {
+                path: self.binary.clone(),
+                source: e,
+            },
+        }
     }
 
     /// The master's pid, when it runs.
@@ -117,24 +170,11 @@ impl Nginx {
             .arg(&errors)
             .args(args)
             .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotInstalled {
-                    binary: self.binary.clone(),
-                },
-                _ => Error::Io {
-                    path: self.binary.clone(),
-                    source: e,
-                },
-            })?;
+            .map_err(|e| self.spawn_error(e))?;
         if out.status.success() {
             return Ok(Ok(()));
         }
-        let text = String::from_utf8_lossy(&out.stderr);
-        let message: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.contains("test failed") && !l.trim().is_empty())
-            .collect();
-        Ok(Err(message.join("\n")))
+        Ok(Err(nginx_message(&out.stderr)))
     }
 
     /// Make the live sites those of `domains`: render them into a new set, check it with
@@ -187,12 +227,23 @@ impl Nginx {
             let before = live.as_ref().map(|l| self.dir.join(l));
             (synced.changed, synced.removed) = differences(before.as_deref(), &files);
             // The new set becomes live in one rename.
-            let link = self.dir.join(format!("{set}.link"));
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&set, &link).map_err(io(&link))?;
-            std::fs::rename(&link, &live_link).map_err(io(&live_link))?;
+            point(&self.dir, &live_link, &set)?;
+            // The system's nginx reads it with its own configuration: checked whole, and the
+            // set before it put back when they do not go together.
+            if let Some(system) = &self.system {
+                if let Err(message) = self.check_system(system)? {
+                    match &live {
+                        Some(before) => point(&self.dir, &live_link, &before.to_string_lossy())?,
+                        None => std::fs::remove_file(&live_link).map_err(io(&live_link))?,
+                    }
+                    let _ = std::fs::remove_dir_all(&set_dir);
+                    return Err(Error::Refused { message });
+                }
+            }
         }
-        if std::fs::read_to_string(&main).ok().as_deref() != Some(main_text.as_str()) {
+        if self.system.is_none()
+            && std::fs::read_to_string(&main).ok().as_deref() != Some(main_text.as_str())
+        {
             let staged = self.dir.join("nginx.conf.new");
             std::fs::write(&staged, &main_text).map_err(io(&staged))?;
             std::fs::rename(&staged, &main).map_err(io(&main))?;
@@ -221,6 +272,15 @@ impl Nginx {
                 synced.reloaded = true;
             }
             Some(_) => {}
+            None if self.system.is_some() => {
+                return Err(Error::Start {
+                    message: format!(
+                        "the system's nginx does not run (no live pid in `{}`); Nua's sites \
+                         are in place for when it starts",
+                        self.pid_file().display()
+                    ),
+                })
+            }
             None => {
                 self.nginx(&["-c", &main_arg])?
                     .map_err(|message| Error::Start { message })?;
@@ -239,8 +299,12 @@ impl Nginx {
         Ok(synced)
     }
 
-    /// Stop nginx (`-s quit`: its workers finish their requests first) and wait for it.
+    /// Stop Nua's own nginx (`-s quit`: its workers finish their requests first) and wait
+    /// for it; the system's is never stopped.
     pub fn stop(&self) -> Result<(), Error> {
+        if self.system.is_some() {
+            return Ok(());
+        }
         let Some(pid) = self.running() else {
             return Ok(());
         };
@@ -274,6 +338,24 @@ fn workers(master: i32) -> Vec<i32> {
             (ppid == master).then_some(pid)
         })
         .collect()
+}
+
+/// What nginx said on stderr, without its closing "test failed" line.
+fn nginx_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("test failed") && !l.trim().is_empty())
+        .collect();
+    lines.join("\n")
+}
+
+/// Make the link `live` point at `target` (relative, in `dir`) in one rename.
+fn point(dir: &Path, live: &Path, target: &str) -> Result<(), Error> {
+    let link = dir.join(format!("{target}.link"));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(target, &link).map_err(io(&link))?;
+    std::fs::rename(&link, live).map_err(io(live))
 }
 
 /// Whether nginx process `pid` is a worker finishing its last requests.
