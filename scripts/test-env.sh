@@ -31,6 +31,7 @@ install_packages() {
     command -v newuidmap >/dev/null || missing+=(uidmap)
     # the reverse proxy Nua drives
     [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
     # an ACME CA and its DNS, for certificates issued for real on 127.0.0.1
     command -v pebble >/dev/null || missing+=(pebble)
     command -v curl >/dev/null || missing+=(curl)

@@ -102,6 +102,8 @@ fn instance(label: &str, domain: &str, port: u16) -> Desired {
                 container: 8000,
                 protocol: "tcp".to_owned(),
                 host: Some(port),
+                proxy: None,
+                plain: false,
             }],
             volumes: Vec::new(),
             docker: Default::default(),
@@ -402,4 +404,47 @@ fn the_systems_nginx_serves_the_sites_and_a_set_it_refuses_is_put_back() {
     // Stopping is never Nua's to do with the system's nginx.
     nginx.stop().unwrap();
     assert!(get(port, "app.test", "/").unwrap().1.starts_with("old "));
+}
+
+/// A TCP server that sends back what it gets.
+fn echo() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_non_web_port_with_a_proxy_port_is_forwarded_over_tcp() {
+    let work = common::temp_dir();
+    let port = 7170;
+    let nginx = own_nginx(work.path().join("proxy"), port);
+    let mut app = instance("mail", "mail.test", backend("mail"));
+    app.containers[0].ports.push(PlacedPort {
+        name: "smtp".to_owned(),
+        container: 25,
+        protocol: "tcp".to_owned(),
+        host: Some(echo()),
+        proxy: Some(7175),
+        plain: true,
+    });
+    nginx.0.sync(&domains(&[app])).unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", 7175)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"EHLO nua\r\n").unwrap();
+    let mut back = [0u8; 10];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"EHLO nua\r\n");
+    // The web port is served as before.
+    assert!(get(port, "mail.test", "/").unwrap().1.starts_with("mail "));
 }

@@ -100,6 +100,13 @@ pub struct PlacedPort {
     pub protocol: String,
     /// The port on 127.0.0.1; `None` for a provider's (never published).
     pub host: Option<u16>,
+    /// The port the proxy listens on for it (`proxy` in the config): a TCP stream for a port
+    /// that is not the web port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<u16>,
+    /// `ssl = false`: the proxy does not terminate TLS for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -329,11 +336,24 @@ fn unplaced(label: &str, name: &str, port: &Port) -> Result<PlacedPort, Error> {
         Some(nua_config::Protocol::Udp) => "udp",
         _ => "tcp",
     };
+    let proxy = match &port.proxy {
+        None => None,
+        Some(PortNumber::Number(n)) => Some(*n),
+        Some(other) => {
+            return Err(Error::BadPort {
+                label: label.to_owned(),
+                name: name.to_owned(),
+                value: serde_json::to_string(other).unwrap_or_default(),
+            })
+        }
+    };
     Ok(PlacedPort {
         name: name.to_owned(),
         container,
         protocol: protocol.to_owned(),
         host: None,
+        proxy,
+        plain: port.ssl == Some(false),
     })
 }
 

@@ -19,9 +19,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::instance::{Desired, Role};
+use crate::instance::{Desired, PlacedPort, Role};
 
-pub use render::{render_common, render_main, render_site};
+pub use render::{render_common, render_main, render_site, render_stream};
 
 /// How the proxy listens and where its files live.
 #[derive(Debug, Clone)]
@@ -65,11 +65,26 @@ pub struct Tls {
     pub version: String,
 }
 
+/// A TCP port of an app the proxy forwards (a non-web port with `proxy` in the config), with
+/// TLS terminated by the proxy unless the port says `ssl = false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stream {
+    pub label: String,
+    /// The port's name in the config.
+    pub name: String,
+    /// Where the proxy listens.
+    pub listen: u16,
+    /// The app's port on 127.0.0.1.
+    pub port: u16,
+    pub plain: bool,
+}
+
 /// Everything one host name serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     pub host: String,
     pub routes: Vec<Route>,
+    pub streams: Vec<Stream>,
     pub tls: Option<Tls>,
 }
 
@@ -90,6 +105,14 @@ pub enum Error {
         other: String,
         domain: String,
     },
+    #[error("port `{name}` of `{label}` asks the proxy to listen on {listen}, which {other}")]
+    StreamTaken {
+        label: String,
+        name: String,
+        listen: u16,
+        /// Who has it: `port `x` of `y` has too`, `is the proxy's HTTP port`.
+        other: String,
+    },
     #[error("cannot render the nginx configuration of `{host}`")]
     Render {
         host: String,
@@ -100,15 +123,60 @@ pub enum Error {
     Nginx(#[from] nginx::Error),
 }
 
-/// The app's web port of `desired` on the host: its port named `web`, or its only one.
-fn web_port(desired: &Desired) -> Option<u16> {
+/// The app's web port of `desired`: its port named `web`, or its only one.
+fn web_port(desired: &Desired) -> Option<&PlacedPort> {
     let app = desired.containers.iter().find(|c| c.role == Role::App)?;
-    let port = match app.ports.iter().find(|p| p.name == "web") {
-        Some(port) => port,
-        None if app.ports.len() == 1 => &app.ports[0],
-        None => return None,
+    match app.ports.iter().find(|p| p.name == "web") {
+        Some(port) => Some(port),
+        None if app.ports.len() == 1 => Some(&app.ports[0]),
+        None => None,
+    }
+}
+
+/// The TCP streams of `desired`: its other ports with a `proxy` port.
+fn streams_of(desired: &Desired) -> Vec<Stream> {
+    let web = web_port(desired).map(|p| p.name.clone());
+    let Some(app) = desired.containers.iter().find(|c| c.role == Role::App) else {
+        return Vec::new();
     };
-    port.host
+    app.ports
+        .iter()
+        .filter(|p| Some(&p.name) != web.as_ref() && p.protocol == "tcp")
+        .filter_map(|p| {
+            Some(Stream {
+                label: desired.label.clone(),
+                name: p.name.clone(),
+                listen: p.proxy?,
+                port: p.host?,
+                plain: p.plain,
+            })
+        })
+        .collect()
+}
+
+/// Refuse two streams on one port, or a stream on the proxy's own ports.
+pub fn check_streams(domains: &[Domain], settings: &Settings) -> Result<(), Error> {
+    let mut seen: BTreeMap<u16, &Stream> = BTreeMap::new();
+    for stream in domains.iter().flat_map(|d| &d.streams) {
+        let other = if stream.listen == settings.http_port {
+            Some("is the proxy's HTTP port".to_owned())
+        } else if stream.listen == settings.https_port {
+            Some("is the proxy's HTTPS port".to_owned())
+        } else {
+            seen.get(&stream.listen)
+                .map(|s| format!("port `{}` of `{}` has too", s.name, s.label))
+        };
+        if let Some(other) = other {
+            return Err(Error::StreamTaken {
+                label: stream.label.clone(),
+                name: stream.name.clone(),
+                listen: stream.listen,
+                other,
+            });
+        }
+        seen.insert(stream.listen, stream);
+    }
+    Ok(())
 }
 
 /// The domains the instances serve, by host, each with its routes (longest path first).
@@ -118,6 +186,7 @@ pub fn domains<'a>(
     tls: &dyn Fn(&str) -> Option<Tls>,
 ) -> Result<Vec<Domain>, Error> {
     let mut by_host: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+    let mut streams: BTreeMap<String, Vec<Stream>> = BTreeMap::new();
     for desired in instances {
         let Some(domain) = &desired.domain else {
             continue;
@@ -126,11 +195,17 @@ pub fn domains<'a>(
             Some((host, path)) => (host, format!("/{}", path.trim_matches('/'))),
             None => (domain.as_str(), "/".to_owned()),
         };
-        let port = web_port(desired).ok_or_else(|| Error::NoWebPort {
-            label: desired.label.clone(),
-            domain: domain.clone(),
-        })?;
+        let port = web_port(desired)
+            .and_then(|p| p.host)
+            .ok_or_else(|| Error::NoWebPort {
+                label: desired.label.clone(),
+                domain: domain.clone(),
+            })?;
         let host = host.to_ascii_lowercase();
+        streams
+            .entry(host.clone())
+            .or_default()
+            .extend(streams_of(desired));
         let routes = by_host.entry(host.clone()).or_default();
         if let Some(other) = routes.iter().find(|r| r.path == path) {
             return Err(Error::Twice {
@@ -161,6 +236,7 @@ pub fn domains<'a>(
             routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
             Domain {
                 tls: tls(&host),
+                streams: streams.remove(&host).unwrap_or_default(),
                 host,
                 routes,
             }

@@ -17,7 +17,7 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{render_common, render_main, render_site, Domain, Settings};
+use super::{render_common, render_main, render_site, render_stream, Domain, Settings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,7 +35,12 @@ pub enum Error {
     },
     #[error(transparent)]
     Render(Box<super::Error>),
+    #[error("apps ask the proxy for TCP ports, but {why}")]
+    Streams { why: String },
 }
+
+/// Debian's build of nginx's stream module (`libnginx-mod-stream`).
+pub const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
 impl Error {
     pub fn hint(&self) -> Option<String> {
@@ -185,11 +190,37 @@ impl Nginx {
             let path = self.dir.join(sub);
             std::fs::create_dir_all(&path).map_err(io(&path))?;
         }
+        super::check_streams(domains, &self.settings).map_err(|e| Error::Render(Box::new(e)))?;
         let mut files: Vec<(String, String)> = vec![("00-nua.conf".to_owned(), render_common())];
         for domain in domains {
             let text =
                 render_site(domain, &self.settings).map_err(|e| Error::Render(Box::new(e)))?;
             files.push((format!("{}.conf", domain.host), text));
+            for stream in &domain.streams {
+                let text = render_stream(domain, stream).map_err(|e| Error::Render(Box::new(e)))?;
+                if let Some(text) = text {
+                    files.push((format!("{}-{}.stream", stream.label, stream.name), text));
+                }
+            }
+        }
+        let module = Path::new(STREAM_MODULE);
+        let module = module.exists().then_some(module);
+        if files.iter().any(|(name, _)| name.ends_with(".stream")) {
+            if self.system.is_some() {
+                return Err(Error::Streams {
+                    why: "the system's nginx has no place for Nua's `stream` block: use \
+                          `NUA_PROXY=own`"
+                        .into(),
+                });
+            }
+            if module.is_none() {
+                return Err(Error::Streams {
+                    why: format!(
+                        "nginx's stream module is not installed (`{STREAM_MODULE}`): \
+                         `apt install libnginx-mod-stream`"
+                    ),
+                });
+            }
         }
         let mut hasher = Sha256::new();
         for (name, text) in &files {
@@ -203,7 +234,7 @@ impl Nginx {
         let live_link = self.dir.join("sites");
         let live = std::fs::read_link(&live_link).ok();
         let main = self.dir.join("nginx.conf");
-        let main_text = render_main(&self.dir, &live_link, &self.settings)
+        let main_text = render_main(&self.dir, &live_link, &self.settings, module)
             .map_err(|e| Error::Render(Box::new(e)))?;
         let mut synced = Synced::default();
         if live.as_deref() != Some(Path::new(&set)) {
@@ -215,7 +246,7 @@ impl Nginx {
                 std::fs::write(&path, text).map_err(io(&path))?;
             }
             let staged = self.dir.join(format!("{set}.nginx.conf"));
-            let staged_text = render_main(&self.dir, &set_dir, &self.settings)
+            let staged_text = render_main(&self.dir, &set_dir, &self.settings, module)
                 .map_err(|e| Error::Render(Box::new(e)))?;
             std::fs::write(&staged, staged_text).map_err(io(&staged))?;
             let checked = self.nginx(&["-t", "-q", "-c", &staged.display().to_string()])?;

@@ -24,6 +24,10 @@ fn templates() -> &'static Tera {
                 "main.conf",
                 include_str!("../../templates/nginx/main.conf.tera"),
             ),
+            (
+                "stream.conf",
+                include_str!("../../templates/nginx/stream.conf.tera"),
+            ),
         ])
         .expect("the nginx templates are valid");
         // nginx, not HTML: nothing is escaped (what goes in is checked instead).
@@ -83,13 +87,36 @@ pub fn render_site(domain: &Domain, settings: &Settings) -> Result<String, Error
     render("site.conf", &context, host)
 }
 
+/// The stream server of one TCP port of `domain`'s apps; `None` while a TLS stream waits for
+/// its certificate.
+pub fn render_stream(domain: &Domain, stream: &super::Stream) -> Result<Option<String>, Error> {
+    let tls = if stream.plain {
+        None
+    } else {
+        domain.tls.as_ref()
+    };
+    if !stream.plain && tls.is_none() {
+        return Ok(None);
+    }
+    let mut context = Context::new();
+    context.insert("stream", stream);
+    context.insert("tls", &tls);
+    render("stream.conf", &context, &domain.host).map(Some)
+}
+
 /// What every site shares (the websocket `Connection` header map).
 pub fn render_common() -> String {
     render("common.conf", &Context::new(), "-").expect("the common template renders")
 }
 
-/// The main configuration of Nua's own nginx, including the sites of `sites`.
-pub fn render_main(prefix: &Path, sites: &Path, settings: &Settings) -> Result<String, Error> {
+/// The main configuration of Nua's own nginx, including the sites of `sites`, and its
+/// streams when nginx has the stream module (`stream_module`, the file to load).
+pub fn render_main(
+    prefix: &Path,
+    sites: &Path,
+    settings: &Settings,
+    stream_module: Option<&Path>,
+) -> Result<String, Error> {
     for path in [prefix, sites] {
         if !plain(&path.display().to_string()) {
             return Err(unsafe_text("-", &path.display().to_string()));
@@ -99,5 +126,6 @@ pub fn render_main(prefix: &Path, sites: &Path, settings: &Settings) -> Result<S
     context.insert("prefix", prefix);
     context.insert("sites", sites);
     context.insert("http_port", &settings.http_port);
+    context.insert("stream_module", &stream_module);
     render("main.conf", &context, "-")
 }

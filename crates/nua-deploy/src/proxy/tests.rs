@@ -24,6 +24,8 @@ fn desired(label: &str, domain: Option<&str>, ports: &[(&str, u16)]) -> Desired 
                     container: 8000,
                     protocol: "tcp".to_owned(),
                     host: Some(*host),
+                    proxy: None,
+                    plain: false,
                 })
                 .collect(),
             volumes: Vec::new(),
@@ -166,6 +168,7 @@ fn text_that_could_change_the_configuration_is_refused() {
     let evil = Domain {
         host: "a.com;include /etc/passwd".to_owned(),
         routes: Vec::new(),
+        streams: Vec::new(),
         tls: None,
     };
     let err = render_site(&evil, &settings()).unwrap_err();
@@ -185,4 +188,110 @@ fn anyhow_like(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// `desired` with a second port `name` the proxy listens on at `listen`.
+fn with_stream(mut desired: Desired, name: &str, host: u16, listen: u16, plain: bool) -> Desired {
+    desired.containers[0].ports.push(PlacedPort {
+        name: name.to_owned(),
+        container: 9000,
+        protocol: "tcp".to_owned(),
+        host: Some(host),
+        proxy: Some(listen),
+        plain,
+    });
+    desired
+}
+
+#[test]
+fn a_port_with_a_proxy_port_is_a_stream_with_tls_unless_it_says_plain() {
+    let a = with_stream(
+        with_stream(
+            desired("a", Some("a.example.com"), &[("web", 8101)]),
+            "imap",
+            8102,
+            993,
+            false,
+        ),
+        "smtp",
+        8103,
+        25,
+        true,
+    );
+    let tls = |_: &str| {
+        Some(Tls {
+            certificate: PathBuf::from("/certs/fullchain.pem"),
+            key: PathBuf::from("/certs/key.pem"),
+            version: "1".to_owned(),
+        })
+    };
+    let domains = domains([&a], &tls).unwrap();
+    let names: Vec<(&str, u16, u16)> = domains[0]
+        .streams
+        .iter()
+        .map(|s| (s.name.as_str(), s.listen, s.port))
+        .collect();
+    assert_eq!(names, [("imap", 993, 8102), ("smtp", 25, 8103)]);
+    let imap = render_stream(&domains[0], &domains[0].streams[0])
+        .unwrap()
+        .unwrap();
+    assert!(imap.contains("listen 993 ssl;"), "{imap}");
+    assert!(imap.contains("proxy_pass 127.0.0.1:8102;"), "{imap}");
+    assert!(
+        imap.contains("ssl_certificate /certs/fullchain.pem;"),
+        "{imap}"
+    );
+    let smtp = render_stream(&domains[0], &domains[0].streams[1])
+        .unwrap()
+        .unwrap();
+    assert!(
+        smtp.contains("listen 25;") && !smtp.contains("ssl"),
+        "{smtp}"
+    );
+    // Without its certificate yet, a TLS stream waits; a plain one does not.
+    let bare = domains_without_tls(&a);
+    assert_eq!(render_stream(&bare[0], &bare[0].streams[0]).unwrap(), None);
+    assert!(render_stream(&bare[0], &bare[0].streams[1])
+        .unwrap()
+        .is_some());
+}
+
+fn domains_without_tls(desired: &Desired) -> Vec<Domain> {
+    domains([desired], &|_| None).unwrap()
+}
+
+#[test]
+fn two_streams_on_one_port_or_on_the_proxys_own_are_errors() {
+    let a = with_stream(
+        desired("a", Some("a.example.com"), &[("web", 8101)]),
+        "x",
+        8102,
+        7000,
+        true,
+    );
+    let b = with_stream(
+        desired("b", Some("b.example.com"), &[("web", 8103)]),
+        "y",
+        8104,
+        7000,
+        true,
+    );
+    let both = domains([&a, &b], &|_| None).unwrap();
+    let err = check_streams(&both, &settings()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "port `y` of `b` asks the proxy to listen on 7000, which port `x` of `a` has too"
+    );
+    let c = with_stream(
+        desired("c", Some("c.example.com"), &[("web", 8105)]),
+        "z",
+        8106,
+        8080,
+        true,
+    );
+    let err = check_streams(&domains([&c], &|_| None).unwrap(), &settings()).unwrap_err();
+    assert!(
+        err.to_string().ends_with("which is the proxy's HTTP port"),
+        "{err}"
+    );
 }
