@@ -721,7 +721,7 @@ fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails(
 }
 
 #[test]
-fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() {
+fn domains_get_their_certificates_from_a_real_acme_ca_and_are_served_over_https() {
     use std::os::unix::fs::PermissionsExt;
     let (work, mut env) = setup("8900-8999");
     // nginx's workers (not root) read the challenge files of the proxy's tree.
@@ -730,16 +730,17 @@ fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() 
     let _proxy = env.with_proxy(http, work.path().join("proxy"));
     let pebble = common::acme::Pebble::start(&work.path().join("pebble"), 7240, http);
     let (label, _deployed) = Deployed::label("counter-tls", &env);
+    let (second, _deployed_second) = Deployed::label("counter-tls2", &env);
     let host = format!("{label}.example.test");
+    let host2 = format!("{second}.example.test");
     let file = work.path().join("deploy.toml");
-    std::fs::write(
-        &file,
+    let site = |label: &str, host: &str| {
         format!(
             "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{host}\"\n",
             fixture_app("pg-counter").display()
-        ),
-    )
-    .unwrap();
+        )
+    };
+    std::fs::write(&file, site(&label, &host) + &site(&second, &host2)).unwrap();
     // A CA that does not answer: the site is served over HTTP, the deploy says why there is
     // no certificate, and the attempt is recorded.
     let nowhere = [
@@ -791,10 +792,12 @@ fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() 
     let out = env.nua_with(&["deploy", file.to_str().unwrap()], &acme);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("certificate for {host} issued")),
-        "{stderr}"
-    );
+    for host in [&host, &host2] {
+        assert!(
+            stderr.contains(&format!("certificate for {host} issued")),
+            "{stderr}"
+        );
+    }
 
     // HTTPS with the CA's certificate for the host; HTTP redirects to it.
     let root = pebble.issuing_root(&work.path().join("pebble-root.pem"));
@@ -817,6 +820,24 @@ fn a_domain_gets_its_certificate_from_a_real_acme_ca_and_is_served_over_https() 
     let (ok, body, err) = curl("https", https, &[]);
     assert!(ok, "{err}");
     assert_eq!(body, format!("{label} hits=1\n"));
+    // The second domain has its own certificate (curl checks the name).
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&root)
+        .arg("--resolve")
+        .arg(format!("{host2}:{https}:127.0.0.1"))
+        .arg(format!("https://{host2}:{https}/"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{second} hits=0\n")
+    );
     let (_, headers, _) = curl("http", http, &["-o", "/dev/null", "-D", "-"]);
     assert!(headers.starts_with("HTTP/1.1 308"), "{headers}");
     assert!(

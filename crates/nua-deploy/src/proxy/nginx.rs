@@ -281,8 +281,14 @@ impl Nginx {
             synced.changed.push("nginx.conf".to_owned());
         }
         let main_arg = main.display().to_string();
+        // What the running nginx read last: a process stopped between making a set live and
+        // reloading leaves them apart, and the next sync reloads.
+        let loaded_file = self.dir.join("run/loaded");
+        let loaded = std::fs::read_to_string(&loaded_file).unwrap_or_default();
+        let stale =
+            loaded.trim() != set || !synced.changed.is_empty() || !synced.removed.is_empty();
         match self.running() {
-            Some(pid) if !synced.changed.is_empty() || !synced.removed.is_empty() => {
+            Some(pid) if stale => {
                 // SIGHUP: nginx rereads its configuration, starts new workers, and tells the
                 // old ones to finish their requests and stop accepting. The reload is done
                 // once a new worker runs and every old one is shutting down (its title says
@@ -317,6 +323,9 @@ impl Nginx {
                     .map_err(|message| Error::Start { message })?;
                 synced.started = true;
             }
+        }
+        if synced.reloaded || synced.started {
+            std::fs::write(&loaded_file, &set).map_err(io(&loaded_file))?;
         }
         // Sets no longer live.
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
