@@ -723,7 +723,7 @@ fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails(
 #[test]
 fn domains_get_their_certificates_from_a_real_acme_ca_and_are_served_over_https() {
     use std::os::unix::fs::PermissionsExt;
-    let (work, mut env) = setup("8900-8999");
+    let (work, mut env) = setup("8900-8949");
     // nginx's workers (not root) read the challenge files of the proxy's tree.
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (http, https) = (7230, 7231);
@@ -903,4 +903,87 @@ fn domains_get_their_certificates_from_a_real_acme_ca_and_are_served_over_https(
     );
     let shown = certs(&acme);
     assert_eq!(shown[0]["last_error"], Value::Null, "{shown}");
+}
+
+#[test]
+fn a_single_writer_app_is_replaced_behind_503s_never_connection_errors() {
+    let (work, mut env) = setup("9000-9099");
+    let proxy_port = 7250;
+    let _proxy = env.with_proxy(proxy_port, work.path().join("proxy"));
+    let (label, _deployed) = Deployed::label("single", &env);
+    let host = format!("{label}.example.com");
+    let file = work.path().join("deploy.toml");
+    let write = |greeting: &str| {
+        let text = format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{host}\"\n\
+             env = {{ GREETING = \"{greeting}\" }}\n",
+            fixture_app("single-writer").display()
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write("v1");
+    let file = file.to_str().unwrap();
+    env.ok(&["deploy", file, "-q"]);
+    assert!(http_get_host(proxy_port, &host, "/")
+        .unwrap()
+        .0
+        .contains(" 200 "));
+
+    // Requests while it is replaced: each gets a 200, or a 503 that says when to come back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, host) = (stop.clone(), host.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            let (mut ok, mut unavailable, mut failed) = (0, 0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy_port))?;
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+                    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+                    let mut text = String::new();
+                    s.read_to_string(&mut text)?;
+                    Ok(text)
+                })();
+                match answer {
+                    Ok(text) if text.starts_with("HTTP/1.1 200") => ok += 1,
+                    Ok(text)
+                        if text.starts_with("HTTP/1.1 503") && text.contains("Retry-After: 5") =>
+                    {
+                        unavailable += 1
+                    }
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, unavailable, failed)
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    write("v2");
+    let out = env.nua_with(&["deploy", file], &[("NUA_DRAIN_SECONDS", "1")]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, unavailable, failed) = load.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(
+        unavailable > 0,
+        "no 503 while it was replaced ({ok} answered)"
+    );
+    assert!(ok > 0);
+    // It never ran twice: the old container was removed, not kept beside the new one.
+    assert!(!container_named(&format!("nua-{label}-previous")));
+    assert!(http_get_host(proxy_port, &host, "/")
+        .unwrap()
+        .0
+        .contains(" 200 "));
 }
