@@ -109,6 +109,7 @@ fn instance(label: &str, domain: &str, port: u16) -> Desired {
             docker: Default::default(),
             ready_check: None,
             single_writer: false,
+            proxy: None,
         }],
     }
 }

@@ -34,7 +34,8 @@ pub use model::{
 pub use normalize::expand_placeholders;
 pub use parse::Format;
 pub use services::{
-    Backup, Healthcheck, ModuleVersion, Port, PortNumber, Protocol, Provider, Volume, VolumeType,
+    Backup, Healthcheck, ModuleVersion, Port, PortNumber, Protocol, Provider, ProxyOptions, Volume,
+    VolumeType,
 };
 
 /// How strict [`load`] is.

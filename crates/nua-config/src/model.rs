@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::services::{Backup, Healthcheck, Port, Provider, Volume};
+pub use super::services::{Backup, Healthcheck, Port, Provider, ProxyOptions, Volume};
 
 /// A free-form value passed through unchanged (docker options, volume options).
 pub type Free = serde_json::Value;
@@ -43,6 +43,9 @@ pub struct NuaConfig {
     /// How Docker checks that the application is healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// How the reverse proxy serves the web port (body size, timeouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyOptions>,
     /// How the application's volumes are backed up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,

@@ -133,6 +133,24 @@ pub struct Healthcheck {
     pub retries: Option<u64>,
 }
 
+/// `[proxy]`: how the reverse proxy serves the app's web port.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProxyOptions {
+    /// The largest request body, in MiB (nginx's `client_max_body_size`; default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_048_576))]
+    pub max_body_mb: Option<u64>,
+    /// Seconds to wait for the app's answer, or a websocket's next frame (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86_400))]
+    pub read_timeout: Option<u64>,
+    /// Seconds to connect to the app (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600))]
+    pub connect_timeout: Option<u64>,
+}
+
 /// `[backup]`: a backup method and when to run it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -390,6 +390,14 @@ mod tests {
         "[metadata]\nid = \"a\"\nversion = \"1\"\n[healthcheck]\ncommand = \"true\"\nretries = 1000001\n",
         "6:11: `healthcheck.retries` is out of range: 1000001 (at most 1000000)"
     )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[proxy]\nread-timeout = 0\n",
+        "5:16: `proxy.read-timeout` is out of range: 0 (at least 1)"
+    )]
+    #[case(
+        "[metadata]\nid = \"a\"\nversion = \"1\"\n[proxy]\nmax-body-mb = 2000000\n",
+        "5:15: `proxy.max-body-mb` is out of range: 2000000 (at most 1048576)"
+    )]
     fn bad_trees_are_reported_with_positions(#[case] text: &str, #[case] start: &str) {
         let found = problems(text);
         assert!(found.iter().any(|p| p.starts_with(start)), "{found:?}");

@@ -77,6 +77,9 @@ pub struct Container {
     /// The app must never run twice (`[run] single-writer`): an upgrade stops it first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub single_writer: bool,
+    /// How the proxy serves the app (`[proxy]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<nua_config::ProxyOptions>,
 }
 
 /// The protocol check of a provider module: the server answers on TCP (the official images'
@@ -278,6 +281,7 @@ pub fn plan(
             docker,
             ready_check: protocol_check(provider.module_name.as_deref()),
             single_writer: false,
+            proxy: None,
         });
     }
     let mut env = config.env.clone();
@@ -310,6 +314,7 @@ pub fn plan(
             .as_ref()
             .and_then(|r| r.single_writer)
             .unwrap_or(false),
+        proxy: config.proxy.clone(),
     });
     Ok(Desired {
         network: site.network.clone().unwrap_or_else(|| prefix.clone()),

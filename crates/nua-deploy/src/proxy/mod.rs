@@ -219,14 +219,22 @@ pub fn domains<'a>(
         } else {
             format!("{path}/")
         };
+        let options = desired
+            .containers
+            .iter()
+            .find(|c| c.role == Role::App)
+            .and_then(|c| c.proxy.clone())
+            .unwrap_or_default();
         routes.push(Route {
             label: desired.label.clone(),
             path,
             location,
             port,
-            max_body: MAX_BODY.to_owned(),
-            connect_timeout: CONNECT_TIMEOUT,
-            read_timeout: READ_TIMEOUT,
+            max_body: options
+                .max_body_mb
+                .map_or_else(|| MAX_BODY.to_owned(), |mb| format!("{mb}m")),
+            connect_timeout: options.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            read_timeout: options.read_timeout.unwrap_or(READ_TIMEOUT),
             maintenance: false,
         });
     }

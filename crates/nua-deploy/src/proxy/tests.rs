@@ -32,6 +32,7 @@ fn desired(label: &str, domain: Option<&str>, ports: &[(&str, u16)]) -> Desired 
             docker: Default::default(),
             ready_check: None,
             single_writer: false,
+            proxy: None,
         }],
     }
 }
@@ -294,4 +295,18 @@ fn two_streams_on_one_port_or_on_the_proxys_own_are_errors() {
         err.to_string().ends_with("which is the proxy's HTTP port"),
         "{err}"
     );
+}
+
+#[test]
+fn the_apps_proxy_options_set_its_body_size_and_timeouts() {
+    let mut a = desired("a", Some("a.example.com"), &[("web", 8101)]);
+    a.containers[0].proxy = Some(nua_config::ProxyOptions {
+        max_body_mb: Some(512),
+        read_timeout: Some(3600),
+        connect_timeout: None,
+    });
+    let text = render_site(&domains([&a], &|_| None).unwrap()[0], &settings()).unwrap();
+    assert!(text.contains("client_max_body_size 512m;"), "{text}");
+    assert!(text.contains("proxy_read_timeout 3600s;"), "{text}");
+    assert!(text.contains("proxy_connect_timeout 10s;"), "{text}");
 }
