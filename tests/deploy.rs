@@ -15,19 +15,29 @@ use serde_json::Value;
 #[test]
 fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
     let (work, mut env) = setup("8100-8199");
-    // Their domains are served by Nua's own nginx.
+    // Both are served by Nua's own nginx, under `/a` and `/b` of one host.
     let proxy_port = 7200;
     let _proxy = env.with_proxy(proxy_port, work.path().join("proxy"));
-    let via = |label: &str, path: &str| {
-        http_get_host(proxy_port, &format!("{label}.example.com"), path).unwrap()
-    };
     let pid = std::process::id();
+    let host = format!("counters-{pid}.example.com");
+    let via = |which: usize, path: &str| {
+        let prefix = ["/a", "/b"][which];
+        http_get_host(proxy_port, &host, &format!("{prefix}{path}")).unwrap()
+    };
     let labels = vec![format!("counter-a-{pid}"), format!("counter-b-{pid}")];
     let deployed = Deployed {
         labels: labels.clone(),
         env: env.clone(),
     };
-    let file = deploy_file(work.path(), &labels);
+    let file = work.path().join("deploy.toml");
+    let mut text = String::new();
+    for (label, path) in labels.iter().zip(["a", "b"]) {
+        text.push_str(&format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{host}/{path}\"\n\n",
+            fixture_app("pg-counter").display()
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
     let file = file.to_str().unwrap();
     env.ok(&["deploy", file, "-q"]);
 
@@ -59,8 +69,10 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
     assert_eq!(get(a, "/hit"), format!("{} hits=1\n", labels[0]));
     assert_eq!(get(a, "/hit"), format!("{} hits=2\n", labels[0]));
     assert_eq!(get(b, "/hit"), format!("{} hits=1\n", labels[1]));
-    assert_eq!(via(&labels[0], "/").1, format!("{} hits=2\n", labels[0]));
-    assert_eq!(via(&labels[1], "/").1, format!("{} hits=1\n", labels[1]));
+    assert_eq!(via(0, "/").1, format!("{} hits=2\n", labels[0]));
+    assert_eq!(via(1, "/").1, format!("{} hits=1\n", labels[1]));
+    // The prefix is stripped: the app sees its own paths.
+    assert_eq!(via(1, "/health").1, "ok\n");
     // The database is not published on the host.
     let db_ports =
         run_ok(Command::new("docker").args(["port", &format!("nua-{}-database", labels[0])]));
@@ -84,12 +96,12 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
         http_get(a, "/").is_err(),
         "the removed instance still answers"
     );
-    let (status, _) = via(&labels[0], "/");
+    let (status, _) = via(0, "/");
     assert!(status.contains(" 404 "), "{status}\n{said}");
-    assert_eq!(via(&labels[1], "/").1, format!("{} hits=1\n", labels[1]));
+    assert_eq!(via(1, "/").1, format!("{} hits=1\n", labels[1]));
     env.ok(&["deploy", file, "-q", "--label", &labels[0]]);
     assert_eq!(get(a, "/"), format!("{} hits=2\n", labels[0]));
-    assert_eq!(via(&labels[0], "/").1, format!("{} hits=2\n", labels[0]));
+    assert_eq!(via(0, "/").1, format!("{} hits=2\n", labels[0]));
 
     // A database container removed by hand comes back, on its data.
     let db_b = format!("nua-{}-database", labels[1]);
@@ -127,9 +139,8 @@ fn two_instances_keep_their_own_data_through_redeploys_and_removals() {
     std::fs::write(
         &third,
         format!(
-            "[[site]]\nimage = \"{}\"\nlabel = \"{other}\"\ndomain = \"{}.example.com\"\n",
-            fixture_app("pg-counter").display(),
-            labels[0]
+            "[[site]]\nimage = \"{}\"\nlabel = \"{other}\"\ndomain = \"{host}/a\"\n",
+            fixture_app("pg-counter").display()
         ),
     )
     .unwrap();
