@@ -607,6 +607,17 @@ impl Load {
         }
     }
 
+    /// Stop, and assert that not one request failed.
+    fn finish_without_loss(self) {
+        let (sent, failed) = self.finish();
+        assert!(
+            failed.is_empty(),
+            "{} of {sent} failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+    }
+
     fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let seconds = self.started.elapsed().as_secs_f64();
@@ -660,17 +671,11 @@ fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails(
     let load = Load::start(proxy_port, &host, "/health");
     let out = env.nua_with(&["deploy", file], &drain);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let (sent, failed) = load.finish();
+    load.finish_without_loss();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
     );
     assert_eq!(
         http_get_host(proxy_port, &host, "/").unwrap().1,
@@ -691,18 +696,12 @@ fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails(
     write("env = { GREETING = \"v2\", DB_NAME = \"missing\" }\n");
     let load = Load::start(proxy_port, &host, "/health");
     let out = env.nua_with(&["deploy", file], &drain);
-    let (sent, failed) = load.finish();
+    load.finish_without_loss();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("database \"missing\" does not exist"),
         "{stderr}"
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
     );
     assert_eq!(
         http_get_host(proxy_port, &host, "/").unwrap().1,
@@ -713,17 +712,11 @@ fn an_upgrade_behind_the_proxy_loses_no_request_even_when_the_new_version_fails(
     // Going back is the same switch, under the same load.
     let load = Load::start(proxy_port, &host, "/health");
     let out = env.nua_with(&["rollback", &label], &drain);
-    let (sent, failed) = load.finish();
+    load.finish_without_loss();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
     );
     assert_eq!(
         http_get_host(proxy_port, &host, "/").unwrap().1,

@@ -137,9 +137,7 @@ pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
     };
     // Certificates of hosts no longer served are kept until they expire, then forgotten.
     if let Ok(entries) = std::fs::read_dir(&acme.dir) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = acme::now() as i64;
         for entry in entries.flatten().filter(|e| e.path().is_dir()) {
             let host = entry.file_name().to_string_lossy().into_owned();
             let served = domains.iter().any(|d| d.host == host);
@@ -313,9 +311,7 @@ pub fn certs(args: &crate::args::CertsArgs) -> anyhow::Result<std::process::Exit
             hosts.insert(entry.file_name().to_string_lossy().into_owned());
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = acme::now() as i64;
     let shown: Vec<Shown> = hosts
         .into_iter()
         .map(|host| {

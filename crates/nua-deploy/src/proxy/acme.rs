@@ -77,7 +77,8 @@ fn describe(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn now() -> u64 {
+/// Seconds since the epoch.
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
