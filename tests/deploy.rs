@@ -745,6 +745,13 @@ fn domains_get_their_certificates_from_a_real_acme_ca_and_are_served_over_https(
         )
     };
     std::fs::write(&file, site(&label, &host) + &site(&second, &host2)).unwrap();
+    // A third site, on a name the CA refuses.
+    let (refused, _deployed_refused) = Deployed::label("refused", &env);
+    let refused_site = format!(
+        "[[site]]\nimage = \"{}\"\nlabel = \"{refused}\"\ndomain = \"{}\"\n",
+        fixture_app("static-site").display(),
+        common::acme::REFUSED
+    );
     // A CA that does not answer: the site is served over HTTP, the deploy says why there is
     // no certificate, and the attempt is recorded.
     let nowhere = [
@@ -793,6 +800,11 @@ fn domains_get_their_certificates_from_a_real_acme_ca_and_are_served_over_https(
         ("NUA_ACME_EMAIL", "ops@example.test"),
         ("NUA_ACME_CA_BUNDLE", pebble.tls_root.to_str().unwrap()),
     ];
+    std::fs::write(
+        &file,
+        site(&label, &host) + &site(&second, &host2) + &refused_site,
+    )
+    .unwrap();
     let out = env.nua_with(&["deploy", file.to_str().unwrap()], &acme);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -802,6 +814,39 @@ fn domains_get_their_certificates_from_a_real_acme_ca_and_are_served_over_https(
             "{stderr}"
         );
     }
+    // The CA refuses the third name: one warning with the CA's problem, the site is served
+    // over HTTP, and the others have their certificates all the same.
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("warning:") && l.contains(common::acme::REFUSED))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        warning.starts_with(&format!(
+            "warning: no certificate for {} yet, it is served over HTTP: ",
+            common::acme::REFUSED
+        )) && warning.contains("rejectedIdentifier"),
+        "{stderr}"
+    );
+    let (_, listing) = http_get_host(http, common::acme::REFUSED, "/").unwrap();
+    assert!(
+        listing.contains("Hello from a Nua static site"),
+        "{listing}"
+    );
+    let shown = certs(&acme);
+    let refused_cert = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["domain"] == common::acme::REFUSED)
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert_eq!(refused_cert["state"], "missing", "{shown}");
+    assert!(
+        refused_cert["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("rejectedIdentifier"),
+        "{shown}"
+    );
 
     // HTTPS with the CA's certificate for the host; HTTP redirects to it.
     let root = pebble.issuing_root(&work.path().join("pebble-root.pem"));

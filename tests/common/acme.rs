@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::run_ok;
 
+/// The one name this pebble refuses to issue for (`rejectedIdentifier`).
+pub const REFUSED: &str = "refused.example.test";
+
 /// pebble and its DNS, stopped when dropped.
 pub struct Pebble {
     children: Vec<Child>,
@@ -105,7 +108,8 @@ impl Pebble {
             "tlsPort": 5001,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
-            "certificateValidityPeriod": 30
+            "certificateValidityPeriod": 30,
+            "domainBlocklist": [REFUSED]
         }});
         std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
         let dns = format!("127.0.0.1:{}", base + 2);
