@@ -1,10 +1,12 @@
-//! The runtime side on the real Docker Engine: `nua load`.
+//! The runtime side on the real Docker Engine: `nua load`, and commands streamed in and out
+//! of a container through the engine (`Engine::exec_stream`).
 
 mod common;
 
 use std::process::Command;
 
 use common::*;
+use nua_runtime::{ContainerSpec, Docker, Engine as _, Exec};
 use serde_json::Value;
 
 fn nua() -> Command {
@@ -377,4 +379,340 @@ fn a_load_refused_twice_names_the_reason() {
     assert!(stderr.contains("Docker refused the image"), "{stderr}");
     assert!(stderr.contains("refused for the test"), "{stderr}");
     assert_eq!(docker.loads.lock().unwrap().len(), 2);
+}
+
+/// An image of the tests' Debian root filesystem (`sh`, `cat`, `yes`, `sleep`: enough to run
+/// commands in), imported under a tag of this test, removed when dropped.
+fn shell_image(test: &str) -> LoadedImage {
+    let tag = format!("nua-test-shell-{test}:{}", std::process::id());
+    run_ok(
+        Command::new("docker")
+            .arg("import")
+            .arg(test_env())
+            .arg(&tag),
+    );
+    LoadedImage(tag)
+}
+
+/// A container of `image` named after `test`, started through the engine with no network,
+/// sleeping a minute (the image has no command of its own); removed when dropped.
+fn sleeper(engine: &Docker, image: &LoadedImage, test: &str) -> Container {
+    let name = format!("nua-test-runtime-{test}-{}", std::process::id());
+    let spec = ContainerSpec {
+        name: name.clone(),
+        image: image.0.clone(),
+        network: Some("none".into()),
+        command: Some(vec!["sleep".into(), "60".into()]),
+        ..ContainerSpec::default()
+    };
+    let container = Container(name.clone());
+    engine.create_container(&spec).unwrap();
+    engine.start_container(&name).unwrap();
+    container
+}
+
+fn engine() -> Docker {
+    test_env();
+    Docker::connect().unwrap()
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_owned()).collect()
+}
+
+/// `exec_stream` on a thread of its own, with an engine of its own: what `run` returns, or a
+/// panic naming `what` when it has not returned within `secs` (the test's container guard
+/// then ends the command and the thread).
+fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    run: impl FnOnce(&Docker) -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&Docker::connect().unwrap()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what} has not returned after {secs} s"))
+}
+
+/// `len` bytes of noise read in pieces: blocks of 1 MiB that differ by their first 8 bytes
+/// (their index), so a piece lost, repeated or moved changes the hash. Hashes and counts
+/// what it gives.
+struct Source {
+    block: Vec<u8>,
+    len: u64,
+    given: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    hasher: sha2::Sha256,
+}
+
+const BLOCK: usize = 1 << 20;
+
+impl std::io::Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        use std::sync::atomic::Ordering;
+        let given = self.given.load(Ordering::SeqCst);
+        let offset = (given % BLOCK as u64) as usize;
+        if offset == 0 {
+            self.block[..8].copy_from_slice(&(given / BLOCK as u64).to_le_bytes());
+        }
+        let n = buf
+            .len()
+            .min(BLOCK - offset)
+            .min(usize::try_from(self.len - given).unwrap_or(usize::MAX));
+        buf[..n].copy_from_slice(&self.block[offset..offset + n]);
+        self.hasher.update(&buf[..n]);
+        self.given.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+/// Hashes and counts what it is given, and the most the source was ahead of it: what the
+/// way between them held at most.
+struct Sink {
+    written: u64,
+    source: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    most_ahead: u64,
+    hasher: sha2::Sha256,
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let given = self.source.load(std::sync::atomic::Ordering::SeqCst);
+        self.most_ahead = self.most_ahead.max(given - self.written);
+        self.hasher.update(buf);
+        self.written += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn exec_stream_passes_200_mb_through_cat_intact_with_little_held() {
+    use sha2::Digest;
+    let engine = engine();
+    let image = shell_image("stream-cat");
+    let container = sleeper(&engine, &image, "stream-cat");
+    let len = 200 * 1024 * 1024 + 12_345;
+    let given = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut source = Source {
+        block: noise(7, BLOCK),
+        len,
+        given: given.clone(),
+        hasher: sha2::Sha256::new(),
+    };
+    let mut sink = Sink {
+        written: 0,
+        source: given,
+        most_ahead: 0,
+        hasher: sha2::Sha256::new(),
+    };
+
+    let name = container.0.clone();
+    let what = "streaming 200 MB through `cat`";
+    let (status, source, sink) = within(120, what, move |engine| {
+        let cat = Exec::new(["cat"]);
+        let status = engine.exec_stream(&name, &cat, Some(&mut source), &mut sink);
+        (status.unwrap(), source, sink)
+    });
+    assert_eq!(
+        status.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(status.stderr.is_empty());
+    assert_eq!(sink.written, len);
+    assert_eq!(
+        hex::encode(sink.hasher.finalize()),
+        hex::encode(source.hasher.finalize())
+    );
+    // Everything between the source and the sink (our pieces, Docker's pipes, the socket)
+    // held at most a few megabytes, never the stream.
+    assert!(
+        sink.most_ahead < 32 << 20,
+        "{} bytes were read before their output came",
+        sink.most_ahead
+    );
+}
+
+#[test]
+fn exec_stream_gives_env_and_user_and_reports_exit_code_and_stderr() {
+    let engine = engine();
+    let image = shell_image("stream-env");
+    let container = sleeper(&engine, &image, "stream-env");
+
+    let exec = Exec {
+        command: strings(&["sh", "-c", r#"printf %s:%s "$SECRET" "$(id -u)""#]),
+        env: strings(&["SECRET=hunter2 with spaces"]),
+        user: Some("65534".into()),
+    };
+    let mut out = Vec::new();
+    let status = engine
+        .exec_stream(&container.0, &exec, None, &mut out)
+        .unwrap();
+    assert_eq!(
+        status.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out), "hunter2 with spaces:65534");
+    // For this command only: the container's own environment does not have it.
+    let mut env = Vec::new();
+    engine
+        .exec_stream(&container.0, &Exec::new(["env"]), None, &mut env)
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&env).contains("hunter2"));
+
+    // A command that ends without reading its input, which has no end: its exit code and
+    // stderr come back, nothing waits for the input.
+    let name = container.0.clone();
+    let (status, out) = within(60, "a command that exits at once", move |engine| {
+        let mut out = Vec::new();
+        let exec = Exec::new(["sh", "-c", "echo oops >&2; exit 3"]);
+        let mut endless = std::io::repeat(b'y');
+        let status = engine.exec_stream(&name, &exec, Some(&mut endless), &mut out);
+        (status.unwrap(), out)
+    });
+    assert_eq!(status.exit_code, 3);
+    assert_eq!(String::from_utf8_lossy(&status.stderr), "oops\n");
+    assert!(out.is_empty());
+}
+
+/// Takes 1 MB, then fails as a pipe whose reader is gone.
+struct Gone {
+    taken: usize,
+}
+
+impl std::io::Write for Gone {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.taken >= 1_000_000 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        self.taken += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `exec_stream` of `command` (fed endless input when `fed`) into a writer that fails after
+/// 1 MB: its error, and what the writer took.
+fn stream_into_gone(container: &str, command: &[&str], fed: bool) -> (nua_runtime::Error, usize) {
+    let name = container.to_owned();
+    let command: Vec<String> = strings(command);
+    let what = format!("`{}` streaming into a failed output", command[0]);
+    within(60, &what, move |engine| {
+        let mut gone = Gone { taken: 0 };
+        let mut endless = std::io::repeat(b'y');
+        let stdin: Option<&mut (dyn std::io::Read + Send)> = match fed {
+            true => Some(&mut endless),
+            false => None,
+        };
+        let result = engine.exec_stream(&name, &Exec::new(command), stdin, &mut gone);
+        (result.unwrap_err(), gone.taken)
+    })
+}
+
+#[test]
+fn exec_stream_ends_when_its_output_or_input_fails_while_the_command_runs_on() {
+    let engine = engine();
+    let image = shell_image("stream-gone");
+    let container = sleeper(&engine, &image, "stream-gone");
+
+    let (err, taken) = stream_into_gone(&container.0, &["yes"], false);
+    assert!(
+        matches!(&err, nua_runtime::Error::Stream { input: false, source, .. }
+            if source.kind() == std::io::ErrorKind::BrokenPipe),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot write the output of `yes` run in the container `{}`",
+            container.0
+        )
+    );
+    assert!(taken >= 1_000_000, "{taken}");
+
+    // The same with input still being fed: the thread reading it stops too.
+    let (err, _) = stream_into_gone(&container.0, &["cat"], true);
+    assert!(
+        matches!(&err, nua_runtime::Error::Stream { input: false, program, .. }
+            if program == "cat"),
+        "{err:?}"
+    );
+
+    // An input that fails after 1 MB, into `cat` that would wait for more.
+    let name = container.0.clone();
+    let err = within(60, "`cat` fed a failing input", move |engine| {
+        use std::io::Read;
+        let mut failing = std::io::repeat(b'y').take(1_000_000).chain(Failing);
+        let cat = Exec::new(["cat"]);
+        let result = engine.exec_stream(&name, &cat, Some(&mut failing), &mut std::io::sink());
+        result.unwrap_err()
+    });
+    assert!(
+        matches!(&err, nua_runtime::Error::Stream { input: true, source, .. }
+            if source.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot read the input for `cat` run in the container `{}`",
+            container.0
+        )
+    );
+}
+
+/// A reader that fails, as a file on a failing disk or a connection cut short.
+struct Failing;
+
+impl std::io::Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+#[test]
+fn a_container_without_network_runs_its_command_with_only_loopback() {
+    let engine = engine();
+    let image = shell_image("no-network");
+    let container = sleeper(&engine, &image, "no-network");
+
+    let info = engine.container(&container.0).unwrap().unwrap();
+    assert_eq!(info.state, nua_runtime::State::Running);
+    let cmd = common::docker::inspect(&container.0, "{{json .Config.Cmd}}");
+    assert_eq!(cmd.trim(), r#"["sleep","60"]"#);
+    let mode = common::docker::inspect(&container.0, "{{.HostConfig.NetworkMode}}");
+    assert_eq!(mode.trim(), "none");
+
+    let mut dev = Vec::new();
+    let status = engine
+        .exec_stream(
+            &container.0,
+            &Exec::new(["cat", "/proc/net/dev"]),
+            None,
+            &mut dev,
+        )
+        .unwrap();
+    assert_eq!(status.exit_code, 0);
+    let dev = String::from_utf8(dev).unwrap();
+    // Two header lines, then one line per interface: `  lo: 0 0 …`.
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim())
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{dev}");
 }

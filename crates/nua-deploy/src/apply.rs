@@ -162,6 +162,7 @@ pub fn apply(
             restart: options.restart,
             limits: options.limits,
             init: options.init.unwrap_or(container.role == Role::App),
+            command: None,
         };
         for volume in &container.volumes {
             let VolumeMount {

@@ -1,8 +1,10 @@
 //! An [`Engine`] kept in memory, for the unit tests of what sits above the runtime (the local
 //! runner, the orchestrator). It loads real image archives (so their checks run), and plays
-//! containers from a script: what each image prints, whether it exits, its health.
+//! containers from a script: what each image prints, whether it exits, its health, and
+//! what the commands run in them answer.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,6 +24,15 @@ pub struct Script {
     pub health: Option<Health>,
 }
 
+/// A command run with [`Engine::exec_stream`]: where, what, and the input it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedExec {
+    pub container: String,
+    pub exec: Exec,
+    /// All of its standard input, when it was given one.
+    pub stdin: Option<Vec<u8>>,
+}
+
 #[derive(Debug, Default)]
 struct World {
     images: BTreeMap<String, ImageDetails>,
@@ -32,6 +43,9 @@ struct World {
     containers: BTreeMap<String, (ContainerSpec, ContainerInfo)>,
     /// Host ports someone else holds.
     busy: HashSet<u16>,
+    /// What commands answer, by the first words of their command.
+    answers: Vec<(Vec<String>, ExecOutput)>,
+    streamed: Vec<StreamedExec>,
     calls: Vec<String>,
 }
 
@@ -66,6 +80,20 @@ impl FakeEngine {
     /// Make a host port busy, as another program would.
     pub fn hold_port(&self, port: u16) {
         self.world().busy.insert(port);
+    }
+
+    /// What the commands that start with the words `prefix` (`["pg_dump"]`, or
+    /// `["sh", "-c", "…"]` exactly) print and how they exit, with [`Engine::exec`] and
+    /// [`Engine::exec_stream`] alike. The longest prefix that matches answers; a command no
+    /// prefix matches prints nothing and exits with 0.
+    pub fn answer_exec(&self, prefix: &[&str], output: ExecOutput) {
+        let prefix = prefix.iter().map(|w| (*w).to_owned()).collect();
+        self.world().answers.push((prefix, output));
+    }
+
+    /// The commands run with [`Engine::exec_stream`] so far, oldest first.
+    pub fn streamed(&self) -> Vec<StreamedExec> {
+        self.world().streamed.clone()
     }
 
     /// The calls made so far, as `verb name` strings.
@@ -352,10 +380,192 @@ impl Engine for FakeEngine {
 
     fn exec(&self, name: &str, command: &[&str]) -> Result<ExecOutput, Error> {
         self.call(format!("exec {name} {}", command.join(" ")));
-        Ok(ExecOutput {
-            exit_code: 0,
+        Ok(self.answer(command))
+    }
+
+    fn exec_stream(
+        &self,
+        name: &str,
+        exec: &Exec,
+        stdin: Option<&mut (dyn Read + Send)>,
+        stdout: &mut (dyn Write + Send),
+    ) -> Result<ExecStatus, Error> {
+        self.call(format!("exec {name} {}", exec.command.join(" ")));
+        if !self.world().containers.contains_key(name) {
+            return Err(Error::NoSuchContainer {
+                name: name.to_owned(),
+            });
+        }
+        let stream = |input, source| Error::Stream {
+            container: name.to_owned(),
+            program: exec.program().to_owned(),
+            input,
+            source,
+        };
+        let stdin = match stdin {
+            Some(reader) => {
+                let mut input = Vec::new();
+                reader
+                    .read_to_end(&mut input)
+                    .map_err(|e| stream(true, e))?;
+                Some(input)
+            }
+            None => None,
+        };
+        self.world().streamed.push(StreamedExec {
+            container: name.to_owned(),
+            exec: exec.clone(),
+            stdin,
+        });
+        let command: Vec<&str> = exec.command.iter().map(String::as_str).collect();
+        let answer = self.answer(&command);
+        stdout
+            .write_all(&answer.stdout)
+            .and_then(|()| stdout.flush())
+            .map_err(|e| stream(false, e))?;
+        let mut status = ExecStatus {
+            exit_code: answer.exit_code,
+            stderr: Vec::new(),
+        };
+        status.push_stderr(&answer.stderr);
+        Ok(status)
+    }
+}
+
+impl FakeEngine {
+    fn answer(&self, command: &[&str]) -> ExecOutput {
+        self.world()
+            .answers
+            .iter()
+            .filter(|(prefix, _)| {
+                prefix.len() <= command.len() && prefix.iter().zip(command).all(|(p, c)| p == c)
+            })
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, output)| output.clone())
+            .unwrap_or(ExecOutput {
+                exit_code: 0,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(engine: &FakeEngine, name: &str) {
+        engine.add_image("app:1", ImageDetails::default());
+        let spec = ContainerSpec {
+            name: name.to_owned(),
+            image: "app:1".to_owned(),
+            ..ContainerSpec::default()
+        };
+        engine.create_container(&spec).unwrap();
+        engine.start_container(name).unwrap();
+    }
+
+    #[test]
+    fn a_streamed_exec_gets_its_input_and_gives_its_canned_output() {
+        let engine = FakeEngine::new();
+        running(&engine, "db");
+        engine.answer_exec(
+            &["pg_dump"],
+            ExecOutput {
+                exit_code: 0,
+                stdout: b"dump".to_vec(),
+                stderr: b"done".to_vec(),
+            },
+        );
+        let exec = Exec {
+            command: vec!["pg_dump".into(), "app".into()],
+            env: vec!["PGPASSWORD=secret".into()],
+            user: Some("postgres".into()),
+        };
+        let mut out = Vec::new();
+        let status = engine
+            .exec_stream("db", &exec, Some(&mut &b"in"[..]), &mut out)
+            .unwrap();
+        assert_eq!(out, b"dump");
+        assert_eq!(status.exit_code, 0);
+        assert_eq!(status.stderr, b"done");
+        assert_eq!(
+            engine.streamed(),
+            [StreamedExec {
+                container: "db".into(),
+                exec,
+                stdin: Some(b"in".to_vec()),
+            }]
+        );
+        assert!(engine.calls().contains(&"exec db pg_dump app".to_owned()));
+        // Another program prints nothing and succeeds.
+        let status = engine
+            .exec_stream("db", &Exec::new(["true"]), None, &mut out)
+            .unwrap();
+        assert_eq!((status.exit_code, out.len()), (0, 4));
+    }
+
+    #[test]
+    fn the_longest_prefix_that_matches_a_command_answers_it() {
+        let engine = FakeEngine::new();
+        running(&engine, "db");
+        let exits = |code| ExecOutput {
+            exit_code: code,
             stdout: Vec::new(),
             stderr: Vec::new(),
-        })
+        };
+        engine.answer_exec(&["sh", "-c", "pg_dump app"], exits(2));
+        engine.answer_exec(&["sh"], exits(1));
+        let code = |command: &[&str]| {
+            let exec = Exec::new(command.iter().copied());
+            let streamed = engine.exec_stream("db", &exec, None, &mut Vec::new());
+            let collected = engine.exec("db", command).unwrap();
+            assert_eq!(streamed.unwrap().exit_code, collected.exit_code);
+            collected.exit_code
+        };
+        assert_eq!(code(&["sh", "-c", "pg_dump app"]), 2);
+        assert_eq!(code(&["sh", "-c", "true"]), 1);
+        assert_eq!(code(&["sh"]), 1);
+        assert_eq!(code(&["pg_dump"]), 0);
+    }
+
+    #[test]
+    fn a_streamed_exec_names_a_container_that_is_not_there() {
+        let engine = FakeEngine::new();
+        let err = engine
+            .exec_stream("nope", &Exec::new(["true"]), None, &mut Vec::new())
+            .unwrap_err();
+        assert!(matches!(err, Error::NoSuchContainer { name } if name == "nope"));
+    }
+
+    #[test]
+    fn a_failed_output_names_the_container_and_program() {
+        struct Gone;
+        impl Write for Gone {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let engine = FakeEngine::new();
+        running(&engine, "db");
+        engine.answer_exec(
+            &["pg_dump"],
+            ExecOutput {
+                exit_code: 0,
+                stdout: b"dump".to_vec(),
+                stderr: Vec::new(),
+            },
+        );
+        let err = engine
+            .exec_stream("db", &Exec::new(["pg_dump", "app"]), None, &mut Gone)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot write the output of `pg_dump` run in the container `db`"
+        );
+        assert!(matches!(err, Error::Stream { input: false, .. }));
     }
 }

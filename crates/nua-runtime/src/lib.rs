@@ -69,6 +69,23 @@ pub trait Engine: Sync {
     ) -> Result<(), Error>;
     /// Run a command in a running container and collect its output.
     fn exec(&self, name: &str, command: &[&str]) -> Result<ExecOutput, Error>;
+    /// Run a command in a running container, `stdin` (when given) copied to its standard
+    /// input and then closed (EOF), its standard output copied to `stdout` as it comes, never
+    /// held whole; its standard error is collected (its last [`MAX_EXEC_STDERR`] bytes).
+    /// Environment variables of `exec.env` are added for this command only (so a password
+    /// never appears in a process list).
+    ///
+    /// Returns once the command has ended, or at once when `stdout` or `stdin` fails
+    /// ([`Error::Stream`]); a command that ends without reading all of `stdin` is not fed the
+    /// rest. Docker cannot stop a command it runs this way: one whose output can no longer
+    /// be delivered runs on, its output discarded, until it ends or its container stops.
+    fn exec_stream(
+        &self,
+        name: &str,
+        exec: &Exec,
+        stdin: Option<&mut (dyn std::io::Read + Send)>,
+        stdout: &mut (dyn std::io::Write + Send),
+    ) -> Result<ExecStatus, Error>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +139,21 @@ pub enum Error {
     NameTaken { name: String },
     #[error("there is no image `{reference}` in Docker")]
     NoSuchImage { reference: String },
+    /// The output of a command run with [`Engine::exec_stream`] could not be written (its
+    /// consumer is gone), or its input could not be read.
+    #[error(
+        "cannot {} `{program}` run in the container `{container}`",
+        if *input { "read the input for" } else { "write the output of" }
+    )]
+    Stream {
+        container: String,
+        /// The program run (the command's first word).
+        program: String,
+        /// Reading the input failed, not writing the output.
+        input: bool,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the Docker API call `{call}` failed")]
     Api {
         call: &'static str,

@@ -153,6 +153,8 @@ pub struct ContainerSpec {
     pub ports: Vec<PortBinding>,
     pub mounts: Vec<Mount>,
     pub labels: Labels,
+    /// The network to join: a bridge network's name, or `none` for no network but the
+    /// loopback interface; Docker's default bridge when absent.
     pub network: Option<String>,
     /// Other names the container answers to on `network` (a provider's name).
     pub aliases: Vec<String>,
@@ -162,6 +164,9 @@ pub struct ContainerSpec {
     /// Run Docker's init (tini) as PID 1: it forwards signals, so a process that does not
     /// handle SIGTERM as PID 1 still stops at once, and reaps zombies.
     pub init: bool,
+    /// The command to run, replacing the image's `Cmd` (its `Entrypoint` stays); the
+    /// image's when absent.
+    pub command: Option<Vec<String>>,
 }
 
 /// Docker's restart policy.
@@ -269,4 +274,109 @@ pub struct ExecOutput {
     pub exit_code: i64,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+}
+
+/// A command to run in a running container with
+/// [`Engine::exec_stream`](super::Engine::exec_stream).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Exec {
+    /// The program and its arguments (no shell is involved).
+    pub command: Vec<String>,
+    /// `KEY=VALUE`, added to the container's environment for this command only.
+    pub env: Vec<String>,
+    /// `user`, `user:group`, `uid` or `uid:gid`; the container's user when absent.
+    pub user: Option<String>,
+}
+
+impl Exec {
+    /// A command run as the container's user, with its environment.
+    pub fn new<S: Into<String>>(command: impl IntoIterator<Item = S>) -> Exec {
+        Exec {
+            command: command.into_iter().map(Into::into).collect(),
+            ..Exec::default()
+        }
+    }
+
+    /// The program run (the first word of the command), to name it in messages.
+    pub fn program(&self) -> &str {
+        self.command.first().map_or("", String::as_str)
+    }
+}
+
+/// The values of `env` are secrets as often as not (a database password): only the names
+/// are shown.
+impl std::fmt::Debug for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) => format!("{key}=***"),
+                None => pair.clone(),
+            })
+            .collect();
+        f.debug_struct("Exec")
+            .field("command", &self.command)
+            .field("env", &env)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// How a command run with [`Engine::exec_stream`](super::Engine::exec_stream) ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecStatus {
+    /// `-1` when Docker reports none.
+    pub exit_code: i64,
+    /// The end of its standard error (the last [`MAX_EXEC_STDERR`] bytes).
+    pub stderr: Vec<u8>,
+}
+
+/// How much of the standard error of a command run with
+/// [`Engine::exec_stream`](super::Engine::exec_stream) is kept: its end, where the reason of
+/// a failure is.
+pub const MAX_EXEC_STDERR: usize = 64 * 1024;
+
+impl ExecStatus {
+    /// Add `bytes` of standard error, keeping only the last [`MAX_EXEC_STDERR`].
+    pub(crate) fn push_stderr(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(MAX_EXEC_STDERR)..];
+        let over = (self.stderr.len() + bytes.len()).saturating_sub(MAX_EXEC_STDERR);
+        self.stderr.drain(..over);
+        self.stderr.extend_from_slice(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_end_of_an_execs_stderr_is_kept() {
+        let mut status = ExecStatus::default();
+        status.push_stderr(&[b'a'; MAX_EXEC_STDERR - 1]);
+        status.push_stderr(b"bc");
+        assert_eq!(status.stderr.len(), MAX_EXEC_STDERR);
+        assert!(status.stderr.starts_with(b"aa") && status.stderr.ends_with(b"abc"));
+        let mut long = vec![b'x'; MAX_EXEC_STDERR];
+        long.extend_from_slice(b"end");
+        status.push_stderr(&long);
+        assert_eq!(status.stderr.len(), MAX_EXEC_STDERR);
+        assert!(status.stderr.starts_with(b"xxx") && status.stderr.ends_with(b"xend"));
+    }
+
+    #[test]
+    fn the_values_of_an_execs_env_are_not_shown() {
+        let exec = Exec {
+            command: vec!["psql".into()],
+            env: vec!["PGPASSWORD=hunter2".into(), "PGUSER=app".into()],
+            user: None,
+        };
+        let shown = format!("{exec:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("=app"),
+            "{shown}"
+        );
+        assert!(shown.contains("PGPASSWORD=***"), "{shown}");
+    }
 }

@@ -12,6 +12,9 @@ use super::{api, message, status, Docker};
 use crate::types::*;
 use crate::Error;
 
+/// The network mode of a container without network (but its loopback interface).
+const NO_NETWORK: &str = "none";
+
 impl Docker {
     pub(super) fn create(&self, spec: &ContainerSpec) -> Result<String, Error> {
         let mut bindings: HashMap<String, Option<Vec<models::PortBinding>>> = HashMap::new();
@@ -29,8 +32,12 @@ impl Docker {
                 });
         }
         let mounts = spec.mounts.iter().map(mount).collect();
+        // `none` is a network mode, not a network a container has an endpoint in (Docker
+        // refuses aliases there).
+        let endpoint = spec.network.as_ref().filter(|n| n.as_str() != NO_NETWORK);
         let body = models::ContainerCreateBody {
             image: Some(spec.image.clone()),
+            cmd: spec.command.clone(),
             env: Some(spec.env.clone()),
             exposed_ports: Some(exposed),
             labels: Some(spec.labels.clone().into_iter().collect()),
@@ -46,7 +53,7 @@ impl Docker {
                 pids_limit: spec.limits.pids,
                 ..Default::default()
             }),
-            networking_config: spec.network.as_ref().map(|network| {
+            networking_config: endpoint.map(|network| {
                 let endpoint = models::EndpointSettings {
                     aliases: Some(spec.aliases.clone()),
                     ..Default::default()

@@ -4,6 +4,7 @@
 //! own API version, whose fields this module reads only where 1.41 has them too.
 
 mod containers;
+mod exec;
 mod output;
 mod storage;
 
@@ -418,6 +419,16 @@ impl Engine for Docker {
 
     fn exec(&self, name: &str, command: &[&str]) -> Result<ExecOutput, Error> {
         self.run_exec(name, command)
+    }
+
+    fn exec_stream(
+        &self,
+        name: &str,
+        exec: &Exec,
+        stdin: Option<&mut (dyn std::io::Read + Send)>,
+        stdout: &mut (dyn std::io::Write + Send),
+    ) -> Result<ExecStatus, Error> {
+        self.stream_exec(name, exec, stdin, stdout)
     }
 }
 

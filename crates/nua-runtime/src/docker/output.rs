@@ -1,13 +1,12 @@
-//! A container's output (logs, followed or not) and commands run in it (exec).
+//! A container's output: its logs, followed or not, cut into lines.
 
 use std::ops::ControlFlow;
 
-use bollard::models;
 use bollard::query_parameters as query;
 use futures_util::StreamExt;
 
 use super::containers::not_found;
-use super::{api, Docker};
+use super::Docker;
 use crate::types::*;
 use crate::Error;
 
@@ -42,48 +41,6 @@ impl Docker {
                 }
             }
             Ok(())
-        })
-    }
-
-    pub(super) fn run_exec(&self, name: &str, command: &[&str]) -> Result<ExecOutput, Error> {
-        self.runtime.block_on(async {
-            let config = models::ExecConfig {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(command.iter().map(|s| (*s).to_owned()).collect()),
-                ..Default::default()
-            };
-            let exec = self
-                .client
-                .create_exec(name, config)
-                .await
-                .map_err(|e| not_found(name, e, "POST /containers/{id}/exec"))?;
-            let started = self
-                .client
-                .start_exec(&exec.id, None)
-                .await
-                .map_err(api("POST /exec/{id}/start"))?;
-            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
-                while let Some(chunk) = output.next().await {
-                    match chunk.map_err(api("POST /exec/{id}/start"))? {
-                        bollard::container::LogOutput::StdErr { message } => {
-                            stderr.extend_from_slice(&message)
-                        }
-                        other => stdout.extend_from_slice(other.as_ref()),
-                    }
-                }
-            }
-            let inspected = self
-                .client
-                .inspect_exec(&exec.id)
-                .await
-                .map_err(api("GET /exec/{id}/json"))?;
-            Ok(ExecOutput {
-                exit_code: inspected.exit_code.unwrap_or(-1),
-                stdout,
-                stderr,
-            })
         })
     }
 }
