@@ -35,6 +35,8 @@ install_packages() {
     # an ACME CA and its DNS, for certificates issued for real on 127.0.0.1
     command -v pebble >/dev/null || missing+=(pebble)
     command -v curl >/dev/null || missing+=(curl)
+    # the backup repository tool
+    command -v restic >/dev/null || missing+=(restic)
     apt_install "${missing[@]}"
 }
 

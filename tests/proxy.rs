@@ -110,6 +110,8 @@ fn instance(label: &str, domain: &str, port: u16) -> Desired {
             ready_check: None,
             single_writer: false,
             proxy: None,
+            module: None,
+            backup: None,
         }],
     }
 }

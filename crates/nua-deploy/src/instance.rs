@@ -80,6 +80,12 @@ pub struct Container {
     /// How the proxy serves the app (`[proxy]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<nua_config::ProxyOptions>,
+    /// A provider's module (`postgres`, `mariadb`, …): how its data is dumped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// Its `[backup]` (the app's, or a provider's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<nua_config::Backup>,
 }
 
 /// The protocol check of a provider module: the server answers on TCP (the official images'
@@ -282,6 +288,8 @@ pub fn plan(
             ready_check: protocol_check(provider.module_name.as_deref()),
             single_writer: false,
             proxy: None,
+            module: provider.module_name.clone(),
+            backup: provider.backup.clone(),
         });
     }
     let mut env = config.env.clone();
@@ -315,6 +323,8 @@ pub fn plan(
             .and_then(|r| r.single_writer)
             .unwrap_or(false),
         proxy: config.proxy.clone(),
+        module: None,
+        backup: config.backup.clone(),
     });
     Ok(Desired {
         network: site.network.clone().unwrap_or_else(|| prefix.clone()),

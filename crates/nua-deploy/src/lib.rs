@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod apps;
+pub mod backup;
 pub mod image;
 pub mod instance;
 pub mod kept;

@@ -59,6 +59,57 @@ pub enum NuaCommand {
     Server(ServerArgs),
     /// The certificates of the served domains: issuer, expiry, last order and its error
     Certs(CertsArgs),
+    /// Back up instances (all, or those named) into the restic repository, each component
+    /// verified by a restore into a scratch container
+    #[command(mut_arg("json", |a| a.help("Print the backups made as JSON")))]
+    Backup(BackupArgs),
+    /// List the backups: status, size, duration, and what was verified
+    #[command(mut_arg("json", |a| a.help("Print the backups as JSON")))]
+    Backups(BackupsArgs),
+    /// Put an instance's data back from a verified backup (the latest by default), after a
+    /// safety backup of what is there now
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The instances' labels [default: every instance]
+    pub labels: Vec<String>,
+    /// Every component (each database and managed volume), not only those the nua-configs'
+    /// `[backup]` name
+    #[arg(long)]
+    pub all: bool,
+    /// Only this component (a provider's or a volume's name)
+    #[arg(long, value_name = "NAME")]
+    pub component: Option<String>,
+    /// Say nothing but errors and the result
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// Only this instance
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The instance's label
+    pub label: String,
+    /// The backup to restore (as `nua backups` lists it) [default: the latest verified]
+    #[arg(long, value_name = "ID")]
+    pub backup: Option<u64>,
+    /// Only this component (a provider's or a volume's name)
+    #[arg(long, value_name = "NAME")]
+    pub component: Option<String>,
+    /// Say nothing but errors and the result
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

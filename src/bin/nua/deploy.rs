@@ -36,7 +36,7 @@ const OWN_PROVIDER_IMAGES: &[(&str, &str, &str)] = &[
     ("redis", "7.0", "redis-7"),
 ];
 
-fn open_state() -> anyhow::Result<State> {
+pub fn open_state() -> anyhow::Result<State> {
     let dir = state::default_dir();
     State::open(&dir)
         .map_err(|e| {
@@ -744,7 +744,7 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn apply_context(engine: &Docker) -> Context<'_> {
+pub fn apply_context(engine: &Docker) -> Context<'_> {
     Context {
         engine,
         external_ip: std::env::var("NUA_EXTERNAL_IP")

@@ -5,6 +5,7 @@
 //! `nua-deploy`, so `nua-pack` links neither of them nor bollard.
 
 mod args;
+mod backup;
 mod deploy;
 mod load;
 mod proxy;
@@ -39,5 +40,8 @@ fn main() -> ExitCode {
         NuaCommand::Reconcile(args) => deploy::reconcile(args),
         NuaCommand::Rollback(args) => deploy::rollback(args),
         NuaCommand::Server(args) => deploy::server(args),
+        NuaCommand::Backup(args) => backup::backup(args),
+        NuaCommand::Backups(args) => backup::backups(args),
+        NuaCommand::Restore(args) => backup::restore(args),
     })
 }

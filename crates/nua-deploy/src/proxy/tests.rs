@@ -33,6 +33,8 @@ fn desired(label: &str, domain: Option<&str>, ports: &[(&str, u16)]) -> Desired 
             ready_check: None,
             single_writer: false,
             proxy: None,
+            module: None,
+            backup: None,
         }],
     }
 }

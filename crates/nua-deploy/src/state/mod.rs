@@ -13,8 +13,11 @@
 //! WAL mode, foreign keys, one transaction per change, and a schema version
 //! (`PRAGMA user_version`) with migrations; a database made by a newer Nua is refused.
 
+mod backups;
 mod schema;
 pub mod secrets;
+
+pub use backups::Backup;
 #[cfg(test)]
 mod tests;
 

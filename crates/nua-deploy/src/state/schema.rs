@@ -41,6 +41,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
      );",
     // 2: an instance stopped on purpose stays stopped (`nua stop`, `nua start`).
     "ALTER TABLE instances ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;",
+    // 3: backups, and what each verified.
+    "CREATE TABLE backups (
+         id         INTEGER PRIMARY KEY AUTOINCREMENT,
+         label      TEXT NOT NULL,
+         generation INTEGER NOT NULL,
+         reason     TEXT NOT NULL,
+         started    INTEGER NOT NULL,
+         finished   INTEGER,
+         status     TEXT NOT NULL CHECK (status IN ('running', 'verified', 'failed')),
+         error      TEXT,
+         components TEXT NOT NULL
+     );
+     CREATE INDEX backups_by_label ON backups (label, id);",
 ];
 
 /// The schema version this code writes.
