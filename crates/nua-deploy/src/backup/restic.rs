@@ -142,6 +142,16 @@ impl WaitTaken for Child {
     }
 }
 
+/// What restic said when it failed, or how it ended when it said nothing.
+fn reason(status: &std::process::ExitStatus, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr).trim().to_owned();
+    if text.is_empty() {
+        format!("it said nothing and {status}")
+    } else {
+        text
+    }
+}
+
 /// The retention of an instance's backups (`restic forget --keep-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -230,7 +240,7 @@ impl Repository {
     fn run(&self, action: &str, mut command: Command) -> Result<String, Error> {
         let output = self.output(&mut command)?;
         if !output.status.success() {
-            return Err(self.failed(action, String::from_utf8_lossy(&output.stderr).into()));
+            return Err(self.failed(action, reason(&output.status, &output.stderr)));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -243,7 +253,7 @@ impl Repository {
         if output.status.success() {
             return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let stderr = reason(&output.status, &output.stderr);
         // restic 0.14 says so in words (later ones also exit with 10).
         let missing = stderr.contains("does not exist")
             || stderr.contains("no such file")
