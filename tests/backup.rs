@@ -153,6 +153,109 @@ fn a_postgres_app_gets_its_rows_back_after_its_table_is_dropped() {
     let table = env.ok(&["backups", &label]);
     assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
     assert!(table.contains("database: 1 tables, 3 rows"), "{table}");
+
+    // An upgrade whose migration loses the rows: the data it replaced was backed up first,
+    // and a rollback with data brings the old app back on it.
+    get(port, "/hit");
+    assert_eq!(get(port, "/"), format!("{label} hits=2\n"));
+    let site = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{site}[site.env]\nMIGRATE = \"lose-rows\"\n"),
+    )
+    .unwrap();
+    let out = env.nua_with(&["deploy", file.to_str().unwrap()], &vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{label}: backup 4 holds the data of generation 1, verified"
+        )),
+        "{stderr}"
+    );
+    let port = ports(&env)[0].1;
+    assert_eq!(
+        get(port, "/"),
+        format!("{label} hits=0\n"),
+        "the migration lost them"
+    );
+    get(port, "/hit");
+    let out = env.nua_with(&["rollback", &label, "--with-data"], &vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{label}: the data of generation 1 is back (backup 4)"
+        )),
+        "{stderr}"
+    );
+    let port = ports(&env)[0].1;
+    assert_eq!(get(port, "/"), format!("{label} hits=2\n"));
+    let history: Value = serde_json::from_str(&env.ok(&["history", &label, "--json"])).unwrap();
+    assert_eq!(history[2]["kind"], "rollback", "{history}");
+    assert_eq!(history[2]["outcome"], "succeeded", "{history}");
+    // Today's data (one row, after the migration) was kept first.
+    let listed: Value = serde_json::from_str(&env.ok(&["backups", &label, "--json"])).unwrap();
+    let safety = listed.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(safety["reason"], "safety", "{listed}");
+    assert_eq!(
+        safety["components"][0]["verified"], "1 tables, 1 rows",
+        "{listed}"
+    );
+
+    // `nua server` backs up on schedule and keeps the two newest (and the one taken before
+    // the upgrade, which a rollback with data needs).
+    let schedule = [
+        vars[0],
+        ("NUA_BACKUP_FREQUENCY", "2s"),
+        ("NUA_BACKUP_KEEP", "last=2"),
+    ];
+    let mut server = env.spawn_with(&["server", "--interval", "1"], &schedule);
+    let scheduled = || -> Vec<u64> {
+        let listed: Value = serde_json::from_str(&env.ok(&["backups", &label, "--json"])).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["reason"] == "schedule" && b["status"] == "verified")
+            .map(|b| b["id"].as_u64().unwrap())
+            .collect()
+    };
+    wait_until(120, "four scheduled backups", || {
+        scheduled().last().is_some_and(|id| *id >= 9)
+    });
+    // SAFETY: the pid is our child's.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().unwrap().success());
+    let listed: Value = serde_json::from_str(&env.ok(&["backups", &label, "--json"])).unwrap();
+    let kept: Vec<(u64, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["id"].as_u64().unwrap(), b["reason"].as_str().unwrap()))
+        .collect();
+    let newest = *scheduled().last().unwrap();
+    assert_eq!(
+        kept,
+        [
+            (4, "upgrade"),
+            (newest - 1, "schedule"),
+            (newest, "schedule")
+        ],
+        "{listed}"
+    );
+    // The repository holds the snapshots of those three only.
+    let snapshots: Value =
+        serde_json::from_str(&restic(&env, &password, &["snapshots", "--json"])).unwrap();
+    let mut in_repository: Vec<u64> = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["tags"].as_array().unwrap().iter())
+        .filter_map(|t| t.as_str().unwrap().strip_prefix("backup=")?.parse().ok())
+        .collect();
+    in_repository.sort();
+    assert_eq!(in_repository, [4, newest - 1, newest]);
 }
 
 #[test]

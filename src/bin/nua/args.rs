@@ -134,6 +134,10 @@ pub struct RollbackArgs {
     /// The generation to go back to [default: the one before the current one]
     #[arg(long, value_name = "GENERATION")]
     pub to: Option<u64>,
+    /// Also put back the data as it was when that generation was replaced (the backup taken
+    /// before the upgrade), after a safety backup of today's
+    #[arg(long)]
+    pub with_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +169,10 @@ pub struct DeployArgs {
     /// Let a site replace the app its label runs by another app (its data is deleted)
     #[arg(long)]
     pub replace: bool,
+    /// Upgrade without first taking a verified backup of the instance's data (the backup
+    /// `nua rollback --with-data` restores)
+    #[arg(long)]
+    pub no_backup: bool,
     #[command(flatten)]
     pub debian: DebianArgs,
     /// Say nothing but errors

@@ -18,10 +18,10 @@ use crate::load::docker;
 use nua::cli::progress::{human_bytes, human_duration};
 use nua::cli::Hint;
 use nua::outln;
-use nua_deploy::backup::{self, restic::Repository, Backups, Component, Part};
+use nua_deploy::backup::{self, restic::Repository, schedule, Backups, Component, Part};
 use nua_deploy::instance::{Desired, Role};
 use nua_deploy::state::{self, State};
-use nua_runtime::Engine as _;
+use nua_runtime::Docker;
 
 /// The secret holding the repository's password: of no instance (labels are never empty).
 const PASSWORD_SECRET: (&str, &str) = ("", "restic-password");
@@ -261,10 +261,46 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         repository: &repository,
         quiet: args.quiet,
     };
-    // What is there now, kept first: a restore that fails halfway puts it back.
+    let outcome = put_back(
+        &backups, &mut state, &desired, generation, &targets, chosen.id, args.quiet,
+    )?;
+    // The app runs again, health-gated, on the data now there.
+    let ctx = nua_deploy::apply::Context {
+        stopped,
+        ..apply_context(&engine)
+    };
+    apply_after(&desired, generation, &ctx, &mut state, label)?;
+    match outcome {
+        Ok(safety) => {
+            outln!(
+                "{label}: restored from backup {} (what was there before is backup {safety})",
+                chosen.id
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => Err(anyhow::anyhow!(
+            "the restore of `{label}` failed: {failure}; its data is as it was before"
+        )),
+    }
+}
+
+/// Put `targets` of `desired` back from backup `from`: a safety backup of what is there
+/// first, the app stopped, each component restored; when one fails, what was there is put
+/// back from the safety backup. The app is left stopped, for the caller to run the
+/// generation it wants on the data. The safety backup's id, or why the restore failed.
+fn put_back(
+    backups: &Backups<'_>,
+    state: &mut State,
+    desired: &Desired,
+    generation: u64,
+    targets: &[(Component, String, u64)],
+    from: u64,
+    quiet: bool,
+) -> anyhow::Result<Result<u64, String>> {
+    let label = &desired.label;
     let components: Vec<Component> = targets.iter().map(|(c, _, _)| c.clone()).collect();
     let (safety, safety_parts, ok) = backups
-        .back_up(&mut state, &desired, generation, &components, "safety")
+        .back_up(state, desired, generation, &components, "safety")
         .with_context(|| format!("cannot take the safety backup of `{label}`"))?;
     if !ok {
         return Err(anyhow::anyhow!(
@@ -272,62 +308,93 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
              instance is as it was)"
         ));
     }
-    let app = desired
-        .containers
-        .iter()
-        .find(|c| c.role == Role::App)
-        .map(|c| c.name.clone());
-    if let Some(app) = &app {
-        if !args.quiet {
+    if let Some(app) = desired.containers.iter().find(|c| c.role == Role::App) {
+        if !quiet {
             eprintln!("stopping the app of {label} while its data is restored");
         }
-        engine.stop_container(app, Duration::from_secs(30))?;
+        backups
+            .engine
+            .stop_container(&app.name, Duration::from_secs(30))?;
     }
-    let mut failure = None;
-    for (component, snapshot, bytes) in &targets {
+    for (component, snapshot, bytes) in targets {
         if let Err(error) = backups.restore_component(label, component, snapshot, *bytes) {
-            failure = Some(format!("{}: {error}", component.name));
-            break;
-        }
-        if !args.quiet {
+            let failure = format!("{}: {error}", component.name);
             eprintln!(
-                "restored {} of {label} from backup {}",
-                component.name, chosen.id
+                "error: the restore of `{label}` failed ({failure}); putting back what was \
+                 there before it started, from the safety backup {safety}"
             );
-        }
-    }
-    if let Some(failure) = &failure {
-        eprintln!(
-            "error: the restore of `{label}` failed ({failure}); putting back what was there \
-             before it started, from the safety backup {safety}"
-        );
-        let back = restorable(label, &desired, &safety_parts, None)?;
-        for (component, snapshot, bytes) in &back {
-            if let Err(error) = backups.restore_component(label, component, snapshot, *bytes) {
-                eprintln!(
-                    "error: {} could not be put back either: {error}; backup {safety} holds it",
-                    component.name
-                );
+            let back = restorable(label, desired, &safety_parts, None)?;
+            for (component, snapshot, bytes) in &back {
+                if let Err(error) = backups.restore_component(label, component, snapshot, *bytes) {
+                    eprintln!(
+                        "error: {} could not be put back either: {error}; backup {safety} \
+                         holds it",
+                        component.name
+                    );
+                }
             }
+            return Ok(Err(failure));
+        }
+        if !quiet {
+            eprintln!("restored {} of {label} from backup {from}", component.name);
         }
     }
-    // The app runs again, health-gated, on the data now there.
-    let ctx = nua_deploy::apply::Context {
-        stopped,
-        ..apply_context(&engine)
+    Ok(Ok(safety))
+}
+
+/// `nua rollback --with-data`, before the earlier generation runs: the data as it was when
+/// generation `to` was replaced (the backup taken before that upgrade) is put back, after a
+/// safety backup of today's. When it cannot be, the instance runs again as it was and the
+/// rollback stops.
+pub fn data_for_rollback(
+    engine: &Docker,
+    state: &mut State,
+    label: &str,
+    to: u64,
+    quiet: bool,
+) -> anyhow::Result<u64> {
+    let (desired, generation, stopped) = instance(state, label)?;
+    let chosen = state
+        .backups(Some(label))?
+        .into_iter()
+        .rev()
+        .find(|b| b.status == "verified" && b.reason == "upgrade" && b.generation == to)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{label}` has no verified backup of the data of generation {to} (one is taken \
+                 before each upgrade, unless `nua deploy --no-backup`)"
+            )
+            .context(Hint(
+                format!(
+                "`nua rollback {label}` without `--with-data` goes back and keeps today's data; \
+                 `nua backups {label}` lists the backups there are"
+            )
+                .into(),
+            ))
+        })?;
+    let parts: Vec<Part> = serde_json::from_value(chosen.components.clone())?;
+    let targets = restorable(label, &desired, &parts, None)?;
+    let repository = repository(state)?;
+    let backups = Backups {
+        engine,
+        repository: &repository,
+        quiet,
     };
-    apply_after(&desired, generation, &ctx, &mut state, label)?;
-    match failure {
-        None => {
-            outln!(
-                "{label}: restored from backup {} (what was there before is backup {safety})",
-                chosen.id
-            )?;
-            Ok(ExitCode::SUCCESS)
+    match put_back(
+        &backups, state, &desired, generation, &targets, chosen.id, quiet,
+    )? {
+        Ok(_) => Ok(chosen.id),
+        Err(failure) => {
+            let ctx = nua_deploy::apply::Context {
+                stopped,
+                ..apply_context(engine)
+            };
+            apply_after(&desired, generation, &ctx, state, label)?;
+            Err(anyhow::anyhow!(
+                "`{label}` was not rolled back: the data of generation {to} could not be put \
+                 back ({failure}); it runs as before, on its data as it was"
+            ))
         }
-        Some(failure) => Err(anyhow::anyhow!(
-            "the restore of `{label}` failed: {failure}; its data is as it was before"
-        )),
     }
 }
 
@@ -341,4 +408,161 @@ fn apply_after(
     nua_deploy::apply::apply(desired, generation, ctx, state)
         .map(|_| ())
         .with_context(|| format!("`{label}` does not run again after the restore"))
+}
+
+/// Before an upgrade of `desired` (generation `generation`): a verified backup of its data,
+/// linked to that generation. An instance with no data has none; one whose backup fails is
+/// not upgraded.
+pub fn before_upgrade(
+    engine: &Docker,
+    state: &mut State,
+    desired: &Desired,
+    generation: u64,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let label = &desired.label;
+    let components = match backup::plan(desired, false) {
+        Ok(components) => components,
+        Err(backup::Error::Nothing { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let repository = repository(state)?;
+    let backups = Backups {
+        engine,
+        repository: &repository,
+        quiet: true,
+    };
+    let (id, _, ok) = backups
+        .back_up(state, desired, generation, &components, "upgrade")
+        .with_context(|| format!("cannot back `{label}` up before its upgrade"))?;
+    if !ok {
+        let error = state.backup(id)?.and_then(|b| b.error).unwrap_or_default();
+        return Err(anyhow::anyhow!(
+            "`{label}` was not upgraded: the backup of its data before the upgrade failed \
+             ({error})"
+        )
+        .context(Hint(
+            "`nua backups` shows why; `nua deploy --no-backup` upgrades without one".into(),
+        )));
+    }
+    if !quiet {
+        eprintln!("{label}: backup {id} holds the data of generation {generation}, verified");
+    }
+    Ok(())
+}
+
+/// `nua server`'s part: back up each instance whose schedule is due (its `[backup]`
+/// frequencies, or `NUA_BACKUP_FREQUENCY` for one that declares none), then apply the
+/// retention (`NUA_BACKUP_KEEP`, `daily=7,weekly=4,monthly=6` by default), and check the
+/// repository weekly. One instance failing never stops the others.
+pub fn scheduled(engine: &Docker, state: &mut State) -> anyhow::Result<()> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let default = var("NUA_BACKUP_FREQUENCY")
+        .map(|text| schedule::Frequency::parse(&text))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("`NUA_BACKUP_FREQUENCY`: {e}"))?;
+    let keep = var("NUA_BACKUP_KEEP")
+        .map(|text| schedule::Keep::parse(&text))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("`NUA_BACKUP_KEEP`: {e}"))?
+        .unwrap_or_default();
+    let now = nua_deploy::proxy::acme::now() as i64;
+    let mut repository = None;
+    for instance in state.instances()? {
+        let label = instance.label.clone();
+        if instance.stopped {
+            continue;
+        }
+        let desired: Desired = serde_json::from_value(instance.desired.clone())?;
+        let mut frequencies = match backup::frequencies(&desired) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        if frequencies.is_empty() {
+            frequencies.extend(default.clone());
+        }
+        let last = state
+            .backups(Some(&label))?
+            .iter()
+            .filter(|b| b.reason == "schedule" || b.reason == "manual")
+            .map(|b| b.started as i64)
+            .max();
+        if !schedule::due(&frequencies, last, now) {
+            continue;
+        }
+        let components = match backup::plan(&desired, false) {
+            Ok(c) => c,
+            Err(backup::Error::Nothing { .. }) => continue,
+            Err(e) => {
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        if repository.is_none() {
+            repository = Some(self::repository(state)?);
+        }
+        let repository = repository.as_ref().expect("just made");
+        let backups = Backups {
+            engine,
+            repository,
+            quiet: true,
+        };
+        match backups.back_up(
+            state,
+            &desired,
+            instance.generation,
+            &components,
+            "schedule",
+        ) {
+            Ok((id, parts, true)) => {
+                let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
+                eprintln!(
+                    "nua server: backup {id} of {label}: verified, {}",
+                    human_bytes(bytes)
+                );
+            }
+            Ok((id, _, false)) => {
+                let error = state.backup(id)?.and_then(|b| b.error).unwrap_or_default();
+                eprintln!("error: nua server: backup {id} of {label} failed: {error}");
+            }
+            Err(e) => eprintln!("error: nua server: cannot back `{label}` up: {e}"),
+        }
+        match backups.retain(state, &label, keep) {
+            Ok(forgotten) if !forgotten.is_empty() => eprintln!(
+                "nua server: {label}: backups {} forgotten by the retention policy",
+                forgotten
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("error: nua server: the retention of {label} failed: {e}"),
+        }
+    }
+    // The whole repository, checked weekly once it holds backups.
+    const CHECK: &str = "restic-check";
+    let checked = state.stamp(CHECK)?;
+    let every = var("NUA_BACKUP_CHECK")
+        .map(|text| schedule::Frequency::parse(&text))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("`NUA_BACKUP_CHECK`: {e}"))?
+        .unwrap_or(schedule::Frequency::Every(7 * 86_400));
+    let used = !state.backups(None)?.is_empty();
+    let due = checked.is_none_or(|at| every.next_after(at as i64) <= now);
+    if used && due {
+        let repository = match repository {
+            Some(r) => r,
+            None => self::repository(state)?,
+        };
+        match repository.check(false) {
+            Ok(()) => eprintln!("nua server: the backup repository checks out"),
+            Err(e) => eprintln!("error: nua server: the backup repository is damaged: {e}"),
+        }
+        state.set_stamp(CHECK, now as u64)?;
+    }
+    Ok(())
 }

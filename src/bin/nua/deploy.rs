@@ -273,6 +273,7 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
                     images: &images,
                     file: &args.file,
                     replace: args.replace,
+                    no_backup: args.no_backup,
                     quiet: args.quiet,
                     busy: &busy,
                     range: range.clone(),
@@ -313,6 +314,7 @@ struct SiteToDeploy<'a> {
     images: &'a BTreeMap<String, String>,
     file: &'a Path,
     replace: bool,
+    no_backup: bool,
     quiet: bool,
     /// Host ports found taken by an earlier attempt.
     busy: &'a [u16],
@@ -430,6 +432,13 @@ fn deploy_site(
     } else {
         Kind::Deploy
     };
+    // The data as the running generation has it, kept first: what `nua rollback
+    // --with-data` puts back.
+    if let (Some(previous), Some(before)) = (&previous, &before) {
+        if !s.no_backup && !previous.stopped {
+            crate::backup::before_upgrade(engine, state, before, previous.generation, s.quiet)?;
+        }
+    }
     let json = serde_json::to_value(&desired)?;
     let generation = state.begin(label, kind, &actor(), &json)?;
     match apply::apply(&desired, generation, ctx, state) {
@@ -955,6 +964,14 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| anyhow::anyhow!("`{label}` has no earlier generation to go back to"))?,
     };
     let mut desired: Desired = serde_json::from_value(target.desired.clone())?;
+    if args.with_data {
+        let from =
+            crate::backup::data_for_rollback(&engine, &mut state, label, target.number, false)?;
+        eprintln!(
+            "{label}: the data of generation {} is back (backup {from})",
+            target.number
+        );
+    }
     // Behind the proxy, going back is the same switch as going forward: the app of the
     // earlier generation starts on ports of its own beside the running one.
     let switcher = match &desired.domain {
@@ -1015,6 +1032,9 @@ pub fn server(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     while !stop.load(Ordering::SeqCst) {
         // One failing instance never stops the others, nor the server.
         if let Err(err) = reconcile_all(&engine, &mut state, None, true) {
+            eprintln!("error: {err:#}");
+        }
+        if let Err(err) = crate::backup::scheduled(&engine, &mut state) {
             eprintln!("error: {err:#}");
         }
         let until = std::time::Instant::now() + Duration::from_secs(args.interval);

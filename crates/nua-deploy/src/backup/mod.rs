@@ -15,6 +15,7 @@
 
 pub mod methods;
 pub mod restic;
+pub mod schedule;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ pub enum Error {
     },
     #[error("`{label}` has nothing to back up: no database provider and no managed volume")]
     Nothing { label: String },
+    #[error("the backup frequency of `{label}`: {message}")]
+    Frequency { label: String, message: String },
     #[error("`{label}` has no component `{name}` (it has: {known})")]
     NoComponent {
         label: String,
@@ -179,6 +182,24 @@ pub fn plan(desired: &Desired, all: bool) -> Result<Vec<Component>, Error> {
         });
     }
     Ok(chosen)
+}
+
+/// The frequencies the `[backup]` sections of `desired` ask for (none: not scheduled).
+pub fn frequencies(desired: &Desired) -> Result<Vec<schedule::Frequency>, Error> {
+    let backups = desired.containers.iter().flat_map(|c| {
+        c.backup
+            .iter()
+            .chain(c.volumes.iter().filter_map(|v| v.backup.as_ref()))
+    });
+    backups
+        .filter_map(|b| b.frequency.as_deref())
+        .map(|text| {
+            schedule::Frequency::parse(text).map_err(|message| Error::Frequency {
+                label: desired.label.clone(),
+                message,
+            })
+        })
+        .collect()
 }
 
 /// Keep only the component named `name`.
@@ -782,6 +803,59 @@ impl Backups<'_> {
             &serde_json::to_value(&parts).unwrap_or_default(),
         )?;
         Ok((id, parts, ok))
+    }
+
+    /// Apply `keep` to the verified backups of `label`: the snapshots of those it does not
+    /// keep, and of failed backups older than the newest kept, are forgotten and the
+    /// repository pruned. The newest backup taken before an upgrade is always kept (a
+    /// rollback with data needs it). The ids forgotten.
+    pub fn retain(
+        &self,
+        state: &mut crate::state::State,
+        label: &str,
+        keep: schedule::Keep,
+    ) -> Result<Vec<u64>, Error> {
+        let all = state.backups(Some(label))?;
+        let verified: Vec<(u64, i64)> = all
+            .iter()
+            .filter(|b| b.status == "verified")
+            .map(|b| (b.id, b.started as i64))
+            .collect();
+        let mut kept = keep.kept(&verified);
+        if let Some(upgrade) = all
+            .iter()
+            .rev()
+            .find(|b| b.status == "verified" && b.reason == "upgrade")
+        {
+            kept.insert(upgrade.id);
+        }
+        let oldest_kept = all
+            .iter()
+            .filter(|b| kept.contains(&b.id))
+            .map(|b| b.id)
+            .min()
+            .unwrap_or(u64::MAX);
+        let dropped: Vec<&crate::state::Backup> = all
+            .iter()
+            .filter(|b| match b.status.as_str() {
+                "verified" => !kept.contains(&b.id),
+                "failed" => b.id < oldest_kept,
+                _ => false,
+            })
+            .collect();
+        let snapshots: Vec<String> = dropped
+            .iter()
+            .flat_map(|b| {
+                serde_json::from_value::<Vec<Part>>(b.components.clone()).unwrap_or_default()
+            })
+            .filter_map(|p| p.snapshot)
+            .collect();
+        self.repository.forget(&snapshots)?;
+        let ids: Vec<u64> = dropped.iter().map(|b| b.id).collect();
+        for id in &ids {
+            state.forget_backup(*id)?;
+        }
+        Ok(ids)
     }
 
     /// One component: dump into the repository, then verify.

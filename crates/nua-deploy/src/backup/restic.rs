@@ -152,24 +152,6 @@ fn reason(status: &std::process::ExitStatus, stderr: &[u8]) -> String {
     }
 }
 
-/// The retention of an instance's backups (`restic forget --keep-*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    pub daily: u32,
-    pub weekly: u32,
-    pub monthly: u32,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            daily: 7,
-            weekly: 4,
-            monthly: 6,
-        }
-    }
-}
-
 impl Repository {
     /// restic with the repository and its password in its environment, for a command that
     /// only reads (`--no-lock`: it never waits for, nor leaves, a lock).
@@ -331,48 +313,14 @@ impl Repository {
             .map_err(|()| self.failed("snapshots", "its listing is not JSON".into()))
     }
 
-    /// Forget the snapshots `ids` (a failed or aborted component).
+    /// Forget the snapshots `ids`, then remove the data no snapshot needs any more.
     pub fn forget(&self, ids: &[String]) -> Result<(), Error> {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut command = self.locking(&["forget"]);
+        let mut command = self.locking(&["forget", "--prune"]);
         command.args(ids);
-        self.run("forget", command).map(|_| ())
-    }
-
-    /// Apply `retention` to the snapshots tagged `tag`, grouped by their tags, and prune
-    /// what no snapshot needs any more; the ids forgotten.
-    pub fn retain(&self, tag: &str, retention: Retention) -> Result<Vec<String>, Error> {
-        let daily = retention.daily.to_string();
-        let weekly = retention.weekly.to_string();
-        let monthly = retention.monthly.to_string();
-        let command = self.locking(&[
-            "forget",
-            "--json",
-            "--prune",
-            "--tag",
-            tag,
-            "--group-by",
-            "tags",
-            "--keep-daily",
-            &daily,
-            "--keep-weekly",
-            &weekly,
-            "--keep-monthly",
-            &monthly,
-        ]);
-        let text = self.run("forget --prune", command)?;
-        // The JSON is on the first line; prune's report follows.
-        let groups: Vec<serde_json::Value> = text
-            .lines()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or_default();
-        Ok(groups
-            .iter()
-            .flat_map(|g| g["remove"].as_array().cloned().unwrap_or_default())
-            .filter_map(|s| s["id"].as_str().map(str::to_owned))
-            .collect())
+        self.run("forget --prune", command).map(|_| ())
     }
 
     /// `restic check`: the repository's structure, and `read_data` the content of every pack.

@@ -299,3 +299,76 @@ fn no_script_takes_a_secret_as_an_argument() {
     assert!(methods::mongo_dump().contains("mongodump --quiet --archive"));
     assert!(methods::mongo_restore().contains("mongorestore --quiet --archive --drop"));
 }
+
+#[test]
+fn frequencies_are_names_durations_or_cron_expressions() {
+    use schedule::Frequency;
+    assert_eq!(Frequency::parse("daily").unwrap(), Frequency::Every(86_400));
+    assert_eq!(
+        Frequency::parse("@hourly").unwrap(),
+        Frequency::Every(3_600)
+    );
+    assert_eq!(Frequency::parse("24h").unwrap(), Frequency::Every(86_400));
+    assert_eq!(Frequency::parse("1h30m").unwrap(), Frequency::Every(5_400));
+    assert_eq!(Frequency::parse("2s").unwrap(), Frequency::Every(2));
+    // 03:00 UTC every day: from 2026-12-06 14:00 UTC, the next is the 7th at 03:00.
+    let cron = Frequency::parse("0 3 * * *").unwrap();
+    assert_eq!(cron.next_after(1_796_565_600), 1_796_612_400);
+    let err = Frequency::parse("sometimes").unwrap_err();
+    assert!(
+        err.starts_with("`sometimes` is not a frequency: give `hourly`"),
+        "{err}"
+    );
+    assert!(Frequency::parse("0s").is_err());
+}
+
+#[test]
+fn a_backup_is_due_once_its_time_has_passed_even_long_after() {
+    use schedule::{due, Frequency};
+    let hourly = [Frequency::Every(3_600)];
+    assert!(due(&hourly, None, 1_000), "never backed up");
+    assert!(!due(&hourly, Some(1_000), 4_599));
+    assert!(due(&hourly, Some(1_000), 4_600));
+    // The server was down for a week: the missed run is due at once.
+    assert!(due(&hourly, Some(1_000), 1_000 + 7 * 86_400));
+    assert!(!due(&[], None, 1_000), "no schedule, never due");
+    // The earliest of several.
+    let both = [Frequency::Every(86_400), Frequency::Every(60)];
+    assert!(due(&both, Some(1_000), 1_060));
+}
+
+#[test]
+fn retention_keeps_the_newest_of_each_period_as_restic_does() {
+    use schedule::Keep;
+    let day = 86_400;
+    // Two backups a day for ten days (ids in time order), from a Monday (2026-11-30).
+    let monday = 1_795_996_800;
+    let backups: Vec<(u64, i64)> = (0..20)
+        .map(|i| {
+            (
+                i as u64 + 1,
+                monday + (i / 2) as i64 * day + (i % 2) as i64 * 3_600,
+            )
+        })
+        .collect();
+    let keep = Keep {
+        last: 0,
+        hourly: 0,
+        daily: 3,
+        weekly: 2,
+        monthly: 0,
+    };
+    let kept: Vec<u64> = keep.kept(&backups).into_iter().collect();
+    // The newest of the last three days (ids 20, 18, 16); of this week and last week the
+    // newest is already kept (20) and the newest of the first week is id 14 (Sunday).
+    assert_eq!(kept, [14, 16, 18, 20]);
+    let last = Keep::parse("last=2").unwrap();
+    assert_eq!(
+        last.kept(&backups).into_iter().collect::<Vec<_>>(),
+        [19, 20]
+    );
+    assert_eq!(Keep::default().daily, 7);
+    assert!(Keep::parse("daily=x").is_err());
+    assert!(Keep::parse("yearly=1").is_err());
+    assert!(Keep::parse("daily=0").is_err());
+}

@@ -116,4 +116,36 @@ impl State {
             .optional()
             .map_err(self.sqlite())
     }
+
+    /// Forget backup `id` (its snapshots are gone from the repository).
+    pub fn forget_backup(&mut self, id: u64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM backups WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(self.sqlite())
+    }
+
+    /// A value kept under `name` (seconds since the epoch of something done).
+    pub fn stamp(&self, name: &str) -> Result<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())
+    }
+
+    /// Keep `value` under `name`.
+    pub fn set_stamp(&mut self, name: &str, value: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = ?2",
+                params![name, value],
+            )
+            .map(|_| ())
+            .map_err(self.sqlite())
+    }
 }
