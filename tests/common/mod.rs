@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod app_build;
 pub mod archive;
+pub mod backup;
 pub mod deploy;
 pub mod docker;
 pub mod http;

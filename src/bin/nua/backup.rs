@@ -3,8 +3,12 @@
 //!
 //! Settings: `NUA_BACKUP_REPOSITORY` (a folder, or any restic repository URL; default the
 //! `backups` folder of the state), `NUA_BACKUP_PASSWORD_FILE` (the password of an existing
-//! repository; by default one is generated and kept in the encrypted secrets), `NUA_RESTIC`
-//! (the restic binary).
+//! repository; by default one is generated and kept in the encrypted secrets),
+//! `NUA_BACKUP_OPTIONS` (restic's `-o` backend options, `;` between them: `sftp.command=ssh
+//! -p 2222 backup@host -s sftp`), `NUA_RESTIC` (the restic binary). A backend's credentials
+//! (`AWS_ACCESS_KEY_ID`, …) reach restic through the environment. `nua server` reads
+//! `NUA_BACKUP_FREQUENCY` (for instances that declare none), `NUA_BACKUP_KEEP` and
+//! `NUA_BACKUP_CHECK`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,7 +50,26 @@ pub fn repository(state: &mut State) -> anyhow::Result<Repository> {
         password,
         cache: dir.join("restic-cache"),
         binary: var("NUA_RESTIC").map_or_else(|| PathBuf::from("restic"), PathBuf::from),
+        options: var("NUA_BACKUP_OPTIONS")
+            .map(|text| {
+                text.split(';')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
+}
+
+/// A backup error with what to do about it, when there is something.
+fn hinted(err: backup::Error) -> anyhow::Error {
+    let hint = err.hint();
+    let err = anyhow::Error::new(err);
+    match hint {
+        Some(h) => err.context(Hint(h.into())),
+        None => err,
+    }
 }
 
 /// The desired state of instance `label`, its generation, and whether it is stopped.
@@ -91,6 +114,7 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
         }
         let (id, parts, ok) = backups
             .back_up(&mut state, &desired, generation, &components, "manual")
+            .map_err(hinted)
             .with_context(|| format!("cannot back `{label}` up"))?;
         if !ok {
             failed += 1;
@@ -301,6 +325,7 @@ fn put_back(
     let components: Vec<Component> = targets.iter().map(|(c, _, _)| c.clone()).collect();
     let (safety, safety_parts, ok) = backups
         .back_up(state, desired, generation, &components, "safety")
+        .map_err(hinted)
         .with_context(|| format!("cannot take the safety backup of `{label}`"))?;
     if !ok {
         return Err(anyhow::anyhow!(
@@ -434,6 +459,7 @@ pub fn before_upgrade(
     };
     let (id, _, ok) = backups
         .back_up(state, desired, generation, &components, "upgrade")
+        .map_err(hinted)
         .with_context(|| format!("cannot back `{label}` up before its upgrade"))?;
     if !ok {
         let error = state.backup(id)?.and_then(|b| b.error).unwrap_or_default();

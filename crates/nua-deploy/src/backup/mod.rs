@@ -81,6 +81,16 @@ pub enum Error {
     State(#[from] crate::state::Error),
 }
 
+impl Error {
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Restic(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// What a component's backup is, and was found to be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
@@ -580,8 +590,8 @@ impl Backups<'_> {
                         methods::sh(&methods::postgres_load_scratch(), &[]),
                         Some((reader, bytes)),
                     )
-                })
-                .map_err(|e| format!("pg_restore into a scratch server failed: {e}"))?;
+                    .map_err(|e| format!("pg_restore into a scratch server failed: {e}"))
+                })?;
                 let restored = self.run_script(
                     &scratch.name,
                     methods::sh(&methods::postgres_counts(), &[]),
@@ -623,8 +633,8 @@ impl Backups<'_> {
                         methods::sh(&methods::mariadb_restore(), &[]),
                         Some((reader, bytes)),
                     )
-                })
-                .map_err(|e| format!("loading the dump into a scratch server failed: {e}"))?;
+                    .map_err(|e| format!("loading the dump into a scratch server failed: {e}"))
+                })?;
                 let restored = self.run_script(
                     &scratch.name,
                     methods::sh(&methods::mariadb_counts(), &[]),
@@ -707,8 +717,8 @@ impl Backups<'_> {
                         ),
                         Some((reader, bytes)),
                     )
-                })
-                .map_err(|e| format!("unpacking into a scratch folder failed: {e}"))?;
+                    .map_err(|e| format!("unpacking into a scratch folder failed: {e}"))
+                })?;
                 let mut tree = Vec::new();
                 let status = self
                     .engine
@@ -894,9 +904,12 @@ impl Backups<'_> {
                 measured
             }
             Err(error) => {
-                // restic never saw the end of the stream: it makes no snapshot.
-                upload.abort();
-                part.error = Some(error);
+                // restic never saw the end of the stream: it makes no snapshot. When restic
+                // broke the stream itself, its reason is the one that counts.
+                part.error = Some(match upload.abort() {
+                    Some(reason) => reason.to_string(),
+                    None => error,
+                });
                 return part;
             }
         };
@@ -915,7 +928,13 @@ impl Backups<'_> {
         let snapshot = part.snapshot.clone().unwrap_or_default();
         match self.verify(label, component, &snapshot, &measured, part.bytes) {
             Ok(summary) => part.verified = Some(summary),
-            Err(error) => part.error = Some(format!("verification failed: {error}")),
+            Err(error) => {
+                part.error = Some(format!("verification failed: {error}"));
+                // A snapshot that does not restore is not kept as if it might.
+                if self.repository.forget_only(&[snapshot]).is_ok() {
+                    part.snapshot = None;
+                }
+            }
         }
         part.verify_ms = started.elapsed().as_millis() as u64;
         part

@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -18,6 +19,8 @@ pub struct Repository {
     pub cache: PathBuf,
     /// The restic binary.
     pub binary: PathBuf,
+    /// Extended options of restic's backends (`-o sftp.command=…`, `-o s3.region=…`).
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,26 @@ pub enum Error {
         repository: String,
         message: String,
     },
+}
+
+impl Error {
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Spawn { .. } => {
+                Some("install restic (`apt install restic`), or name it with `NUA_RESTIC`".into())
+            }
+            Error::Failed { message, .. } if message.contains("wrong password") => Some(
+                "the repository was made with another password: give it with \
+                 `NUA_BACKUP_PASSWORD_FILE`"
+                    .into(),
+            ),
+            Error::Failed { message, .. } if message.contains("repository is already locked") => {
+                Some("another restic works on it; when none does, `restic unlock` removes the stale lock".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What `restic backup --json` says at the end.
@@ -103,12 +126,48 @@ impl Upload<'_> {
             })
     }
 
-    /// Kill restic before it sees the end of the stream: it makes no snapshot (the data it
-    /// already sent stays unreferenced until the next prune).
-    pub fn abort(mut self) {
-        let _ = self.child.kill();
+    /// Stop restic before it sees the end of the stream: it makes no snapshot (the data it
+    /// already sent stays unreferenced until the next prune). When restic had already
+    /// stopped by itself (a full disk, a lost connection), what it said: that is why the
+    /// stream broke.
+    pub fn abort(mut self) -> Option<Error> {
+        // A moment for a restic that is failing to finish saying why.
+        let started = std::time::Instant::now();
+        let mut exited = None;
+        while started.elapsed() < Duration::from_millis(500) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if exited.is_none() {
+            // SIGINT: restic cancels, removes its lock, and saves nothing. The stream stays
+            // open until it has exited, so it never sees its end.
+            // SAFETY: the pid is of our own child, not yet waited for.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                // Killed, it left its lock: a lock of a process that is gone is stale.
+                let _ = self
+                    .repository
+                    .locking(&["unlock"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
         drop(self.input.take());
-        let _ = self.child.wait();
+        let (status, _, stderr) = self.child.wait_with_output_taken().ok()?;
+        (exited.is_some() && !status.success()).then(|| self.repository.failed("backup", stderr))
     }
 }
 
@@ -170,9 +229,11 @@ impl Repository {
             .env_remove("RESTIC_PASSWORD_FILE")
             .env_remove("RESTIC_PASSWORD_COMMAND")
             .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .stdin(Stdio::null());
+            .arg(&self.cache);
+        for option in &self.options {
+            command.arg("-o").arg(option);
+        }
+        command.args(args).stdin(Stdio::null());
         command
     }
 
@@ -321,6 +382,13 @@ impl Repository {
         let mut command = self.locking(&["forget", "--prune"]);
         command.args(ids);
         self.run("forget --prune", command).map(|_| ())
+    }
+
+    /// Forget the snapshots `ids`; their data stays until a prune.
+    pub fn forget_only(&self, ids: &[String]) -> Result<(), Error> {
+        let mut command = self.locking(&["forget"]);
+        command.args(ids);
+        self.run("forget", command).map(|_| ())
     }
 
     /// `restic check`: the repository's structure, and `read_data` the content of every pack.
