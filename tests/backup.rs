@@ -260,14 +260,18 @@ fn a_postgres_app_gets_its_rows_back_after_its_table_is_dropped() {
 
 #[test]
 fn mariadb_redis_and_a_volume_with_modes_owners_and_a_symlink_come_back() {
-    let (work, env) = setup_with("9200-9299", &["mariadb-10.11", "redis-7"]);
+    let (work, mut env) = setup_with("9200-9299", &["mariadb-10.11", "redis-7"]);
+    // Behind Nua's nginx: while the data is restored, it answers 503 with `Retry-After`.
+    let proxy_port = 7262;
+    let _proxy = env.with_proxy(proxy_port, work.path().join("proxy"));
     let (label, _deployed) = Deployed::label("bk-mr", &env);
+    let host = format!("{label}.example.test");
     let file = work.path().join("deploy.toml");
     std::fs::write(
         &file,
         format!(
-            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\n\n[[site.volume]]\nname = \
-             \"files\"\ntarget = \"/data\"\n",
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{host}\"\n\n\
+             [[site.volume]]\nname = \"files\"\ntarget = \"/data\"\n",
             fixture_app("mr-counter").display()
         ),
     )
@@ -318,7 +322,7 @@ fn mariadb_redis_and_a_volume_with_modes_owners_and_a_symlink_come_back() {
         &format!("nua-{label}-database"),
         "sh",
         "-c",
-        "MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb -uroot \"$MARIADB_DATABASE\" -e 'DROP TABLE hits'",
+        "MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb -uroot \"$MARIADB_DATABASE\" -e 'DELETE FROM hits'",
     ]));
     run_ok(Command::new("docker").args([
         "exec",
@@ -335,9 +339,21 @@ fn mariadb_redis_and_a_volume_with_modes_owners_and_a_symlink_come_back() {
         "-c",
         "rm -rf /data/* && echo junk >/data/junk",
     ]));
+    let load = MaintenanceLoad::start(proxy_port, &host);
     let out = env.nua(&["restore", &label]);
+    let (ok, unavailable, failed) = load.finish();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    assert!(
+        failed.is_empty(),
+        "{} failed ({ok} ok, {unavailable} 503): {:?}\n{stderr}",
+        failed.len(),
+        &failed[..failed.len().min(1)]
+    );
+    assert!(
+        unavailable > 0,
+        "no 503 while it was restored ({ok} answered)"
+    );
     for component in ["database", "cache", &format!("nua-{label}-files")] {
         assert!(
             stderr.contains(&format!("restored {component} of {label} from backup 1")),

@@ -979,40 +979,10 @@ fn a_single_writer_app_is_replaced_behind_503s_never_connection_errors() {
         .contains(" 200 "));
 
     // Requests while it is replaced: each gets a 200, or a 503 that says when to come back.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (stop, host) = (stop.clone(), host.clone());
-        std::thread::spawn(move || {
-            use std::io::{Read as _, Write as _};
-            let (mut ok, mut unavailable, mut failed) = (0, 0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let answer = (|| -> std::io::Result<String> {
-                    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy_port))?;
-                    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-                    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-                    let mut text = String::new();
-                    s.read_to_string(&mut text)?;
-                    Ok(text)
-                })();
-                match answer {
-                    Ok(text) if text.starts_with("HTTP/1.1 200") => ok += 1,
-                    Ok(text)
-                        if text.starts_with("HTTP/1.1 503") && text.contains("Retry-After: 5") =>
-                    {
-                        unavailable += 1
-                    }
-                    other => failed.push(format!("{other:?}")),
-                }
-            }
-            (ok, unavailable, failed)
-        })
-    };
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let load = MaintenanceLoad::start(proxy_port, &host);
     write("v2");
     let out = env.nua_with(&["deploy", file], &[("NUA_DRAIN_SECONDS", "1")]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, unavailable, failed) = load.join().unwrap();
+    let (ok, unavailable, failed) = load.finish();
     assert!(
         out.status.success(),
         "{}",

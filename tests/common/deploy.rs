@@ -210,3 +210,52 @@ pub fn ports(env: &Env) -> Vec<(String, u16)> {
 pub fn get(port: u16, path: &str) -> String {
     http_get(port, path).unwrap().1
 }
+
+/// Requests through the proxy, one after the other, while something replaces an app: each
+/// must get a 200, or a 503 that says when to come back (`Retry-After: 5`).
+pub struct MaintenanceLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize, Vec<String>)>,
+}
+
+impl MaintenanceLoad {
+    pub fn start(port: u16, host: &str) -> MaintenanceLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, host) = (stop.clone(), host.to_owned());
+        let thread = std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            let (mut ok, mut unavailable, mut failed) = (0, 0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+                    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+                    let mut text = String::new();
+                    s.read_to_string(&mut text)?;
+                    Ok(text)
+                })();
+                match answer {
+                    Ok(text) if text.starts_with("HTTP/1.1 200") => ok += 1,
+                    Ok(text)
+                        if text.starts_with("HTTP/1.1 503") && text.contains("Retry-After: 5") =>
+                    {
+                        unavailable += 1
+                    }
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, unavailable, failed)
+        });
+        // A few answers before what is measured starts.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        MaintenanceLoad { stop, thread }
+    }
+
+    /// Stop (after a few more answers): how many got a 200, how many a 503, and what the
+    /// others got.
+    pub fn finish(self) -> (usize, usize, Vec<String>) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}

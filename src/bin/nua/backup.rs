@@ -294,6 +294,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         ..apply_context(&engine)
     };
     apply_after(&desired, generation, &ctx, &mut state, label)?;
+    crate::proxy::sync(&state, args.quiet, false)?;
     match outcome {
         Ok(safety) => {
             outln!(
@@ -332,6 +333,16 @@ fn put_back(
             "the safety backup {safety} of `{label}` failed, so nothing was restored (the \
              instance is as it was)"
         ));
+    }
+    // Behind the proxy, its requests are answered 503 with `Retry-After` meanwhile, never
+    // a connection error.
+    if desired.domain.is_some() {
+        if let Some(switcher) = crate::proxy::Switcher::new(state, label)? {
+            use nua_deploy::apply::Routes as _;
+            if let Err(e) = switcher.route(desired, true) {
+                eprintln!("warning: the proxy does not answer 503 for {label} meanwhile: {e}");
+            }
+        }
     }
     if let Some(app) = desired.containers.iter().find(|c| c.role == Role::App) {
         if !quiet {
@@ -415,6 +426,7 @@ pub fn data_for_rollback(
                 ..apply_context(engine)
             };
             apply_after(&desired, generation, &ctx, state, label)?;
+            crate::proxy::sync(state, quiet, false)?;
             Err(anyhow::anyhow!(
                 "`{label}` was not rolled back: the data of generation {to} could not be put \
                  back ({failure}); it runs as before, on its data as it was"
