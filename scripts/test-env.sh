@@ -37,6 +37,10 @@ install_packages() {
     command -v curl >/dev/null || missing+=(curl)
     # the backup repository tool
     command -v restic >/dev/null || missing+=(restic)
+    # an SFTP server for backups to a remote repository (run by the tests on a high port)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    # a virtualenv for moto, the S3 server the backup tests install from PyPI
+    /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     apt_install "${missing[@]}"
 }
 

@@ -21,14 +21,7 @@ const FULL_DISK_ROWS: u64 = 600_000;
 /// Deploy the PostgreSQL counter as `label`, hit it once and add the `filler` table of
 /// `rows` rows.
 fn deploy_filled(work: &std::path::Path, env: &Env, label: &str, rows: u64) -> (Hits, String) {
-    let file = deploy_file(work, &[label.to_owned()]);
-    env.ok(&["deploy", file.to_str().unwrap(), "-q"]);
-    let mut hits = Hits {
-        port: ports(env)[0].1,
-        label: label.to_owned(),
-        n: 0,
-    };
-    hits.hit();
+    let hits = deploy_counter(work, env, label, 1);
     let database = format!("nua-{label}-database");
     fill(&database, rows);
     (hits, database)

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use super::deploy::{get, Env};
+use super::deploy::{deploy_file, get, ports, Env};
 use super::*;
 
 /// How a `nua` command ended.
@@ -283,4 +283,19 @@ pub fn scratch_left(label: &str) -> String {
     ]))
     .trim()
     .to_owned()
+}
+
+/// Deploy the PostgreSQL counter as `label` and hit it `n` times.
+pub fn deploy_counter(work: &Path, env: &Env, label: &str, n: u64) -> Hits {
+    let file = deploy_file(work, &[label.to_owned()]);
+    env.ok(&["deploy", file.to_str().unwrap(), "-q"]);
+    let mut hits = Hits {
+        port: ports(env)[0].1,
+        label: label.to_owned(),
+        n: 0,
+    };
+    for _ in 0..n {
+        hits.hit();
+    }
+    hits
 }

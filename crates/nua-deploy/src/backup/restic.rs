@@ -52,6 +52,17 @@ impl Error {
                  `NUA_BACKUP_PASSWORD_FILE`"
                     .into(),
             ),
+            Error::Failed { message, .. }
+                if message.contains("connection refused")
+                    || message.contains("unable to start the sftp session")
+                    || message.contains("no such host") =>
+            {
+                Some(
+                    "the repository's server does not answer: check that it runs, and \
+                     `NUA_BACKUP_REPOSITORY` and `NUA_BACKUP_OPTIONS`"
+                        .into(),
+                )
+            }
             Error::Failed { message, .. } if message.contains("repository is already locked") => {
                 Some("another restic works on it; when none does, `restic unlock` removes the stale lock".into())
             }
@@ -298,9 +309,11 @@ impl Repository {
         }
         let stderr = reason(&output.status, &output.stderr);
         // restic 0.14 says so in words (later ones also exit with 10).
+        // Only what says the repository is not there: restic also asks "Is there a
+        // repository at the following location?" when its server does not answer, and a
+        // repository that exists but cannot be reached is never made again.
         let missing = stderr.contains("does not exist")
-            || stderr.contains("no such file")
-            || stderr.contains("Is there a repository at the following location?")
+            || stderr.contains("no such file or directory")
             || output.status.code() == Some(10);
         if !missing {
             return Err(self.failed("cat config", stderr));
