@@ -4,6 +4,8 @@
 
 #[path = "registry/auth.rs"]
 mod auth;
+#[path = "registry/cache.rs"]
+mod cache;
 mod common;
 #[path = "registry/faults.rs"]
 mod faults;

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod manifest;

@@ -236,20 +236,15 @@ fn fetch(
     Ok((Descriptor::new(media, actual, size), bytes))
 }
 
-/// Read a small blob (a config) into memory, verified against its descriptor.
-pub fn fetch_json_blob(repo: &Repo<'_>, descriptor: &Descriptor) -> Result<ImageConfig> {
+/// Read a small blob (a config) into memory, at most `limit` bytes, verified against its
+/// descriptor.
+pub fn fetch_blob_bytes(repo: &Repo<'_>, descriptor: &Descriptor, limit: u64) -> Result<Vec<u8>> {
     let url = repo.url(&format!("blobs/{}", descriptor.digest));
     let not_found = || Error::NotFound {
         registry: repo.registry.clone(),
         reference: format!("{}@{}", repo.repository, descriptor.digest),
     };
-    let (_, bytes) = get_small(
-        repo,
-        &url,
-        &|r| r,
-        MAX_MANIFEST.min(descriptor.size),
-        &not_found,
-    )?;
+    let (_, bytes) = get_small(repo, &url, &|r| r, limit.min(descriptor.size), &not_found)?;
     let actual = Digest::of(&bytes);
     if actual != descriptor.digest {
         return Err(Error::Digest {
@@ -258,6 +253,12 @@ pub fn fetch_json_blob(repo: &Repo<'_>, descriptor: &Descriptor) -> Result<Image
             actual,
         });
     }
+    Ok(bytes)
+}
+
+/// Read a small blob (a config) into memory, verified against its descriptor.
+pub fn fetch_json_blob(repo: &Repo<'_>, descriptor: &Descriptor) -> Result<ImageConfig> {
+    let bytes = fetch_blob_bytes(repo, descriptor, MAX_MANIFEST)?;
     serde_json::from_slice(&bytes).map_err(|e| {
         repo.protocol(format!(
             "the config `{}` is not an image config ({e})",

@@ -137,7 +137,7 @@ pub fn pull(
 /// Bytes a failed pull received are kept in the store, and the next download of the blob
 /// resumes from them. A blob that arrives whole but does not match its digest is fetched once
 /// more from the start (a flaky proxy is the usual cause); a second mismatch is an error.
-fn download(
+pub(crate) fn download(
     repo: &Repo<'_>,
     blob: &Descriptor,
     store: &BlobStore,
