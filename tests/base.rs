@@ -217,6 +217,7 @@ fn python_base_pip_installs_from_pypi_in_the_sandbox() {
             source_date_epoch: plan.source_date_epoch,
         },
         registry: Default::default(),
+        remote: Default::default(),
     };
     let base = build_base(&plan, &store, &options, &mut nua_build::Silent).unwrap();
     assert!(base.layers.iter().all(|l| l.cached));

@@ -87,6 +87,7 @@ fn publish_upstream(host: &str, work: &Path) {
         cache_dir: cache.clone(),
         layer: oci::LayerOptions::default(),
         registry: Default::default(),
+        remote: Default::default(),
     };
     let catalog = Catalog::builtin().unwrap();
     let (_, built) = base::build(

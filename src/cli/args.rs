@@ -194,7 +194,13 @@ pub struct BaseBuildArgs {
     pub tags: Vec<String>,
     #[command(flatten)]
     pub debian: DebianArgs,
-    /// Registry access, for a base that starts from a registry `image`
+    /// Take the layers of steps from the build cache REF in a registry (repeatable)
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// Push the base's layers, by step key, as the build cache REF
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Option<String>,
+    /// Registry access, for a base that starts from a registry `image` and the build caches
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[command(flatten)]
@@ -279,7 +285,15 @@ pub struct BuildArgs {
     /// The CA bundle build commands trust (pip, npm, git, curl) [default: the machine's]
     #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
-    /// Registry access, for `--push` and the `base-image` of a wrap build
+    /// Take the layers of steps from the build cache REF in a registry (repeatable): a step
+    /// whose key a cache holds is not run; a cache that cannot be read is a warning
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// Push the layers this build used, by step key, as the build cache REF (an OCI
+    /// artifact), for `--cache-from` of later builds
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Option<String>,
+    /// Registry access, for `--push`, the build caches and the `base-image` of a wrap build
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Treat config warnings as errors

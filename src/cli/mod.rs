@@ -3,6 +3,7 @@
 pub mod args;
 pub mod commands;
 pub mod progress;
+pub mod remote_cache;
 pub mod settings;
 pub mod transfer;
 

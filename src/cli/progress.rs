@@ -105,6 +105,11 @@ impl Reporter for Lines {
                 let status = if cached { "cached" } else { "done" };
                 eprintln!("{step:>10} {status} in {}", human_duration(elapsed));
             }
+            Event::Fetched { step, from } => {
+                if self.why {
+                    self.line(&format!("{step:>10} from cache {from}"));
+                }
+            }
             Event::Writing { path } => eprintln!("{:>10} {}", "writing", path.display()),
             Event::Warning { message } => self.line(&format!("warning: {message}")),
             Event::Output { line } => self.line(&format!("           {line}")),
@@ -132,6 +137,9 @@ fn json_event(event: &Event<'_>) -> serde_json::Value {
             "cached": cached,
             "seconds": elapsed.as_secs_f64(),
         }),
+        Event::Fetched { step, from } => {
+            json!({"event": "step_fetched", "step": step, "from": from})
+        }
         Event::Writing { path } => json!({"event": "writing", "path": path}),
     }
 }

@@ -96,6 +96,7 @@ fn bookworm_layers(cache: &Path, store: &oci::BlobStore) -> Vec<oci::Layer> {
             cache_dir: cache.to_path_buf(),
             layer: oci::LayerOptions::default(),
             registry: Default::default(),
+            remote: Default::default(),
         },
         &mut nua_build::Silent,
     )

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::Error;
-pub use layers::LayerSummary;
+pub use layers::{LayerSummary, Remote, RemoteCache};
 pub use plan::AppPlan;
 pub use run::host_ca_bundle;
 pub use source::SourceFilter;
@@ -63,6 +63,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// The CA bundle build commands get (`--ca-bundle`); `None`: the machine's, if any.
     pub ca_bundle: Option<PathBuf>,
+    /// Caches in registries (`--cache-from`, `--cache-to`).
+    pub remote: layers::Remote,
 }
 
 /// Where the image is written.
@@ -119,6 +121,11 @@ pub enum Event<'a> {
         step: &'a str,
         reasons: &'a [String],
     },
+    /// The step's layer came from a remote cache (`--cache-from`), not from this machine.
+    Fetched {
+        step: &'a str,
+        from: &'a str,
+    },
     StepFinished {
         step: &'a str,
         cached: bool,
@@ -167,6 +174,7 @@ fn build_base_of(
             source_date_epoch: 0,
         },
         registry: options.registry.clone(),
+        remote: options.remote.clone(),
     };
     if choice.image {
         let at = base::Written {
@@ -212,7 +220,7 @@ pub fn build(
     let cache = if options.no_cache {
         layers::LayerCache::new(&options.cache_dir).write_only()
     } else {
-        layers::LayerCache::new(&options.cache_dir)
+        layers::LayerCache::new(&options.cache_dir).with_remote(&options.remote)
     };
     let (layers, below) = match plan {
         Some(plan) => app_layers(app, &plan, options, &store, &cache, reporter)?,
@@ -275,6 +283,7 @@ fn app_layers(
                 source_date_epoch: epoch,
             },
             registry: options.registry.clone(),
+            remote: options.remote.clone(),
         },
         world: run::World::new(
             &metadata::image_env(&env),

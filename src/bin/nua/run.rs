@@ -441,6 +441,8 @@ fn build_and_load(
         why: false,
         dry_run: false,
         ca_bundle: args.ca_bundle.clone(),
+        cache_from: Vec::new(),
+        cache_to: None,
         registry: RegistryArgs::default(),
         strict: false,
         report: ReportArgs {

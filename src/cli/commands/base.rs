@@ -7,6 +7,7 @@ use anyhow::Context as _;
 
 use crate::cli::args::{BaseBuildArgs, BaseCommand, BaseListArgs, BaseLockArgs, BaseOutdatedArgs};
 use crate::cli::progress::{human_bytes, Lines};
+use crate::cli::remote_cache::RegistryCache;
 use crate::cli::{settings, Hint};
 use crate::outln;
 use nua_build::base::{self, BaseOptions, Catalog};
@@ -106,10 +107,27 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
         nua_build::Reporter::event(&mut reporter, nua_build::Event::Warning { message });
     }
     let store = oci::BlobStore::open(&cache_dir)?;
+    let registry = settings::registry_options(&args.registry, None)?;
+    let remote = RegistryCache::open(
+        &registry,
+        &args.cache_from,
+        args.cache_to.as_deref(),
+        &mut |message| {
+            nua_build::Reporter::event(
+                &mut reporter,
+                nua_build::Event::Warning { message: &message },
+            )
+        },
+    )?;
     let options = BaseOptions {
         cache_dir: cache_dir.clone(),
         layer: oci::LayerOptions::default(),
-        registry: settings::registry_options(&args.registry, None)?,
+        registry,
+        remote: nua_build::Remote(
+            remote
+                .clone()
+                .map(|r| r as std::sync::Arc<dyn nua_build::RemoteCache>),
+        ),
     };
     let (plan, built) = base::build(
         &catalog,
@@ -120,6 +138,14 @@ fn build(args: &BaseBuildArgs) -> anyhow::Result<ExitCode> {
         &mut reporter,
     )
     .with_context(|| format!("cannot build base image `{}`", resolved.base))?;
+    if let Some(remote) = &remote {
+        crate::cli::commands::build::push_cache(
+            remote,
+            &cache_dir,
+            &mut reporter,
+            args.report.json,
+        )?;
+    }
 
     let mut result = Built {
         base: built.name.clone(),
@@ -189,6 +215,7 @@ fn lock(args: &BaseLockArgs) -> anyhow::Result<ExitCode> {
         cache_dir: cache_dir.clone(),
         layer: oci::LayerOptions::default(),
         registry: settings::registry_options(&args.registry, None)?,
+        remote: Default::default(),
     };
     let mut reporter = Lines::new(true, false);
     for name in &names {
@@ -279,6 +306,7 @@ pub fn write_base_layout(
         cache_dir: cache_dir.clone(),
         layer: oci::LayerOptions::default(),
         registry: Default::default(),
+        remote: Default::default(),
     };
     let mut reporter = Lines::new(true, false);
     let (plan, built) = base::build(&catalog, name, mirror, &store, &options, &mut reporter)

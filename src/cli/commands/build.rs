@@ -1,12 +1,14 @@
 //! `nua-pack build`: load the nua-config, build, write the image, say where it went.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use std::process::ExitCode;
 
 use crate::cli::args::BuildArgs;
 use crate::cli::progress::{human_bytes, Lines};
+use crate::cli::remote_cache::RegistryCache;
 use crate::cli::transfer::Transfers;
 use crate::cli::{settings, Hint};
 use crate::outln;
@@ -130,6 +132,18 @@ pub fn build_app(
         )),
     };
     prepare_output(&output)?;
+    let mut reporter = Lines::new(args.report.quiet, args.report.json).with_why(args.why);
+    if args.report.json {
+        reporter = reporter.with_json_events();
+    }
+    let remote = RegistryCache::open(
+        &registry,
+        &args.cache_from,
+        args.cache_to.as_deref(),
+        &mut |message| {
+            build::Reporter::event(&mut reporter, build::Event::Warning { message: &message })
+        },
+    )?;
     let options = BuildOptions {
         cache_dir,
         catalog: settings::catalog()?,
@@ -145,18 +159,19 @@ pub fn build_app(
         tags: args.tags.clone(),
         no_cache: args.no_cache,
         ca_bundle: args.ca_bundle.clone().or_else(settings::ssl_cert_file),
+        remote: build::Remote(remote.clone().map(|r| r as Arc<dyn build::RemoteCache>)),
     };
-
-    let mut reporter = Lines::new(args.report.quiet, args.report.json).with_why(args.why);
-    if args.report.json {
-        reporter = reporter.with_json_events();
-    }
     match build::build(&app, &options, &mut reporter) {
-        Ok(result) => Ok(Built {
-            app,
-            result,
-            options,
-        }),
+        Ok(result) => {
+            if let Some(remote) = &remote {
+                push_cache(remote, &options.cache_dir, &mut reporter, args.report.json)?;
+            }
+            Ok(Built {
+                app,
+                result,
+                options,
+            })
+        }
         Err(err) => {
             let err =
                 anyhow::Error::new(err).context(format!("cannot build `{}`", app.file.display()));
@@ -169,6 +184,43 @@ pub fn build_app(
             Err(err)
         }
     }
+}
+
+/// `--cache-to`: push what the build used; a cache that cannot be written is a warning.
+pub fn push_cache(
+    remote: &RegistryCache,
+    cache_dir: &std::path::Path,
+    reporter: &mut dyn build::Reporter,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = oci::BlobStore::open(cache_dir)?;
+    match remote.push(&store) {
+        Ok(Some(pushed)) => {
+            if json {
+                let event = serde_json::json!({
+                    "event": "cache_pushed",
+                    "reference": pushed.reference,
+                    "digest": pushed.digest.to_string(),
+                    "entries": pushed.entries,
+                    "bytes_sent": pushed.bytes_sent,
+                });
+                outln!("{event}")?;
+            } else {
+                eprintln!(
+                    "{:>10} {} ({} steps, {} sent)",
+                    "cache",
+                    pushed.reference,
+                    pushed.entries,
+                    human_bytes(pushed.bytes_sent)
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => reporter.event(build::Event::Warning {
+            message: &format!("{e:#}; the image is built all the same"),
+        }),
+    }
+    Ok(())
 }
 
 /// `--dry-run`: the steps the build would run, and what each does.

@@ -62,7 +62,7 @@ pub fn build_base(
         ),
         sandbox: None,
     };
-    let cache = LayerCache::new(&options.cache_dir);
+    let cache = LayerCache::new(&options.cache_dir).with_remote(&options.remote);
     let installer = Installer {
         what: &plan.base,
         source: plan.source.as_ref(),

@@ -129,7 +129,7 @@ fn install(
     options: &BaseOptions,
     reporter: &mut dyn Reporter,
 ) -> Result<(), BaseError> {
-    let cache = LayerCache::new(&options.cache_dir);
+    let cache = LayerCache::new(&options.cache_dir).with_remote(&options.remote);
     let installer = Installer {
         what: name,
         // Without packages no Debian source is needed: any image takes commands and files.

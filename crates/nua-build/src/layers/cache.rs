@@ -33,10 +33,40 @@ pub struct Entry {
     pub step: String,
 }
 
+/// A cache beyond this machine's (a registry, with `--cache-from`/`--cache-to`): asked for a
+/// step's layer when the local cache lacks it, and told of every layer a build uses.
+pub trait RemoteCache: Send + Sync {
+    /// The layer of `key`, fetched into `store` (its digest checked), and where it came
+    /// from; `Ok(None)` when no cache holds it; an error (a warning, then the step runs)
+    /// when one holds it but it cannot be had.
+    fn fetch(
+        &self,
+        key: &str,
+        store: &oci::BlobStore,
+    ) -> Result<Option<(oci::Layer, String)>, String>;
+    /// A step of this build has `layer` (cached, fetched or made).
+    fn record(&self, key: &str, step: &str, layer: &oci::Layer);
+}
+
+/// The remote cache of a build, when it has one.
+#[derive(Clone, Default)]
+pub struct Remote(pub Option<std::sync::Arc<dyn RemoteCache>>);
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Remote(..)"
+        } else {
+            "Remote(None)"
+        })
+    }
+}
+
 pub struct LayerCache {
     dir: PathBuf,
     /// `false` with `--no-cache`: every step is made again (and its entry replaced).
     reading: bool,
+    remote: Remote,
 }
 
 /// What a step is made from, to say why it is made again (see [`crate::why`]).
@@ -51,7 +81,14 @@ impl LayerCache {
         Self {
             dir: cache_dir.join("layers"),
             reading: true,
+            remote: Remote::default(),
         }
+    }
+
+    /// The same, asking `remote` for what it lacks and telling it what a build uses.
+    pub fn with_remote(mut self, remote: &Remote) -> Self {
+        self.remote = remote.clone();
+        self
     }
 
     /// A cache whose entries are written but never read (`--no-cache`).
@@ -119,7 +156,30 @@ impl LayerCache {
     ) -> Result<LayerSummary, E> {
         reporter.event(Event::StepStarted { step: label });
         let started = Instant::now();
-        let (layer, cached) = match self.get(key, store) {
+        let local = self.get(key, store);
+        let fetched = match (&local, &self.remote.0) {
+            (None, Some(remote)) if self.reading => match remote.fetch(key, store) {
+                Ok(Some((layer, from))) => match self.put(key, label, &layer) {
+                    Ok(()) => {
+                        reporter.event(Event::Fetched {
+                            step: label,
+                            from: &from,
+                        });
+                        Some(layer)
+                    }
+                    Err(source) => return Err(cache_error(self.dir.clone(), source)),
+                },
+                Ok(None) => None,
+                Err(message) => {
+                    reporter.event(Event::Warning {
+                        message: &format!("{message}; step `{label}` runs instead"),
+                    });
+                    None
+                }
+            },
+            _ => None,
+        };
+        let (layer, cached) = match local.or(fetched) {
             Some(layer) => {
                 // `--why` compares with the last build, cached or not.
                 if let Some(e) = &explain {
@@ -146,6 +206,9 @@ impl LayerCache {
                 (layer, false)
             }
         };
+        if let Some(remote) = &self.remote.0 {
+            remote.record(key, label, &layer);
+        }
         reporter.event(Event::StepFinished {
             step: label,
             cached,

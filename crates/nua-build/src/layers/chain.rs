@@ -50,6 +50,8 @@ pub struct BaseOptions {
     pub layer: oci::LayerOptions,
     /// How to reach registries (bases that start from an image).
     pub registry: nua_registry::ClientOptions,
+    /// Caches in registries (`--cache-from`, `--cache-to`).
+    pub remote: super::Remote,
 }
 
 /// Layers being stacked: what is there so far, the cache key of the top one, and the

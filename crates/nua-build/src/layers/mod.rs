@@ -11,7 +11,7 @@ mod install;
 mod key;
 mod pull;
 
-pub use cache::{write_file, Entry, Explain, LayerCache};
+pub use cache::{write_file, Entry, Explain, LayerCache, Remote, RemoteCache};
 pub use chain::{only_layers, sandbox_for, BaseOptions, Chain, LayerSummary, Tail};
 pub use install::{InstallError, Installer, PlannedStep, BOOTSTRAP};
 pub use key::{digest, key_of, KeyHasher};
