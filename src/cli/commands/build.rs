@@ -110,7 +110,14 @@ pub fn build_app(
     output: Option<Output>,
     push_registry: Option<&str>,
 ) -> anyhow::Result<Built> {
-    let registry = settings::registry_options(&args.registry, push_registry)?;
+    // Explicit credentials are for the registry pushed to: the image's, else the cache's.
+    let cache_registry = args
+        .cache_to
+        .as_deref()
+        .and_then(|r| Reference::parse(r).ok())
+        .map(|r| r.registry);
+    let registry =
+        settings::registry_options(&args.registry, push_registry.or(cache_registry.as_deref()))?;
     let cache_dir = settings::cache_dir()?;
     let app = load_app(args)?;
     if let Some(ca) = &args.ca_bundle {
