@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use super::verify::{self, SqlRows};
 use super::*;
