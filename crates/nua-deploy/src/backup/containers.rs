@@ -1,9 +1,8 @@
 //! The containers a backup works in: scratch servers and helpers (no network, thrown away
 //! after, labelled [`SCRATCH_LABEL`]) and the scripts run in them.
 
-use std::time::{Duration, Instant};
-
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use nua_runtime::{ContainerSpec, Engine, Exec, Labels, Mount, State};
 
