@@ -218,7 +218,10 @@ pub fn build(
     };
     let store = oci::BlobStore::open(&options.cache_dir).map_err(Error::Oci)?;
     let cache = if options.no_cache {
-        layers::LayerCache::new(&options.cache_dir).write_only()
+        // Made again, and still told to `--cache-to`; never read from `--cache-from`.
+        layers::LayerCache::new(&options.cache_dir)
+            .write_only()
+            .with_remote(&options.remote)
     } else {
         layers::LayerCache::new(&options.cache_dir).with_remote(&options.remote)
     };
