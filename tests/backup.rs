@@ -209,8 +209,9 @@ fn a_postgres_app_gets_its_rows_back_after_its_table_is_dropped() {
         vars[0],
         ("NUA_BACKUP_FREQUENCY", "2s"),
         ("NUA_BACKUP_KEEP", "last=2"),
+        ("NUA_BACKUP_CHECK", "1h"),
     ];
-    let mut server = env.spawn_with(&["server", "--interval", "1"], &schedule);
+    let mut server = env.spawn_piped(&["server", "--interval", "1"], &schedule);
     let scheduled = || -> Vec<u64> {
         let listed: Value = serde_json::from_str(&env.ok(&["backups", &label, "--json"])).unwrap();
         listed
@@ -226,7 +227,16 @@ fn a_postgres_app_gets_its_rows_back_after_its_table_is_dropped() {
     });
     // SAFETY: the pid is our child's.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    assert!(server.wait().unwrap().success());
+    let said = server.wait_with_output().unwrap();
+    assert!(said.status.success());
+    // The repository was checked once (the check is due hourly here).
+    let said = String::from_utf8_lossy(&said.stderr);
+    assert_eq!(
+        said.matches("nua server: the backup repository checks out")
+            .count(),
+        1,
+        "{said}"
+    );
     let listed: Value = serde_json::from_str(&env.ok(&["backups", &label, "--json"])).unwrap();
     let kept: Vec<(u64, &str)> = listed
         .as_array()

@@ -103,6 +103,15 @@ impl Env {
             .unwrap()
     }
 
+    /// [`Env::spawn_with`] with its standard error piped, for the test to read.
+    pub fn spawn_piped(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Child {
+        self.command(args)
+            .envs(vars.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `nua ARGS` with this test's cache, state, ports and proxy.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = nua();
