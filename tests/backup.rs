@@ -211,7 +211,7 @@ fn a_postgres_app_gets_its_rows_back_after_its_table_is_dropped() {
         ("NUA_BACKUP_KEEP", "last=2"),
         ("NUA_BACKUP_CHECK", "1h"),
     ];
-    let mut server = env.spawn_piped(&["server", "--interval", "1"], &schedule);
+    let server = env.spawn_piped(&["server", "--interval", "1"], &schedule);
     let scheduled = || -> Vec<u64> {
         let listed: Value = serde_json::from_str(&env.ok(&["backups", &label, "--json"])).unwrap();
         listed
