@@ -118,7 +118,7 @@ BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 SELECT pg_export_snapshot();
 \o counts
 {PG_COUNTS}\o
-\! pg_dump --format=custom --no-password --snapshot="$(cat snapshot)"; echo $? >status
+\! pg_dump --format=custom --compress=0 --no-password --snapshot="$(cat snapshot)"; echo $? >status
 COMMIT;
 SQL
 status=$(cat status 2>/dev/null || echo 1)

@@ -108,6 +108,29 @@ pub struct Upload<'a> {
     repository: &'a Repository,
     child: Child,
     input: Option<std::process::ChildStdin>,
+    /// restic's standard output and error, read from the start: unread, its progress
+    /// would fill the pipe during a long upload, and restic would stop reading its input.
+    said: Option<std::thread::JoinHandle<(String, String)>>,
+}
+
+/// Read a child's standard output and error to their ends, on threads of their own.
+fn read_outputs(child: &mut Child) -> std::thread::JoinHandle<(String, String)> {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    std::thread::spawn(move || {
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut stderr) = stderr {
+                let _ = stderr.read_to_string(&mut text);
+            }
+            text
+        });
+        let mut out = String::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_string(&mut out);
+        }
+        (out, errors.join().unwrap_or_default())
+    })
 }
 
 impl Upload<'_> {
@@ -118,15 +141,15 @@ impl Upload<'_> {
     /// Close the stream: restic stores it and says which snapshot holds it.
     pub fn commit(mut self) -> Result<Summary, Error> {
         drop(self.input.take());
-        let output = self
+        let status = self
             .child
-            .wait_with_output_taken()
+            .wait()
             .map_err(|e| self.repository.failed("backup", e.to_string()))?;
-        if !output.0.success() {
-            return Err(self.repository.failed("backup", output.2));
+        let (stdout, stderr) = self.said();
+        if !status.success() {
+            return Err(self.repository.failed("backup", stderr));
         }
-        output
-            .1
+        stdout
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .find(|v| v["message_type"] == "summary")
@@ -177,8 +200,17 @@ impl Upload<'_> {
             }
         }
         drop(self.input.take());
-        let (status, _, stderr) = self.child.wait_with_output_taken().ok()?;
+        let status = self.child.wait().ok()?;
+        let (_, stderr) = self.said();
         (exited.is_some() && !status.success()).then(|| self.repository.failed("backup", stderr))
+    }
+
+    /// What restic printed, once it has exited.
+    fn said(&mut self) -> (String, String) {
+        self.said
+            .take()
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -331,16 +363,20 @@ impl Repository {
             "--host",
             "nua",
             "--json",
+            // Only the summary: no progress line every fraction of a second.
+            "--quiet",
         ]);
         for tag in tags {
             command.arg("--tag").arg(tag);
         }
         let mut child = self.spawn(command.stdin(Stdio::piped()))?;
         let input = child.stdin.take();
+        let said = Some(read_outputs(&mut child));
         Ok(Upload {
             repository: self,
             child,
             input,
+            said,
         })
     }
 

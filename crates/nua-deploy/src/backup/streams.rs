@@ -300,23 +300,23 @@ impl Backups<'_> {
                     )
                     .map_err(|e| format!("unpacking into a scratch folder failed: {e}"))
                 })?;
-                let mut tree = Vec::new();
-                let status = self
-                    .engine
-                    .exec_stream(
-                        &helper.name,
-                        &exec(methods::sh(&methods::volume_dump(), &["/tmp/nua-verify"])),
-                        None,
-                        &mut tree,
-                    )
-                    .map_err(|e| e.to_string())?;
+                // Measured as it streams, as the dump was: never held whole.
+                let mut tee = verify::Tee::new(std::io::sink(), verify::tree_of);
+                let status = self.engine.exec_stream(
+                    &helper.name,
+                    &exec(methods::sh(&methods::volume_dump(), &["/tmp/nua-verify"])),
+                    None,
+                    &mut tee,
+                );
+                let (_, _, restored) = tee.finish();
+                let status = status.map_err(|e| e.to_string())?;
                 if status.exit_code != 0 {
                     return Err(format!(
                         "reading the scratch folder failed: {}",
                         tail(&status.stderr)
                     ));
                 }
-                let restored = verify::tree_of(&tree[..]).map_err(|e| e.to_string())?;
+                let restored = restored.map_err(|e| e.to_string())?;
                 let differences = verify::tree_differences(dumped, &restored, 5);
                 if !differences.is_empty() {
                     return Err(differences.join("; "));

@@ -373,3 +373,36 @@ fn retention_keeps_the_newest_of_each_period_as_restic_does() {
     assert!(Keep::parse("yearly=1").is_err());
     assert!(Keep::parse("daily=0").is_err());
 }
+
+#[test]
+fn an_upload_whose_restic_prints_a_lot_before_reading_its_input_does_not_stall() {
+    use std::os::unix::fs::PermissionsExt;
+    // A stand-in for restic that prints far more than a pipe holds before it reads its
+    // input, as restic's progress does during a long upload.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("restic");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nyes '{\"message_type\":\"status\"}' | head -n 20000\nwc -c >/dev/null\n\
+         echo '{\"message_type\":\"summary\",\"snapshot_id\":\"abc\",\"data_added\":7}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repository = restic::Repository {
+        url: dir.path().join("repo").display().to_string(),
+        password: "secret".into(),
+        cache: dir.path().join("cache"),
+        binary: fake,
+        options: Vec::new(),
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut upload = repository.upload("x.sql", &[]).unwrap();
+        upload.input().write_all(&vec![b'x'; 4 << 20]).unwrap();
+        let _ = done.send(upload.commit().map(|s| (s.snapshot_id, s.data_added)));
+    });
+    let summary = finished
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the upload stalled");
+    assert_eq!(summary.unwrap(), ("abc".to_owned(), 7));
+}
