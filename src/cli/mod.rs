@@ -122,7 +122,13 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     if err.downcast_ref::<StdoutClosed>().is_some() {
         return ExitCode::SUCCESS;
     }
-    let hint = hint_of(&err);
+    print_error(&err);
+    ExitCode::FAILURE
+}
+
+/// Print an error chain on stderr, each cause once, then its hint.
+pub fn print_error(err: &anyhow::Error) {
+    let hint = hint_of(err);
     // A `Hint` context is also one link of anyhow's chain: shown once, as the hint.
     let mut causes = err
         .chain()
@@ -137,7 +143,6 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }
-    ExitCode::FAILURE
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub use error::Error;
 pub use layers::{LayerSummary, Remote, RemoteCache};
 pub use plan::AppPlan;
 pub use run::host_ca_bundle;
-pub use source::SourceFilter;
+pub use source::{is_build_input, SourceFilter};
 
 use nua_config::{BuildMethod, Loaded};
 use nua_oci as oci;

@@ -21,6 +21,16 @@ const BUILD_INPUTS: &[&str] = &[
 /// Folders never copied, at any depth.
 const NEVER: &[&str] = &[".git", ".hg", ".svn"];
 
+/// Whether `rel` (relative to the app root) steers the build without being part of the
+/// source: a nua-config or an ignore file at the root, or anything under `nua/`.
+pub fn is_build_input(rel: &Path) -> bool {
+    let mut components = rel.components();
+    let Some(first) = components.next().and_then(|c| c.as_os_str().to_str()) else {
+        return false;
+    };
+    first == "nua" || (components.next().is_none() && BUILD_INPUTS.contains(&first))
+}
+
 /// Decides, for a path relative to the app root, whether it belongs to the app's source.
 pub struct SourceFilter {
     ignore: Gitignore,

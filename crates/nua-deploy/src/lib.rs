@@ -17,6 +17,8 @@ pub mod kept;
 pub mod local;
 pub mod options;
 pub mod proxy;
+pub mod relay;
+pub mod reload;
 pub mod state;
 pub mod supervise;
 pub mod target;

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use super::local::{self, HostPorts, Plan, Request, APP_LABEL};
-use nua_runtime::{CheckResult, Engine, HealthStatus, LogLine, LogOptions, State};
+use nua_runtime::{CheckResult, ContainerInfo, Engine, HealthStatus, LogLine, LogOptions, State};
 
 /// How long a container without a health check must keep running before it counts as
 /// started (a start command that fails at once fails well within it).
@@ -117,11 +117,7 @@ pub fn wait_ready(
         if interrupted() {
             return Ok(Outcome::Interrupted);
         }
-        let info = engine
-            .container(name)?
-            .ok_or_else(|| nua_runtime::Error::NoSuchContainer {
-                name: name.to_owned(),
-            })?;
+        let info = inspect(engine, name)?;
         if matches!(info.state, State::Exited | State::Dead) {
             return exited(engine, name, info.exit_code.unwrap_or(-1));
         }
@@ -155,7 +151,17 @@ pub fn wait_detached(
     Ok(outcome)
 }
 
-fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outcome, Error> {
+/// The container `name`, which must exist.
+pub(crate) fn inspect(engine: &dyn Engine, name: &str) -> Result<ContainerInfo, Error> {
+    Ok(engine
+        .container(name)?
+        .ok_or_else(|| nua_runtime::Error::NoSuchContainer {
+            name: name.to_owned(),
+        })?)
+}
+
+/// The outcome of a container that exited with `code`, with its last lines of output.
+pub(crate) fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outcome, Error> {
     let mut last_lines = Vec::new();
     // A container removed as it exited (by hand, `--rm`) has no logs left to give: it
     // exited all the same.

@@ -147,6 +147,15 @@ impl Engine for FakeEngine {
         Ok(self.world().images.get(reference).cloned())
     }
 
+    fn remove_image(&self, reference: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("remove image {reference}"));
+        world
+            .images
+            .retain(|name, image| name != reference && image.id != reference);
+        Ok(())
+    }
+
     fn read_image_file(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
         let world = self.world();
         if !world.images.contains_key(image) {
@@ -246,6 +255,12 @@ impl Engine for FakeEngine {
         }
         let script = world.scripts.get(&spec.image).cloned().unwrap_or_default();
         let mut info = info;
+        // Host port 0: the engine chooses one as the container starts.
+        for (i, port) in info.ports.iter_mut().enumerate() {
+            if port.host == 0 {
+                port.host = 49152 + world.calls.len() as u16 * 8 + i as u16;
+            }
+        }
         match script.exits_with {
             // Docker restarts it at once: it is seen running again, once more restarted.
             Some(code) if spec.restart != Restart::No => {

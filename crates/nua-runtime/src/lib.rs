@@ -27,6 +27,9 @@ pub trait Engine: Sync {
     fn load_image(&self, image: &Path, options: LoadOptions) -> Result<Loaded, Error>;
     /// The image a reference names, if the engine has it.
     fn image(&self, reference: &str) -> Result<Option<ImageDetails>, Error>;
+    /// Remove an image (by ID or name) with the layers no other image uses; one that does not
+    /// exist is no error, one a container uses is refused.
+    fn remove_image(&self, reference: &str) -> Result<(), Error>;
     /// A file of an image (its content), read without starting it; `None` if it is absent.
     fn read_image_file(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, Error>;
 

@@ -58,7 +58,29 @@ pub struct ImageDetails {
     pub exposed_ports: Vec<String>,
     pub env: Vec<String>,
     pub labels: Labels,
-    pub has_healthcheck: bool,
+    /// The image's health check as Docker keeps it (`["CMD-SHELL", "…"]` or `["CMD", …]`);
+    /// `None` when it has none or disables it (`NONE`).
+    pub health_check: Option<Vec<String>>,
+}
+
+impl ImageDetails {
+    /// The health check's command, as `exec` runs it: a `CMD-SHELL` test through `/bin/sh
+    /// -c`, a `CMD` test as it is.
+    pub fn health_command(&self) -> Option<Vec<String>> {
+        let test = self.health_check.as_ref()?;
+        let (kind, rest) = test.split_first()?;
+        match kind.as_str() {
+            "CMD-SHELL" => Some(
+                ["/bin/sh", "-c"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(rest.first().cloned())
+                    .collect(),
+            ),
+            "CMD" if !rest.is_empty() => Some(rest.to_vec()),
+            _ => None,
+        }
+    }
 }
 
 /// The transport of a port.
@@ -96,6 +118,8 @@ pub struct PortBinding {
     pub container: u16,
     pub protocol: Protocol,
     pub host_ip: IpAddr,
+    /// 0 in a [`ContainerSpec`]: a free port the engine chooses as the container starts
+    /// ([`ContainerInfo::ports`] of the running container gives it).
     pub host: u16,
 }
 

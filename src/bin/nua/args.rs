@@ -260,6 +260,10 @@ pub struct RunArgs {
     /// With `--detach`: print the result as JSON on stdout
     #[arg(long, requires = "detach")]
     pub json: bool,
+    /// Follow the app folder: on every change, rebuild what changed and put the new version
+    /// in place once it is healthy, its ports answering all along
+    #[arg(short, long, conflicts_with = "detach")]
+    pub watch: bool,
     /// Say nothing but errors (the app's output is still shown)
     #[arg(short, long)]
     pub quiet: bool,

@@ -11,6 +11,7 @@ mod load;
 mod proxy;
 mod ps;
 mod run;
+mod watch;
 
 use std::process::ExitCode;
 

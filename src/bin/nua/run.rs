@@ -26,13 +26,13 @@ use nua_runtime::{Docker, Engine, ImageDetails, LoadOptions, Loaded, LogLine, St
 
 /// Ctrl-C and SIGTERM, counted: the first stops the app, the second kills it, a third ends
 /// `nua` at once.
-struct Signals {
+pub(crate) struct Signals {
     count: Arc<AtomicUsize>,
     last: Arc<AtomicUsize>,
 }
 
 impl Signals {
-    fn register() -> anyhow::Result<Signals> {
+    pub(crate) fn register() -> anyhow::Result<Signals> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let count = Arc::new(AtomicUsize::new(0));
         let last = Arc::new(AtomicUsize::new(0));
@@ -58,16 +58,16 @@ impl Signals {
         Ok(Signals { count, last })
     }
 
-    fn interrupted(&self) -> bool {
+    pub(crate) fn interrupted(&self) -> bool {
         self.count.load(Ordering::SeqCst) >= 1
     }
 
-    fn hurried(&self) -> bool {
+    pub(crate) fn hurried(&self) -> bool {
         self.count.load(Ordering::SeqCst) >= 2
     }
 
     /// 130 after Ctrl-C, 143 after SIGTERM, as shells say.
-    fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         ExitCode::from(128 + self.last.load(Ordering::SeqCst).clamp(1, 127) as u8)
     }
 }
@@ -102,6 +102,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     // Fail before a long build when Docker is not there.
     let engine = docker()?;
+    if args.watch {
+        let Target::App(path) = target else {
+            return Err(anyhow::anyhow!(
+                "`--watch` follows an app folder, and `{text}` is not one"
+            )
+            .context(Hint(
+                "give the app folder (or its nua-config) to rebuild on every change".into(),
+            )));
+        };
+        return crate::watch::run(&engine, &path, args);
+    }
     let host_mounts = args.allow_host_mounts || target.is_app();
     let Prepared {
         image,
@@ -150,6 +161,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// How an app folder is built before it runs (the flags `run` and `deploy` share).
+#[derive(Clone)]
 pub struct Knobs {
     pub debian: nua::cli::args::DebianArgs,
     pub no_cache: bool,
@@ -158,7 +170,7 @@ pub struct Knobs {
 }
 
 impl Knobs {
-    fn of(args: &RunArgs) -> Knobs {
+    pub(crate) fn of(args: &RunArgs) -> Knobs {
         Knobs {
             debian: args.debian.clone(),
             no_cache: args.no_cache,
@@ -315,16 +327,10 @@ fn detached(
     let outcome = supervise::wait_detached(engine, name, interrupted)?;
     match &outcome {
         Outcome::Exited { code, last_lines } => {
-            let mut message = format!("{name} exited with code {code} as it started");
-            if last_lines.is_empty() {
-                message.push_str(", saying nothing");
-            } else {
-                message.push_str("; its last lines:");
-                for line in last_lines {
-                    message.push_str("\n  | ");
-                    message.push_str(&line.text);
-                }
-            }
+            let message = with_last_lines(
+                format!("{name} exited with code {code} as it started"),
+                last_lines,
+            );
             return Err(anyhow::anyhow!(message).context(Hint(
                 "fix the start command (`[run] start`) or what it needs; the container was removed"
                     .into(),
@@ -358,6 +364,21 @@ fn detached(
     Ok(Some(ExitCode::SUCCESS))
 }
 
+/// `message`, then `; its last lines:` and each line indented with `  | ` (or `, saying
+/// nothing`).
+pub(crate) fn with_last_lines(mut message: String, last_lines: &[LogLine]) -> String {
+    if last_lines.is_empty() {
+        message.push_str(", saying nothing");
+    } else {
+        message.push_str("; its last lines:");
+        for line in last_lines {
+            message.push_str("\n  | ");
+            message.push_str(&line.text);
+        }
+    }
+    message
+}
+
 fn report(name: &str, outcome: &Outcome, quiet: bool) {
     match outcome {
         Outcome::Healthy if !quiet => eprintln!("{name} is healthy"),
@@ -369,7 +390,7 @@ fn report(name: &str, outcome: &Outcome, quiet: bool) {
     }
 }
 
-fn unhealthy_message(name: &str, checks: &[nua_runtime::CheckResult]) -> String {
+pub(crate) fn unhealthy_message(name: &str, checks: &[nua_runtime::CheckResult]) -> String {
     let mut message = format!("{name} is unhealthy: its health check failed");
     if let Some(last) = checks.iter().rev().find(|c| c.exit_code != 0) {
         message.push_str(&format!(" (exit code {}):", last.exit_code));
@@ -381,7 +402,7 @@ fn unhealthy_message(name: &str, checks: &[nua_runtime::CheckResult]) -> String 
     message
 }
 
-fn print_line(line: LogLine) {
+pub(crate) fn print_line(line: LogLine) {
     use std::io::Write;
     // A closed pipe on our side is no reason to stop the app.
     let _ = match line.stream {
@@ -390,7 +411,7 @@ fn print_line(line: LogLine) {
     };
 }
 
-fn port_line(port: &Published) -> String {
+pub(crate) fn port_line(port: &Published) -> String {
     let scheme = if port.protocol == nua_runtime::Protocol::Tcp {
         "http"
     } else {
@@ -406,7 +427,7 @@ fn port_line(port: &Published) -> String {
     )
 }
 
-fn hint_start(err: anyhow::Error, name: &str) -> anyhow::Error {
+pub(crate) fn hint_start(err: anyhow::Error, name: &str) -> anyhow::Error {
     let hint = match err.downcast_ref::<supervise::Error>() {
         Some(supervise::Error::Running { .. }) => {
             format!("stop it first with `nua stop {name}`, or run another one with `--name`")
@@ -424,7 +445,7 @@ fn hint_start(err: anyhow::Error, name: &str) -> anyhow::Error {
 
 /// Build the app with the build cache into a layout folder in the cache (its blobs are
 /// hard links to the store's), load it, and drop the folder.
-fn build_and_load(
+pub(crate) fn build_and_load(
     engine: &Docker,
     path: &Path,
     args: &Knobs,
@@ -504,7 +525,7 @@ pub(crate) fn kept_values() -> anyhow::Result<KeptValues> {
 
 /// `--env KEY=VALUE`, or `--env KEY` for this shell's value (left out when unset, as
 /// `docker run` does).
-fn overrides(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn overrides(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = Vec::new();
     for item in given {
         let (key, value) = match item.split_once('=') {

@@ -28,7 +28,11 @@ impl Docker {
                 .get_or_insert_with(Vec::new)
                 .push(models::PortBinding {
                     host_ip: Some(port.host_ip.to_string()),
-                    host_port: Some(port.host.to_string()),
+                    // Empty: a port Docker chooses as the container starts.
+                    host_port: Some(match port.host {
+                        0 => String::new(),
+                        host => host.to_string(),
+                    }),
                 });
         }
         let mounts = spec.mounts.iter().map(mount).collect();
@@ -298,10 +302,20 @@ fn container_info(c: models::ContainerInspectResponse) -> ContainerInfo {
     });
     let config = c.config.unwrap_or_default();
     let mut ports = Vec::new();
-    let bindings = c
+    // What was asked for, and, for a running container, what Docker bound: a binding asked
+    // with host port 0 gets its port from Docker as the container starts.
+    let asked = c
         .host_config
         .and_then(|h| h.port_bindings)
         .unwrap_or_default();
+    let bound = c
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, list)| list.as_ref().is_some_and(|l| !l.is_empty()))
+        .collect::<std::collections::HashMap<_, _>>();
+    let bindings = if bound.is_empty() { asked } else { bound };
     for (key, list) in bindings {
         let Some((container, protocol)) = Protocol::parse_port(&key) else {
             continue;

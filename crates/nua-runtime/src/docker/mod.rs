@@ -337,10 +337,10 @@ impl Engine for Docker {
             .into_keys()
             .collect();
         exposed_ports.sort();
-        let has_healthcheck = config.healthcheck.is_some_and(|h| {
-            let test = h.test.unwrap_or_default();
-            !test.is_empty() && test[0] != "NONE"
-        });
+        let health_check = config
+            .healthcheck
+            .and_then(|h| h.test)
+            .filter(|test| !test.is_empty() && test[0] != "NONE");
         Ok(Some(ImageDetails {
             id: inspected.id.unwrap_or_default(),
             tags: inspected.repo_tags.unwrap_or_default(),
@@ -348,12 +348,24 @@ impl Engine for Docker {
             exposed_ports,
             env: config.env.unwrap_or_default(),
             labels: config.labels.unwrap_or_default().into_iter().collect(),
-            has_healthcheck,
+            health_check,
         }))
     }
 
     fn read_image_file(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
         self.image_file(image, path)
+    }
+
+    fn remove_image(&self, reference: &str) -> Result<(), Error> {
+        match self.runtime.block_on(self.client.remove_image(
+            reference,
+            None::<query::RemoveImageOptions>,
+            None,
+        )) {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(api("DELETE /images/{name}")(e)),
+        }
     }
 
     fn create_volume(&self, spec: &VolumeSpec) -> Result<(), Error> {

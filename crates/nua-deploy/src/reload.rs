@@ -1,0 +1,405 @@
+//! `nua run --watch`: one app whose container is replaced by one of a new image, without a
+//! refused connection. Nua holds the app's host ports itself ([`Relay`]); each container
+//! publishes its ports on ports Docker chooses on 127.0.0.1, and the relay forwards to the
+//! container that serves now.
+//!
+//! A replacement starts beside the serving container (named `NAME.next`), is gated by the
+//! image's own health check run at once and then every [`CHECK_EVERY`] (Docker's first check
+//! waits a whole interval), or, without one, by its ports accepting and holding a connection.
+//! Only then does the relay send new connections to it; the old container keeps those it
+//! has until they end (at most [`DRAIN`]), is stopped and removed, and the new one takes the
+//! app's name. A replacement that exits or fails its check is removed and the old one serves
+//! on.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::local::{self, HostPorts, Plan, Request};
+use super::relay::{BindError, Relay};
+use super::supervise::{self, Outcome, SETTLE};
+use nua_runtime::{CheckResult, Engine, HealthStatus, PortBinding, Protocol, State};
+
+/// The name a replacement has until it takes over.
+pub const NEXT: &str = ".next";
+/// How often the health check is run while a container starts.
+pub const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long connections made to the old container may take to end before it is stopped.
+pub const DRAIN: Duration = Duration::from_secs(2);
+/// How long a container without a health check has to accept connections.
+pub const ACCEPT_WITHIN: Duration = Duration::from_secs(60);
+/// How long a connection must stay open for a port to count as served (a port Docker
+/// publishes accepts at once, and closes when nothing listens behind it).
+const HOLD: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(25);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Start(#[from] supervise::Error),
+    #[error(transparent)]
+    Engine(#[from] nua_runtime::Error),
+    #[error(transparent)]
+    Plan(#[from] local::Error),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(
+        "`{name}` publishes {port}/udp: `--watch` holds TCP ports only, and a UDP port cannot \
+         be held while one container replaces another"
+    )]
+    Udp { name: String, port: u16 },
+    #[error("Docker did not say on which port `{name}` publishes {port}/tcp")]
+    NoBoundPort { name: String, port: u16 },
+}
+
+/// The app, its held ports, and the container serving behind them.
+pub struct Held {
+    name: String,
+    relay: Relay,
+    /// The ports as the user sees them.
+    pub published: Vec<local::Published>,
+    /// The container the relay forwards to, if one serves.
+    current: Option<String>,
+    generation: u64,
+}
+
+/// A replacement that serves now; [`Held::retire`] stops what it replaced.
+#[must_use = "the old container runs until it is retired"]
+pub struct Switched {
+    old: Option<String>,
+    generation: u64,
+}
+
+impl Held {
+    /// Plan the app (its host ports, as `nua run` would publish them), hold those ports, and
+    /// start its first container behind them; the outcome of its start. An outcome other
+    /// than `Healthy` or `Running` leaves the ports held with nothing serving.
+    pub fn start(
+        engine: &dyn Engine,
+        request: &Request,
+        ports: &dyn HostPorts,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<(Held, Plan, Outcome), Error> {
+        let plan = local::plan(request, ports, &[])?;
+        if let Some(udp) = plan.published.iter().find(|p| p.protocol == Protocol::Udp) {
+            return Err(Error::Udp {
+                name: request.name.clone(),
+                port: udp.container,
+            });
+        }
+        let addrs: Vec<SocketAddr> = plan
+            .published
+            .iter()
+            .map(|p| SocketAddr::new(p.host_ip, p.host))
+            .collect();
+        let relay = Relay::bind(&addrs)?;
+        let mut held = Held {
+            name: request.name.clone(),
+            relay,
+            published: plan.published.clone(),
+            current: None,
+            generation: 0,
+        };
+        if let Some(existing) = engine.container(&request.name)? {
+            if !existing.labels.contains_key(local::APP_LABEL) {
+                return Err(supervise::Error::Foreign {
+                    name: request.name.clone(),
+                }
+                .into());
+            }
+            if matches!(
+                existing.state,
+                State::Running | State::Restarting | State::Paused
+            ) {
+                return Err(supervise::Error::Running {
+                    name: request.name.clone(),
+                }
+                .into());
+            }
+            engine.remove_container(&request.name)?;
+        }
+        let outcome = held.launch(engine, request, &request.name, &plan, interrupted)?;
+        if let (true, Some(current)) = (serves(&outcome), held.current.clone()) {
+            held.forward_to(engine, &current)?;
+        }
+        Ok((held, plan, outcome))
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name of the container serving now (the app's, or the replacement's until it is
+    /// retired).
+    pub fn current(&self) -> Option<&str> {
+        self.current.as_deref()
+    }
+
+    /// Start a container of `request` beside the serving one and, once it serves, send new
+    /// connections to it. `Ok(Err(outcome))`: it did not get to serve (it exited, failed its
+    /// health check, or the user interrupted); it was removed and the old one serves on.
+    pub fn replace(
+        &mut self,
+        engine: &dyn Engine,
+        request: &Request,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Result<Switched, Outcome>, Error> {
+        let next = format!("{}{NEXT}", self.name);
+        // A replacement left by a `nua` that was killed mid-way.
+        match engine.remove_container(&next) {
+            Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let plan = local::plan(request, &DockerChooses, &[])?;
+        let old = self.current.take();
+        let outcome = match self.launch(engine, request, &next, &plan, interrupted) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                self.current = old;
+                return Err(err);
+            }
+        };
+        if !serves(&outcome) {
+            let _ = engine.remove_container(&next);
+            self.current = old;
+            return Ok(Err(outcome));
+        }
+        self.forward_to(engine, &next)?;
+        Ok(Ok(Switched {
+            old,
+            generation: self.generation,
+        }))
+    }
+
+    /// Once the connections of the replaced container have ended (at most [`DRAIN`]), stop
+    /// it (SIGTERM, then SIGKILL after `timeout`) and remove it, and give its name to the
+    /// container serving now.
+    pub fn retire(
+        &mut self,
+        engine: &dyn Engine,
+        switched: Switched,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        self.relay.drain(switched.generation, DRAIN);
+        if let Some(old) = &switched.old {
+            let _ = engine.stop_container(old, timeout);
+            match engine.remove_container(old) {
+                Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if let Some(current) = self.current.take() {
+            engine.rename_container(&current, &self.name)?;
+            self.current = Some(self.name.clone());
+        }
+        Ok(())
+    }
+
+    /// Forget the serving container (it exited): connections wait for the next one.
+    pub fn lost(&mut self) {
+        self.current = None;
+        self.generation = self.relay.switch(BTreeMap::new());
+    }
+
+    /// Stop and remove the serving container and any replacement; the ports are released
+    /// when `self` is dropped.
+    pub fn stop(&mut self, engine: &dyn Engine, timeout: Duration) -> Result<(), Error> {
+        let next = format!("{}{NEXT}", self.name);
+        let _ = engine.remove_container(&next);
+        if let Some(current) = self.current.take() {
+            let _ = engine.stop_container(&current, timeout);
+            match engine.remove_container(&current) {
+                Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Create and start the container `name` of `plan` (its ports on ports Docker chooses),
+    /// and wait until it serves or cannot.
+    fn launch(
+        &mut self,
+        engine: &dyn Engine,
+        request: &Request,
+        name: &str,
+        plan: &Plan,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Outcome, Error> {
+        for dir in &plan.directories {
+            std::fs::create_dir_all(dir).map_err(|source| supervise::Error::Directory {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        for volume in &plan.volumes {
+            engine.create_volume(volume)?;
+        }
+        let mut spec = plan.spec.clone();
+        spec.name = name.to_owned();
+        for port in &mut spec.ports {
+            port.host = 0;
+        }
+        engine.create_container(&spec)?;
+        if let Err(err) = engine.start_container(name) {
+            let _ = engine.remove_container(name);
+            return Err(err.into());
+        }
+        self.current = Some(name.to_owned());
+        let probe = self.bound(engine, name)?.into_values().collect::<Vec<_>>();
+        let health = request.details.health_command();
+        Ok(wait_serving(
+            engine,
+            name,
+            health.as_deref(),
+            &probe,
+            interrupted,
+        )?)
+    }
+
+    /// Where the container `name` publishes each held port: held port → address.
+    fn bound(&self, engine: &dyn Engine, name: &str) -> Result<BTreeMap<u16, SocketAddr>, Error> {
+        let info = supervise::inspect(engine, name)?;
+        let mut bound = BTreeMap::new();
+        for port in &self.published {
+            let binding = info
+                .ports
+                .iter()
+                .find(|b: &&PortBinding| {
+                    b.container == port.container && b.protocol == port.protocol && b.host != 0
+                })
+                .ok_or_else(|| Error::NoBoundPort {
+                    name: self.name.clone(),
+                    port: port.container,
+                })?;
+            let ip = match binding.host_ip {
+                ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ip => ip,
+            };
+            bound.insert(port.host, SocketAddr::new(ip, binding.host));
+        }
+        Ok(bound)
+    }
+
+    fn forward_to(&mut self, engine: &dyn Engine, name: &str) -> Result<(), Error> {
+        let targets = self.bound(engine, name)?;
+        self.generation = self.relay.switch(targets);
+        Ok(())
+    }
+}
+
+fn serves(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Healthy | Outcome::Running)
+}
+
+/// Host ports for a replacement's plan: Docker chooses them as it starts (the held ones are
+/// ours already), so none needs probing.
+struct DockerChooses;
+
+impl HostPorts for DockerChooses {
+    fn is_free(&self, _port: u16, _protocol: Protocol) -> bool {
+        true
+    }
+
+    fn any_free(&self, _protocol: Protocol, _not: &[u16]) -> Option<u16> {
+        Some(0)
+    }
+}
+
+/// Wait until the started container `name` serves: its health check (`health`, run in it)
+/// passes, or Docker says it is healthy; without a health check, each of `probe` accepts and
+/// holds a connection, or, with no port either, it has kept running for [`SETTLE`]. Ends
+/// early when it exits, Docker finds it unhealthy, or `interrupted` says so.
+pub fn wait_serving(
+    engine: &dyn Engine,
+    name: &str,
+    health: Option<&[String]>,
+    probe: &[SocketAddr],
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Outcome, supervise::Error> {
+    let started = Instant::now();
+    let mut next_check = started;
+    let mut failed_checks: Vec<CheckResult> = Vec::new();
+    loop {
+        if interrupted() {
+            return Ok(Outcome::Interrupted);
+        }
+        let info = supervise::inspect(engine, name)?;
+        if matches!(info.state, State::Exited | State::Dead) || info.restart_count > 0 {
+            return supervise::exited(engine, name, info.exit_code.unwrap_or(-1));
+        }
+        match info.health.as_ref().map(|h| h.status) {
+            Some(HealthStatus::Healthy) => return Ok(Outcome::Healthy),
+            Some(HealthStatus::Unhealthy) => {
+                let mut checks = failed_checks;
+                checks.extend(info.health.map(|h| h.log).unwrap_or_default());
+                return Ok(Outcome::Unhealthy { checks });
+            }
+            _ => {}
+        }
+        match health {
+            Some(command) if Instant::now() >= next_check => {
+                let args: Vec<&str> = command.iter().map(String::as_str).collect();
+                // A container that has just exited refuses the exec: seen on the next turn.
+                if let Ok(result) = engine.exec(name, &args) {
+                    if result.exit_code == 0 {
+                        return Ok(Outcome::Healthy);
+                    }
+                    let mut output = result.stdout;
+                    output.extend_from_slice(&result.stderr);
+                    failed_checks.push(CheckResult {
+                        exit_code: result.exit_code,
+                        output: String::from_utf8_lossy(&output).into_owned(),
+                    });
+                    let keep = failed_checks.len().saturating_sub(3);
+                    failed_checks.drain(..keep);
+                }
+                next_check = Instant::now() + CHECK_EVERY;
+            }
+            Some(_) => {}
+            None if !probe.is_empty() => {
+                if probe.iter().all(|addr| holds(*addr)) {
+                    return Ok(Outcome::Running);
+                }
+                if started.elapsed() > ACCEPT_WITHIN {
+                    return Ok(Outcome::Unhealthy {
+                        checks: vec![CheckResult {
+                            exit_code: -1,
+                            output: format!(
+                                "nothing accepted connections within {} s",
+                                ACCEPT_WITHIN.as_secs()
+                            ),
+                        }],
+                    });
+                }
+            }
+            None if started.elapsed() >= SETTLE => return Ok(Outcome::Running),
+            None => {}
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether a connection to `addr` is accepted and kept open for [`HOLD`] (or answered).
+fn holds(addr: SocketAddr) -> bool {
+    let Ok(mut conn) = TcpStream::connect_timeout(&addr, HOLD) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(HOLD));
+    let mut byte = [0u8; 1];
+    match conn.read(&mut byte) {
+        // Closed: nothing listens behind Docker's proxy.
+        Ok(0) => false,
+        // It spoke first (a banner).
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! [`Held`] on the in-memory engine: which containers exist after a start, a replacement
+//! that takes over, and one that does not. (The relay's forwarding is tested on real sockets
+//! in `relay`, and the whole on Docker in `tests/watch.rs`.)
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+
+use super::*;
+use crate::testing::{config, APP, IMAGE};
+use nua_runtime::fake::{FakeEngine, Script};
+use nua_runtime::{ExecOutput, ImageDetails, LogLine, Stream};
+
+const V2: &str = "nua-app:1.0-2";
+const WEB: &str = "[port.web]\ncontainer = 8000\n";
+const CHECK: &str = "curl -f localhost:8000";
+
+/// Host ports of this machine that are free now (the relay binds them for real).
+struct Free;
+
+impl HostPorts for Free {
+    fn is_free(&self, _port: u16, _protocol: Protocol) -> bool {
+        false
+    }
+
+    fn any_free(&self, _protocol: Protocol, _not: &[u16]) -> Option<u16> {
+        Some(
+            TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port(),
+        )
+    }
+}
+
+fn details(health: bool) -> ImageDetails {
+    ImageDetails {
+        health_check: health.then(|| vec!["CMD-SHELL".into(), CHECK.into()]),
+        ..ImageDetails::default()
+    }
+}
+
+fn request(image: &str, extra: &str) -> Request {
+    Request {
+        name: APP.into(),
+        image: image.into(),
+        details: details(true),
+        config: Some(config(extra)),
+        env: Vec::new(),
+        host_mounts: true,
+        kept: BTreeMap::new(),
+    }
+}
+
+fn engine() -> FakeEngine {
+    let engine = FakeEngine::new();
+    engine.add_image(IMAGE, details(true));
+    engine.add_image(V2, details(true));
+    engine
+}
+
+fn never() -> bool {
+    false
+}
+
+fn names(engine: &FakeEngine) -> Vec<String> {
+    let mut names: Vec<String> = engine
+        .containers(local::APP_LABEL)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    names.sort();
+    names
+}
+
+fn started(engine: &FakeEngine) -> Held {
+    let (held, plan, outcome) = Held::start(engine, &request(IMAGE, WEB), &Free, &never).unwrap();
+    assert_eq!(outcome, Outcome::Healthy);
+    assert_eq!(plan.published.len(), 1);
+    held
+}
+
+#[test]
+fn the_first_container_publishes_on_ports_docker_chooses_and_is_checked_by_exec() {
+    let engine = engine();
+    let held = started(&engine);
+    let spec = engine.spec(APP).unwrap();
+    assert_eq!(spec.ports.len(), 1);
+    assert_eq!(
+        spec.ports[0].host, 0,
+        "the held port is Nua's, not Docker's"
+    );
+    assert_ne!(held.published[0].host, 0);
+    assert_eq!(held.current(), Some(APP));
+    let check = format!("exec {APP} /bin/sh -c {CHECK}");
+    assert!(engine.calls().contains(&check), "{:?}", engine.calls());
+}
+
+#[test]
+fn a_healthy_replacement_takes_over_then_takes_the_name() {
+    let engine = engine();
+    let mut held = started(&engine);
+    let switched = held
+        .replace(&engine, &request(V2, WEB), &never)
+        .unwrap()
+        .expect("the replacement serves");
+    let next = format!("{APP}{NEXT}");
+    assert_eq!(held.current(), Some(next.as_str()));
+    assert_eq!(names(&engine), [APP.to_owned(), next.clone()]);
+
+    held.retire(&engine, switched, Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(names(&engine), [APP]);
+    assert_eq!(engine.container(APP).unwrap().unwrap().image, V2);
+    assert_eq!(held.current(), Some(APP));
+    let calls = engine.calls();
+    let stop = calls.iter().position(|c| c == &format!("stop {APP}"));
+    let rename = calls
+        .iter()
+        .position(|c| c == &format!("rename {next} {APP}"));
+    assert!(stop.is_some() && rename > stop, "{calls:?}");
+}
+
+#[test]
+fn a_replacement_that_exits_is_removed_and_the_old_one_serves_on() {
+    let engine = engine();
+    let mut held = started(&engine);
+    engine.script(
+        V2,
+        Script {
+            logs: vec![LogLine {
+                stream: Stream::Stderr,
+                text: "SyntaxError: invalid syntax".into(),
+            }],
+            exits_with: Some(3),
+            ..Script::default()
+        },
+    );
+    let outcome = match held.replace(&engine, &request(V2, WEB), &never).unwrap() {
+        Ok(_) => panic!("a replacement that exited took over"),
+        Err(outcome) => outcome,
+    };
+    match outcome {
+        Outcome::Exited { code, last_lines } => {
+            assert_eq!(code, 3);
+            assert_eq!(last_lines[0].text, "SyntaxError: invalid syntax");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(names(&engine), [APP]);
+    assert_eq!(held.current(), Some(APP));
+    assert_eq!(engine.container(APP).unwrap().unwrap().image, IMAGE);
+}
+
+#[test]
+fn a_replacement_whose_check_fails_until_docker_says_unhealthy_is_removed() {
+    let engine = engine();
+    let mut held = started(&engine);
+    engine.answer_exec(
+        &["/bin/sh", "-c", CHECK],
+        ExecOutput {
+            exit_code: 7,
+            stdout: b"connection refused".to_vec(),
+            stderr: Vec::new(),
+        },
+    );
+    engine.script(
+        V2,
+        Script {
+            health: Some(nua_runtime::Health {
+                status: HealthStatus::Unhealthy,
+                log: vec![CheckResult {
+                    exit_code: 7,
+                    output: "connection refused".into(),
+                }],
+            }),
+            ..Script::default()
+        },
+    );
+    let outcome = held
+        .replace(&engine, &request(V2, WEB), &never)
+        .unwrap()
+        .err()
+        .expect("an unhealthy replacement does not take over");
+    match outcome {
+        Outcome::Unhealthy { checks } => {
+            assert!(checks.iter().any(|c| c.output == "connection refused"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(names(&engine), [APP]);
+}
+
+#[test]
+fn stop_removes_the_app_and_a_left_over_replacement() {
+    let engine = engine();
+    let mut held = started(&engine);
+    // As a `nua` killed during a replacement leaves it.
+    let mut spec = engine.spec(APP).unwrap();
+    spec.name = format!("{APP}{NEXT}");
+    engine.create_container(&spec).unwrap();
+    held.stop(&engine, Duration::from_secs(1)).unwrap();
+    assert!(names(&engine).is_empty());
+    assert_eq!(held.current(), None);
+}
+
+#[test]
+fn udp_ports_are_refused_before_anything_is_made() {
+    let engine = engine();
+    let config = "[port.dns]\ncontainer = 53\nhost = \"auto\"\nprotocol = \"udp\"\n";
+    let err = Held::start(&engine, &request(IMAGE, config), &Free, &never)
+        .err()
+        .expect("a UDP port cannot be held");
+    assert!(matches!(err, Error::Udp { port: 53, .. }), "{err}");
+    assert!(names(&engine).is_empty());
+}
+
+#[test]
+fn health_commands_follow_dockers_forms() {
+    let shell = ImageDetails {
+        health_check: Some(vec!["CMD-SHELL".into(), "exit 0".into()]),
+        ..ImageDetails::default()
+    };
+    assert_eq!(shell.health_command().unwrap(), ["/bin/sh", "-c", "exit 0"]);
+    let exec = ImageDetails {
+        health_check: Some(vec!["CMD".into(), "/bin/check".into(), "-q".into()]),
+        ..ImageDetails::default()
+    };
+    assert_eq!(exec.health_command().unwrap(), ["/bin/check", "-q"]);
+    assert_eq!(ImageDetails::default().health_command(), None);
+}

@@ -1,0 +1,374 @@
+//! `nua run APP --watch`: run an app folder, and on every change of its files rebuild what
+//! changed and put the new version in the old one's place once it serves, the app's ports
+//! answering all along (Nua holds them; see `nua_deploy::reload`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use notify::Watcher as _;
+
+use crate::args::RunArgs;
+use crate::run::{
+    build_and_load, hint_start, kept_values, port_line, print_line, unhealthy_message,
+    with_last_lines, Knobs, Signals,
+};
+use nua::cli::{print_error, Hint};
+use nua_build::{is_build_input, SourceFilter};
+use nua_deploy::local::{LocalPorts, Request};
+use nua_deploy::reload::Held;
+use nua_deploy::supervise::Outcome;
+use nua_runtime::{Docker, Engine, LogOptions};
+
+/// How long the folder must be quiet before a burst of changes (an editor's save, a `git
+/// checkout`) is taken as one.
+const QUIET: Duration = Duration::from_millis(40);
+/// The longest a burst is waited on.
+const BURST: Duration = Duration::from_secs(1);
+/// How often the serving container is looked at between changes.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let env = crate::run::overrides(&args.env)?;
+    let knobs = Knobs::of(args);
+    // Changes made during the first build are seen: the watch starts before it.
+    let mut changes = Changes::watch(app)?;
+    let (image, _loaded, config) = build_and_load(engine, app, &knobs)?;
+    let details = image_details(engine, &image)?;
+    let signals = Signals::register()?;
+    let name = nua_deploy::image::app_name(args.name.as_deref(), config.as_ref(), &image);
+    let mut request = Request {
+        name: name.clone(),
+        image,
+        details,
+        config,
+        env,
+        host_mounts: true,
+        kept: kept_values().map(|k| k.load(&name)).unwrap_or_default(),
+    };
+    let interrupted = || signals.interrupted();
+    let (mut held, plan, outcome) = Held::start(engine, &request, &LocalPorts, &interrupted)
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("cannot start `{name}`"))
+        .map_err(|e| hint_start(e, &name))
+        .map_err(|e| {
+            e.context(Hint(
+                "`--watch` holds the app's ports itself; free them or give others".into(),
+            ))
+        })?;
+    if !plan.random.is_empty() {
+        kept_values()?.save(&name, &plan.random)?;
+    }
+    // The next versions get the same generated values.
+    request.kept = plan.random.clone();
+    let quiet = args.quiet;
+    if !quiet {
+        for note in &plan.notes {
+            eprintln!("{note}");
+        }
+        eprintln!("started {name}");
+        for port in &held.published {
+            eprintln!("{}", port_line(port));
+        }
+    }
+    let mut serving = request.details.id.clone();
+    let code = std::thread::scope(|scope| -> anyhow::Result<ExitCode> {
+        let follow = |container: String| {
+            scope.spawn(move || {
+                let _ = engine.logs(
+                    &container,
+                    LogOptions {
+                        follow: true,
+                        tail: None,
+                    },
+                    &mut |line| {
+                        print_line(line);
+                        std::ops::ControlFlow::Continue(())
+                    },
+                );
+            });
+        };
+        if let Some(current) = held.current() {
+            follow(current.to_owned());
+        }
+        started(&name, &outcome, quiet);
+        if !serves(&outcome) {
+            held.lost();
+        }
+        if !quiet {
+            eprintln!("watching {} for changes (Ctrl-C stops)", app.display());
+        }
+        let mut last_look = Instant::now();
+        while !signals.interrupted() {
+            if last_look.elapsed() >= LOOK_EVERY {
+                last_look = Instant::now();
+                look_at_current(engine, &mut held);
+            }
+            let Some(changed) = changes.next(LOOK_EVERY, &|| signals.interrupted()) else {
+                continue;
+            };
+            eprintln!("change: {}", describe(&changes.root, &changed));
+            let started = Instant::now();
+            let quiet_build = Knobs {
+                quiet: true,
+                ..knobs.clone()
+            };
+            let built = build_and_load(engine, app, &quiet_build)
+                .and_then(|(image, _, config)| Ok((image_details(engine, &image)?, image, config)));
+            let (details, image, config) = match built {
+                Ok(built) => built,
+                Err(err) => {
+                    eprintln!("reload failed: the build failed; {name} keeps serving the previous version");
+                    print_error(&err);
+                    continue;
+                }
+            };
+            let build_time = started.elapsed();
+            if details.id == serving && held.current().is_some() {
+                eprintln!("{name}: no change to the image");
+                continue;
+            }
+            let previous = std::mem::replace(&mut serving, details.id.clone());
+            request.image = image;
+            request.details = details;
+            request.config = config;
+            match held.replace(engine, &request, &interrupted) {
+                Ok(Ok(switched)) => {
+                    eprintln!(
+                        "reloaded {name} in {:.2} s (build and load {:.2} s, start {:.2} s)",
+                        started.elapsed().as_secs_f64(),
+                        build_time.as_secs_f64(),
+                        (started.elapsed() - build_time).as_secs_f64()
+                    );
+                    if let Some(current) = held.current() {
+                        follow(current.to_owned());
+                    }
+                    let timeout = Duration::from_secs(args.stop_timeout);
+                    if let Err(err) = held.retire(engine, switched, timeout) {
+                        print_error(
+                            &anyhow::Error::new(err).context(format!(
+                                "cannot remove the previous container of `{name}`"
+                            )),
+                        );
+                    }
+                    forget_image(engine, &previous);
+                }
+                Ok(Err(Outcome::Interrupted)) => serving = previous,
+                Ok(Err(outcome)) => {
+                    serving = previous;
+                    let what = if held.current().is_some() {
+                        format!("{name} keeps serving the previous version")
+                    } else {
+                        "nothing serves until the next change".to_owned()
+                    };
+                    eprintln!("reload failed: {}; {what}", failure(&name, &outcome));
+                }
+                Err(err) => {
+                    serving = previous;
+                    eprintln!("reload failed; {name} keeps serving the previous version");
+                    print_error(&anyhow::Error::new(err));
+                }
+            }
+        }
+        let timeout = Duration::from_secs(args.stop_timeout);
+        held.stop(engine, timeout)?;
+        if !quiet {
+            eprintln!("stopped and removed {name}");
+        }
+        Ok(signals.exit_code())
+    })?;
+    Ok(code)
+}
+
+fn serves(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Healthy | Outcome::Running)
+}
+
+fn started(name: &str, outcome: &Outcome, quiet: bool) {
+    match outcome {
+        Outcome::Healthy if !quiet => eprintln!("{name} is healthy"),
+        Outcome::Running if !quiet => eprintln!("{name} is running"),
+        Outcome::Healthy | Outcome::Running | Outcome::Interrupted => {}
+        other => eprintln!("{}; a change starts it again", failure(name, other)),
+    }
+}
+
+/// What went wrong with a start, with the container's last lines or checks.
+fn failure(name: &str, outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Exited { code, last_lines } => with_last_lines(
+            format!("the new version of {name} exited with code {code}"),
+            last_lines,
+        ),
+        Outcome::Unhealthy { checks } => unhealthy_message(name, checks),
+        _ => format!("{name} did not start"),
+    }
+}
+
+/// When the serving container has exited (a crash between changes), say so once and let
+/// connections wait for the next version.
+fn look_at_current(engine: &Docker, held: &mut Held) {
+    let Some(current) = held.current().map(str::to_owned) else {
+        return;
+    };
+    let Ok(Some(info)) = engine.container(&current) else {
+        return;
+    };
+    if matches!(
+        info.state,
+        nua_runtime::State::Exited | nua_runtime::State::Dead
+    ) {
+        eprintln!(
+            "{} exited with code {}; a change starts it again",
+            held.name(),
+            info.exit_code.unwrap_or(-1)
+        );
+        let _ = engine.remove_container(&current);
+        held.lost();
+    }
+}
+
+/// Remove an image that a reload left without a name and without a container (each reload
+/// would otherwise leave one behind in Docker).
+fn forget_image(engine: &Docker, id: &str) {
+    if let Ok(Some(image)) = engine.image(id) {
+        if image.tags.is_empty() {
+            let _ = engine.remove_image(id);
+        }
+    }
+}
+
+fn image_details(engine: &Docker, image: &str) -> anyhow::Result<nua_runtime::ImageDetails> {
+    engine
+        .image(image)?
+        .with_context(|| format!("Docker has no image `{image}` after loading it"))
+}
+
+/// `app.py`, `app.py, templates/index.html and 3 more`: the paths that exist now (an
+/// editor's temporary files are gone by then), or, when none does, those removed.
+fn describe(root: &Path, paths: &BTreeSet<PathBuf>) -> String {
+    let existing: Vec<&PathBuf> = paths
+        .iter()
+        .filter(|p| root.join(p).symlink_metadata().is_ok())
+        .collect();
+    let (paths, removed): (Vec<&PathBuf>, &str) = match existing.is_empty() {
+        true => (paths.iter().collect(), " (removed)"),
+        false => (existing, ""),
+    };
+    let shown: Vec<String> = paths
+        .iter()
+        .take(3)
+        .map(|p| p.display().to_string())
+        .collect();
+    match paths.len() {
+        n if n > 3 => format!("{} and {} more{removed}", shown.join(", "), n - 3),
+        _ => format!("{}{removed}", shown.join(", ")),
+    }
+}
+
+/// The changes of an app folder that matter to its build: its source (as its ignore files
+/// say) and what steers the build (its nua-config, ignore files, `nua/` folder).
+struct Changes {
+    root: PathBuf,
+    events: Receiver<notify::Result<notify::Event>>,
+    filter: SourceFilter,
+    // Kept alive: dropping it stops the events.
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Changes {
+    fn watch(app: &Path) -> anyhow::Result<Changes> {
+        let root = std::fs::canonicalize(app)
+            .with_context(|| format!("cannot read the app folder `{}`", app.display()))?;
+        let (tx, events) = mpsc::channel();
+        let mut watcher = notify::recommended_watcher(tx)
+            .context("cannot watch files (inotify): is the limit of watches reached?")?;
+        watcher
+            .watch(&root, notify::RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch `{}`", root.display()))
+            .map_err(|e| {
+                e.context(Hint(
+                    "raise `fs.inotify.max_user_watches` (sysctl) if the folder is large".into(),
+                ))
+            })?;
+        let filter = SourceFilter::new(&root)?;
+        Ok(Changes {
+            root,
+            events,
+            filter,
+            _watcher: watcher,
+        })
+    }
+
+    /// The paths (relative to the app folder) of the next burst of changes that matter,
+    /// waiting at most `wait` for its first one.
+    fn next(
+        &mut self,
+        wait: Duration,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Option<BTreeSet<PathBuf>> {
+        let mut changed = BTreeSet::new();
+        let deadline = Instant::now() + wait;
+        let mut burst_end: Option<Instant> = None;
+        loop {
+            if interrupted() {
+                return None;
+            }
+            let until = match burst_end {
+                Some(end) => (Instant::now() + QUIET).min(end),
+                None => deadline,
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Ok(event)) => {
+                    if matches!(event.kind, notify::EventKind::Access(_)) {
+                        continue;
+                    }
+                    for path in event.paths {
+                        if let Some(rel) = self.matters(&path) {
+                            changed.insert(rel);
+                        }
+                    }
+                    if !changed.is_empty() && burst_end.is_none() {
+                        burst_end = Some(Instant::now() + BURST);
+                    }
+                }
+                // A watch that failed (a folder removed as it was added): the next events
+                // still come.
+                Ok(Err(_)) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if !changed.is_empty() {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        // New ignore rules apply from this change on.
+        if changed
+            .iter()
+            .any(|p| p == Path::new(".nuaignore") || p == Path::new(".dockerignore"))
+        {
+            if let Ok(filter) = SourceFilter::new(&self.root) {
+                self.filter = filter;
+            }
+        }
+        Some(changed)
+    }
+
+    /// `path` relative to the app folder, when a change to it matters to the build.
+    fn matters(&self, path: &Path) -> Option<PathBuf> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        if rel.as_os_str().is_empty() {
+            return None;
+        }
+        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        (is_build_input(rel) || self.filter.includes(rel, is_dir)).then(|| rel.to_path_buf())
+    }
+}
