@@ -9,56 +9,53 @@ use super::{sbom, Error, Event, Reporter};
 use nua_oci as oci;
 use nua_sandbox::Network;
 
+/// Where in an image the SBOM's inputs are: the dpkg database, the Python distributions of
+/// `/nua/venv`, the npm packages of `/nua/app/node_modules`.
+const SBOM_PATHS: &[&str] = &["var/lib/dpkg/status", "nua/venv", "nua/app/node_modules"];
+/// Layers up to this size (compressed) are read to know whether they touch [`SBOM_PATHS`];
+/// larger ones are taken to, unless an earlier build read them.
+const SCAN_UP_TO: u64 = 16 << 20;
+
+/// What the SBOM is made from, read from the image's root.
+struct SbomInputs {
+    status: Vec<u8>,
+    npm_lock: Option<Vec<u8>>,
+    /// `@@dist-info NAME` lines, each followed by its METADATA headers.
+    dist_lines: Vec<String>,
+}
+
 /// The SBOM of `layers`: the dpkg database, the Python distributions of `/nua/venv` and
-/// the npm packages of `/nua/app/node_modules`.
+/// the npm packages of `/nua/app/node_modules`. Their content is read from a root of the
+/// layers once per set of layers that can change it: a new source (which lands in
+/// `/nua/app`) reuses what the previous build read.
 pub fn sbom_of(
     build: &Build<'_>,
     chain: &mut Chain,
     layers: &[oci::Layer],
     reporter: &mut dyn Reporter,
 ) -> Result<Vec<u8>, Error> {
-    let sandbox_error = |source| Error::Sandbox {
-        step: Step::Metadata.name().to_owned(),
-        source: Box::new(source),
+    let memo = sbom_memo_key(build, layers)
+        .map(|key| build.options.cache_dir.join("sbom-inputs").join(key));
+    let remembered = match (&memo, build.options.no_cache) {
+        (Some(dir), false) => read_inputs(dir),
+        _ => None,
     };
-    let sandbox = chain
-        .sandbox(&build.above.options, build.store, reporter)
-        .map_err(sandbox_error)?;
-    let mut root = sandbox.root(layers).map_err(sandbox_error)?;
-    let status = root
-        .read_file("/var/lib/dpkg/status")
-        .map_err(sandbox_error)?
-        .unwrap_or_default();
-    let npm_lock = root
-        .read_file("/nua/app/node_modules/.package-lock.json")
-        .map_err(sandbox_error)?;
-    // Each distribution's folder name, then the headers of its METADATA (name as
-    // published, version, license).
-    let list = Job {
-        command: "for d in /nua/venv/lib/python3*/site-packages/*.dist-info; do \
-                  [ -d \"$d\" ] || continue; echo \"@@dist-info ${d##*/}\"; \
-                  [ -f \"$d/METADATA\" ] && sed -n '/^$/q;p' \"$d/METADATA\"; done; true",
-        as_root: false,
-        shown: false,
+    let inputs = match remembered {
+        Some(inputs) => inputs,
+        None => {
+            let inputs = read_sbom_inputs(build, chain, layers, reporter)?;
+            if let Some(dir) = &memo {
+                // Only a faster next build is lost when this cannot be written.
+                let _ = write_inputs(dir, &inputs);
+            }
+            inputs
+        }
     };
-    let world = World::new(&[], 0, None, None);
-    let mut lines = Vec::new();
-    // Only a root with a virtual environment is asked (an image without a shell is fine).
-    let has_venv = root
-        .read_file("/nua/venv/pyvenv.cfg")
-        .map_err(sandbox_error)?
-        .is_some();
-    if has_venv {
-        run::run_commands(
-            &mut root,
-            &world,
-            Step::Metadata.name(),
-            &[list],
-            &[],
-            Network::None,
-            &mut CollectLines(&mut lines),
-        )?;
-    }
+    let SbomInputs {
+        status,
+        npm_lock,
+        dist_lines: lines,
+    } = inputs;
     let mut dist_infos: Vec<sbom::DistInfo> = Vec::new();
     for line in lines {
         match (line.strip_prefix("@@dist-info "), dist_infos.last_mut()) {
@@ -97,6 +94,152 @@ pub fn sbom_of(
         build.options.source_date_epoch,
         &components,
     ))
+}
+
+/// Read the SBOM's inputs from a root of `layers`.
+fn read_sbom_inputs(
+    build: &Build<'_>,
+    chain: &mut Chain,
+    layers: &[oci::Layer],
+    reporter: &mut dyn Reporter,
+) -> Result<SbomInputs, Error> {
+    let sandbox_error = |source| Error::Sandbox {
+        step: Step::Metadata.name().to_owned(),
+        source: Box::new(source),
+    };
+    let sandbox = chain
+        .sandbox(&build.above.options, build.store, reporter)
+        .map_err(sandbox_error)?;
+    let mut root = sandbox.root(layers).map_err(sandbox_error)?;
+    let status = root
+        .read_file("/var/lib/dpkg/status")
+        .map_err(sandbox_error)?
+        .unwrap_or_default();
+    let npm_lock = root
+        .read_file("/nua/app/node_modules/.package-lock.json")
+        .map_err(sandbox_error)?;
+    // Each distribution's folder name, then the headers of its METADATA (name as
+    // published, version, license).
+    let list = Job {
+        command: "for d in /nua/venv/lib/python3*/site-packages/*.dist-info; do \
+                  [ -d \"$d\" ] || continue; echo \"@@dist-info ${d##*/}\"; \
+                  [ -f \"$d/METADATA\" ] && sed -n '/^$/q;p' \"$d/METADATA\"; done; true",
+        as_root: false,
+        shown: false,
+    };
+    let world = World::new(&[], 0, None, None);
+    let mut dist_lines = Vec::new();
+    // Only a root with a virtual environment is asked (an image without a shell is fine).
+    let has_venv = root
+        .read_file("/nua/venv/pyvenv.cfg")
+        .map_err(sandbox_error)?
+        .is_some();
+    if has_venv {
+        run::run_commands(
+            &mut root,
+            &world,
+            Step::Metadata.name(),
+            &[list],
+            &[],
+            Network::None,
+            &mut CollectLines(&mut dist_lines),
+        )?;
+    }
+    Ok(SbomInputs {
+        status,
+        npm_lock,
+        dist_lines,
+    })
+}
+
+/// The key of the SBOM's inputs for `layers`: the DiffIDs of the layers that may change
+/// them, bottom first. `None` when a layer cannot be read.
+fn sbom_memo_key(build: &Build<'_>, layers: &[oci::Layer]) -> Option<String> {
+    let touches_dir = build.options.cache_dir.join("sbom-inputs").join("touches");
+    let mut parts = vec!["sbom-inputs v1".to_owned(), build.distro.clone()];
+    for layer in layers {
+        let hex = layer.diff_id.hex();
+        let known = touches_dir.join(hex);
+        let touches = match std::fs::read(&known).ok().as_deref() {
+            Some(b"1") => true,
+            Some(b"0") => false,
+            _ if layer.descriptor.size > SCAN_UP_TO => true,
+            _ => {
+                let touches = layer_touches_sbom(build.store, layer)?;
+                let _ = write_file(&known, if touches { b"1" } else { b"0" });
+                touches
+            }
+        };
+        if touches {
+            parts.push(layer.diff_id.to_string());
+        }
+    }
+    Some(oci::Digest::of(parts.join("\n").as_bytes()).hex().to_owned())
+}
+
+/// Whether a layer adds, changes or hides anything the SBOM is made from.
+fn layer_touches_sbom(store: &oci::BlobStore, layer: &oci::Layer) -> Option<bool> {
+    let blob = store.open_blob(&layer.descriptor.digest).ok()?;
+    let reader = oci::layer::stream::decompressed(blob).ok()?;
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().ok()? {
+        let entry = entry.ok()?;
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let is_dir = entry.header().entry_type().is_dir();
+        if touches_sbom_path(&path, is_dir) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Whether a layer entry at `path` may change what is read at [`SBOM_PATHS`]: it is at or
+/// under one of them, hides one of them or a folder above it (whiteouts), or replaces such
+/// a folder with something else.
+fn touches_sbom_path(path: &str, is_dir: bool) -> bool {
+    let path = path.trim_start_matches("./").trim_matches('/');
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let join = |dir: &str, name: &str| match dir {
+        "" => name.to_owned(),
+        dir => format!("{dir}/{name}"),
+    };
+    let related = |p: &str| {
+        SBOM_PATHS.iter().any(|s| {
+            p == *s || p.starts_with(&format!("{s}/")) || s.starts_with(&format!("{p}/"))
+        })
+    };
+    if name == ".wh..wh..opq" {
+        return dir.is_empty() || related(dir);
+    }
+    if let Some(hidden) = name.strip_prefix(".wh.") {
+        return related(&join(dir, hidden));
+    }
+    let under = SBOM_PATHS
+        .iter()
+        .any(|s| path == *s || path.starts_with(&format!("{s}/")));
+    let above = SBOM_PATHS.iter().any(|s| s.starts_with(&format!("{path}/")));
+    under || (above && !is_dir)
+}
+
+fn read_inputs(dir: &std::path::Path) -> Option<SbomInputs> {
+    let status = std::fs::read(dir.join("status")).ok()?;
+    let lines = std::fs::read_to_string(dir.join("dist-info")).ok()?;
+    let npm_lock = std::fs::read(dir.join("npm-lock")).ok();
+    Some(SbomInputs {
+        status,
+        npm_lock,
+        dist_lines: lines.split_terminator('\n').map(str::to_owned).collect(),
+    })
+}
+
+/// Write the inputs' files, the status last: a folder without it is not read back.
+fn write_inputs(dir: &std::path::Path, inputs: &SbomInputs) -> std::io::Result<()> {
+    if let Some(lock) = &inputs.npm_lock {
+        write_file(&dir.join("npm-lock"), lock)?;
+    }
+    let lines: String = inputs.dist_lines.iter().map(|l| format!("{l}\n")).collect();
+    write_file(&dir.join("dist-info"), lines.as_bytes())?;
+    write_file(&dir.join("status"), &inputs.status)
 }
 
 /// Run the `test` commands in the finished image; a pass is remembered under the image's
@@ -195,5 +338,51 @@ impl Reporter for CollectLines<'_> {
         if let Event::Output { line } = event {
             self.0.push(line.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_touches_the_sbom_inputs() {
+        // At or under them.
+        assert!(touches_sbom_path("var/lib/dpkg/status", false));
+        assert!(touches_sbom_path("./nua/venv/lib/python3.11/site-packages/x.dist-info/METADATA", false));
+        assert!(touches_sbom_path("nua/app/node_modules/", true));
+        // Folders above them, as folders: no; replaced by a file or a link: yes.
+        assert!(!touches_sbom_path("nua/", true));
+        assert!(!touches_sbom_path("nua/app", true));
+        assert!(touches_sbom_path("nua/app", false));
+        // Whiteouts hiding them or a folder above; an opaque folder above or below.
+        assert!(touches_sbom_path("nua/.wh.venv", false));
+        assert!(touches_sbom_path("var/lib/.wh.dpkg", false));
+        assert!(touches_sbom_path("nua/app/.wh..wh..opq", false));
+        assert!(touches_sbom_path("nua/venv/lib/.wh..wh..opq", false));
+        // The app's own files, another file of dpkg's, whiteouts elsewhere.
+        assert!(!touches_sbom_path("nua/app/app.py", false));
+        assert!(!touches_sbom_path("nua/app/node_modules_old/x", false));
+        assert!(!touches_sbom_path("var/lib/dpkg/status-old", false));
+        assert!(!touches_sbom_path("nua/app/.wh.app.py", false));
+        assert!(!touches_sbom_path("nua/metadata/sbom.spdx.json", false));
+    }
+
+    #[test]
+    fn remembered_inputs_read_back_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = SbomInputs {
+            status: b"Package: a\n\n".to_vec(),
+            npm_lock: None,
+            dist_lines: vec!["@@dist-info a-1.dist-info".into(), "Name: a".into(), String::new()],
+        };
+        write_inputs(dir.path(), &inputs).unwrap();
+        let read = read_inputs(dir.path()).unwrap();
+        assert_eq!(read.status, inputs.status);
+        assert_eq!(read.npm_lock, None);
+        assert_eq!(read.dist_lines, inputs.dist_lines);
+        // Without its status file, a folder is not a memo.
+        std::fs::remove_file(dir.path().join("status")).unwrap();
+        assert!(read_inputs(dir.path()).is_none());
     }
 }
