@@ -32,6 +32,9 @@ pub struct Docker {
 /// The largest file [`Engine::read_image_file`] returns (a nua-config.json is a few kB).
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 /// How long the daemon has to answer the first ping.
+/// What a load may send again rather than ask Docker about every image it has: the layers
+/// of an image that its previous version under the same name lacks, up to this many bytes.
+const SMALL_REST: u64 = 4 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long any other request may wait for its answer (a load of gigabytes, a stop with a
 /// long grace period).
@@ -113,11 +116,36 @@ impl Docker {
     /// The ChainIDs of the layer stacks the engine holds that matter for an image of config
     /// `image_id`: all of its own when the engine has it, else those of every top-level
     /// image, every prefix (an intermediate image's layers are a prefix of its child's).
-    async fn chains(&self, image_id: &str) -> Result<HashSet<String>, Error> {
+    async fn chains(
+        &self,
+        info: &nua_oci::ImageInfo,
+        tags: &[String],
+    ) -> Result<HashSet<String>, Error> {
+        let image_id = info.config_descriptor.digest.to_string();
         // Loaded already (a no-op rebuild): no need to look at every other image.
-        if let Ok(image) = self.client.inspect_image(image_id).await {
+        if let Ok(image) = self.client.inspect_image(&image_id).await {
             let layers = image.root_fs.and_then(|r| r.layers).unwrap_or_default();
             return Ok(super::chain_ids(&layers).into_iter().collect());
+        }
+        // The image its names give now, usually its previous version: when it has all but a
+        // few small layers, sending those costs less than asking about every image.
+        let mut present = HashSet::new();
+        for tag in tags {
+            if let Ok(image) = self.client.inspect_image(tag).await {
+                let layers = image.root_fs.and_then(|r| r.layers).unwrap_or_default();
+                present.extend(super::chain_ids(&layers));
+            }
+        }
+        let wanted = super::chain_ids(&diff_ids(info));
+        let missing: u64 = info
+            .layers
+            .iter()
+            .zip(&wanted)
+            .filter(|(_, chain)| !present.contains(*chain))
+            .map(|(layer, _)| layer.size)
+            .sum();
+        if !present.is_empty() && missing <= SMALL_REST {
+            return Ok(present);
         }
         let images = self
             .client
@@ -272,6 +300,7 @@ impl std::io::Write for ChannelWriter {
 impl Engine for Docker {
     fn load_image(&self, path: &Path, options: LoadOptions) -> Result<Loaded, Error> {
         let (archive, info) = describe_image(path)?;
+        let tags: Vec<String> = info.names.iter().map(|n| docker_tag(n)).collect();
         // Every layer is checked before anything is sent; meanwhile, ask the engine which
         // layers it has.
         let (verified, present) = std::thread::scope(|scope| {
@@ -280,17 +309,13 @@ impl Engine for Docker {
                 false => Ok(()),
             });
             let present = match options.thin {
-                true => {
-                    let id = info.config_descriptor.digest.to_string();
-                    self.runtime.block_on(self.chains(&id))
-                }
+                true => self.runtime.block_on(self.chains(&info, &tags)),
                 false => Ok(HashSet::new()),
             };
             (verified.join().expect("verifying does not panic"), present)
         });
         verified?;
         let present = present?;
-        let tags: Vec<String> = info.names.iter().map(|n| docker_tag(n)).collect();
         // Even a full load sends an archive written from what was checked, never the file
         // as it is: Docker reads `manifest.json`, which a hostile tarball could make say
         // other things than the OCI index that was checked.
