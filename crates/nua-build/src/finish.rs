@@ -174,7 +174,11 @@ fn sbom_memo_key(build: &Build<'_>, layers: &[oci::Layer]) -> Option<String> {
             parts.push(layer.diff_id.to_string());
         }
     }
-    Some(oci::Digest::of(parts.join("\n").as_bytes()).hex().to_owned())
+    Some(
+        oci::Digest::of(parts.join("\n").as_bytes())
+            .hex()
+            .to_owned(),
+    )
 }
 
 /// Whether a layer adds, changes or hides anything the SBOM is made from.
@@ -204,9 +208,9 @@ fn touches_sbom_path(path: &str, is_dir: bool) -> bool {
         dir => format!("{dir}/{name}"),
     };
     let related = |p: &str| {
-        SBOM_PATHS.iter().any(|s| {
-            p == *s || p.starts_with(&format!("{s}/")) || s.starts_with(&format!("{p}/"))
-        })
+        SBOM_PATHS
+            .iter()
+            .any(|s| p == *s || p.starts_with(&format!("{s}/")) || s.starts_with(&format!("{p}/")))
     };
     if name == ".wh..wh..opq" {
         return dir.is_empty() || related(dir);
@@ -217,7 +221,9 @@ fn touches_sbom_path(path: &str, is_dir: bool) -> bool {
     let under = SBOM_PATHS
         .iter()
         .any(|s| path == *s || path.starts_with(&format!("{s}/")));
-    let above = SBOM_PATHS.iter().any(|s| s.starts_with(&format!("{path}/")));
+    let above = SBOM_PATHS
+        .iter()
+        .any(|s| s.starts_with(&format!("{path}/")));
     under || (above && !is_dir)
 }
 
@@ -349,7 +355,10 @@ mod tests {
     fn what_touches_the_sbom_inputs() {
         // At or under them.
         assert!(touches_sbom_path("var/lib/dpkg/status", false));
-        assert!(touches_sbom_path("./nua/venv/lib/python3.11/site-packages/x.dist-info/METADATA", false));
+        assert!(touches_sbom_path(
+            "./nua/venv/lib/python3.11/site-packages/x.dist-info/METADATA",
+            false
+        ));
         assert!(touches_sbom_path("nua/app/node_modules/", true));
         // Folders above them, as folders: no; replaced by a file or a link: yes.
         assert!(!touches_sbom_path("nua/", true));
@@ -374,7 +383,11 @@ mod tests {
         let inputs = SbomInputs {
             status: b"Package: a\n\n".to_vec(),
             npm_lock: None,
-            dist_lines: vec!["@@dist-info a-1.dist-info".into(), "Name: a".into(), String::new()],
+            dist_lines: vec![
+                "@@dist-info a-1.dist-info".into(),
+                "Name: a".into(),
+                String::new(),
+            ],
         };
         write_inputs(dir.path(), &inputs).unwrap();
         let read = read_inputs(dir.path()).unwrap();

@@ -120,8 +120,14 @@ impl Held {
             engine.remove_container(&request.name)?;
         }
         let outcome = held.launch(engine, request, &request.name, &plan, interrupted)?;
-        if let (true, Some(current)) = (serves(&outcome), held.current.clone()) {
-            held.forward_to(engine, &current)?;
+        match (serves(&outcome), held.current.clone()) {
+            (true, Some(current)) => held.forward_to(engine, &current)?,
+            // Its last lines are in the outcome; the next version gets its name.
+            (false, Some(current)) if outcome != Outcome::Interrupted => {
+                let _ = engine.remove_container(&current);
+                held.current = None;
+            }
+            _ => {}
         }
         Ok((held, plan, outcome))
     }
@@ -147,6 +153,18 @@ impl Held {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Result<Switched, Outcome>, Error> {
         let next = format!("{}{NEXT}", self.name);
+        if self.current.as_deref() == Some(next.as_str()) {
+            // The last replacement did not get the app's name (its retirement failed): try
+            // again, rather than start another under its name.
+            self.retire(
+                engine,
+                Switched {
+                    old: Some(self.name.clone()),
+                    generation: self.generation,
+                },
+                Duration::from_secs(10),
+            )?;
+        }
         // A replacement left by a `nua` that was killed mid-way.
         match engine.remove_container(&next) {
             Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
@@ -206,11 +224,13 @@ impl Held {
     /// Stop and remove the serving container and any replacement; the ports are released
     /// when `self` is dropped.
     pub fn stop(&mut self, engine: &dyn Engine, timeout: Duration) -> Result<(), Error> {
-        let next = format!("{}{NEXT}", self.name);
-        let _ = engine.remove_container(&next);
+        // The serving one first, given its time to stop; then whatever else has one of the
+        // app's two names.
         if let Some(current) = self.current.take() {
             let _ = engine.stop_container(&current, timeout);
-            match engine.remove_container(&current) {
+        }
+        for name in [self.name.clone(), format!("{}{NEXT}", self.name)] {
+            match engine.remove_container(&name) {
                 Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
                 Err(err) => return Err(err.into()),
             }

@@ -164,7 +164,11 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     } else {
                         "nothing serves until the next change".to_owned()
                     };
-                    eprintln!("reload failed: {}; {what}", failure(&name, &outcome));
+                    let new_version = format!("the new version of {name}");
+                    eprintln!(
+                        "reload failed: {}; {what}",
+                        failure(&new_version, &name, &outcome)
+                    );
                 }
                 Err(err) => {
                     serving = previous;
@@ -192,17 +196,17 @@ fn started(name: &str, outcome: &Outcome, quiet: bool) {
         Outcome::Healthy if !quiet => eprintln!("{name} is healthy"),
         Outcome::Running if !quiet => eprintln!("{name} is running"),
         Outcome::Healthy | Outcome::Running | Outcome::Interrupted => {}
-        other => eprintln!("{}; a change starts it again", failure(name, other)),
+        other => eprintln!("{}; a change starts it again", failure(name, name, other)),
     }
 }
 
-/// What went wrong with a start, with the container's last lines or checks.
-fn failure(name: &str, outcome: &Outcome) -> String {
+/// What went wrong with the start of `what` (the app `name`, or its new version), with
+/// the container's last lines or checks.
+fn failure(what: &str, name: &str, outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Exited { code, last_lines } => with_last_lines(
-            format!("the new version of {name} exited with code {code}"),
-            last_lines,
-        ),
+        Outcome::Exited { code, last_lines } => {
+            with_last_lines(format!("{what} exited with code {code}"), last_lines)
+        }
         Outcome::Unhealthy { checks } => unhealthy_message(name, checks),
         _ => format!("{name} did not start"),
     }

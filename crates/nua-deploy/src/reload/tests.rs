@@ -230,3 +230,30 @@ fn health_commands_follow_dockers_forms() {
     assert_eq!(exec.health_command().unwrap(), ["/bin/check", "-q"]);
     assert_eq!(ImageDetails::default().health_command(), None);
 }
+
+#[test]
+fn a_first_container_that_exits_is_removed_and_its_name_is_free_for_the_next() {
+    let engine = engine();
+    engine.script(
+        IMAGE,
+        Script {
+            exits_with: Some(1),
+            ..Script::default()
+        },
+    );
+    let (mut held, _, outcome) = Held::start(&engine, &request(IMAGE, WEB), &Free, &never).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Exited { code: 1, .. }),
+        "{outcome:?}"
+    );
+    assert!(names(&engine).is_empty());
+    assert_eq!(held.current(), None);
+    let switched = held
+        .replace(&engine, &request(V2, WEB), &never)
+        .unwrap()
+        .expect("the next version serves");
+    held.retire(&engine, switched, Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(names(&engine), [APP]);
+    assert_eq!(engine.container(APP).unwrap().unwrap().image, V2);
+}
