@@ -257,3 +257,32 @@ fn a_first_container_that_exits_is_removed_and_its_name_is_free_for_the_next() {
     assert_eq!(names(&engine), [APP]);
     assert_eq!(engine.container(APP).unwrap().unwrap().image, V2);
 }
+
+#[test]
+fn a_port_serves_when_a_connection_is_held_not_when_it_is_closed_at_once() {
+    // As Docker's proxy does when nothing listens in the container: accept, then close.
+    let closing = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closing_addr = closing.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in closing.incoming() {
+            drop(conn);
+        }
+    });
+    assert!(!holds(closing_addr));
+    // An app that accepts and waits for a request.
+    let serving = TcpListener::bind("127.0.0.1:0").unwrap();
+    let serving_addr = serving.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in serving.incoming() {
+            open.push(conn);
+        }
+    });
+    assert!(holds(serving_addr));
+    // Nothing there at all.
+    let nothing = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(!holds(nothing));
+}
