@@ -218,21 +218,26 @@ fn look_at_current(engine: &Docker, held: &mut Held) {
     let Some(current) = held.current().map(str::to_owned) else {
         return;
     };
-    let Ok(Some(info)) = engine.container(&current) else {
-        return;
+    let gone = match engine.container(&current) {
+        // Removed behind our back (`nua stop`, `docker rm`).
+        Ok(None) => format!("{} was removed", held.name()),
+        Ok(Some(info))
+            if matches!(
+                info.state,
+                nua_runtime::State::Exited | nua_runtime::State::Dead
+            ) =>
+        {
+            format!(
+                "{} exited with code {}",
+                held.name(),
+                info.exit_code.unwrap_or(-1)
+            )
+        }
+        _ => return,
     };
-    if matches!(
-        info.state,
-        nua_runtime::State::Exited | nua_runtime::State::Dead
-    ) {
-        eprintln!(
-            "{} exited with code {}; a change starts it again",
-            held.name(),
-            info.exit_code.unwrap_or(-1)
-        );
-        let _ = engine.remove_container(&current);
-        held.lost();
-    }
+    eprintln!("{gone}; a change starts it again");
+    let _ = engine.remove_container(&current);
+    held.lost();
 }
 
 /// Remove an image that a reload left without a name and without a container (each reload
