@@ -331,13 +331,56 @@ impl HostPorts for DockerChooses {
 /// Wait until the started container `name` serves: its health check (`health`, run in it)
 /// passes, or Docker says it is healthy; without a health check, each of `probe` accepts and
 /// holds a connection, or, with no port either, it has kept running for [`SETTLE`]. Ends
-/// early when it exits, Docker finds it unhealthy, or `interrupted` says so.
+/// early when it exits, Docker finds it unhealthy, or `interrupted` says so; a check still
+/// running then (one that hangs) is ended by removing the container, which is not going to
+/// serve.
 pub fn wait_serving(
     engine: &dyn Engine,
     name: &str,
     health: Option<&[String]>,
     probe: &[SocketAddr],
     interrupted: &dyn Fn() -> bool,
+) -> Result<Outcome, supervise::Error> {
+    std::thread::scope(|scope| {
+        let mut check = None;
+        let outcome = watch_start(
+            engine,
+            name,
+            health,
+            probe,
+            interrupted,
+            &mut |command| {
+                let args: Vec<String> = command.to_vec();
+                scope.spawn(move || {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    engine.exec(name, &args)
+                })
+            },
+            &mut check,
+        );
+        if let Some(running) = check.take() {
+            if !running.is_finished() && !matches!(outcome, Ok(Outcome::Healthy)) {
+                let _ = engine.remove_container(name);
+            }
+            let _ = running.join();
+        }
+        outcome
+    })
+}
+
+type Check<'scope> =
+    std::thread::ScopedJoinHandle<'scope, Result<nua_runtime::ExecOutput, nua_runtime::Error>>;
+
+/// The loop of [`wait_serving`]; `check` holds the health check running now, started with
+/// `spawn`.
+fn watch_start<'scope>(
+    engine: &dyn Engine,
+    name: &str,
+    health: Option<&[String]>,
+    probe: &[SocketAddr],
+    interrupted: &dyn Fn() -> bool,
+    spawn: &mut dyn FnMut(&[String]) -> Check<'scope>,
+    check: &mut Option<Check<'scope>>,
 ) -> Result<Outcome, supervise::Error> {
     let started = Instant::now();
     let mut next_check = started;
@@ -360,10 +403,10 @@ pub fn wait_serving(
             _ => {}
         }
         match health {
-            Some(command) if Instant::now() >= next_check => {
-                let args: Vec<&str> = command.iter().map(String::as_str).collect();
+            Some(_) if check.as_ref().is_some_and(|c| c.is_finished()) => {
+                let done = check.take().expect("checked above").join();
                 // A container that has just exited refuses the exec: seen on the next turn.
-                if let Ok(result) = engine.exec(name, &args) {
+                if let Ok(Ok(result)) = done {
                     if result.exit_code == 0 {
                         return Ok(Outcome::Healthy);
                     }
@@ -377,6 +420,9 @@ pub fn wait_serving(
                     failed_checks.drain(..keep);
                 }
                 next_check = Instant::now() + CHECK_EVERY;
+            }
+            Some(command) if check.is_none() && Instant::now() >= next_check => {
+                *check = Some(spawn(command));
             }
             Some(_) => {}
             None if !probe.is_empty() => {

@@ -12,10 +12,7 @@ use anyhow::Context as _;
 use notify::Watcher as _;
 
 use crate::args::RunArgs;
-use crate::run::{
-    build_and_load, hint_start, kept_values, port_line, print_line, unhealthy_message,
-    with_last_lines, Knobs, Signals,
-};
+use crate::run::{build_and_load, hint_start, kept_values, port_line, print_line, Knobs, Signals};
 use nua::cli::{print_error, Hint};
 use nua_build::{is_build_input, SourceFilter};
 use nua_deploy::local::{LocalPorts, Request};
@@ -74,7 +71,10 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
             eprintln!("{}", port_line(port));
         }
     }
+    // The image of the serving version, and those of earlier ones to remove from Docker once
+    // nothing names or uses them (each reload would otherwise leave one behind).
     let mut serving = request.details.id.clone();
+    let mut leftovers: Vec<String> = Vec::new();
     let code = std::thread::scope(|scope| -> anyhow::Result<ExitCode> {
         let follow = |container: String| {
             scope.spawn(move || {
@@ -154,21 +154,21 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                             )),
                         );
                     }
-                    forget_image(engine, &previous);
+                    leftovers.push(previous);
                 }
                 Ok(Err(Outcome::Interrupted)) => serving = previous,
                 Ok(Err(outcome)) => {
-                    serving = previous;
+                    // The failed image holds the app's tag now: the one that serves goes
+                    // once nothing uses it.
+                    leftovers.push(std::mem::replace(&mut serving, previous));
                     let what = if held.current().is_some() {
                         format!("{name} keeps serving the previous version")
                     } else {
                         "nothing serves until the next change".to_owned()
                     };
-                    let new_version = format!("the new version of {name}");
-                    eprintln!(
-                        "reload failed: {}; {what}",
-                        failure(&new_version, &name, &outcome)
-                    );
+                    let (reason, details) =
+                        failure(&format!("the new version of {name}"), &outcome);
+                    eprintln!("reload failed: {reason}; {what}{details}");
                 }
                 Err(err) => {
                     serving = previous;
@@ -176,9 +176,12 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     print_error(&anyhow::Error::new(err));
                 }
             }
+            forget_images(engine, &mut leftovers, &serving);
         }
         let timeout = Duration::from_secs(args.stop_timeout);
         held.stop(engine, timeout)?;
+        leftovers.push(serving.clone());
+        forget_images(engine, &mut leftovers, "");
         if !quiet {
             eprintln!("stopped and removed {name}");
         }
@@ -196,19 +199,44 @@ fn started(name: &str, outcome: &Outcome, quiet: bool) {
         Outcome::Healthy if !quiet => eprintln!("{name} is healthy"),
         Outcome::Running if !quiet => eprintln!("{name} is running"),
         Outcome::Healthy | Outcome::Running | Outcome::Interrupted => {}
-        other => eprintln!("{}; a change starts it again", failure(name, name, other)),
+        other => {
+            let (reason, details) = failure(name, other);
+            eprintln!("{reason}; a change starts it again{details}");
+        }
     }
 }
 
-/// What went wrong with the start of `what` (the app `name`, or its new version), with
-/// the container's last lines or checks.
-fn failure(what: &str, name: &str, outcome: &Outcome) -> String {
+/// What went wrong with the start of `what` (the app, or its new version): one line, then
+/// (each on a line of its own) the container's last lines or its failing check's output.
+fn failure(what: &str, outcome: &Outcome) -> (String, String) {
+    let indented = |lines: &mut dyn Iterator<Item = &str>| -> String {
+        lines.map(|line| format!("\n  | {line}")).collect()
+    };
     match outcome {
-        Outcome::Exited { code, last_lines } => {
-            with_last_lines(format!("{what} exited with code {code}"), last_lines)
+        Outcome::Exited { code, last_lines } if last_lines.is_empty() => (
+            format!("{what} exited with code {code}, saying nothing"),
+            String::new(),
+        ),
+        Outcome::Exited { code, last_lines } => (
+            format!("{what} exited with code {code}"),
+            format!(
+                "\nits last lines:{}",
+                indented(&mut last_lines.iter().map(|l| l.text.as_str()))
+            ),
+        ),
+        Outcome::Unhealthy { checks } => {
+            let last = checks.iter().rev().find(|c| c.exit_code != 0);
+            let reason = match last {
+                Some(check) => format!(
+                    "{what} is unhealthy: its health check failed (exit code {})",
+                    check.exit_code
+                ),
+                None => format!("{what} is unhealthy"),
+            };
+            let details = last.map_or(String::new(), |c| indented(&mut c.output.lines()));
+            (reason, details)
         }
-        Outcome::Unhealthy { checks } => unhealthy_message(name, checks),
-        _ => format!("{name} did not start"),
+        _ => (format!("{what} did not start"), String::new()),
     }
 }
 
@@ -240,14 +268,21 @@ fn look_at_current(engine: &Docker, held: &mut Held) {
     held.lost();
 }
 
-/// Remove an image that a reload left without a name and without a container (each reload
-/// would otherwise leave one behind in Docker).
-fn forget_image(engine: &Docker, id: &str) {
-    if let Ok(Some(image)) = engine.image(id) {
-        if image.tags.is_empty() {
-            let _ = engine.remove_image(id);
+/// Remove from Docker the images of `leftovers` (but `serving`) that have no name left and
+/// no container; keep in the list those still named or used, for later.
+fn forget_images(engine: &Docker, leftovers: &mut Vec<String>, serving: &str) {
+    leftovers.sort();
+    leftovers.dedup();
+    leftovers.retain(|id| {
+        if id == serving {
+            return true;
         }
-    }
+        match engine.image(id) {
+            Ok(Some(image)) if image.tags.is_empty() => engine.remove_image(id).is_err(),
+            Ok(Some(_)) => true,
+            _ => false,
+        }
+    });
 }
 
 fn image_details(engine: &Docker, image: &str) -> anyhow::Result<nua_runtime::ImageDetails> {
