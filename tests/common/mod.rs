@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: the real components they drive (Docker Engine,
 //! skopeo, umoci) and the cached base root filesystem; `sandbox` holds those of the sandbox
 //! tests, `registry`, `token`, `proxy` and `http` the registry servers and the fault proxy;
-//! `archive` serves source archives (the `src-url` fixture); `docker` runs built images.
+//! `archive` serves source archives (the `src-url` fixture); `docker` runs built images;
+//! `watch` polls an app that `nua run --watch` reloads.
 #![allow(dead_code)]
 
 pub mod acme;
@@ -16,6 +17,7 @@ pub mod registry;
 pub mod run;
 pub mod sandbox;
 pub mod token;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

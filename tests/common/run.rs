@@ -257,3 +257,24 @@ pub fn image_tag(id: &str) -> String {
 pub fn run_for(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, String) {
     Foreground::spawn(cmd).wait(timeout)
 }
+
+/// The host port of the `http://127.0.0.1:<port> → <container>/tcp` line of `nua run`'s
+/// stderr.
+#[track_caller]
+pub fn url_port(stderr: &[String], container: u16) -> u16 {
+    let to = format!("{container}/tcp");
+    stderr
+        .iter()
+        .filter(|l| l.contains(&to))
+        .find_map(|l| {
+            let rest = &l[l.find("http://127.0.0.1:")? + "http://127.0.0.1:".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no `http://127.0.0.1:<port> → {to}` line in stderr:\n{}",
+                stderr.join("\n")
+            )
+        })
+}

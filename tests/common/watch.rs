@@ -1,0 +1,247 @@
+//! `nua run APP --watch` as the watch tests drive it: a poller
+//! that asks the app for a page without pause and keeps every answer, checks on those answers
+//! (none failed, the old version never came back once the new one answered), the containers
+//! of an app by their `nua.app` label, and a guard for the images each reload leaves.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::docker::http_get;
+use super::run_ok;
+
+/// The most requests a [`Poller`] makes: at one every 10 ms or more, over a minute and a half
+/// of polling, far more than a reload of flask-hello takes; the bound keeps a test that goes
+/// wrong from polling forever.
+pub const MAX_REQUESTS: usize = 10_000;
+
+/// One answer a [`Poller`] got: the status line and body, or why there was none.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// Milliseconds since the poller started, for the failure messages.
+    pub at_ms: u128,
+    pub result: Result<(String, String), String>,
+}
+
+impl Answer {
+    /// The body, when the status is 200.
+    pub fn ok_body(&self) -> Option<&str> {
+        match &self.result {
+            Ok((status, body)) if status.split_whitespace().nth(1) == Some("200") => Some(body),
+            _ => None,
+        }
+    }
+}
+
+/// `GET path` on a port one request after the other (a new connection each, 10 ms apart), in a
+/// thread of its own, until stopped or [`MAX_REQUESTS`] are made.
+pub struct Poller {
+    stop: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Poller {
+    pub fn start(port: u16, path: &str) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (flag, kept, path) = (stop.clone(), answers.clone(), path.to_owned());
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            for _ in 0..MAX_REQUESTS {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let result = http_get(port, &path).map_err(|e| e.to_string());
+                let answer = Answer {
+                    at_ms: start.elapsed().as_millis(),
+                    result,
+                };
+                kept.lock().unwrap().push(answer);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Poller {
+            stop,
+            answers,
+            thread: Some(thread),
+        }
+    }
+
+    /// The answers so far.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.answers.lock().unwrap().clone()
+    }
+
+    /// Wait (at most `timeout`) until an answer satisfies `check`. False when the time is up or
+    /// the poller has stopped first.
+    pub fn wait_for(&self, timeout: Duration, check: impl Fn(&Answer) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut looked = 0;
+        loop {
+            {
+                let answers = self.answers.lock().unwrap();
+                if answers[looked..].iter().any(&check) {
+                    return true;
+                }
+                looked = answers.len();
+            }
+            let finished = self.thread.as_ref().is_none_or(JoinHandle::is_finished);
+            if finished || Instant::now() > deadline {
+                // What came in between the last look and the end.
+                return self.answers.lock().unwrap()[looked..].iter().any(&check);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait (at most `timeout`) for `more` answers beyond those there are now. False when the
+    /// time is up or the poller has stopped first.
+    pub fn wait_for_more(&self, more: usize, timeout: Duration) -> bool {
+        let target = self.answers.lock().unwrap().len() + more;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.answers.lock().unwrap().len() >= target {
+                return true;
+            }
+            let finished = self.thread.as_ref().is_none_or(JoinHandle::is_finished);
+            if finished || Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop; every answer.
+    pub fn stop(mut self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the poller thread panicked");
+        }
+        self.answers()
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Panics unless every answer is a 200 whose body is one of `bodies`, listing the others (the
+/// first 20) with when they came.
+#[track_caller]
+pub fn assert_all_answered(answers: &[Answer], bodies: &[&str]) {
+    let bad: Vec<(usize, &Answer)> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.ok_body().is_some_and(|b| bodies.contains(&b)))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests failed or got another answer than {bodies:?}; the first ones:\n{}",
+        bad.len(),
+        answers.len(),
+        bad.iter()
+            .take(20)
+            .map(|(i, a)| format!("  #{i} at {} ms: {:?}", a.at_ms, a.result))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Panics unless `answers` (each a 200 with `old` or `new`, see [`assert_all_answered`]) start
+/// with `old`, then switch to `new` once and for all.
+#[track_caller]
+pub fn assert_switched_once(answers: &[Answer], old: &str, new: &str) {
+    assert_all_answered(answers, &[old, new]);
+    assert_eq!(
+        answers.first().and_then(Answer::ok_body),
+        Some(old),
+        "the first answer is not the old version's"
+    );
+    let first_new = answers
+        .iter()
+        .position(|a| a.ok_body() == Some(new))
+        .unwrap_or_else(|| panic!("none of {} answers is {new:?}", answers.len()));
+    let old_again: Vec<String> = answers[first_new..]
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.ok_body() == Some(old))
+        .map(|(i, a)| format!("#{} at {} ms", first_new + i, a.at_ms))
+        .collect();
+    assert!(
+        old_again.is_empty(),
+        "the old version answered again after the new one did (#{first_new} at {} ms), {} \
+         times: {}",
+        answers[first_new].at_ms,
+        old_again.len(),
+        old_again.join(", ")
+    );
+}
+
+/// The containers labelled `nua.app=app`, running or not: `(id, name)` each.
+pub fn app_containers(app: &str) -> Vec<(String, String)> {
+    run_ok(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &format!("label=nua.app={app}"),
+        "--format",
+        "{{.ID}} {{.Names}}",
+    ]))
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(id, name)| (id.to_owned(), name.to_owned()))
+    .collect()
+}
+
+/// The full ID of container `name`.
+pub fn container_id(name: &str) -> String {
+    super::docker::inspect(name, "{{.Id}}").trim().to_owned()
+}
+
+/// The ID of the image container `name` runs.
+pub fn image_id(name: &str) -> String {
+    super::docker::inspect(name, "{{.Image}}").trim().to_owned()
+}
+
+/// Wait (at most `timeout`) until the only container of app `app` is the one named `app`; its
+/// ID.
+#[track_caller]
+pub fn only_container(app: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let containers = app_containers(app);
+        if let [(id, name)] = containers.as_slice() {
+            if name == app {
+                return id.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {timeout:?}, the containers of {app} are {containers:?}, not one named {app}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The images a test's app ran, removed when dropped: each reload tags a new image and leaves
+/// the previous one untagged (`nua` removes it once retired, but not when a test fails
+/// midway).
+#[derive(Default)]
+pub struct Images(pub Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! `nua run APP --watch` on the real Docker Engine: an edit of the source is built and served
+//! on the same port without one failed request, and the old version never answers again once
+//! the new one has; a new version that does not start (a syntax error) leaves the old one
+//! serving until the source is fixed; files the ignore files exclude trigger nothing; Ctrl-C,
+//! after reloads or in the middle of one, leaves no container of the app behind; and
+//! `--watch` refuses `--detach` and targets that are not app folders.
+//!
+//! Every test has its own cache, warmed by a build of the app before `nua run` (which then
+//! finds every step cached but the source), its own container name and image name, and
+//! removes what it made when dropped. flask-hello publishes on host port 8000 when it is free:
+//! the tests hold that port's lock while their app runs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
+
+use common::docker::{http_get, wait_for_http};
+use common::run::*;
+use common::watch::*;
+use common::*;
+
+/// Long enough for a cold build of flask-hello from PyPI plus its health check.
+const BUILD_AND_RUN: Duration = Duration::from_secs(600);
+
+/// Long enough for a reload: the source step built again, the new container started and
+/// healthy.
+const RELOAD: Duration = Duration::from_secs(300);
+
+/// For the polls that follow a line of `nua run`: the old container gone, the new version
+/// answering.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// How many more answers the poller must get once the old container is gone, so that a
+/// failure as it is retired, or the old version answering again, would be seen.
+const AFTER_SWITCH: usize = 100;
+
+/// What flask-hello answers on `/`, and after [`edit_greeting`].
+const OLD: &str = "Hello from Flask!\n";
+const NEW: &str = "Hello from Flask!!\n";
+
+/// The line of app.py that makes `/`'s answer, and the text it gets in the new version.
+const GREETING_LINE: &str = r#"}!\n""#;
+const NEW_GREETING_LINE: &str = r#"}!!\n""#;
+
+/// `nua run --watch` of a copy of flask-hello, healthy and watching, with what the test made.
+/// The fields drop in order: `nua` killed first, should the test fail before Ctrl-C, then its
+/// containers removed, then the images they ran, then the port lock and the folder released.
+struct Watch {
+    run: Foreground,
+    name: String,
+    app: PathBuf,
+    port: u16,
+    _containers: [Container; 2],
+    images: Images,
+    _image: LoadedImage,
+    _port: MutexGuard<'static, ()>,
+    _work: tempfile::TempDir,
+}
+
+impl Watch {
+    /// Copy flask-hello (then `prepare` the copy), warm a cache with a build of it, and start
+    /// `nua run APP --watch --name NAME` on that cache; returns once it is watching.
+    fn start(test: &str, prepare: impl FnOnce(&Path)) -> Watch {
+        let work = temp_dir();
+        let cache = cache_with_base("python", work.path());
+        let name = unique_name(test);
+        let app = app_copy("flask-hello", work.path(), &name);
+        prepare(&app);
+        // Outside the port lock: only the source's step is left for `nua run` to build.
+        build(&app, &cache, &work.path().join("warm.tar"), &[]);
+        let image = LoadedImage(image_tag(&name));
+        let port_guard = port_lock(8000);
+        let containers = [Container(name.clone()), Container(format!("{name}.next"))];
+
+        let mut cmd = nua();
+        cmd.arg("run")
+            .arg(&app)
+            .arg("--watch")
+            .arg("--name")
+            .arg(&name)
+            .env("NUA_CACHE_DIR", &cache);
+        let mut run = Foreground::spawn(&mut cmd);
+        run.wait_for_line(&format!("{name} is healthy"), BUILD_AND_RUN);
+        let watching = run.wait_for_line("watching", SETTLE);
+        let all = run.stderr.join("\n");
+        assert!(all.contains(&format!("started {name}")), "{all}");
+        let canonical = std::fs::canonicalize(&app).unwrap();
+        assert!(
+            [&app, &canonical]
+                .iter()
+                .any(|dir| watching.contains(&format!("watching {}", dir.display())))
+                && watching.contains("for changes"),
+            "the watching line does not name {}: {watching}",
+            app.display()
+        );
+        let port = url_port(&run.stderr, 8000);
+        let (status, body) = wait_for_http(port, "/");
+        assert!(status.contains("200"), "GET / answered {status}: {body}");
+        assert_eq!(body, OLD);
+        let images = Images(vec![image_id(&name)]);
+        Watch {
+            run,
+            name,
+            app,
+            port,
+            _containers: containers,
+            images,
+            _image: image,
+            _port: port_guard,
+            _work: work,
+        }
+    }
+
+    /// Read stderr up to the next line with `wanted`, and return it; panic, with all stderr,
+    /// if a line with one of `unwanted` comes first or `timeout` passes.
+    fn line_with(&mut self, wanted: &str, unwanted: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Every line has "": this is the next line, whatever it says.
+            let line = self.run.wait_for_line("", left);
+            if line.contains(wanted) {
+                return line;
+            }
+            if let Some(bad) = unwanted.iter().find(|u| line.contains(**u)) {
+                panic!(
+                    "a line with {bad:?} came before one with {wanted:?}; stderr:\n{}",
+                    self.run.stderr.join("\n")
+                );
+            }
+        }
+    }
+
+    /// Wait for the `reloaded NAME` line that must follow a change, and record the new image.
+    fn reloaded(&mut self) {
+        self.line_with(
+            &format!("reloaded {}", self.name),
+            &["reload failed", "no change to the image"],
+            RELOAD,
+        );
+        self.images.0.push(image_id(&self.name));
+    }
+
+    /// Ctrl-C: `nua` must stop and remove every container of the app, say so, free the port
+    /// and exit 130.
+    fn ctrl_c_removes_everything(self) {
+        let Watch {
+            run, name, port, ..
+        } = self;
+        run.signal(libc::SIGINT);
+        let (status, _stdout, stderr) = run.wait(Duration::from_secs(120));
+        assert_eq!(status.code(), Some(130), "{stderr}");
+        assert!(
+            stderr.contains(&format!("stopped and removed {name}")),
+            "{stderr}"
+        );
+        let left = app_containers(&name);
+        assert!(
+            left.is_empty(),
+            "containers labelled nua.app={name} are left after Ctrl-C: {left:?}"
+        );
+        assert!(
+            !container_exists(&format!("{name}.next")),
+            "{name}.next is left after Ctrl-C"
+        );
+        assert!(
+            http_get(port, "/").is_err(),
+            "something still answers on {port} after Ctrl-C"
+        );
+    }
+}
+
+/// Replace `from` with `to` in the app's `app.py`, in place (as an editor that writes over the
+/// file does).
+#[track_caller]
+fn edit(app: &Path, replacements: &[(&str, &str)]) {
+    let path = app.join("app.py");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "app.py has no {from:?}:\n{text}");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&path, text).unwrap();
+}
+
+/// flask-hello's `/` answers [`NEW`] instead of [`OLD`].
+fn edit_greeting(app: &Path) {
+    edit(app, &[(GREETING_LINE, NEW_GREETING_LINE)]);
+}
+
+/// Once the new version answers: wait until the old container is gone (the new one alone,
+/// named `app`), then for [`AFTER_SWITCH`] more answers, so that the poll spans the old
+/// container's retirement; then stop `poller`. Every answer, and the new container's ID.
+#[track_caller]
+fn answers_until_new(poller: Poller, app: &str) -> (Vec<Answer>, String) {
+    let seen = poller.wait_for(SETTLE, |a| a.ok_body() == Some(NEW));
+    if !seen {
+        let answers = poller.stop();
+        panic!(
+            "the new version did not answer within {SETTLE:?} of the reload; the last answers \
+             of {}: {:?}",
+            answers.len(),
+            &answers[answers.len().saturating_sub(5)..]
+        );
+    }
+    let new = only_container(app, SETTLE);
+    let more = poller.wait_for_more(AFTER_SWITCH, SETTLE);
+    let answers = poller.stop();
+    assert!(
+        more,
+        "the poller stopped before {AFTER_SWITCH} answers followed the old container's \
+         removal ({} answers in all, at most {MAX_REQUESTS})",
+        answers.len()
+    );
+    let count = |body: &str| answers.iter().filter(|a| a.ok_body() == Some(body)).count();
+    eprintln!(
+        "{} answers: {} old, {} new",
+        answers.len(),
+        count(OLD),
+        count(NEW)
+    );
+    (answers, new)
+}
+
+/// A watched flask-hello, its container's ID, and a poller that has had the old answer.
+fn polled(test: &str) -> (Watch, String, Poller) {
+    let watch = Watch::start(test, |_| {});
+    let before = container_id(&watch.name);
+    let poller = Poller::start(watch.port, "/");
+    assert!(
+        poller.wait_for(SETTLE, |a| a.ok_body() == Some(OLD)),
+        "the poller got no answer from the running app: {:?}",
+        poller.answers().first()
+    );
+    (watch, before, poller)
+}
+
+#[test]
+fn an_edit_is_served_without_a_failed_request() {
+    let (mut watch, before, poller) = polled("watch-edit");
+
+    edit_greeting(&watch.app);
+    let change = watch.line_with("change:", &["reload"], RELOAD);
+    assert!(change.starts_with("change:"), "{change}");
+    assert!(
+        change.contains("app.py"),
+        "the change does not name app.py: {change}"
+    );
+    watch.reloaded();
+    let (answers, after) = answers_until_new(poller, &watch.name);
+    assert_switched_once(&answers, OLD, NEW);
+    assert_ne!(after, before, "{} is still the old container", watch.name);
+    watch.ctrl_c_removes_everything();
+}
+
+#[test]
+fn a_syntax_error_keeps_the_old_version_serving() {
+    let (mut watch, before, poller) = polled("watch-syntax");
+
+    edit(&watch.app, &[("def index():", "def index(:")]);
+    let failed = watch.line_with("reload failed", &["reloaded"], RELOAD);
+    // The reason follows: the last lines of the new version's container, gunicorn's worker
+    // traceback among them.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = watch.run.wait_for_line("SyntaxError", left);
+        if line.starts_with("  | ") {
+            break;
+        }
+    }
+    let reported = watch.run.stderr.join("\n");
+    // The failed version's image, for the guard: the build tagged it.
+    let failed_image = common::docker::inspect(&image_tag(&watch.name), "{{.Id}}");
+    watch.images.0.push(failed_image.trim().to_owned());
+    assert!(
+        poller.wait_for_more(AFTER_SWITCH, SETTLE),
+        "the poller stopped"
+    );
+    let (status, body) = http_get(watch.port, "/").expect("the old version answers");
+    assert!(status.contains("200"), "GET / answered {status}: {body}");
+    assert_eq!(body, OLD);
+    assert_eq!(
+        only_container(&watch.name, SETTLE),
+        before,
+        "the failed version replaced the old one"
+    );
+    assert_all_answered(&poller.answers(), &[OLD]);
+
+    edit(
+        &watch.app,
+        &[
+            ("def index(:", "def index():"),
+            (GREETING_LINE, NEW_GREETING_LINE),
+        ],
+    );
+    watch.reloaded();
+    let (answers, after) = answers_until_new(poller, &watch.name);
+    assert_switched_once(&answers, OLD, NEW);
+    assert_ne!(after, before, "{} is still the old container", watch.name);
+    watch.ctrl_c_removes_everything();
+    // The wording last, after what the user relies on.
+    assert!(
+        failed.contains("keeps serving the previous version"),
+        "the `reload failed` line does not say the previous version serves on: {failed}\n\
+         stderr up to the reason:\n{reported}"
+    );
+}
+
+#[test]
+fn an_ignored_file_changes_nothing() {
+    let mut watch = Watch::start("watch-ignored", |app| {
+        std::fs::write(app.join(".nuaignore"), "notes.txt\n").unwrap();
+        std::fs::write(app.join(".dockerignore"), "drafts/\n").unwrap();
+        std::fs::write(app.join("notes.txt"), "nothing yet\n").unwrap();
+        std::fs::create_dir(app.join("drafts")).unwrap();
+    });
+    let before = container_id(&watch.name);
+
+    for i in 0..3 {
+        std::fs::write(watch.app.join("notes.txt"), format!("note {i}\n")).unwrap();
+        std::fs::write(watch.app.join(format!("drafts/{i}.md")), "draft\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Nothing is awaited here: the watcher is given time to react, wrongly, if it does.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        container_id(&watch.name),
+        before,
+        "a change to an ignored file replaced the container"
+    );
+    let containers = app_containers(&watch.name);
+    assert_eq!(
+        containers,
+        [(before.clone(), watch.name.clone())],
+        "a change to an ignored file started a container"
+    );
+
+    // The first change reported is the next real one.
+    edit_greeting(&watch.app);
+    let change = watch.line_with("change:", &["reload"], RELOAD);
+    assert!(
+        change.contains("app.py"),
+        "the change does not name app.py: {change}"
+    );
+    let mentions: Vec<&String> = watch
+        .run
+        .stderr
+        .iter()
+        .filter(|l| l.contains("notes.txt") || l.contains("drafts"))
+        .collect();
+    assert!(
+        mentions.is_empty(),
+        "nua reported an ignored file: {mentions:?}"
+    );
+    watch.reloaded();
+    let (status, body) = wait_for_http(watch.port, "/");
+    assert!(status.contains("200"), "GET / answered {status}: {body}");
+    assert_eq!(body, NEW);
+    watch.ctrl_c_removes_everything();
+}
+
+#[test]
+fn ctrl_c_during_a_reload_removes_both_versions() {
+    let mut watch = Watch::start("watch-interrupted", |_| {});
+    // A new version that never becomes healthy: each gunicorn worker sleeps as it imports
+    // the app, so the health check's request is never answered.
+    edit(
+        &watch.app,
+        &[(
+            "import os\n",
+            "import os\nimport time\n\ntime.sleep(3600)\n",
+        )],
+    );
+    watch.line_with("change:", &["reload"], RELOAD);
+    // Ctrl-C while the health check runs in the new version, waiting for an answer.
+    let next = format!("{}.next", watch.name);
+    let deadline = Instant::now() + RELOAD;
+    while !check_waits_in(&next) {
+        assert!(
+            Instant::now() < deadline,
+            "no health check waited in {next} within {RELOAD:?}; stderr:\n{}",
+            watch.run.stderr.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    watch.ctrl_c_removes_everything();
+}
+
+/// Whether flask-hello's health check (`python3 -c 'import urllib.request; …'`) is running in
+/// container `name` once gunicorn listens: the check is then waiting for an answer.
+fn check_waits_in(name: &str) -> bool {
+    let logs = run(std::process::Command::new("docker").args(["logs", name]));
+    let top = run(std::process::Command::new("docker").args(["top", name]));
+    String::from_utf8_lossy(&logs.stderr).contains("Booting worker")
+        && top.status.success()
+        && String::from_utf8_lossy(&top.stdout).contains("urllib.request")
+}
+
+/// `nua run TARGET --watch --name NAME EXTRA` that must fail, with an error that names
+/// `--watch` and each of `words`, and is not clap's for a flag it does not know.
+#[track_caller]
+fn refused(target: &Path, name: &str, cache: &Path, extra: &[&str], words: &[&str]) {
+    let mut cmd = nua();
+    cmd.arg("run")
+        .arg(target)
+        .arg("--watch")
+        .arg("--name")
+        .arg(name)
+        .args(extra)
+        .env("NUA_CACHE_DIR", cache);
+    let (status, stdout, stderr) = run_for(&mut cmd, BUILD_AND_RUN);
+    assert!(
+        !status.success() && status.code().is_some(),
+        "nua run {} --watch {extra:?} was not refused ({status}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        target.display()
+    );
+    assert!(
+        !stderr.contains("unexpected argument"),
+        "nua run has no --watch:\n{stderr}"
+    );
+    for word in std::iter::once(&"--watch").chain(words) {
+        assert!(
+            stderr.contains(word),
+            "the error does not say {word}:\n{stderr}"
+        );
+    }
+    assert!(
+        !container_exists(name),
+        "nua run {} --watch {extra:?} made a container",
+        target.display()
+    );
+}
+
+#[test]
+fn watch_refuses_detach_and_images() {
+    let work = temp_dir();
+    let cache = work.path().join("cache");
+    let name = unique_name("watch-refused");
+    let app = app_copy("flask-hello", work.path(), &name);
+    let _image = LoadedImage(image_tag(&name));
+    let _container = Container(name.clone());
+
+    refused(&app, &name, &cache, &["--detach"], &["--detach"]);
+    assert!(
+        !image_exists(&image_tag(&name)),
+        "nua run --watch --detach built and loaded the app"
+    );
+
+    // Not even an image: an error about loading it would not name `--watch`.
+    let tarball = work.path().join("image.tar");
+    std::fs::write(&tarball, noise(3, 4096)).unwrap();
+    refused(&tarball, &name, &cache, &[], &["folder"]);
+
+    // An image reference Docker does not have: the same, before looking for it.
+    let reference = format!("{name}:1");
+    refused(Path::new(&reference), &name, &cache, &[], &["folder"]);
+}
