@@ -434,3 +434,23 @@ fn bad_outputs_are_refused_before_building() {
     build(&fixture_app("static-site"), &cache, &nested, &[]);
     assert!(nested.is_file());
 }
+
+/// A relative `NUA_CACHE_DIR` is taken from the folder `nua-pack` runs in, also by the
+/// sandbox (which changes its working folder before it mounts a root from the cache).
+#[test]
+fn a_relative_cache_folder_works_for_steps_that_run_commands() {
+    let work = temp_dir();
+    let cache = cache_in(work.path());
+    let relative = cache.strip_prefix(work.path()).unwrap();
+    let app = work.path().join("app");
+    copy_tree(&fixture_app("flask-hello"), &app);
+    let out = work.path().join("flask.tar");
+    let stdout = run_ok(build_command(&app, relative, &out, &[]).current_dir(work.path()));
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(result["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["step"] == "dependencies"));
+    assert!(out.is_file());
+}

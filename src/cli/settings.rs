@@ -18,11 +18,15 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 pub fn cache_dir() -> anyhow::Result<PathBuf> {
+    // Absolute: the sandbox changes its working folder before it uses the cache's paths.
+    let absolute = |dir: PathBuf| {
+        std::path::absolute(&dir).with_context(|| format!("cannot resolve `{}`", dir.display()))
+    };
     if let Some(dir) = std::env::var_os(NUA_CACHE_DIR).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
+        return absolute(PathBuf::from(dir));
     }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("nua"));
+        return absolute(PathBuf::from(dir).join("nua"));
     }
     let home = std::env::var_os("HOME").filter(|d| !d.is_empty()).context(
         "cannot find a cache folder: neither `NUA_CACHE_DIR`, `XDG_CACHE_HOME` nor `HOME` is set",

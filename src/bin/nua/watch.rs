@@ -409,10 +409,44 @@ impl Changes {
     /// `path` relative to the app folder, when a change to it matters to the build.
     fn matters(&self, path: &Path) -> Option<PathBuf> {
         let rel = path.strip_prefix(&self.root).ok()?;
-        if rel.as_os_str().is_empty() {
+        if rel.as_os_str().is_empty() || editor_scratch(rel) {
             return None;
         }
         let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
         (is_build_input(rel) || self.filter.includes(rel, is_dir)).then(|| rel.to_path_buf())
+    }
+}
+
+/// An editor's swap, backup or lock file (vim's `.x.swp` and `4913`, Emacs's `#x#` and `.#x`,
+/// `x~`): written while one types, so it starts no reload. (A build still takes it, as any
+/// file its ignore files do not exclude.)
+fn editor_scratch(rel: &Path) -> bool {
+    let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let vim = name.starts_with('.') && [".swp", ".swo", ".swx"].iter().any(|s| name.ends_with(s));
+    let emacs = (name.starts_with('#') && name.ends_with('#')) || name.starts_with(".#");
+    vim || emacs || name.ends_with('~') || name == "4913"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_scratch_files_start_no_reload() {
+        for scratch in [
+            ".app.py.swp",
+            "web/.index.html.swx",
+            "#app.py#",
+            ".#app.py",
+            "app.py~",
+            "4913",
+        ] {
+            assert!(editor_scratch(Path::new(scratch)), "{scratch}");
+        }
+        for file in ["app.py", "swp", "notes.swp", "a#b", "web/4913.txt"] {
+            assert!(!editor_scratch(Path::new(file)), "{file}");
+        }
     }
 }
