@@ -184,12 +184,7 @@ for app in $APPS; do
     id=$(buildah pull -q "oci-archive:$work/base-$base.tar")
     buildah tag "$id" "nua-base/$base:bench"
     # The CAs of the host that the base lacks (see the header).
-    "$DOCKER" run --rm "nua-base/$base:bench" cat /etc/ssl/certs/ca-certificates.crt >"$work/base-ca-$base.pem"
-    awk -v basef="$work/base-ca-$base.pem" '
-        BEGIN { while ((getline l < basef) > 0) { if (l ~ /BEGIN CERT/) b = ""; b = b l "\n"; if (l ~ /END CERT/) seen[b] = 1 } }
-        /BEGIN CERT/ { blk = ""; inb = 1 }
-        inb { blk = blk $0 "\n" }
-        /END CERT/ { inb = 0; if (!(blk in seen)) printf "%s", blk }' "$HOST_CA" >"$work/extra-ca-$base.pem"
+    extra_ca "nua-base/$base:bench" >"$work/extra-ca-$base.pem"
     [ "$(wc -c <"$work/extra-ca-$base.pem")" -lt 100000 ] ||
         { log "the host trusts over 100 kB of CAs the base does not: too big for a build arg"; exit 1; }
     R[$app|base|docker_size]=$(docker_size "nua-base/$base:bench")

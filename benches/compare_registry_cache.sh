@@ -194,16 +194,8 @@ fetched_steps() {
         | join(", ")'
 }
 
-# The CAs of the host that the base lacks, for the Dockerfile builds (see compare_apps.sh:
-# PyPI and npm may only be reachable through a TLS-inspecting proxy).
-extra_ca() {
-    "$DOCKER" run --rm "$1" cat /etc/ssl/certs/ca-certificates.crt >"$work/base-ca.pem"
-    awk -v basef="$work/base-ca.pem" '
-        BEGIN { while ((getline l < basef) > 0) { if (l ~ /BEGIN CERT/) b = ""; b = b l "\n"; if (l ~ /END CERT/) seen[b] = 1 } }
-        /BEGIN CERT/ { blk = ""; inb = 1 }
-        inb { blk = blk $0 "\n" }
-        /END CERT/ { inb = 0; if (!(blk in seen)) printf "%s", blk }' "$HOST_CA"
-}
+# The CAs of the host that the base lacks, for the Dockerfile builds: extra_ca in
+# benches/lib.sh (see compare_apps.sh).
 
 # buildkit_build ARGS...: BuildKit build of $app's Dockerfile in $ctx with plain progress
 # into $work/out; sets LAST_T.

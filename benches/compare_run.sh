@@ -62,8 +62,6 @@ reset() {
     "$DOCKER" rmi -f "$V2" >/dev/null 2>&1 || true
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 declare -a nua_run docker_run docker_run_only thin full dload
 thin_bytes=0
 full_bytes=0
