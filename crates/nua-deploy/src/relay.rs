@@ -96,12 +96,37 @@ impl Relay {
 
     /// Whether no connection made before generation `current` is still open.
     pub fn drained(&self, current: u64) -> bool {
-        lock(&self.shared.open)
+        self.handle().drained(current)
+    }
+
+    /// Wait until [`Relay::drained`], at most `timeout`; whether it drained.
+    pub fn drain(&self, current: u64, timeout: Duration) -> bool {
+        self.handle().drain(current, timeout)
+    }
+
+    /// What another thread needs to wait for connections to drain.
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle(Arc::clone(&self.shared))
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// The connection counts of a [`Relay`], for a thread of its own.
+pub struct RelayHandle(Arc<Shared>);
+
+impl RelayHandle {
+    /// Whether no connection made before generation `current` is still open.
+    pub fn drained(&self, current: u64) -> bool {
+        lock(&self.0.open)
             .iter()
             .all(|(generation, open)| *generation >= current || *open == 0)
     }
 
-    /// Wait until [`Relay::drained`], at most `timeout`; whether it drained.
+    /// Wait until [`RelayHandle::drained`], at most `timeout`; whether it drained.
     pub fn drain(&self, current: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while !self.drained(current) {
@@ -111,11 +136,6 @@ impl Relay {
             std::thread::sleep(Duration::from_millis(20));
         }
         true
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
-        self.shared.accepted.load(Ordering::SeqCst)
     }
 }
 

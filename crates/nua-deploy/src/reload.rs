@@ -17,12 +17,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::local::{self, HostPorts, Plan, Request};
-use super::relay::{BindError, Relay};
+use super::relay::{BindError, Relay, RelayHandle};
 use super::supervise::{self, Outcome, SETTLE};
 use nua_runtime::{CheckResult, Engine, HealthStatus, PortBinding, Protocol, State};
 
 /// The name a replacement has until it takes over.
 pub const NEXT: &str = ".next";
+/// The name a replaced container has, followed by a number, until it is removed.
+pub const OLD: &str = ".old.";
 /// How often the health check is run while a container starts.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How long connections made to the old container may take to end before it is stopped.
@@ -62,13 +64,36 @@ pub struct Held {
     /// The container the relay forwards to, if one serves.
     current: Option<String>,
     generation: u64,
+    /// Replaced containers, renamed `NAME.old.N`, that may still be stopping.
+    retiring: Vec<String>,
 }
 
-/// A replacement that serves now; [`Held::retire`] stops what it replaced.
+/// A replacement that serves now, under the app's name; [`Switched::retire`] stops what it
+/// replaced, and may run aside (it waits for connections to end, then for the old container
+/// to stop).
 #[must_use = "the old container runs until it is retired"]
 pub struct Switched {
     old: Option<String>,
     generation: u64,
+    relay: RelayHandle,
+}
+
+impl Switched {
+    /// Once the connections made to the replaced container have ended (at most [`DRAIN`]),
+    /// stop it (SIGTERM, then SIGKILL after `timeout`) and remove it.
+    pub fn retire(self, engine: &dyn Engine, timeout: Duration) -> Result<(), Error> {
+        self.relay.drain(self.generation, DRAIN);
+        if let Some(old) = &self.old {
+            let _ = engine.stop_container(old, timeout);
+            match engine.remove_container(old) {
+                Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
+                // Removed meanwhile by [`Held::stop`].
+                Err(_) if gone_soon(engine, old) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Held {
@@ -100,6 +125,7 @@ impl Held {
             published: plan.published.clone(),
             current: None,
             generation: 0,
+            retiring: Vec::new(),
         };
         if let Some(existing) = engine.container(&request.name)? {
             if !existing.labels.contains_key(local::APP_LABEL) {
@@ -118,6 +144,15 @@ impl Held {
                 .into());
             }
             engine.remove_container(&request.name)?;
+        }
+        // What a `nua` killed during a reload left: its replacement, the ones it retired.
+        let prefix = format!("{}.", request.name);
+        for leftover in engine.containers(local::APP_LABEL)? {
+            let ours = leftover.labels.get(local::APP_LABEL) == Some(&request.name);
+            let rest = leftover.name.strip_prefix(&prefix).unwrap_or_default();
+            if ours && (rest == &NEXT[1..] || rest.starts_with(&OLD[1..])) {
+                let _ = engine.remove_container(&leftover.name);
+            }
         }
         let outcome = held.launch(engine, request, &request.name, &plan, interrupted)?;
         match (serves(&outcome), held.current.clone()) {
@@ -153,18 +188,6 @@ impl Held {
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Result<Switched, Outcome>, Error> {
         let next = format!("{}{NEXT}", self.name);
-        if self.current.as_deref() == Some(next.as_str()) {
-            // The last replacement did not get the app's name (its retirement failed): try
-            // again, rather than start another under its name.
-            self.retire(
-                engine,
-                Switched {
-                    old: Some(self.name.clone()),
-                    generation: self.generation,
-                },
-                Duration::from_secs(10),
-            )?;
-        }
         // A replacement left by a `nua` that was killed mid-way.
         match engine.remove_container(&next) {
             Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
@@ -185,34 +208,25 @@ impl Held {
             return Ok(Err(outcome));
         }
         self.forward_to(engine, &next)?;
+        // Names at once, so that `nua logs NAME` and `nua stop NAME` mean the new one: the
+        // old one is `NAME.old.N` until it is retired.
+        let old = match old {
+            Some(old) => {
+                let retired = format!("{}{OLD}{}", self.name, self.generation);
+                let _ = engine.remove_container(&retired);
+                engine.rename_container(&old, &retired)?;
+                self.retiring.push(retired.clone());
+                Some(retired)
+            }
+            None => None,
+        };
+        engine.rename_container(&next, &self.name)?;
+        self.current = Some(self.name.clone());
         Ok(Ok(Switched {
             old,
             generation: self.generation,
+            relay: self.relay.handle(),
         }))
-    }
-
-    /// Once the connections of the replaced container have ended (at most [`DRAIN`]), stop
-    /// it (SIGTERM, then SIGKILL after `timeout`) and remove it, and give its name to the
-    /// container serving now.
-    pub fn retire(
-        &mut self,
-        engine: &dyn Engine,
-        switched: Switched,
-        timeout: Duration,
-    ) -> Result<(), Error> {
-        self.relay.drain(switched.generation, DRAIN);
-        if let Some(old) = &switched.old {
-            let _ = engine.stop_container(old, timeout);
-            match engine.remove_container(old) {
-                Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-        if let Some(current) = self.current.take() {
-            engine.rename_container(&current, &self.name)?;
-            self.current = Some(self.name.clone());
-        }
-        Ok(())
     }
 
     /// Forget the serving container (it exited): connections wait for the next one.
@@ -225,17 +239,27 @@ impl Held {
     /// when `self` is dropped.
     pub fn stop(&mut self, engine: &dyn Engine, timeout: Duration) -> Result<(), Error> {
         // The serving one first, given its time to stop; then whatever else has one of the
-        // app's two names.
+        // app's names (a replacement, those being retired aside, whose stop this ends).
         if let Some(current) = self.current.take() {
             let _ = engine.stop_container(&current, timeout);
         }
-        for name in [self.name.clone(), format!("{}{NEXT}", self.name)] {
+        let names = [self.name.clone(), format!("{}{NEXT}", self.name)];
+        let mut failed = None;
+        for name in names.into_iter().chain(self.retiring.drain(..)) {
             match engine.remove_container(&name) {
                 Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
-                Err(err) => return Err(err.into()),
+                // Being removed already (a second Ctrl-C hurried it): gone in a moment.
+                Err(err) => {
+                    if !gone_soon(engine, &name) {
+                        failed.get_or_insert(err);
+                    }
+                }
             }
         }
-        Ok(())
+        match failed {
+            Some(err) => Err(err.into()),
+            None => Ok(()),
+        }
     }
 
     /// Create and start the container `name` of `plan` (its ports on ports Docker chooses),
@@ -308,6 +332,18 @@ impl Held {
         self.generation = self.relay.switch(targets);
         Ok(())
     }
+}
+
+/// Whether the container `name` is gone within a few seconds.
+fn gone_soon(engine: &dyn Engine, name: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(engine.container(name), Ok(None)) {
+            return true;
+        }
+        std::thread::sleep(POLL);
+    }
+    false
 }
 
 fn serves(outcome: &Outcome) -> bool {

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
     // nothing names or uses them (each reload would otherwise leave one behind).
     let mut serving = request.details.id.clone();
     let mut leftovers: Vec<String> = Vec::new();
+    let stopped = AtomicBool::new(false);
     let code = std::thread::scope(|scope| -> anyhow::Result<ExitCode> {
         let follow = |container: String| {
             scope.spawn(move || {
@@ -146,14 +148,17 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     if let Some(current) = held.current() {
                         follow(current.to_owned());
                     }
+                    // Aside: an app that ignores SIGTERM takes the whole stop timeout, and the
+                    // next change need not wait for it.
                     let timeout = Duration::from_secs(args.stop_timeout);
-                    if let Err(err) = held.retire(engine, switched, timeout) {
-                        print_error(
-                            &anyhow::Error::new(err).context(format!(
+                    let name = &name;
+                    scope.spawn(move || {
+                        if let Err(err) = switched.retire(engine, timeout) {
+                            print_error(&anyhow::Error::new(err).context(format!(
                                 "cannot remove the previous container of `{name}`"
-                            )),
-                        );
-                    }
+                            )));
+                        }
+                    });
                     leftovers.push(previous);
                 }
                 Ok(Err(Outcome::Interrupted)) => serving = previous,
@@ -178,8 +183,21 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
             }
             forget_images(engine, &mut leftovers, &serving);
         }
+        // Given its stop timeout, unless asked again (a second Ctrl-C): then at once.
         let timeout = Duration::from_secs(args.stop_timeout);
-        held.stop(engine, timeout)?;
+        let hurry = scope.spawn(|| {
+            while !stopped.load(Ordering::SeqCst) {
+                if signals.hurried() {
+                    let _ = engine.remove_container(&name);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let result = held.stop(engine, timeout);
+        stopped.store(true, Ordering::SeqCst);
+        let _ = hurry.join();
+        result?;
         leftovers.push(serving.clone());
         forget_images(engine, &mut leftovers, "");
         if !quiet {

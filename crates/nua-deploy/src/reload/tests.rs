@@ -98,28 +98,44 @@ fn the_first_container_publishes_on_ports_docker_chooses_and_is_checked_by_exec(
 }
 
 #[test]
-fn a_healthy_replacement_takes_over_then_takes_the_name() {
+fn a_healthy_replacement_takes_over_and_the_name_then_the_old_one_is_retired() {
     let engine = engine();
     let mut held = started(&engine);
     let switched = held
         .replace(&engine, &request(V2, WEB), &never)
         .unwrap()
         .expect("the replacement serves");
-    let next = format!("{APP}{NEXT}");
-    assert_eq!(held.current(), Some(next.as_str()));
-    assert_eq!(names(&engine), [APP.to_owned(), next.clone()]);
-
-    held.retire(&engine, switched, Duration::from_secs(1))
-        .unwrap();
-    assert_eq!(names(&engine), [APP]);
-    assert_eq!(engine.container(APP).unwrap().unwrap().image, V2);
+    // The app's name is the new one's at once; the old one waits aside for its retirement.
     assert_eq!(held.current(), Some(APP));
+    let all = names(&engine);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], APP);
+    let retired = all[1].clone();
+    assert!(retired.starts_with(&format!("{APP}{OLD}")), "{retired}");
+    assert_eq!(engine.container(APP).unwrap().unwrap().image, V2);
+    assert_eq!(engine.container(&retired).unwrap().unwrap().image, IMAGE);
+
+    switched.retire(&engine, Duration::from_secs(1)).unwrap();
+    assert_eq!(names(&engine), [APP]);
     let calls = engine.calls();
-    let stop = calls.iter().position(|c| c == &format!("stop {APP}"));
-    let rename = calls
+    let renamed = calls
         .iter()
-        .position(|c| c == &format!("rename {next} {APP}"));
-    assert!(stop.is_some() && rename > stop, "{calls:?}");
+        .position(|c| c == &format!("rename {APP}{NEXT} {APP}"));
+    let stopped = calls.iter().position(|c| c == &format!("stop {retired}"));
+    assert!(renamed.is_some() && stopped > renamed, "{calls:?}");
+}
+
+#[test]
+fn stop_ends_a_retirement_still_running_aside() {
+    let engine = engine();
+    let mut held = started(&engine);
+    let _switched = held
+        .replace(&engine, &request(V2, WEB), &never)
+        .unwrap()
+        .expect("the replacement serves");
+    // Ctrl-C before the old one is retired: both go.
+    held.stop(&engine, Duration::from_secs(1)).unwrap();
+    assert!(names(&engine).is_empty(), "{:?}", names(&engine));
 }
 
 #[test]
@@ -252,8 +268,7 @@ fn a_first_container_that_exits_is_removed_and_its_name_is_free_for_the_next() {
         .replace(&engine, &request(V2, WEB), &never)
         .unwrap()
         .expect("the next version serves");
-    held.retire(&engine, switched, Duration::from_secs(1))
-        .unwrap();
+    switched.retire(&engine, Duration::from_secs(1)).unwrap();
     assert_eq!(names(&engine), [APP]);
     assert_eq!(engine.container(APP).unwrap().unwrap().image, V2);
 }
@@ -285,4 +300,24 @@ fn a_port_serves_when_a_connection_is_held_not_when_it_is_closed_at_once() {
         .local_addr()
         .unwrap();
     assert!(!holds(nothing));
+}
+
+#[test]
+fn a_start_removes_what_a_killed_watch_left_and_nothing_else() {
+    let engine = engine();
+    for name in [
+        format!("{APP}{NEXT}"),
+        format!("{APP}{OLD}7"),
+        format!("{APP}-other"),
+    ] {
+        let spec = nua_runtime::ContainerSpec {
+            name,
+            image: IMAGE.into(),
+            labels: [(local::APP_LABEL.to_owned(), APP.to_owned())].into(),
+            ..nua_runtime::ContainerSpec::default()
+        };
+        engine.create_container(&spec).unwrap();
+    }
+    let _held = started(&engine);
+    assert_eq!(names(&engine), [APP.to_owned(), format!("{APP}-other")]);
 }
