@@ -29,6 +29,9 @@ pub const OLD: &str = ".old.";
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How long connections made to the old container may take to end before it is stopped.
 pub const DRAIN: Duration = Duration::from_secs(2);
+/// Lines of output shown of a new version that exited: enough for the error that made it
+/// exit, above what its server prints as it stops (gunicorn's own traceback is 20 lines).
+pub const FAILED_LINES: u64 = 60;
 /// How long a container without a health check has to accept connections.
 pub const ACCEPT_WITHIN: Duration = Duration::from_secs(60);
 /// How long a connection must stay open for a port to count as served (a port Docker
@@ -427,7 +430,8 @@ fn watch_start<'scope>(
         }
         let info = supervise::inspect(engine, name)?;
         if matches!(info.state, State::Exited | State::Dead) || info.restart_count > 0 {
-            return supervise::exited(engine, name, info.exit_code.unwrap_or(-1));
+            let code = info.exit_code.unwrap_or(-1);
+            return supervise::exited_with(engine, name, code, FAILED_LINES);
         }
         match info.health.as_ref().map(|h| h.status) {
             Some(HealthStatus::Healthy) => return Ok(Outcome::Healthy),

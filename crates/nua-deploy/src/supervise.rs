@@ -162,6 +162,16 @@ pub(crate) fn inspect(engine: &dyn Engine, name: &str) -> Result<ContainerInfo, 
 
 /// The outcome of a container that exited with `code`, with its last lines of output.
 pub(crate) fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outcome, Error> {
+    exited_with(engine, name, code, LAST_LINES)
+}
+
+/// [`exited`], with up to `lines` of its last lines.
+pub(crate) fn exited_with(
+    engine: &dyn Engine,
+    name: &str,
+    code: i64,
+    lines: u64,
+) -> Result<Outcome, Error> {
     let mut last_lines = Vec::new();
     // A container removed as it exited (by hand, `--rm`) has no logs left to give: it
     // exited all the same.
@@ -169,7 +179,7 @@ pub(crate) fn exited(engine: &dyn Engine, name: &str, code: i64) -> Result<Outco
         name,
         LogOptions {
             follow: false,
-            tail: Some(LAST_LINES),
+            tail: Some(lines),
         },
         &mut |line| {
             last_lines.push(line);
