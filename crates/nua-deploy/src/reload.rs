@@ -67,8 +67,6 @@ pub struct Held {
     /// The container the relay forwards to, if one serves.
     current: Option<String>,
     generation: u64,
-    /// Replaced containers, renamed `NAME.old.N`, that may still be stopping.
-    retiring: Vec<String>,
 }
 
 /// A replacement that serves now, under the app's name; [`Switched::retire`] stops what it
@@ -128,7 +126,6 @@ impl Held {
             published: plan.published.clone(),
             current: None,
             generation: 0,
-            retiring: Vec::new(),
         };
         if let Some(existing) = engine.container(&request.name)? {
             if !existing.labels.contains_key(local::APP_LABEL) {
@@ -149,13 +146,8 @@ impl Held {
             engine.remove_container(&request.name)?;
         }
         // What a `nua` killed during a reload left: its replacement, the ones it retired.
-        let prefix = format!("{}.", request.name);
-        for leftover in engine.containers(local::APP_LABEL)? {
-            let ours = leftover.labels.get(local::APP_LABEL) == Some(&request.name);
-            let rest = leftover.name.strip_prefix(&prefix).unwrap_or_default();
-            if ours && (rest == &NEXT[1..] || rest.starts_with(&OLD[1..])) {
-                let _ = engine.remove_container(&leftover.name);
-            }
+        for leftover in spare_containers(engine, &request.name)? {
+            let _ = engine.remove_container(&leftover);
         }
         let outcome = held.launch(engine, request, &request.name, &plan, interrupted)?;
         match (serves(&outcome), held.current.clone()) {
@@ -218,7 +210,6 @@ impl Held {
                 let retired = format!("{}{OLD}{}", self.name, self.generation);
                 let _ = engine.remove_container(&retired);
                 engine.rename_container(&old, &retired)?;
-                self.retiring.push(retired.clone());
                 Some(retired)
             }
             None => None,
@@ -246,9 +237,9 @@ impl Held {
         if let Some(current) = self.current.take() {
             let _ = engine.stop_container(&current, timeout);
         }
-        let names = [self.name.clone(), format!("{}{NEXT}", self.name)];
+        let others = spare_containers(engine, &self.name)?;
         let mut failed = None;
-        for name in names.into_iter().chain(self.retiring.drain(..)) {
+        for name in std::iter::once(self.name.clone()).chain(others) {
             match engine.remove_container(&name) {
                 Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
                 // Being removed already (a second Ctrl-C hurried it): gone in a moment.
@@ -335,6 +326,22 @@ impl Held {
         self.generation = self.relay.switch(targets);
         Ok(())
     }
+}
+
+/// The containers of the app `name` other than the one under its name: a replacement
+/// (`NAME.next`) and replaced ones (`NAME.old.N`).
+fn spare_containers(engine: &dyn Engine, name: &str) -> Result<Vec<String>, Error> {
+    let prefix = format!("{name}.");
+    Ok(engine
+        .containers(local::APP_LABEL)?
+        .into_iter()
+        .filter(|c| c.labels.get(local::APP_LABEL).map(String::as_str) == Some(name))
+        .map(|c| c.name)
+        .filter(|n| {
+            let rest = n.strip_prefix(&prefix).unwrap_or_default();
+            rest == &NEXT[1..] || rest.starts_with(&OLD[1..])
+        })
+        .collect())
 }
 
 /// Whether the container `name` is gone within a few seconds.

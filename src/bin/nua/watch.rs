@@ -77,6 +77,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
     let mut serving = request.details.id.clone();
     let mut leftovers: Vec<String> = Vec::new();
     let stopped = AtomicBool::new(false);
+    let timeout = Duration::from_secs(args.stop_timeout);
     let code = std::thread::scope(|scope| -> anyhow::Result<ExitCode> {
         let follow = |container: String| {
             scope.spawn(move || {
@@ -133,7 +134,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                 eprintln!("{name}: no change to the image");
                 continue;
             }
-            let previous = std::mem::replace(&mut serving, details.id.clone());
+            let built_id = details.id.clone();
             request.image = image;
             request.details = details;
             request.config = config;
@@ -150,7 +151,6 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     }
                     // Aside: an app that ignores SIGTERM takes the whole stop timeout, and the
                     // next change need not wait for it.
-                    let timeout = Duration::from_secs(args.stop_timeout);
                     let name = &name;
                     scope.spawn(move || {
                         if let Err(err) = switched.retire(engine, timeout) {
@@ -159,13 +159,14 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                             )));
                         }
                     });
-                    leftovers.push(previous);
+                    leftovers.push(std::mem::replace(&mut serving, built_id));
                 }
-                Ok(Err(Outcome::Interrupted)) => serving = previous,
+                // The image that did not take over holds the app's tag now: it goes once a
+                // later build takes the tag (the one serving goes when it is replaced, or at
+                // the end).
+                Ok(Err(Outcome::Interrupted)) => leftovers.push(built_id),
                 Ok(Err(outcome)) => {
-                    // The failed image holds the app's tag now: the one that serves goes
-                    // once nothing uses it.
-                    leftovers.push(std::mem::replace(&mut serving, previous));
+                    leftovers.push(built_id);
                     let what = if held.current().is_some() {
                         format!("{name} keeps serving the previous version")
                     } else {
@@ -176,7 +177,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     eprintln!("reload failed: {reason}; {what}{details}");
                 }
                 Err(err) => {
-                    serving = previous;
+                    leftovers.push(built_id);
                     eprintln!("reload failed; {name} keeps serving the previous version");
                     print_error(&anyhow::Error::new(err));
                 }
@@ -184,7 +185,6 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
             forget_images(engine, &mut leftovers, &serving);
         }
         // Given its stop timeout, unless asked again (a second Ctrl-C): then at once.
-        let timeout = Duration::from_secs(args.stop_timeout);
         let hurry = scope.spawn(|| {
             while !stopped.load(Ordering::SeqCst) {
                 if signals.hurried() {
