@@ -5,6 +5,10 @@
 //! after reloads or in the middle of one, leaves no container of the app behind; and
 //! `--watch` refuses `--detach` and targets that are not app folders.
 //!
+//! An edit of the source is served by the standby (a container of the serving image started
+//! in advance, the changed files written into it); a removed file is served by a new
+//! container of the new image, as a changed setting would be. Both are polled.
+//!
 //! Every test has its own cache, warmed by a build of the app before `nua run` (which then
 //! finds every step cached but the source), its own container name and image name, and
 //! removes what it made when dropped. flask-hello publishes on host port 8000 when it is free:
@@ -52,7 +56,7 @@ struct Watch {
     name: String,
     app: PathBuf,
     port: u16,
-    _containers: [Container; 2],
+    _containers: [Container; 3],
     images: Images,
     _image: LoadedImage,
     _port: MutexGuard<'static, ()>,
@@ -72,7 +76,11 @@ impl Watch {
         build(&app, &cache, &work.path().join("warm.tar"), &[]);
         let image = LoadedImage(image_tag(&name));
         let port_guard = port_lock(8000);
-        let containers = [Container(name.clone()), Container(format!("{name}.next"))];
+        let containers = [
+            Container(name.clone()),
+            Container(format!("{name}.next")),
+            Container(format!("{name}.standby")),
+        ];
 
         let mut cmd = nua();
         cmd.arg("run")
@@ -133,14 +141,17 @@ impl Watch {
         }
     }
 
-    /// Wait for the `reloaded NAME` line that must follow a change, and record the new image.
-    fn reloaded(&mut self) {
-        self.line_with(
+    /// Wait for the `reloaded NAME` line that must follow a change, record the new images
+    /// (the one its container runs, the one its tag names), and return the line.
+    fn reloaded(&mut self) -> String {
+        let line = self.line_with(
             &format!("reloaded {}", self.name),
             &["reload failed", "no change to the image"],
             RELOAD,
         );
         self.images.0.push(image_id(&self.name));
+        self.images.0.push(tagged(&self.name));
+        line
     }
 
     /// Ctrl-C: `nua` must stop and remove every container of the app, say so, free the port
@@ -224,9 +235,10 @@ fn answers_until_new(poller: Poller, app: &str) -> (Vec<Answer>, String) {
     (answers, new)
 }
 
-/// A watched flask-hello, its container's ID, and a poller that has had the old answer.
-fn polled(test: &str) -> (Watch, String, Poller) {
-    let watch = Watch::start(test, |_| {});
+/// A watched flask-hello (`prepare`d), its container's ID, and a poller that has had the old
+/// answer.
+fn polled(test: &str, prepare: impl FnOnce(&Path)) -> (Watch, String, Poller) {
+    let watch = Watch::start(test, prepare);
     let before = container_id(&watch.name);
     let poller = Poller::start(watch.port, "/");
     assert!(
@@ -239,7 +251,7 @@ fn polled(test: &str) -> (Watch, String, Poller) {
 
 #[test]
 fn an_edit_is_served_without_a_failed_request() {
-    let (mut watch, before, poller) = polled("watch-edit");
+    let (mut watch, before, poller) = polled("watch-edit", |_| {});
 
     edit_greeting(&watch.app);
     let change = watch.line_with("change:", &["reload"], RELOAD);
@@ -248,16 +260,63 @@ fn an_edit_is_served_without_a_failed_request() {
         change.contains("app.py"),
         "the change does not name app.py: {change}"
     );
-    watch.reloaded();
+    let tag_before = tagged(&watch.name);
+    let reloaded = watch.reloaded();
     let (answers, after) = answers_until_new(poller, &watch.name);
     assert_switched_once(&answers, OLD, NEW);
     assert_ne!(after, before, "{} is still the old container", watch.name);
+    // Served by the standby, app.py written into it; Docker has the new image under the
+    // app's tag all the same.
+    assert!(
+        reloaded.contains("1 file written"),
+        "the edit was not served by the standby: {reloaded}"
+    );
+    assert_ne!(
+        tagged(&watch.name),
+        tag_before,
+        "the app's tag still names the old image"
+    );
+    let standby = format!("{}.standby", watch.name);
+    let deadline = Instant::now() + SETTLE;
+    while !container_exists(&standby) {
+        assert!(Instant::now() < deadline, "no new standby after the reload");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     watch.ctrl_c_removes_everything();
 }
 
 #[test]
+fn a_removed_file_is_served_by_a_new_container() {
+    let (mut watch, before, poller) = polled("watch-removed", |app| {
+        std::fs::write(app.join("extra.txt"), "to be removed\n").unwrap();
+    });
+    // One burst: the standby cannot lose a file, so a new container of the new image serves.
+    std::fs::remove_file(watch.app.join("extra.txt")).unwrap();
+    edit_greeting(&watch.app);
+    let reloaded = watch.reloaded();
+    let (answers, after) = answers_until_new(poller, &watch.name);
+    assert_switched_once(&answers, OLD, NEW);
+    assert_ne!(after, before, "{} is still the old container", watch.name);
+    assert!(
+        reloaded.contains("a new container: `/nua/app/extra.txt` was removed"),
+        "{reloaded}"
+    );
+    let listing =
+        run_ok(std::process::Command::new("docker").args(["exec", &watch.name, "ls", "/nua/app"]));
+    assert!(!listing.contains("extra.txt"), "{listing}");
+    watch.ctrl_c_removes_everything();
+}
+
+/// The ID of the image the app's tag names.
+fn tagged(name: &str) -> String {
+    common::docker::inspect(&image_tag(name), "{{.Id}}")
+        .trim()
+        .to_owned()
+}
+
+#[test]
 fn a_syntax_error_keeps_the_old_version_serving() {
-    let (mut watch, before, poller) = polled("watch-syntax");
+    let (mut watch, before, poller) = polled("watch-syntax", |_| {});
 
     edit(&watch.app, &[("def index():", "def index(:")]);
     let failed = watch.line_with("reload failed", &["reloaded"], RELOAD);
@@ -331,7 +390,7 @@ fn an_ignored_file_changes_nothing() {
         before,
         "a change to an ignored file replaced the container"
     );
-    let containers = app_containers(&watch.name);
+    let containers = serving_containers(&watch.name);
     assert_eq!(
         containers,
         [(before.clone(), watch.name.clone())],

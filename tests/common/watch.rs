@@ -212,13 +212,23 @@ pub fn image_id(name: &str) -> String {
     super::docker::inspect(name, "{{.Image}}").trim().to_owned()
 }
 
-/// Wait (at most `timeout`) until the only container of app `app` is the one named `app`; its
-/// ID.
+/// The containers of app `app` but its standby (`app.standby`, started in advance of the
+/// next change, its command held).
+pub fn serving_containers(app: &str) -> Vec<(String, String)> {
+    let standby = format!("{app}.standby");
+    app_containers(app)
+        .into_iter()
+        .filter(|(_, name)| *name != standby)
+        .collect()
+}
+
+/// Wait (at most `timeout`) until the only container of app `app`, its standby aside, is the
+/// one named `app`; its ID.
 #[track_caller]
 pub fn only_container(app: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
-        let containers = app_containers(app);
+        let containers = serving_containers(app);
         if let [(id, name)] = containers.as_slice() {
             if name == app {
                 return id.clone();

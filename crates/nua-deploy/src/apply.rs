@@ -163,6 +163,7 @@ pub fn apply(
             limits: options.limits,
             init: options.init.unwrap_or(container.role == Role::App),
             command: None,
+            ..ContainerSpec::default()
         };
         for volume in &container.volumes {
             let VolumeMount {

@@ -10,6 +10,13 @@
 //! has until they end (at most [`DRAIN`]), is stopped and removed, and the new one takes the
 //! app's name. A replacement that exits or fails its check is removed and the old one serves
 //! on.
+//!
+//! Faster still, a replacement need not be started: a standby container of the serving
+//! image (`NAME.standby`) is started in advance with its command held by a shell waiting for
+//! SIGUSR1. When a new image differs from the standby's only by files added or changed
+//! (`nua_runtime::patch_between`), those files are written into it, its command is
+//! released, and it is gated and takes over as a replacement would: no image to register
+//! and no container to start on the way to the new version.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,6 +32,14 @@ use nua_runtime::{CheckResult, Engine, HealthStatus, PortBinding, Protocol, Stat
 pub const NEXT: &str = ".next";
 /// The name a replaced container has, followed by a number, until it is removed.
 pub const OLD: &str = ".old.";
+/// The name of the container started in advance of the next change.
+pub const STANDBY: &str = ".standby";
+/// The standby's process: a shell that waits until SIGUSR1, then ends its wait and becomes
+/// the image's command (its arguments), keeping its PID.
+const HELD: &str = "trap 'kill $! 2>/dev/null; wait $! 2>/dev/null; exec \"$@\"' USR1; \
+                    while :; do sleep 3600 & wait $!; done";
+/// The signal that releases a standby's command.
+const RELEASE: &str = "SIGUSR1";
 /// How often the health check is run while a container starts.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How long connections made to the old container may take to end before it is stopped.
@@ -67,6 +82,26 @@ pub struct Held {
     /// The container the relay forwards to, if one serves.
     current: Option<String>,
     generation: u64,
+    /// The standby, when one was started.
+    standby: Option<Standby>,
+}
+
+/// Why the standby cannot become a new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    #[error("no standby")]
+    None,
+    #[error("the standby stopped")]
+    Stopped,
+    #[error("the container's settings changed")]
+    Settings,
+}
+
+/// A standby container: of which image, and the container it was planned as (its name and
+/// image reference aside), which a new version must be planned as too.
+struct Standby {
+    image_id: String,
+    spec: nua_runtime::ContainerSpec,
 }
 
 /// A replacement that serves now, under the app's name; [`Switched::retire`] stops what it
@@ -126,6 +161,7 @@ impl Held {
             published: plan.published.clone(),
             current: None,
             generation: 0,
+            standby: None,
         };
         if let Some(existing) = engine.container(&request.name)? {
             if !existing.labels.contains_key(local::APP_LABEL) {
@@ -197,6 +233,142 @@ impl Held {
                 return Err(err);
             }
         };
+        self.take_over(engine, old, outcome)
+    }
+
+    /// The image ID of the standby, when it still runs held and a container of `request`
+    /// would be planned as it was: then [`Held::patch`] can make it `request`'s, given the
+    /// files that turn its image into `request`'s. A standby that stopped is removed.
+    pub fn standby_for(
+        &mut self,
+        engine: &dyn Engine,
+        request: &Request,
+    ) -> Result<Result<String, Unfit>, Error> {
+        let Some(standby) = &self.standby else {
+            return Ok(Err(Unfit::None));
+        };
+        let name = format!("{}{STANDBY}", self.name);
+        let running = engine
+            .container(&name)?
+            .is_some_and(|c| c.state == State::Running);
+        if !running {
+            self.drop_standby(engine);
+            return Ok(Err(Unfit::Stopped));
+        }
+        let plan = local::plan(request, &DockerChooses, &[])?;
+        match same_run(&plan.spec, &standby.spec) {
+            true => Ok(Ok(standby.image_id.clone())),
+            false => Ok(Err(Unfit::Settings)),
+        }
+    }
+
+    /// Start a standby of `request`'s image (replacing any other): its container as
+    /// [`Held::replace`] would start it, but with the image's command held until released
+    /// and no health check of Docker's (the gate runs the check itself).
+    pub fn prepare_standby(&mut self, engine: &dyn Engine, request: &Request) -> Result<(), Error> {
+        self.drop_standby(engine);
+        let plan = local::plan(request, &DockerChooses, &[])?;
+        let details = &request.details;
+        let argv: Vec<String> = details
+            .entrypoint
+            .iter()
+            .chain(plan.spec.command.as_ref().unwrap_or(&details.cmd))
+            .cloned()
+            .collect();
+        if argv.is_empty() {
+            return Ok(());
+        }
+        let name = format!("{}{STANDBY}", self.name);
+        let mut spec = plan.spec.clone();
+        spec.name = name.clone();
+        spec.entrypoint = Some(
+            ["/bin/sh", "-c", HELD, "nua-standby"]
+                .map(str::to_owned)
+                .to_vec(),
+        );
+        spec.command = Some(argv);
+        spec.no_health_check = true;
+        prepare(engine, &plan)?;
+        for port in &mut spec.ports {
+            port.host = 0;
+        }
+        engine.create_container(&spec)?;
+        if let Err(err) = engine.start_container(&name) {
+            let _ = engine.remove_container(&name);
+            return Err(err.into());
+        }
+        self.standby = Some(Standby {
+            image_id: details.id.clone(),
+            spec: plan.spec,
+        });
+        Ok(())
+    }
+
+    /// Make the standby a container of `request` by writing `archive` into it (the files
+    /// that turn its image into `request`'s: see [`Held::standby_for`]), release its command,
+    /// and once it serves, send new connections to it, as [`Held::replace`] does.
+    pub fn patch(
+        &mut self,
+        engine: &dyn Engine,
+        request: &Request,
+        archive: &[u8],
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Result<Switched, Outcome>, Error> {
+        let standby = format!("{}{STANDBY}", self.name);
+        let next = format!("{}{NEXT}", self.name);
+        self.standby = None;
+        match engine.remove_container(&next) {
+            Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let released = engine
+            .put_files(&standby, archive)
+            .and_then(|()| engine.signal_container(&standby, RELEASE))
+            .and_then(|()| engine.rename_container(&standby, &next));
+        if let Err(err) = released {
+            let _ = engine.remove_container(&standby);
+            return Err(err.into());
+        }
+        let old = self.current.take();
+        self.current = Some(next.clone());
+        let gated = self.bound(engine, &next).and_then(|bound| {
+            let probe: Vec<SocketAddr> = bound.into_values().collect();
+            let health = request.details.health_command();
+            Ok(wait_serving(
+                engine,
+                &next,
+                health.as_deref(),
+                &probe,
+                interrupted,
+            )?)
+        });
+        let outcome = match gated {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                let _ = engine.remove_container(&next);
+                self.current = old;
+                return Err(err);
+            }
+        };
+        self.take_over(engine, old, outcome)
+    }
+
+    /// Remove the standby, if any.
+    fn drop_standby(&mut self, engine: &dyn Engine) {
+        if self.standby.take().is_some() {
+            let _ = engine.remove_container(&format!("{}{STANDBY}", self.name));
+        }
+    }
+
+    /// After the start of `NAME.next` came `outcome`: if it serves, send new connections to
+    /// it and give it the app's name; if not, remove it and let `old` serve on.
+    fn take_over(
+        &mut self,
+        engine: &dyn Engine,
+        old: Option<String>,
+        outcome: Outcome,
+    ) -> Result<Result<Switched, Outcome>, Error> {
+        let next = format!("{}{NEXT}", self.name);
         if !serves(&outcome) {
             let _ = engine.remove_container(&next);
             self.current = old;
@@ -266,15 +438,7 @@ impl Held {
         plan: &Plan,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Outcome, Error> {
-        for dir in &plan.directories {
-            std::fs::create_dir_all(dir).map_err(|source| supervise::Error::Directory {
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        for volume in &plan.volumes {
-            engine.create_volume(volume)?;
-        }
+        prepare(engine, plan)?;
         let mut spec = plan.spec.clone();
         spec.name = name.to_owned();
         for port in &mut spec.ports {
@@ -328,8 +492,37 @@ impl Held {
     }
 }
 
+/// Make what a container of `plan` mounts: its host folders and volumes.
+fn prepare(engine: &dyn Engine, plan: &Plan) -> Result<(), Error> {
+    for dir in &plan.directories {
+        std::fs::create_dir_all(dir).map_err(|source| supervise::Error::Directory {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    for volume in &plan.volumes {
+        engine.create_volume(volume)?;
+    }
+    Ok(())
+}
+
+/// Whether containers of these two specs run alike, their image aside (the image's files
+/// are what a patch changes; its config must be the same, which the patch checks).
+fn same_run(a: &nua_runtime::ContainerSpec, b: &nua_runtime::ContainerSpec) -> bool {
+    let image_aside = |spec: &nua_runtime::ContainerSpec| {
+        let mut labels = spec.labels.clone();
+        labels.remove(local::IMAGE_LABEL);
+        nua_runtime::ContainerSpec {
+            image: String::new(),
+            labels,
+            ..spec.clone()
+        }
+    };
+    image_aside(a) == image_aside(b)
+}
+
 /// The containers of the app `name` other than the one under its name: a replacement
-/// (`NAME.next`) and replaced ones (`NAME.old.N`).
+/// (`NAME.next`), replaced ones (`NAME.old.N`) and the standby (`NAME.standby`).
 fn spare_containers(engine: &dyn Engine, name: &str) -> Result<Vec<String>, Error> {
     let prefix = format!("{name}.");
     Ok(engine
@@ -339,7 +532,7 @@ fn spare_containers(engine: &dyn Engine, name: &str) -> Result<Vec<String>, Erro
         .map(|c| c.name)
         .filter(|n| {
             let rest = n.strip_prefix(&prefix).unwrap_or_default();
-            rest == &NEXT[1..] || rest.starts_with(&OLD[1..])
+            rest == &NEXT[1..] || rest == &STANDBY[1..] || rest.starts_with(&OLD[1..])
         })
         .collect())
 }

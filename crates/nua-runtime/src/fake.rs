@@ -46,7 +46,23 @@ struct World {
     /// What commands answer, by the first words of their command.
     answers: Vec<(Vec<String>, ExecOutput)>,
     streamed: Vec<StreamedExec>,
+    /// Archives written into containers, by container name at the time.
+    put: Vec<(String, Vec<u8>)>,
+    /// Containers started with an entrypoint of their own (IDs): they wait for a signal
+    /// before they play their image's script.
+    held: HashSet<String>,
     calls: Vec<String>,
+}
+
+impl World {
+    fn container(&self, name: &str) -> Result<(ContainerSpec, ContainerInfo), Error> {
+        self.containers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchContainer {
+                name: name.to_owned(),
+            })
+    }
 }
 
 /// The in-memory engine.
@@ -110,6 +126,11 @@ impl FakeEngine {
         self.world().volumes.keys().cloned().collect()
     }
 
+    /// The archives written into containers with [`Engine::put_files`]: (container, archive).
+    pub fn put_archives(&self) -> Vec<(String, Vec<u8>)> {
+        self.world().put.clone()
+    }
+
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -117,6 +138,28 @@ impl FakeEngine {
     fn call(&self, what: String) {
         self.world().calls.push(what);
     }
+}
+
+/// What a started container of `spec` does, as `script` says.
+fn play(script: &Script, spec: &ContainerSpec, info: &mut ContainerInfo) {
+    match script.exits_with {
+        // Docker restarts it at once: it is seen running again, once more restarted.
+        Some(code) if spec.restart != Restart::No => {
+            info.state = State::Running;
+            info.exit_code = Some(code);
+            info.restart_count += 1;
+        }
+        Some(code) => {
+            info.state = State::Exited;
+            info.exit_code = Some(code);
+        }
+        None => info.state = State::Running,
+    }
+    info.health = if spec.no_health_check {
+        None
+    } else {
+        script.health.clone()
+    };
 }
 
 impl Engine for FakeEngine {
@@ -242,14 +285,7 @@ impl Engine for FakeEngine {
         let mut world = self.world();
         world.calls.push(format!("start {name}"));
         let busy = world.busy.clone();
-        let (spec, info) =
-            world
-                .containers
-                .get(name)
-                .cloned()
-                .ok_or_else(|| Error::NoSuchContainer {
-                    name: name.to_owned(),
-                })?;
+        let (spec, info) = world.container(name)?;
         if let Some(port) = spec.ports.iter().find(|p| busy.contains(&p.host)) {
             return Err(Error::PortTaken { port: port.host });
         }
@@ -261,21 +297,39 @@ impl Engine for FakeEngine {
                 port.host = 49152 + world.calls.len() as u16 * 8 + i as u16;
             }
         }
-        match script.exits_with {
-            // Docker restarts it at once: it is seen running again, once more restarted.
-            Some(code) if spec.restart != Restart::No => {
-                info.state = State::Running;
-                info.exit_code = Some(code);
-                info.restart_count += 1;
-            }
-            Some(code) => {
-                info.state = State::Exited;
-                info.exit_code = Some(code);
-            }
-            None => info.state = State::Running,
+        if spec.entrypoint.is_some() {
+            info.state = State::Running;
+            world.held.insert(info.id.clone());
+        } else {
+            play(&script, &spec, &mut info);
         }
-        info.health = script.health;
         world.containers.insert(name.to_owned(), (spec, info));
+        Ok(())
+    }
+
+    fn put_files(&self, name: &str, archive: &[u8]) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("put {name}"));
+        if !world.containers.contains_key(name) {
+            return Err(Error::NoSuchContainer {
+                name: name.to_owned(),
+            });
+        }
+        world.put.push((name.to_owned(), archive.to_vec()));
+        Ok(())
+    }
+
+    /// A container started with an entrypoint of its own plays its image's script on its
+    /// first signal; any other signal is recorded only.
+    fn signal_container(&self, name: &str, signal: &str) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("signal {name} {signal}"));
+        let (spec, mut info) = world.container(name)?;
+        if world.held.remove(&info.id) {
+            let script = world.scripts.get(&spec.image).cloned().unwrap_or_default();
+            play(&script, &spec, &mut info);
+            world.containers.insert(name.to_owned(), (spec, info));
+        }
         Ok(())
     }
 

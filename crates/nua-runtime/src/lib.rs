@@ -8,6 +8,7 @@
 mod docker;
 pub mod fake;
 mod load;
+mod patch;
 mod types;
 
 use std::ops::ControlFlow;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use docker::Docker;
 pub use load::{chain_ids, describe_image, read_image_file, thin_archive, ArchivePlan};
+pub use patch::{patch_between, Patch};
 pub use types::*;
 
 /// A container engine. Every method blocks; an engine can be shared between threads (one
@@ -58,6 +60,11 @@ pub trait Engine: Sync {
     fn rename_container(&self, name: &str, to: &str) -> Result<(), Error>;
     /// Remove a container, running or not, with its anonymous volumes (named ones stay).
     fn remove_container(&self, name: &str) -> Result<(), Error>;
+    /// Write the entries of a tar archive into a container's filesystem at `/` (`docker
+    /// cp`), with the owners, modes and times the archive gives.
+    fn put_files(&self, name: &str, archive: &[u8]) -> Result<(), Error>;
+    /// Send a signal (`SIGUSR1`, `USR1`, …) to a running container's main process.
+    fn signal_container(&self, name: &str, signal: &str) -> Result<(), Error>;
     /// A container by name or ID, if it exists.
     fn container(&self, name: &str) -> Result<Option<ContainerInfo>, Error>;
     /// Every container (running or not) carrying the label `label`.

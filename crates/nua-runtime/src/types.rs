@@ -61,6 +61,9 @@ pub struct ImageDetails {
     /// The image's health check as Docker keeps it (`["CMD-SHELL", "…"]` or `["CMD", …]`);
     /// `None` when it has none or disables it (`NONE`).
     pub health_check: Option<Vec<String>>,
+    /// What a container runs: `entrypoint` then `cmd` (either may be empty).
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
 }
 
 impl ImageDetails {
@@ -191,6 +194,11 @@ pub struct ContainerSpec {
     /// The command to run, replacing the image's `Cmd` (its `Entrypoint` stays); the
     /// image's when absent.
     pub command: Option<Vec<String>>,
+    /// Replaces the image's `Entrypoint`; then `command` is all the image's `Cmd` gives (an
+    /// image's `Cmd` is dropped when the entrypoint is replaced).
+    pub entrypoint: Option<Vec<String>>,
+    /// Run no health check, whatever the image says.
+    pub no_health_check: bool,
 }
 
 /// Docker's restart policy.

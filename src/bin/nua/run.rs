@@ -450,6 +450,17 @@ pub(crate) fn build_and_load(
     path: &Path,
     args: &Knobs,
 ) -> anyhow::Result<(String, Option<Loaded>, Option<NuaConfig>)> {
+    let (layout, config) = build_layout(path, args)?;
+    let (image, loaded) = load_layout(engine, layout.path(), args.quiet)?;
+    Ok((image, Some(loaded), Some(config)))
+}
+
+/// Build the app folder `path` into an OCI layout folder of its own under the cache (gone
+/// when dropped; one left by a killed `nua` is swept an hour later).
+pub(crate) fn build_layout(
+    path: &Path,
+    args: &Knobs,
+) -> anyhow::Result<(tempfile::TempDir, NuaConfig)> {
     let build_args = BuildArgs {
         path: Some(path.to_path_buf()),
         output: None,
@@ -483,15 +494,24 @@ pub(crate) fn build_and_load(
         Some(Output::LayoutDir(layout.path().to_path_buf())),
         None,
     )?;
+    Ok((layout, built.app.config))
+}
+
+/// Load a layout [`build_layout`] wrote (thin); the image's name.
+pub(crate) fn load_layout(
+    engine: &Docker,
+    layout: &Path,
+    quiet: bool,
+) -> anyhow::Result<(String, Loaded)> {
     // The layout's blobs are hard links to the store's, hashed as they went in: no need to
     // read them all again.
     let trusted = LoadOptions {
         thin: true,
         verify: false,
     };
-    let loaded = load(engine, layout.path(), trusted, args.quiet)?;
-    let image = first_tag(&loaded, layout.path())?;
-    Ok((image, Some(loaded), Some(built.app.config)))
+    let loaded = load(engine, layout, trusted, quiet)?;
+    let image = first_tag(&loaded, layout)?;
+    Ok((image, loaded))
 }
 
 fn load(engine: &Docker, path: &Path, options: LoadOptions, quiet: bool) -> anyhow::Result<Loaded> {

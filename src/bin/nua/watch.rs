@@ -13,13 +13,15 @@ use anyhow::Context as _;
 use notify::Watcher as _;
 
 use crate::args::RunArgs;
-use crate::run::{build_and_load, hint_start, kept_values, port_line, print_line, Knobs, Signals};
+use crate::run::{
+    build_layout, hint_start, kept_values, load_layout, port_line, print_line, Knobs, Signals,
+};
 use nua::cli::{print_error, Hint};
 use nua_build::{is_build_input, SourceFilter};
 use nua_deploy::local::{LocalPorts, Request};
-use nua_deploy::reload::Held;
+use nua_deploy::reload::{Held, Unfit};
 use nua_deploy::supervise::Outcome;
-use nua_runtime::{Docker, Engine, LogOptions};
+use nua_runtime::{Docker, Engine, LogOptions, Patch};
 
 /// How long the folder must be quiet before a burst of changes (an editor's save, a `git
 /// checkout`) is taken as one.
@@ -34,8 +36,12 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
     let knobs = Knobs::of(args);
     // Changes made during the first build are seen: the watch starts before it.
     let mut changes = Changes::watch(app)?;
-    let (image, _loaded, config) = build_and_load(engine, app, &knobs)?;
+    let (layout, config) = build_layout(app, &knobs)?;
+    let (image, _) = load_layout(engine, layout.path(), knobs.quiet)?;
+    let config = Some(config);
     let details = image_details(engine, &image)?;
+    // The layout of the image the standby is of: what a new image is compared with.
+    let mut standby = Some(layout);
     let signals = Signals::register()?;
     let name = nua_deploy::image::app_name(args.name.as_deref(), config.as_ref(), &image);
     let mut request = Request {
@@ -100,6 +106,8 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
         started(&name, &outcome, quiet);
         if !serves(&outcome) {
             held.lost();
+        } else {
+            start_standby(engine, &mut held, &request);
         }
         if !quiet {
             eprintln!("watching {} for changes (Ctrl-C stops)", app.display());
@@ -119,9 +127,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                 quiet: true,
                 ..knobs.clone()
             };
-            let built = build_and_load(engine, app, &quiet_build)
-                .and_then(|(image, _, config)| Ok((image_details(engine, &image)?, image, config)));
-            let (details, image, config) = match built {
+            let (layout, config) = match build_layout(app, &quiet_build) {
                 Ok(built) => built,
                 Err(err) => {
                     eprintln!("reload failed: the build failed; {name} keeps serving the previous version");
@@ -129,22 +135,60 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     continue;
                 }
             };
-            let build_time = started.elapsed();
-            if details.id == serving && held.current().is_some() {
+            let built_id = match layout_image_id(layout.path()) {
+                Ok(id) => id,
+                Err(err) => {
+                    eprintln!("reload failed; {name} keeps serving the previous version");
+                    print_error(&err);
+                    continue;
+                }
+            };
+            if built_id == serving && held.current().is_some() {
                 eprintln!("{name}: no change to the image");
                 continue;
             }
-            let built_id = details.id.clone();
-            request.image = image;
-            request.details = details;
-            request.config = config;
-            match held.replace(engine, &request, &interrupted) {
+            let mut next = Request {
+                config: Some(config),
+                ..request.clone()
+            };
+            // The fast way: the files that changed written into the standby. Otherwise the
+            // image is loaded and a new container started.
+            let patch = standby_patch(engine, &mut held, &next, standby.as_ref(), layout.path());
+            let mut build_time = started.elapsed();
+            let (result, way) = match patch {
+                Ok(archive) => {
+                    let result = held.patch(engine, &next, &archive.archive, &interrupted);
+                    (result, Way::Standby(archive.entries))
+                }
+                Err(reason) => {
+                    let loaded = load_layout(engine, layout.path(), true)
+                        .and_then(|(image, _)| Ok((image_details(engine, &image)?, image)));
+                    match loaded {
+                        Ok((details, image)) => {
+                            next.image = image;
+                            next.details = details;
+                        }
+                        Err(err) => {
+                            eprintln!("reload failed: the image did not load; {name} keeps serving the previous version");
+                            print_error(&err);
+                            continue;
+                        }
+                    }
+                    leftovers.push(built_id.clone());
+                    build_time = started.elapsed();
+                    let result = held.replace(engine, &next, &interrupted);
+                    (result, Way::Container(reason))
+                }
+            };
+            match result {
                 Ok(Ok(switched)) => {
+                    let start_time = started.elapsed() - build_time;
                     eprintln!(
-                        "reloaded {name} in {:.2} s (build and load {:.2} s, start {:.2} s)",
+                        "reloaded {name} in {:.2} s ({}, start {:.2} s{})",
                         started.elapsed().as_secs_f64(),
-                        build_time.as_secs_f64(),
-                        (started.elapsed() - build_time).as_secs_f64()
+                        way.build(build_time),
+                        start_time.as_secs_f64(),
+                        way.why(),
                     );
                     if let Some(current) = held.current() {
                         follow(current.to_owned());
@@ -159,14 +203,32 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                             )));
                         }
                     });
+                    if let Way::Standby(_) = way {
+                        // The new version serves from the previous image with its files
+                        // written over; Docker gets the new image now, for the app's tag and
+                        // the next standby.
+                        match load_layout(engine, layout.path(), true)
+                            .and_then(|(image, _)| Ok((image_details(engine, &image)?, image)))
+                        {
+                            Ok((details, image)) => {
+                                next.image = image;
+                                next.details = details;
+                            }
+                            Err(err) => print_error(&err.context(format!(
+                                "{name} serves its new version, but Docker did not load its image"
+                            ))),
+                        }
+                    }
                     leftovers.push(std::mem::replace(&mut serving, built_id));
+                    request = next;
+                    standby = Some(layout);
+                    start_standby(engine, &mut held, &request);
                 }
                 // The image that did not take over holds the app's tag now: it goes once a
                 // later build takes the tag (the one serving goes when it is replaced, or at
                 // the end).
-                Ok(Err(Outcome::Interrupted)) => leftovers.push(built_id),
+                Ok(Err(Outcome::Interrupted)) => {}
                 Ok(Err(outcome)) => {
-                    leftovers.push(built_id);
                     let what = if held.current().is_some() {
                         format!("{name} keeps serving the previous version")
                     } else {
@@ -177,10 +239,18 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     eprintln!("reload failed: {reason}; {what}{details}");
                 }
                 Err(err) => {
-                    leftovers.push(built_id);
                     eprintln!("reload failed; {name} keeps serving the previous version");
                     print_error(&anyhow::Error::new(err));
                 }
+            }
+            // A standby that became a failed version is gone: another, of the serving image.
+            let standby_used = matches!(way, Way::Standby(_));
+            if standby_used
+                && !signals.interrupted()
+                && held.current().is_some()
+                && !matches!(held.standby_for(engine, &request), Ok(Ok(_)))
+            {
+                start_standby(engine, &mut held, &request);
             }
             forget_images(engine, &mut leftovers, &serving);
         }
@@ -206,6 +276,84 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
         Ok(signals.exit_code())
     })?;
     Ok(code)
+}
+
+/// Most bytes of changed files written into a standby: past that, loading the image and
+/// starting a container of it is as fast.
+const PATCH_LIMIT: u64 = 32 << 20;
+
+/// How a reload got its new version serving.
+enum Way {
+    /// The standby, with this many files written into it.
+    Standby(usize),
+    /// A new container of the loaded image; why not the standby, when there was one.
+    Container(Option<String>),
+}
+
+impl Way {
+    fn build(&self, time: Duration) -> String {
+        match self {
+            Way::Standby(1) => format!("build {:.2} s, 1 file written", time.as_secs_f64()),
+            Way::Standby(n) => format!("build {:.2} s, {n} files written", time.as_secs_f64()),
+            Way::Container(_) => format!("build and load {:.2} s", time.as_secs_f64()),
+        }
+    }
+
+    fn why(&self) -> String {
+        match self {
+            Way::Container(Some(reason)) => format!("; a new container: {reason}"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The files to write into the standby to make it a container of the image in the layout
+/// `new`; `Err` with why not, if there is a standby (`Err(None)` when there is none).
+fn standby_patch(
+    engine: &Docker,
+    held: &mut Held,
+    next: &Request,
+    standby: Option<&tempfile::TempDir>,
+    new: &Path,
+) -> Result<PatchFiles, Option<String>> {
+    let image_id = match held.standby_for(engine, next) {
+        Ok(Ok(image_id)) => image_id,
+        Ok(Err(Unfit::None)) => return Err(None),
+        Ok(Err(unfit)) => return Err(Some(unfit.to_string())),
+        Err(err) => return Err(Some(err.to_string())),
+    };
+    let Some(layout) = standby else {
+        return Err(None);
+    };
+    if layout_image_id(layout.path()).ok().as_deref() != Some(image_id.as_str()) {
+        return Err(None);
+    }
+    match nua_runtime::patch_between(layout.path(), new, PATCH_LIMIT) {
+        Ok(Patch::Files { archive, entries }) => Ok(PatchFiles { archive, entries }),
+        Ok(Patch::Refused(reason)) => Err(Some(reason)),
+        Err(err) => Err(Some(err.to_string())),
+    }
+}
+
+struct PatchFiles {
+    archive: Vec<u8>,
+    entries: usize,
+}
+
+/// Start a standby of the serving version; without one each change starts a container.
+fn start_standby(engine: &Docker, held: &mut Held, request: &Request) {
+    if let Err(err) = held.prepare_standby(engine, request) {
+        eprintln!(
+            "note: no standby container for {} ({err}); each change starts a new container",
+            held.name()
+        );
+    }
+}
+
+/// The ID Docker gives the image of an OCI layout: its config's digest.
+fn layout_image_id(layout: &Path) -> anyhow::Result<String> {
+    let (_, info) = nua_runtime::describe_image(layout)?;
+    Ok(info.config_descriptor.digest.to_string())
 }
 
 fn serves(outcome: &Outcome) -> bool {

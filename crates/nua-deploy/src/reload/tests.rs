@@ -36,6 +36,8 @@ impl HostPorts for Free {
 fn details(health: bool) -> ImageDetails {
     ImageDetails {
         health_check: health.then(|| vec!["CMD-SHELL".into(), CHECK.into()]),
+        entrypoint: vec!["/entry".into()],
+        cmd: vec!["/nua/scripts/start".into(), "--quick".into()],
         ..ImageDetails::default()
     }
 }
@@ -308,6 +310,7 @@ fn a_start_removes_what_a_killed_watch_left_and_nothing_else() {
     for name in [
         format!("{APP}{NEXT}"),
         format!("{APP}{OLD}7"),
+        format!("{APP}{STANDBY}"),
         format!("{APP}-other"),
     ] {
         let spec = nua_runtime::ContainerSpec {
@@ -320,4 +323,131 @@ fn a_start_removes_what_a_killed_watch_left_and_nothing_else() {
     }
     let _held = started(&engine);
     assert_eq!(names(&engine), [APP.to_owned(), format!("{APP}-other")]);
+}
+
+/// A started app with a standby of its image.
+fn with_standby(engine: &FakeEngine) -> Held {
+    let mut held = started(engine);
+    held.prepare_standby(engine, &request(IMAGE, WEB)).unwrap();
+    held
+}
+
+#[test]
+fn a_standby_holds_the_image_command_without_a_health_check_of_dockers() {
+    let engine = engine();
+    let mut held = with_standby(&engine);
+    let name = format!("{APP}{STANDBY}");
+    let spec = engine.spec(&name).unwrap();
+    let entrypoint = spec.entrypoint.clone().unwrap();
+    assert_eq!(entrypoint[..2], ["/bin/sh", "-c"]);
+    assert!(entrypoint[2].contains("USR1"), "{entrypoint:?}");
+    // The image's entrypoint, then its command: the shell execs them on release.
+    assert_eq!(
+        spec.command.as_deref().unwrap(),
+        ["/entry", "/nua/scripts/start", "--quick"]
+    );
+    assert!(spec.no_health_check);
+    assert_eq!(spec.ports[0].host, 0);
+    let info = engine.container(&name).unwrap().unwrap();
+    assert_eq!((info.state, info.health), (State::Running, None));
+    // The app's container is planned as the standby was: it fits.
+    assert_eq!(
+        held.standby_for(&engine, &request(V2, WEB)).unwrap(),
+        Ok(engine.image(IMAGE).unwrap().unwrap().id)
+    );
+    // Other settings (here an environment value) need a new container.
+    let other = request(V2, &format!("{WEB}[env]\nMODE = \"fast\"\n"));
+    assert_eq!(
+        held.standby_for(&engine, &other).unwrap(),
+        Err(Unfit::Settings)
+    );
+    held.stop(&engine, Duration::from_secs(1)).unwrap();
+    assert!(names(&engine).is_empty(), "{:?}", names(&engine));
+}
+
+#[test]
+fn a_patched_standby_is_released_gated_and_takes_over() {
+    let engine = engine();
+    let mut held = with_standby(&engine);
+    let archive = b"the files".to_vec();
+    let switched = held
+        .patch(&engine, &request(IMAGE, WEB), &archive, &never)
+        .unwrap()
+        .expect("the patched standby serves");
+    let calls = engine.calls();
+    let at = |call: String| {
+        calls
+            .iter()
+            .position(|c| *c == call)
+            .unwrap_or_else(|| panic!("no `{call}` in {calls:?}"))
+    };
+    let put = at(format!("put {APP}{STANDBY}"));
+    let signal = at(format!("signal {APP}{STANDBY} SIGUSR1"));
+    let renamed = at(format!("rename {APP}{STANDBY} {APP}{NEXT}"));
+    let checked = calls
+        .iter()
+        .rposition(|c| *c == format!("exec {APP}{NEXT} /bin/sh -c {CHECK}"))
+        .expect("the health check ran in it");
+    let named = at(format!("rename {APP}{NEXT} {APP}"));
+    assert!(put < signal && signal < renamed && renamed < checked && checked < named);
+    assert_eq!(
+        engine.put_archives(),
+        [(format!("{APP}{STANDBY}"), archive)]
+    );
+    switched.retire(&engine, Duration::from_secs(1)).unwrap();
+    // The standby became the app; no other standby until one is prepared.
+    assert_eq!(names(&engine), [APP]);
+    assert_eq!(
+        held.standby_for(&engine, &request(IMAGE, WEB)).unwrap(),
+        Err(Unfit::None)
+    );
+}
+
+#[test]
+fn a_patched_standby_that_exits_is_removed_and_the_app_serves_on() {
+    let engine = engine();
+    let mut held = started(&engine);
+    // Its image's containers exit once their command runs (the standby's is held till then).
+    engine.script(
+        V2,
+        Script {
+            exits_with: Some(3),
+            ..Script::default()
+        },
+    );
+    held.prepare_standby(&engine, &request(V2, WEB)).unwrap();
+    assert_eq!(
+        engine
+            .container(&format!("{APP}{STANDBY}"))
+            .unwrap()
+            .unwrap()
+            .state,
+        State::Running
+    );
+    let outcome = held
+        .patch(&engine, &request(V2, WEB), b"broken", &never)
+        .unwrap()
+        .err()
+        .expect("a standby that exits does not take over");
+    assert!(
+        matches!(outcome, Outcome::Exited { code: 3, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(names(&engine), [APP]);
+    assert_eq!(held.current(), Some(APP));
+    assert_eq!(engine.container(APP).unwrap().unwrap().image, IMAGE);
+}
+
+#[test]
+fn a_standby_that_stopped_is_removed_and_not_used() {
+    let engine = engine();
+    let mut held = with_standby(&engine);
+    engine
+        .stop_container(&format!("{APP}{STANDBY}"), Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(
+        held.standby_for(&engine, &request(IMAGE, WEB)).unwrap(),
+        Err(Unfit::Stopped)
+    );
+    assert_eq!(names(&engine), [APP]);
 }

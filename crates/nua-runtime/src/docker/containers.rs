@@ -42,6 +42,11 @@ impl Docker {
         let body = models::ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.command.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            healthcheck: spec.no_health_check.then(|| models::HealthConfig {
+                test: Some(vec!["NONE".to_owned()]),
+                ..Default::default()
+            }),
             env: Some(spec.env.clone()),
             exposed_ports: Some(exposed),
             labels: Some(spec.labels.clone().into_iter().collect()),
@@ -128,6 +133,25 @@ impl Docker {
                 },
                 _ => not_found(name, source, "POST /containers/{id}/rename"),
             })
+    }
+
+    pub(super) fn upload(&self, name: &str, archive: &[u8]) -> Result<(), Error> {
+        let options = query::UploadToContainerOptionsBuilder::default()
+            .path("/")
+            .build();
+        let body = bollard::body_full(bytes::Bytes::copy_from_slice(archive));
+        self.runtime
+            .block_on(self.client.upload_to_container(name, Some(options), body))
+            .map_err(|e| not_found(name, e, "PUT /containers/{id}/archive"))
+    }
+
+    pub(super) fn kill(&self, name: &str, signal: &str) -> Result<(), Error> {
+        let options = query::KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        self.runtime
+            .block_on(self.client.kill_container(name, Some(options)))
+            .map_err(|e| not_found(name, e, "POST /containers/{id}/kill"))
     }
 
     pub(super) fn pause(&self, name: &str, paused: bool) -> Result<(), Error> {

@@ -374,6 +374,8 @@ impl Engine for Docker {
             env: config.env.unwrap_or_default(),
             labels: config.labels.unwrap_or_default().into_iter().collect(),
             health_check,
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            cmd: config.cmd.unwrap_or_default(),
         }))
     }
 
@@ -431,6 +433,14 @@ impl Engine for Docker {
 
     fn rename_container(&self, name: &str, to: &str) -> Result<(), Error> {
         self.rename(name, to)
+    }
+
+    fn put_files(&self, name: &str, archive: &[u8]) -> Result<(), Error> {
+        self.upload(name, archive)
+    }
+
+    fn signal_container(&self, name: &str, signal: &str) -> Result<(), Error> {
+        self.kill(name, signal)
     }
 
     fn set_paused(&self, name: &str, paused: bool) -> Result<(), Error> {
