@@ -5,6 +5,8 @@
 //! after reloads or in the middle of one, leaves no container of the app behind; and
 //! `--watch` refuses `--detach` and targets that are not app folders.
 //!
+//! A `nua` killed with SIGKILL leaves its containers, which `nua stop` removes.
+//!
 //! An edit of the source is served by the standby (a container of the serving image started
 //! in advance, the changed files written into it); a removed file is served by a new
 //! container of the new image, as a changed setting would be. Both are polled.
@@ -446,6 +448,35 @@ fn ctrl_c_during_a_reload_removes_both_versions() {
         std::thread::sleep(Duration::from_millis(100));
     }
     watch.ctrl_c_removes_everything();
+}
+
+#[test]
+fn nua_stop_removes_what_a_killed_watch_left() {
+    let watch = Watch::start("watch-killed", |_| {});
+    let standby = format!("{}.standby", watch.name);
+    let deadline = Instant::now() + SETTLE;
+    while !container_exists(&standby) {
+        assert!(Instant::now() < deadline, "no standby within {SETTLE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Watch { run, name, .. } = watch;
+    run.signal(libc::SIGKILL);
+    let (status, _, _) = run.wait(SETTLE);
+    assert_eq!(status.code(), None, "nua was not killed");
+    let mut left: Vec<String> = app_containers(&name).into_iter().map(|(_, n)| n).collect();
+    left.sort();
+    assert_eq!(left, [name.clone(), standby], "what a killed watch leaves");
+
+    let (status, _stdout, stderr) = run_for(
+        nua().args(["stop", &name, "--time", "1"]),
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        app_containers(&name).is_empty(),
+        "containers of {name} are left after `nua stop`: {:?}",
+        app_containers(&name)
+    );
 }
 
 /// Whether flask-hello's health check (`python3 -c 'import urllib.request; …'`) is running in

@@ -54,27 +54,38 @@ pub struct Stopped {
     pub volumes_removed: bool,
 }
 
-/// Stop the container `name` (killed after `timeout`) and remove it. With `remove_volumes`
-/// (the kept values of the apps), its app's named volumes go too, with the `random` values
-/// its data was made with.
+/// Stop the container `name` (killed after `timeout`) and remove it, with what a `nua run
+/// --watch` killed midway left of the app (`NAME.next`, `NAME.standby`, `NAME.old.N`; those
+/// alone are enough for `name` to be found). With `remove_volumes` (the kept values of the
+/// apps), its app's named volumes go too, with the `random` values its data was made with.
 pub fn stop(
     engine: &dyn Engine,
     name: &str,
     timeout: Duration,
     remove_volumes: Option<&KeptValues>,
 ) -> Result<Stopped, Error> {
-    let container = find(engine, name)?;
-    engine
-        .stop_container(name, timeout)
-        .map_err(|source| Error::Stop {
-            name: name.to_owned(),
-            source: Box::new(source),
-        })?;
-    engine.remove_container(name)?;
+    let spares = crate::reload::spare_containers(engine, name)?;
+    let container = match find(engine, name) {
+        Err(Error::NotFound { .. }) if !spares.is_empty() => None,
+        found => Some(found?),
+    };
+    if container.is_some() {
+        engine
+            .stop_container(name, timeout)
+            .map_err(|source| Error::Stop {
+                name: name.to_owned(),
+                source: Box::new(source),
+            })?;
+        engine.remove_container(name)?;
+    }
+    for spare in &spares {
+        match engine.remove_container(spare) {
+            Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
     let app = container
-        .labels
-        .get(APP_LABEL)
-        .cloned()
+        .and_then(|c| c.labels.get(APP_LABEL).cloned())
         .unwrap_or_else(|| name.to_owned());
     let volumes = engine.volumes(APP_LABEL, &app)?;
     if let Some(kept) = remove_volumes {

@@ -523,7 +523,10 @@ fn same_run(a: &nua_runtime::ContainerSpec, b: &nua_runtime::ContainerSpec) -> b
 
 /// The containers of the app `name` other than the one under its name: a replacement
 /// (`NAME.next`), replaced ones (`NAME.old.N`) and the standby (`NAME.standby`).
-fn spare_containers(engine: &dyn Engine, name: &str) -> Result<Vec<String>, Error> {
+pub(crate) fn spare_containers(
+    engine: &dyn Engine,
+    name: &str,
+) -> Result<Vec<String>, nua_runtime::Error> {
     let prefix = format!("{name}.");
     Ok(engine
         .containers(local::APP_LABEL)?
@@ -623,6 +626,7 @@ fn watch_start<'scope>(
 ) -> Result<Outcome, supervise::Error> {
     let started = Instant::now();
     let mut next_check = started;
+    let mut check_started = started;
     let mut failed_checks: Vec<CheckResult> = Vec::new();
     loop {
         if interrupted() {
@@ -659,9 +663,12 @@ fn watch_start<'scope>(
                     let keep = failed_checks.len().saturating_sub(3);
                     failed_checks.drain(..keep);
                 }
-                next_check = Instant::now() + CHECK_EVERY;
+                // From the start of the check that failed: a check slower than
+                // CHECK_EVERY (a Python one) is run again at once.
+                next_check = check_started + CHECK_EVERY;
             }
             Some(command) if check.is_none() && Instant::now() >= next_check => {
+                check_started = Instant::now();
                 *check = Some(spawn(command));
             }
             Some(_) => {}
