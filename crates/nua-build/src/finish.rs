@@ -163,10 +163,22 @@ fn sbom_memo_key(build: &Build<'_>, layers: &[oci::Layer]) -> Option<String> {
         let touches = match std::fs::read(&known).ok().as_deref() {
             Some(b"1") => true,
             Some(b"0") => false,
-            _ if layer.descriptor.size > SCAN_UP_TO => true,
             _ => {
-                let touches = layer_touches_sbom(build.store, layer)?;
-                let _ = write_file(&known, if touches { b"1" } else { b"0" });
+                // The layer's folder in the sandbox's cache when it is there (a step just
+                // ran on it), else its archive.
+                let unpacked = nua_sandbox::unpacked_touches(
+                    &build.options.cache_dir.join("sandbox"),
+                    &layer.diff_id,
+                    SBOM_PATHS,
+                );
+                let touches = match unpacked {
+                    Some(touches) => touches,
+                    None if layer.descriptor.size > SCAN_UP_TO => true,
+                    None => layer_touches_sbom(build.store, layer)?,
+                };
+                if unpacked.is_some() || layer.descriptor.size <= SCAN_UP_TO {
+                    let _ = write_file(&known, if touches { b"1" } else { b"0" });
+                }
                 touches
             }
         };

@@ -35,6 +35,7 @@ mod probe;
 mod process;
 mod root;
 mod sys;
+mod touches;
 mod unpack;
 mod userns;
 
@@ -45,6 +46,7 @@ use std::time::Duration;
 pub use error::{Error, Result};
 pub use idmap::Mapping;
 pub use root::Root;
+pub use touches::unpacked_touches;
 
 use error::IoContext;
 use nua_oci::{self as oci, BlobStore};
