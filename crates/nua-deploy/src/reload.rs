@@ -36,7 +36,9 @@ pub const OLD: &str = ".old.";
 pub const STANDBY: &str = ".standby";
 /// The standby's process: a shell that waits until SIGUSR1, then ends its wait and becomes
 /// the image's command (its arguments), keeping its PID.
-const HELD: &str = "trap 'kill $! 2>/dev/null; wait $! 2>/dev/null; exec \"$@\"' USR1; \
+/// Without `sleep` it cannot wait: it exits, and the standby is not used.
+const HELD: &str = "command -v sleep >/dev/null || exit 127; \
+                    trap 'kill $! 2>/dev/null; wait $! 2>/dev/null; exec \"$@\"' USR1; \
                     while :; do sleep 3600 & wait $!; done";
 /// The signal that releases a standby's command.
 const RELEASE: &str = "SIGUSR1";
@@ -47,7 +49,8 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 /// Lines of output shown of a new version that exited: enough for the error that made it
 /// exit, above what its server prints as it stops (gunicorn's own traceback is 20 lines).
 pub const FAILED_LINES: u64 = 60;
-/// How long a container without a health check has to accept connections.
+/// How long a container without a health check has to accept connections, or one whose
+/// check Docker does not run has to pass it.
 pub const ACCEPT_WITHIN: Duration = Duration::from_secs(60);
 /// How long a connection must stay open for a port to count as served (a port Docker
 /// publishes accepts at once, and closes when nothing listens behind it).
@@ -84,6 +87,8 @@ pub struct Held {
     generation: u64,
     /// The standby, when one was started.
     standby: Option<Standby>,
+    /// How long a version has to serve when nothing else ends its wait ([`ACCEPT_WITHIN`]).
+    patience: Duration,
 }
 
 /// Why the standby cannot become a new version.
@@ -162,6 +167,7 @@ impl Held {
             current: None,
             generation: 0,
             standby: None,
+            patience: ACCEPT_WITHIN,
         };
         if let Some(existing) = engine.container(&request.name)? {
             if !existing.labels.contains_key(local::APP_LABEL) {
@@ -266,7 +272,13 @@ impl Held {
     /// [`Held::replace`] would start it, but with the image's command held until released
     /// and no health check of Docker's (the gate runs the check itself).
     pub fn prepare_standby(&mut self, engine: &dyn Engine, request: &Request) -> Result<(), Error> {
-        self.drop_standby(engine);
+        self.standby = None;
+        let name = format!("{}{STANDBY}", self.name);
+        // Whatever has the name: a standby that failed to go, one a killed `nua` left.
+        match engine.remove_container(&name) {
+            Ok(()) | Err(nua_runtime::Error::NoSuchContainer { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
         let plan = local::plan(request, &DockerChooses, &[])?;
         let details = &request.details;
         let argv: Vec<String> = details
@@ -278,9 +290,12 @@ impl Held {
         if argv.is_empty() {
             return Ok(());
         }
-        let name = format!("{}{STANDBY}", self.name);
         let mut spec = plan.spec.clone();
         spec.name = name.clone();
+        // The image itself, not the app's tag, which a later build may move.
+        if !details.id.is_empty() {
+            spec.image = details.id.clone();
+        }
         spec.entrypoint = Some(
             ["/bin/sh", "-c", HELD, "nua-standby"]
                 .map(str::to_owned)
@@ -334,13 +349,12 @@ impl Held {
         let gated = self.bound(engine, &next).and_then(|bound| {
             let probe: Vec<SocketAddr> = bound.into_values().collect();
             let health = request.details.health_command();
-            Ok(wait_serving(
-                engine,
-                &next,
-                health.as_deref(),
-                &probe,
-                interrupted,
-            )?)
+            let gate = Gate {
+                health: health.as_deref(),
+                probe: &probe,
+                patience: self.patience,
+            };
+            Ok(wait_serving(engine, &next, &gate, interrupted)?)
         });
         let outcome = match gated {
             Ok(outcome) => outcome,
@@ -351,6 +365,26 @@ impl Held {
             }
         };
         self.take_over(engine, old, outcome)
+    }
+
+    /// The first of `paths` (relative to the root) that a container of the standby's plan
+    /// has a volume, host folder or tmpfs mounted at or above: a file written there would
+    /// go into the mount, where the image's would be hidden by it.
+    pub fn mounted<'p>(&self, paths: &'p [String]) -> Option<&'p str> {
+        let standby = self.standby.as_ref()?;
+        let targets: Vec<String> = standby
+            .spec
+            .mounts
+            .iter()
+            .map(|m| m.target().trim_matches('/').to_owned())
+            .collect();
+        paths.iter().map(String::as_str).find(|path| {
+            targets.iter().any(|target| {
+                target.is_empty()
+                    || *path == target.as_str()
+                    || path.starts_with(&format!("{target}/"))
+            })
+        })
     }
 
     /// Remove the standby, if any.
@@ -452,13 +486,12 @@ impl Held {
         self.current = Some(name.to_owned());
         let probe = self.bound(engine, name)?.into_values().collect::<Vec<_>>();
         let health = request.details.health_command();
-        Ok(wait_serving(
-            engine,
-            name,
-            health.as_deref(),
-            &probe,
-            interrupted,
-        )?)
+        let gate = Gate {
+            health: health.as_deref(),
+            probe: &probe,
+            patience: self.patience,
+        };
+        Ok(wait_serving(engine, name, &gate, interrupted)?)
     }
 
     /// Where the container `name` publishes each held port: held port → address.
@@ -570,17 +603,26 @@ impl HostPorts for DockerChooses {
     }
 }
 
-/// Wait until the started container `name` serves: its health check (`health`, run in it)
-/// passes, or Docker says it is healthy; without a health check, each of `probe` accepts and
+/// What tells that a starting container serves: its image's health check (`health`, run
+/// in it), else its published ports (`probe`) accepting and holding a connection; and how
+/// long it has when Docker does not end the wait (`patience`).
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    pub health: Option<&'a [String]>,
+    pub probe: &'a [SocketAddr],
+    pub patience: Duration,
+}
+
+/// Wait until the started container `name` serves, as `gate` says: its health check passes,
+/// or Docker says it is healthy; without a health check, each port of the probe accepts and
 /// holds a connection, or, with no port either, it has kept running for [`SETTLE`]. Ends
-/// early when it exits, Docker finds it unhealthy, or `interrupted` says so; a check still
-/// running then (one that hangs) is ended by removing the container, which is not going to
-/// serve.
+/// early when it exits, Docker finds it unhealthy, the gate's patience runs out (when Docker
+/// does not check it), or `interrupted` says so; a check still running then (one that
+/// hangs) is ended by removing the container, which is not going to serve.
 pub fn wait_serving(
     engine: &dyn Engine,
     name: &str,
-    health: Option<&[String]>,
-    probe: &[SocketAddr],
+    gate: &Gate<'_>,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Outcome, supervise::Error> {
     std::thread::scope(|scope| {
@@ -588,8 +630,7 @@ pub fn wait_serving(
         let outcome = watch_start(
             engine,
             name,
-            health,
-            probe,
+            gate,
             interrupted,
             &mut |command| {
                 let args: Vec<String> = command.to_vec();
@@ -618,12 +659,16 @@ type Check<'scope> =
 fn watch_start<'scope>(
     engine: &dyn Engine,
     name: &str,
-    health: Option<&[String]>,
-    probe: &[SocketAddr],
+    gate: &Gate<'_>,
     interrupted: &dyn Fn() -> bool,
     spawn: &mut dyn FnMut(&[String]) -> Check<'scope>,
     check: &mut Option<Check<'scope>>,
 ) -> Result<Outcome, supervise::Error> {
+    let Gate {
+        health,
+        probe,
+        patience,
+    } = *gate;
     let started = Instant::now();
     let mut next_check = started;
     let mut check_started = started;
@@ -647,6 +692,19 @@ fn watch_start<'scope>(
             _ => {}
         }
         match health {
+            // Docker does not check it (a standby's check is off): then a version whose check
+            // never passes must not hold the next change for ever.
+            Some(_) if info.health.is_none() && started.elapsed() > patience => {
+                let mut checks = failed_checks;
+                checks.push(CheckResult {
+                    exit_code: -1,
+                    output: format!(
+                        "its health check did not pass within {} s",
+                        patience.as_secs_f64()
+                    ),
+                });
+                return Ok(Outcome::Unhealthy { checks });
+            }
             Some(_) if check.as_ref().is_some_and(|c| c.is_finished()) => {
                 let done = check.take().expect("checked above").join();
                 // A container that has just exited refuses the exec: seen on the next turn.
@@ -676,13 +734,13 @@ fn watch_start<'scope>(
                 if probe.iter().all(|addr| holds(*addr)) {
                     return Ok(Outcome::Running);
                 }
-                if started.elapsed() > ACCEPT_WITHIN {
+                if started.elapsed() > patience {
                     return Ok(Outcome::Unhealthy {
                         checks: vec![CheckResult {
                             exit_code: -1,
                             output: format!(
                                 "nothing accepted connections within {} s",
-                                ACCEPT_WITHIN.as_secs()
+                                patience.as_secs_f64()
                             ),
                         }],
                     });

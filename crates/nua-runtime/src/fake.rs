@@ -55,6 +55,25 @@ struct World {
 }
 
 impl World {
+    /// The reference an image is known under: `image` itself, or one whose ID it is.
+    fn reference_of<'a>(&'a self, image: &'a str) -> Option<&'a str> {
+        if self.images.contains_key(image) {
+            return Some(image);
+        }
+        self.images
+            .iter()
+            .find(|(_, details)| !details.id.is_empty() && details.id == image)
+            .map(|(reference, _)| reference.as_str())
+    }
+
+    /// How containers of `image` (a reference or an ID) behave.
+    fn script_for(&self, image: &str) -> Script {
+        self.reference_of(image)
+            .and_then(|reference| self.scripts.get(reference))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn container(&self, name: &str) -> Result<(ContainerSpec, ContainerInfo), Error> {
         self.containers
             .get(name)
@@ -258,7 +277,7 @@ impl Engine for FakeEngine {
                 name: spec.name.clone(),
             });
         }
-        if !world.images.contains_key(&spec.image) {
+        if world.reference_of(&spec.image).is_none() {
             return Err(Error::NoSuchImage {
                 reference: spec.image.clone(),
             });
@@ -289,7 +308,7 @@ impl Engine for FakeEngine {
         if let Some(port) = spec.ports.iter().find(|p| busy.contains(&p.host)) {
             return Err(Error::PortTaken { port: port.host });
         }
-        let script = world.scripts.get(&spec.image).cloned().unwrap_or_default();
+        let script = world.script_for(&spec.image);
         let mut info = info;
         // Host port 0: the engine chooses one as the container starts.
         for (i, port) in info.ports.iter_mut().enumerate() {
@@ -326,7 +345,7 @@ impl Engine for FakeEngine {
         world.calls.push(format!("signal {name} {signal}"));
         let (spec, mut info) = world.container(name)?;
         if world.held.remove(&info.id) {
-            let script = world.scripts.get(&spec.image).cloned().unwrap_or_default();
+            let script = world.script_for(&spec.image);
             play(&script, &spec, &mut info);
             world.containers.insert(name.to_owned(), (spec, info));
         }

@@ -7,7 +7,7 @@
 //! ports, health check…), a file or whiteout that removes something, a link between files.
 //! Only the layers above the ones both images share are read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -18,8 +18,13 @@ use nua_oci::{Descriptor, Digest, ImageArchive, ImageInfo};
 /// How the second image is had from a container of the first.
 #[derive(Debug)]
 pub enum Patch {
-    /// Write this tar archive at `/` (the entries added or changed, parents first).
-    Files { archive: Vec<u8>, entries: usize },
+    /// Write this tar archive at `/`: the entries added or changed (`paths`, relative to
+    /// the root, parents first), of which `files` are not folders.
+    Files {
+        archive: Vec<u8>,
+        paths: Vec<String>,
+        files: usize,
+    },
     /// Not by writing files: why.
     Refused(String),
 }
@@ -45,17 +50,22 @@ pub fn patch_between(first: &Path, second: &Path, limit: u64) -> Result<Patch, E
         .take_while(|(a, b)| a == b)
         .count();
     let new_top = &new.layers[shared.min(new.layers.len())..];
-    // Each compressed byte is at least one byte of content: no need to read those.
+    // Reading large layers costs more than the container this would spare.
     let compressed: u64 = new_top.iter().map(|l| l.size).sum();
     if compressed > limit {
         return Ok(Patch::Refused(format!(
-            "its changed layers hold more than {} MiB",
+            "its changed layers are larger than {} MiB",
             limit >> 20
         )));
     }
-    let mut before: HashMap<String, Signature> = HashMap::new();
+    // Each a merged view of the top layers: a later entry that is not a folder hides what
+    // an earlier one had below it.
+    let mut before: BTreeMap<String, Signature> = BTreeMap::new();
     for layer in &old.layers[shared.min(old.layers.len())..] {
         let refused = read_layer(&old_archive, &old, layer, &mut |path, entry| {
+            if !entry.is_dir() {
+                drop_below(&mut before, &path);
+            }
             before.insert(path, entry.signature);
             Ok(None)
         })?;
@@ -76,6 +86,9 @@ pub fn patch_between(first: &Path, second: &Path, limit: u64) -> Result<Patch, E
                     return Ok(Some(format!("more than {} MiB changed", limit >> 20)));
                 }
             }
+            if !entry.is_dir() {
+                drop_below(&mut after, &path);
+            }
             if !after.contains_key(&path) {
                 order.push(path.clone());
             }
@@ -90,21 +103,51 @@ pub fn patch_between(first: &Path, second: &Path, limit: u64) -> Result<Patch, E
         return Ok(Patch::Refused(format!("`/{gone}` was removed")));
     }
     let mut builder = tar::Builder::new(Vec::new());
-    let mut entries = 0;
+    let mut paths = Vec::new();
+    let mut files = 0;
     for path in &order {
         let Some(Some(entry)) = after.get(path) else {
             continue;
         };
+        // A folder the top layers do not hold comes from below, where it may be a link that
+        // Docker would write through: the image has a real folder there.
+        let mut parent = path.as_str();
+        while let Some((up, _)) = parent.rsplit_once('/') {
+            if !after.contains_key(up) {
+                return Ok(Patch::Refused(format!(
+                    "`/{path}` is in a folder of a lower layer"
+                )));
+            }
+            parent = up;
+        }
         let mut header = entry.header.clone();
         let written = match &entry.signature.link {
             Some(target) => builder.append_link(&mut header, path, target),
             None => builder.append_data(&mut header, path, entry.data.as_slice()),
         };
         written.map_err(|e| archive_error(&new, e))?;
-        entries += 1;
+        paths.push(path.clone());
+        files += usize::from(!entry.is_dir());
     }
     let archive = builder.into_inner().map_err(|e| archive_error(&new, e))?;
-    Ok(Patch::Files { archive, entries })
+    Ok(Patch::Files {
+        archive,
+        paths,
+        files,
+    })
+}
+
+/// Forget what `map` holds below `path`.
+fn drop_below<V>(map: &mut BTreeMap<String, V>, path: &str) {
+    let prefix = format!("{path}/");
+    let below: Vec<String> = map
+        .range(prefix.clone()..)
+        .take_while(|(key, _)| key.starts_with(&prefix))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in below {
+        map.remove(&key);
+    }
 }
 
 /// What tells two entries of a path apart (times aside: a layer's are the build's).
@@ -121,6 +164,12 @@ struct Entry {
     header: tar::Header,
     signature: Signature,
     data: Vec<u8>,
+}
+
+impl Entry {
+    fn is_dir(&self) -> bool {
+        tar::EntryType::new(self.signature.kind).is_dir()
+    }
 }
 
 type Visit<'a> = dyn FnMut(String, Entry) -> Result<Option<String>, Error> + 'a;
@@ -149,7 +198,12 @@ fn read_layer(
     for entry in tar.entries().map_err(at)? {
         let mut entry = entry.map_err(at)?;
         let raw = entry.path_bytes();
-        let text = String::from_utf8_lossy(&raw);
+        let Ok(text) = std::str::from_utf8(&raw) else {
+            return Ok(Some(format!(
+                "`/{}` is not a UTF-8 path",
+                String::from_utf8_lossy(&raw)
+            )));
+        };
         let path = text
             .trim_start_matches("./")
             .trim_start_matches('/')
@@ -181,9 +235,13 @@ fn read_layer(
             )));
         }
         let link = match kind.is_symlink() {
-            true => entry
-                .link_name_bytes()
-                .map(|l| String::from_utf8_lossy(&l).into_owned()),
+            true => match entry.link_name_bytes() {
+                Some(target) => match String::from_utf8(target.into_owned()) {
+                    Ok(target) => Some(target),
+                    Err(_) => return Ok(Some(format!("`/{path}` links to a non-UTF-8 path"))),
+                },
+                None => None,
+            },
             false => None,
         };
         let mut data = Vec::new();

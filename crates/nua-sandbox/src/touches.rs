@@ -37,7 +37,8 @@ pub fn unpacked_touches(cache_dir: &Path, diff_id: &oci::Digest, paths: &[&str])
             }
         }
     }
-    Some(false)
+    // Removed meanwhile (a prune): what was not found may have been going.
+    dir.is_dir().then_some(false)
 }
 
 /// Whether a folder is marked opaque; `None` when its attributes cannot be read.

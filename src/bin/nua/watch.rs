@@ -42,6 +42,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
     let details = image_details(engine, &image)?;
     // The layout of the image the standby is of: what a new image is compared with.
     let mut standby = Some(layout);
+    let mut no_standby_said = false;
     let signals = Signals::register()?;
     let name = nua_deploy::image::app_name(args.name.as_deref(), config.as_ref(), &image);
     let mut request = Request {
@@ -107,7 +108,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
         if !serves(&outcome) {
             held.lost();
         } else {
-            start_standby(engine, &mut held, &request);
+            start_standby(engine, &mut held, &request, &mut no_standby_said);
         }
         if !quiet {
             eprintln!("watching {} for changes (Ctrl-C stops)", app.display());
@@ -117,6 +118,10 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
             if last_look.elapsed() >= LOOK_EVERY {
                 last_look = Instant::now();
                 look_at_current(engine, &mut held);
+                // In use: not for a sweep of old layouts (by this `nua` or another) to take.
+                if let Some(layout) = &standby {
+                    keep_fresh(layout.path());
+                }
             }
             let Some(changed) = changes.next(LOOK_EVERY, &|| signals.interrupted()) else {
                 continue;
@@ -155,12 +160,21 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
             // image is loaded and a new container started.
             let patch = standby_patch(engine, &mut held, &next, standby.as_ref(), layout.path());
             let mut build_time = started.elapsed();
-            let (result, way) = match patch {
-                Ok(archive) => {
-                    let result = held.patch(engine, &next, &archive.archive, &interrupted);
-                    (result, Way::Standby(archive.entries))
-                }
-                Err(reason) => {
+            let mut result = None;
+            let way = match patch {
+                Ok(files) => match held.patch(engine, &next, &files.archive, &interrupted) {
+                    // The standby could not be used: a new container then, as without one.
+                    Err(err) => Way::Container(Some(format!("the standby failed: {err}"))),
+                    done => {
+                        result = Some(done);
+                        Way::Standby(files.files)
+                    }
+                },
+                Err(reason) => Way::Container(reason),
+            };
+            let result = match result {
+                Some(result) => result,
+                None => {
                     let loaded = load_layout(engine, layout.path(), true)
                         .and_then(|(image, _)| Ok((image_details(engine, &image)?, image)));
                     match loaded {
@@ -176,8 +190,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                     }
                     leftovers.push(built_id.clone());
                     build_time = started.elapsed();
-                    let result = held.replace(engine, &next, &interrupted);
-                    (result, Way::Container(reason))
+                    held.replace(engine, &next, &interrupted)
                 }
             };
             match result {
@@ -203,6 +216,7 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                             )));
                         }
                     });
+                    let mut loaded = true;
                     if let Way::Standby(_) = way {
                         // The new version serves from the previous image with its files
                         // written over; Docker gets the new image now, for the app's tag and
@@ -214,15 +228,23 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                                 next.image = image;
                                 next.details = details;
                             }
-                            Err(err) => print_error(&err.context(format!(
-                                "{name} serves its new version, but Docker did not load its image"
-                            ))),
+                            // The next standby is of the previous image, and the next change
+                            // is told from its layout: what serves now is one such change.
+                            Err(err) => {
+                                loaded = false;
+                                print_error(&err.context(format!(
+                                    "{name} serves its new version, but Docker did not load its \
+                                     image"
+                                )));
+                            }
                         }
                     }
                     leftovers.push(std::mem::replace(&mut serving, built_id));
                     request = next;
-                    standby = Some(layout);
-                    start_standby(engine, &mut held, &request);
+                    if loaded {
+                        standby = Some(layout);
+                    }
+                    start_standby(engine, &mut held, &request, &mut no_standby_said);
                 }
                 // The image that did not take over holds the app's tag now: it goes once a
                 // later build takes the tag (the one serving goes when it is replaced, or at
@@ -244,13 +266,11 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                 }
             }
             // A standby that became a failed version is gone: another, of the serving image.
-            let standby_used = matches!(way, Way::Standby(_));
-            if standby_used
-                && !signals.interrupted()
+            if !signals.interrupted()
                 && held.current().is_some()
                 && !matches!(held.standby_for(engine, &request), Ok(Ok(_)))
             {
-                start_standby(engine, &mut held, &request);
+                start_standby(engine, &mut held, &request, &mut no_standby_said);
             }
             forget_images(engine, &mut leftovers, &serving);
         }
@@ -316,6 +336,9 @@ fn standby_patch(
     standby: Option<&tempfile::TempDir>,
     new: &Path,
 ) -> Result<PatchFiles, Option<String>> {
+    if let Some(layout) = standby {
+        keep_fresh(layout.path());
+    }
     let image_id = match held.standby_for(engine, next) {
         Ok(Ok(image_id)) => image_id,
         Ok(Err(Unfit::None)) => return Err(None),
@@ -329,7 +352,14 @@ fn standby_patch(
         return Err(None);
     }
     match nua_runtime::patch_between(layout.path(), new, PATCH_LIMIT) {
-        Ok(Patch::Files { archive, entries }) => Ok(PatchFiles { archive, entries }),
+        Ok(Patch::Files {
+            archive,
+            paths,
+            files,
+        }) => match held.mounted(&paths) {
+            Some(path) => Err(Some(format!("`/{path}` is under a mount"))),
+            None => Ok(PatchFiles { archive, files }),
+        },
         Ok(Patch::Refused(reason)) => Err(Some(reason)),
         Err(err) => Err(Some(err.to_string())),
     }
@@ -337,16 +367,26 @@ fn standby_patch(
 
 struct PatchFiles {
     archive: Vec<u8>,
-    entries: usize,
+    files: usize,
 }
 
-/// Start a standby of the serving version; without one each change starts a container.
-fn start_standby(engine: &Docker, held: &mut Held, request: &Request) {
+/// Start a standby of the serving version; without one each change starts a container
+/// (said once).
+fn start_standby(engine: &Docker, held: &mut Held, request: &Request, said: &mut bool) {
     if let Err(err) = held.prepare_standby(engine, request) {
-        eprintln!(
-            "note: no standby container for {} ({err}); each change starts a new container",
-            held.name()
-        );
+        if !std::mem::replace(said, true) {
+            eprintln!(
+                "note: no standby container for {} ({err}); changes start new containers",
+                held.name()
+            );
+        }
+    }
+}
+
+/// Mark a layout folder as used now.
+fn keep_fresh(layout: &Path) {
+    if let Ok(dir) = std::fs::File::open(layout) {
+        let _ = dir.set_modified(std::time::SystemTime::now());
     }
 }
 

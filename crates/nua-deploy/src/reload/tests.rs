@@ -42,11 +42,19 @@ fn details(health: bool) -> ImageDetails {
     }
 }
 
+/// An image's details, its ID made of its name.
+fn details_of(image: &str) -> ImageDetails {
+    ImageDetails {
+        id: format!("sha256:{image}"),
+        ..details(true)
+    }
+}
+
 fn request(image: &str, extra: &str) -> Request {
     Request {
         name: APP.into(),
         image: image.into(),
-        details: details(true),
+        details: details_of(image),
         config: Some(config(extra)),
         env: Vec::new(),
         host_mounts: true,
@@ -56,8 +64,8 @@ fn request(image: &str, extra: &str) -> Request {
 
 fn engine() -> FakeEngine {
     let engine = FakeEngine::new();
-    engine.add_image(IMAGE, details(true));
-    engine.add_image(V2, details(true));
+    engine.add_image(IMAGE, details_of(IMAGE));
+    engine.add_image(V2, details_of(V2));
     engine
 }
 
@@ -348,6 +356,8 @@ fn a_standby_holds_the_image_command_without_a_health_check_of_dockers() {
     );
     assert!(spec.no_health_check);
     assert_eq!(spec.ports[0].host, 0);
+    // Of the image itself: the app's tag may name another by the time it is used.
+    assert_eq!(spec.image, format!("sha256:{IMAGE}"));
     let info = engine.container(&name).unwrap().unwrap();
     assert_eq!((info.state, info.health), (State::Running, None));
     // The app's container is planned as the standby was: it fits.
@@ -449,5 +459,65 @@ fn a_standby_that_stopped_is_removed_and_not_used() {
         held.standby_for(&engine, &request(IMAGE, WEB)).unwrap(),
         Err(Unfit::Stopped)
     );
+    assert_eq!(names(&engine), [APP]);
+}
+
+#[test]
+fn a_standby_is_refused_for_files_under_its_mounts() {
+    let engine = engine();
+    let mut held = started(&engine);
+    let volume = "[[volume]]\nname = \"data\"\ntarget = \"/nua/app/data\"\n";
+    held.prepare_standby(&engine, &request(IMAGE, &format!("{WEB}{volume}")))
+        .unwrap();
+    let paths = |list: &[&str]| list.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        held.mounted(&paths(&["nua/app/app.py", "nua/app/data/seed.db"])),
+        Some("nua/app/data/seed.db")
+    );
+    assert_eq!(
+        held.mounted(&paths(&["nua/app/app.py", "nua/app/database.py"])),
+        None
+    );
+}
+
+#[test]
+fn the_gate_of_a_version_docker_does_not_check_ends() {
+    // Its check fails for ever, and Docker says nothing (a standby's own check is off).
+    let engine = engine();
+    let mut held = with_standby(&engine);
+    held.patience = Duration::from_millis(300);
+    engine.answer_exec(
+        &["/bin/sh", "-c", CHECK],
+        ExecOutput {
+            exit_code: 1,
+            stdout: b"503".to_vec(),
+            stderr: Vec::new(),
+        },
+    );
+    let started = Instant::now();
+    let outcome = held
+        .patch(&engine, &request(IMAGE, WEB), b"files", &never)
+        .unwrap()
+        .err()
+        .expect("a version whose check never passes does not take over");
+    assert!(
+        started.elapsed() >= held.patience,
+        "{:?}",
+        started.elapsed()
+    );
+    match outcome {
+        Outcome::Unhealthy { checks } => {
+            assert!(checks.iter().any(|c| c.output == "503"), "{checks:?}");
+            assert!(
+                checks
+                    .last()
+                    .unwrap()
+                    .output
+                    .contains("did not pass within 0.3 s"),
+                "{checks:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(names(&engine), [APP]);
 }

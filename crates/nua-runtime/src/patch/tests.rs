@@ -11,6 +11,7 @@ use nua_oci::{
 const LIMIT: u64 = 1 << 20;
 
 /// One layer entry of a test image.
+#[derive(Clone, Copy)]
 enum Item<'a> {
     Dir(&'a str),
     File(&'a str, &'a [u8]),
@@ -91,8 +92,10 @@ impl Images {
             Item::Dir("nua/app"),
             Item::File("etc/motd", b"base"),
         ]);
-        let old = self.layer(old);
-        let new = self.layer(new);
+        // A layer holds the folders of what it adds, as Nua's do.
+        let parents = [Item::Dir("nua"), Item::Dir("nua/app")];
+        let old = self.layer(&[&parents[..], old].concat());
+        let new = self.layer(&[&parents[..], new].concat());
         let first = self.image(vec![base.clone(), old], "/start");
         let second = self.image(vec![base, new], "/start");
         (first, second)
@@ -129,10 +132,13 @@ fn files(first: &Path, second: &Path) -> BTreeMap<String, (char, String, u64)> {
     match patch_between(first, second, LIMIT).unwrap() {
         Patch::Files {
             archive,
-            entries: n,
+            paths,
+            files,
         } => {
             let found = entries(&archive);
-            assert_eq!(found.len(), n);
+            assert_eq!(found.keys().cloned().collect::<Vec<_>>().len(), paths.len());
+            let not_folders = found.values().filter(|(kind, _, _)| *kind != 'd').count();
+            assert_eq!(files, not_folders);
             found
         }
         Patch::Refused(reason) => panic!("refused: {reason}"),
@@ -275,5 +281,43 @@ fn a_changed_config_or_too_much_is_refused() {
         refused(&first, &second).contains("more than 1 MiB"),
         "{}",
         refused(&first, &second)
+    );
+}
+
+#[test]
+fn a_file_in_a_folder_of_a_lower_layer_is_refused() {
+    let mut images = Images::new();
+    let (first, second) = images.pair(
+        &[Item::File("nua/app/app.py", b"x")],
+        &[
+            Item::File("nua/app/app.py", b"x"),
+            // `etc` is the base's: in a container it might be a link Docker writes through.
+            Item::File("etc/app.conf", b"y"),
+        ],
+    );
+    assert_eq!(
+        refused(&first, &second),
+        "`/etc/app.conf` is in a folder of a lower layer"
+    );
+}
+
+#[test]
+fn a_later_layer_hides_what_an_earlier_one_had_below_a_path() {
+    let mut images = Images::new();
+    let base = images.layer(&[Item::Dir("nua"), Item::File("etc/motd", b"base")]);
+    let old = images.layer(&[Item::Dir("nua"), Item::File("nua/x", b"old")]);
+    // The first new layer makes `nua/x` a folder with a file, the second a file again.
+    let folder = images.layer(&[
+        Item::Dir("nua"),
+        Item::Dir("nua/x"),
+        Item::File("nua/x/inside", b"hidden"),
+    ]);
+    let file = images.layer(&[Item::Dir("nua"), Item::File("nua/x", b"new")]);
+    let first = images.image(vec![base.clone(), old], "/start");
+    let second = images.image(vec![base, folder, file], "/start");
+    let found = files(&first, &second);
+    assert_eq!(
+        found,
+        BTreeMap::from([("nua/x".to_owned(), ('f', "new".to_owned(), 0))])
     );
 }
