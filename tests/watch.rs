@@ -18,190 +18,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::docker::{http_get, wait_for_http};
 use common::run::*;
 use common::watch::*;
 use common::*;
-
-/// Long enough for a cold build of flask-hello from PyPI plus its health check.
-const BUILD_AND_RUN: Duration = Duration::from_secs(600);
-
-/// Long enough for a reload: the source step built again, the new container started and
-/// healthy.
-const RELOAD: Duration = Duration::from_secs(300);
-
-/// For the polls that follow a line of `nua run`: the old container gone, the new version
-/// answering.
-const SETTLE: Duration = Duration::from_secs(30);
-
-/// How many more answers the poller must get once the old container is gone, so that a
-/// failure as it is retired, or the old version answering again, would be seen.
-const AFTER_SWITCH: usize = 100;
-
-/// What flask-hello answers on `/`, and after [`edit_greeting`].
-const OLD: &str = "Hello from Flask!\n";
-const NEW: &str = "Hello from Flask!!\n";
-
-/// The line of app.py that makes `/`'s answer, and the text it gets in the new version.
-const GREETING_LINE: &str = r#"}!\n""#;
-const NEW_GREETING_LINE: &str = r#"}!!\n""#;
-
-/// `nua run --watch` of a copy of flask-hello, healthy and watching, with what the test made.
-/// The fields drop in order: `nua` killed first, should the test fail before Ctrl-C, then its
-/// containers removed, then the images they ran, then the port lock and the folder released.
-struct Watch {
-    run: Foreground,
-    name: String,
-    app: PathBuf,
-    port: u16,
-    _containers: [Container; 3],
-    images: Images,
-    _image: LoadedImage,
-    _port: MutexGuard<'static, ()>,
-    _work: tempfile::TempDir,
-}
-
-impl Watch {
-    /// Copy flask-hello (then `prepare` the copy), warm a cache with a build of it, and start
-    /// `nua run APP --watch --name NAME` on that cache; returns once it is watching.
-    fn start(test: &str, prepare: impl FnOnce(&Path)) -> Watch {
-        let work = temp_dir();
-        let cache = cache_with_base("python", work.path());
-        let name = unique_name(test);
-        let app = app_copy("flask-hello", work.path(), &name);
-        prepare(&app);
-        // Outside the port lock: only the source's step is left for `nua run` to build.
-        build(&app, &cache, &work.path().join("warm.tar"), &[]);
-        let image = LoadedImage(image_tag(&name));
-        let port_guard = port_lock(8000);
-        let containers = [
-            Container(name.clone()),
-            Container(format!("{name}.next")),
-            Container(format!("{name}.standby")),
-        ];
-
-        let mut cmd = nua();
-        cmd.arg("run")
-            .arg(&app)
-            .arg("--watch")
-            .arg("--name")
-            .arg(&name)
-            .env("NUA_CACHE_DIR", &cache);
-        let mut run = Foreground::spawn(&mut cmd);
-        run.wait_for_line(&format!("{name} is healthy"), BUILD_AND_RUN);
-        let watching = run.wait_for_line("watching", SETTLE);
-        let all = run.stderr.join("\n");
-        assert!(all.contains(&format!("started {name}")), "{all}");
-        let canonical = std::fs::canonicalize(&app).unwrap();
-        assert!(
-            [&app, &canonical]
-                .iter()
-                .any(|dir| watching.contains(&format!("watching {}", dir.display())))
-                && watching.contains("for changes"),
-            "the watching line does not name {}: {watching}",
-            app.display()
-        );
-        let port = url_port(&run.stderr, 8000);
-        let (status, body) = wait_for_http(port, "/");
-        assert!(status.contains("200"), "GET / answered {status}: {body}");
-        assert_eq!(body, OLD);
-        let images = Images(vec![image_id(&name)]);
-        Watch {
-            run,
-            name,
-            app,
-            port,
-            _containers: containers,
-            images,
-            _image: image,
-            _port: port_guard,
-            _work: work,
-        }
-    }
-
-    /// Read stderr up to the next line with `wanted`, and return it; panic, with all stderr,
-    /// if a line with one of `unwanted` comes first or `timeout` passes.
-    fn line_with(&mut self, wanted: &str, unwanted: &[&str], timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // Every line has "": this is the next line, whatever it says.
-            let line = self.run.wait_for_line("", left);
-            if line.contains(wanted) {
-                return line;
-            }
-            if let Some(bad) = unwanted.iter().find(|u| line.contains(**u)) {
-                panic!(
-                    "a line with {bad:?} came before one with {wanted:?}; stderr:\n{}",
-                    self.run.stderr.join("\n")
-                );
-            }
-        }
-    }
-
-    /// Wait for the `reloaded NAME` line that must follow a change, record the new images
-    /// (the one its container runs, the one its tag names), and return the line.
-    fn reloaded(&mut self) -> String {
-        let line = self.line_with(
-            &format!("reloaded {}", self.name),
-            &["reload failed", "no change to the image"],
-            RELOAD,
-        );
-        self.images.0.push(image_id(&self.name));
-        self.images.0.push(tagged(&self.name));
-        line
-    }
-
-    /// Ctrl-C: `nua` must stop and remove every container of the app, say so, free the port
-    /// and exit 130.
-    fn ctrl_c_removes_everything(self) {
-        let Watch {
-            run, name, port, ..
-        } = self;
-        run.signal(libc::SIGINT);
-        let (status, _stdout, stderr) = run.wait(Duration::from_secs(120));
-        assert_eq!(status.code(), Some(130), "{stderr}");
-        assert!(
-            stderr.contains(&format!("stopped and removed {name}")),
-            "{stderr}"
-        );
-        let left = app_containers(&name);
-        assert!(
-            left.is_empty(),
-            "containers labelled nua.app={name} are left after Ctrl-C: {left:?}"
-        );
-        assert!(
-            !container_exists(&format!("{name}.next")),
-            "{name}.next is left after Ctrl-C"
-        );
-        assert!(
-            http_get(port, "/").is_err(),
-            "something still answers on {port} after Ctrl-C"
-        );
-    }
-}
-
-/// Replace `from` with `to` in the app's `app.py`, in place (as an editor that writes over the
-/// file does).
-#[track_caller]
-fn edit(app: &Path, replacements: &[(&str, &str)]) {
-    let path = app.join("app.py");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (from, to) in replacements {
-        assert!(text.contains(from), "app.py has no {from:?}:\n{text}");
-        text = text.replacen(from, to, 1);
-    }
-    std::fs::write(&path, text).unwrap();
-}
-
-/// flask-hello's `/` answers [`NEW`] instead of [`OLD`].
-fn edit_greeting(app: &Path) {
-    edit(app, &[(GREETING_LINE, NEW_GREETING_LINE)]);
-}
 
 /// Once the new version answers: wait until the old container is gone (the new one alone,
 /// named `app`), then for [`AFTER_SWITCH`] more answers, so that the poll spans the old
@@ -307,13 +130,6 @@ fn a_removed_file_is_served_by_a_new_container() {
         run_ok(std::process::Command::new("docker").args(["exec", &watch.name, "ls", "/nua/app"]));
     assert!(!listing.contains("extra.txt"), "{listing}");
     watch.ctrl_c_removes_everything();
-}
-
-/// The ID of the image the app's tag names.
-fn tagged(name: &str) -> String {
-    common::docker::inspect(&image_tag(name), "{{.Id}}")
-        .trim()
-        .to_owned()
 }
 
 #[test]
