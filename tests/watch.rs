@@ -107,6 +107,26 @@ fn an_edit_is_served_without_a_failed_request() {
         assert!(Instant::now() < deadline, "no new standby after the reload");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // `nua ps`: the app once, named by its tag (its container runs the previous image's ID
+    // with the new files), its standby not listed.
+    let listed = run_ok(nua().args(["ps", "--json"]));
+    let apps: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let ours: Vec<&serde_json::Value> = apps
+        .iter()
+        .filter(|a| {
+            a["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&watch.name)
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{listed}");
+    assert_eq!(ours[0]["name"], watch.name.as_str(), "{listed}");
+    assert_eq!(
+        ours[0]["image"],
+        image_tag(&watch.name).as_str(),
+        "{listed}"
+    );
     watch.ctrl_c_removes_everything();
 }
 

@@ -28,7 +28,14 @@ pub enum Error {
 
 /// The containers of the apps `nua run` started, running or not.
 pub fn list(engine: &dyn Engine) -> Result<Vec<ContainerInfo>, Error> {
-    Ok(engine.containers(APP_LABEL)?)
+    let all = engine.containers(APP_LABEL)?;
+    // The spares of a `nua run --watch` (its standby, a replacement, a replaced one) are
+    // part of the app listed: shown only when it is not (what a killed watch left).
+    let names: std::collections::HashSet<String> = all.iter().map(|c| c.name.clone()).collect();
+    Ok(all
+        .into_iter()
+        .filter(|c| crate::reload::spare_of(c).is_none_or(|app| !names.contains(app)))
+        .collect())
 }
 
 /// The container of the app `name`, or an error saying there is none.

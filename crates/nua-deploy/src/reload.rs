@@ -560,17 +560,24 @@ pub(crate) fn spare_containers(
     engine: &dyn Engine,
     name: &str,
 ) -> Result<Vec<String>, nua_runtime::Error> {
-    let prefix = format!("{name}.");
     Ok(engine
         .containers(local::APP_LABEL)?
         .into_iter()
-        .filter(|c| c.labels.get(local::APP_LABEL).map(String::as_str) == Some(name))
+        .filter(|c| spare_of(c) == Some(name))
         .map(|c| c.name)
-        .filter(|n| {
-            let rest = n.strip_prefix(&prefix).unwrap_or_default();
-            rest == &NEXT[1..] || rest == &STANDBY[1..] || rest.starts_with(&OLD[1..])
-        })
         .collect())
+}
+
+/// The app a container is a spare of (its replacement, a replaced one, its standby), if it
+/// is one.
+pub(crate) fn spare_of(container: &nua_runtime::ContainerInfo) -> Option<&str> {
+    let app = container.labels.get(local::APP_LABEL)?;
+    let rest = container
+        .name
+        .strip_prefix(app.as_str())?
+        .strip_prefix('.')?;
+    (rest == &NEXT[1..] || rest == &STANDBY[1..] || rest.starts_with(&OLD[1..]))
+        .then_some(app.as_str())
 }
 
 /// Whether the container `name` is gone within a few seconds.

@@ -11,6 +11,15 @@ use nua::outln;
 use nua_deploy::apps;
 use nua_runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream};
 
+/// The image an app was run from, as it was named (`nua run --watch` starts some of its
+/// containers from an image ID).
+fn image(container: &ContainerInfo) -> &str {
+    container
+        .labels
+        .get(nua_deploy::local::IMAGE_LABEL)
+        .map_or(container.image.as_str(), String::as_str)
+}
+
 pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
     let mut apps = apps::list(&engine)?;
@@ -40,7 +49,7 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
             .map(|c| {
                 serde_json::json!({
                     "name": c.name,
-                    "image": c.image,
+                    "image": image(c),
                     "state": c.state,
                     "health": c.health.as_ref().map(|h| h.status),
                     "exit_code": c.exit_code,
@@ -53,7 +62,7 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
     }
     let rows: Vec<[String; 4]> = apps
         .iter()
-        .map(|c| [c.name.clone(), c.image.clone(), status(c), ports(c)])
+        .map(|c| [c.name.clone(), image(c).to_owned(), status(c), ports(c)])
         .collect();
     let header = ["NAME", "IMAGE", "STATUS", "PORTS"].map(String::from);
     let mut widths = [0; 4];

@@ -521,3 +521,24 @@ fn the_gate_of_a_version_docker_does_not_check_ends() {
     }
     assert_eq!(names(&engine), [APP]);
 }
+
+#[test]
+fn the_apps_listed_leave_out_the_spares_of_one_that_runs() {
+    let engine = engine();
+    let mut held = with_standby(&engine);
+    let _switched = held
+        .replace(&engine, &request(V2, WEB), &never)
+        .unwrap()
+        .expect("the replacement serves");
+    // The app, the one it replaced (being retired), its standby: one app.
+    assert_eq!(names(&engine).len(), 3, "{:?}", names(&engine));
+    let listed: Vec<String> = crate::apps::list(&engine)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(listed, [APP]);
+    // Without the app, what is left of it shows.
+    engine.remove_container(APP).unwrap();
+    assert_eq!(crate::apps::list(&engine).unwrap().len(), 2);
+}
