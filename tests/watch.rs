@@ -108,7 +108,7 @@ fn an_edit_is_served_without_a_failed_request() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // `nua ps`: the app once, named by its tag (its container runs the previous image's ID
-    // with the new files), its standby not listed.
+    // with the new files), on its port, its standby not listed.
     let listed = run_ok(nua().args(["ps", "--json"]));
     let apps: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
     let ours: Vec<&serde_json::Value> = apps
@@ -127,6 +127,8 @@ fn an_edit_is_served_without_a_failed_request() {
         image_tag(&watch.name).as_str(),
         "{listed}"
     );
+    // The port it answers on is Nua's, not the one Docker chose for the container.
+    assert_eq!(ours[0]["ports"][0]["host"], watch.port, "{listed}");
     watch.ctrl_c_removes_everything();
 }
 

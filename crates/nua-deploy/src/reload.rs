@@ -32,6 +32,10 @@ use nua_runtime::{CheckResult, Engine, HealthStatus, PortBinding, Protocol, Stat
 pub const NEXT: &str = ".next";
 /// The name a replaced container has, followed by a number, until it is removed.
 pub const OLD: &str = ".old.";
+/// On each container of a watched app, the ports it answers on as the user sees them (the
+/// ones Nua holds; JSON of [`PortBinding`]s): the container publishes on ports Docker
+/// chooses.
+pub const PORTS_LABEL: &str = "nua.ports";
 /// The name of the container started in advance of the next change.
 pub const STANDBY: &str = ".standby";
 /// The standby's process: a shell that waits until SIGUSR1, then ends its wait and becomes
@@ -292,6 +296,7 @@ impl Held {
         }
         let mut spec = plan.spec.clone();
         spec.name = name.clone();
+        self.label_ports(&mut spec);
         // The image itself, not the app's tag, which a later build may move.
         if !details.id.is_empty() {
             spec.image = details.id.clone();
@@ -387,6 +392,23 @@ impl Held {
         })
     }
 
+    /// Say on a container which ports the app answers on ([`PORTS_LABEL`]).
+    fn label_ports(&self, spec: &mut nua_runtime::ContainerSpec) {
+        let held: Vec<PortBinding> = self
+            .published
+            .iter()
+            .map(|p| PortBinding {
+                container: p.container,
+                protocol: p.protocol,
+                host_ip: p.host_ip,
+                host: p.host,
+            })
+            .collect();
+        if let Ok(json) = serde_json::to_string(&held) {
+            spec.labels.insert(PORTS_LABEL.to_owned(), json);
+        }
+    }
+
     /// Remove the standby, if any.
     fn drop_standby(&mut self, engine: &dyn Engine) {
         if self.standby.take().is_some() {
@@ -475,6 +497,7 @@ impl Held {
         prepare(engine, plan)?;
         let mut spec = plan.spec.clone();
         spec.name = name.to_owned();
+        self.label_ports(&mut spec);
         for port in &mut spec.ports {
             port.host = 0;
         }

@@ -53,7 +53,7 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
                     "state": c.state,
                     "health": c.health.as_ref().map(|h| h.status),
                     "exit_code": c.exit_code,
-                    "ports": c.ports,
+                    "ports": shown_ports(c),
                 })
             })
             .collect();
@@ -103,8 +103,17 @@ fn status(c: &ContainerInfo) -> String {
     }
 }
 
+/// The ports the app answers on: those its container publishes, or, for `nua run --watch`,
+/// the ones Nua holds in front of it.
+fn shown_ports(c: &ContainerInfo) -> Vec<nua_runtime::PortBinding> {
+    c.labels
+        .get(nua_deploy::reload::PORTS_LABEL)
+        .and_then(|held| serde_json::from_str(held).ok())
+        .unwrap_or_else(|| c.ports.clone())
+}
+
 fn ports(c: &ContainerInfo) -> String {
-    c.ports
+    shown_ports(c)
         .iter()
         .map(|p| {
             format!(
