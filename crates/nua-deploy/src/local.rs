@@ -67,6 +67,18 @@ pub struct Plan {
     pub random: BTreeMap<String, String>,
 }
 
+impl Published {
+    /// The binding that publishes it.
+    pub fn binding(&self) -> PortBinding {
+        PortBinding {
+            container: self.container,
+            protocol: self.protocol,
+            host_ip: self.host_ip,
+            host: self.host,
+        }
+    }
+}
+
 /// Which host ports are free.
 pub trait HostPorts {
     fn is_free(&self, port: u16, protocol: Protocol) -> bool;
@@ -174,15 +186,7 @@ pub fn plan(request: &Request, ports: &dyn HostPorts, taken: &[u16]) -> Result<P
             name: request.name.clone(),
             image: request.image.clone(),
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            ports: published
-                .iter()
-                .map(|p| PortBinding {
-                    container: p.container,
-                    protocol: p.protocol,
-                    host_ip: p.host_ip,
-                    host: p.host,
-                })
-                .collect(),
+            ports: published.iter().map(Published::binding).collect(),
             mounts: Vec::new(),
             labels: labels(request),
             network: None,

@@ -394,16 +394,7 @@ impl Held {
 
     /// Say on a container which ports the app answers on ([`PORTS_LABEL`]).
     fn label_ports(&self, spec: &mut nua_runtime::ContainerSpec) {
-        let held: Vec<PortBinding> = self
-            .published
-            .iter()
-            .map(|p| PortBinding {
-                container: p.container,
-                protocol: p.protocol,
-                host_ip: p.host_ip,
-                host: p.host,
-            })
-            .collect();
+        let held: Vec<PortBinding> = self.published.iter().map(|p| p.binding()).collect();
         if let Ok(json) = serde_json::to_string(&held) {
             spec.labels.insert(PORTS_LABEL.to_owned(), json);
         }
