@@ -140,6 +140,20 @@ fn deleted_file_and_replaced_directory_survive_commit_and_umoci() {
     assert_eq!(root.read_file("/etc/debian_version").unwrap(), None);
     assert_eq!(root.read_file("/etc/added").unwrap().unwrap(), b"hi\n");
     assert!(root.read_file("/etc/os-release").unwrap().is_some());
+    // One look at the merged view: the replaced folder lists only what the run put there, a
+    // folder is no file, a file no folder, and a link resolves inside the root.
+    let (listed, folder, file, link) = root
+        .inspect("looking at the root", |merged| {
+            Ok((
+                merged.list("usr/share/doc")?,
+                merged.read("usr/share")?,
+                merged.list("etc/added")?,
+                merged.read("etc/os-release")?.is_some(),
+            ))
+        })
+        .unwrap();
+    assert_eq!(listed, Some(vec!["new-file".to_owned()]));
+    assert_eq!((folder, file, link), (None, None, true));
     let layer = root.commit(&LayerOptions::default()).unwrap();
     insta::assert_snapshot!(listing(&layer).join("\n"));
 

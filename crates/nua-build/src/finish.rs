@@ -17,6 +17,7 @@ const SBOM_PATHS: &[&str] = &["var/lib/dpkg/status", "nua/venv", "nua/app/node_m
 const SCAN_UP_TO: u64 = 16 << 20;
 
 /// What the SBOM is made from, read from the image's root.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SbomInputs {
     status: Vec<u8>,
     npm_lock: Option<Vec<u8>>,
@@ -110,46 +111,52 @@ fn read_sbom_inputs(
     let sandbox = chain
         .sandbox(&build.above.options, build.store, reporter)
         .map_err(sandbox_error)?;
-    let mut root = sandbox.root(layers).map_err(sandbox_error)?;
-    let status = root
-        .read_file("/var/lib/dpkg/status")
-        .map_err(sandbox_error)?
-        .unwrap_or_default();
-    let npm_lock = root
-        .read_file("/nua/app/node_modules/.package-lock.json")
-        .map_err(sandbox_error)?;
-    // Each distribution's folder name, then the headers of its METADATA (name as
-    // published, version, license).
-    let list = Job {
-        command: "for d in /nua/venv/lib/python3*/site-packages/*.dist-info; do \
-                  [ -d \"$d\" ] || continue; echo \"@@dist-info ${d##*/}\"; \
-                  [ -f \"$d/METADATA\" ] && sed -n '/^$/q;p' \"$d/METADATA\"; done; true",
-        as_root: false,
-        shown: false,
-    };
-    let world = World::new(&[], 0, None, None);
-    let mut dist_lines = Vec::new();
-    // Only a root with a virtual environment is asked (an image without a shell is fine).
-    let has_venv = root
-        .read_file("/nua/venv/pyvenv.cfg")
-        .map_err(sandbox_error)?
-        .is_some();
-    if has_venv {
-        run::run_commands(
-            &mut root,
-            &world,
-            Step::Metadata.name(),
-            &[list],
-            &[],
-            Network::None,
-            &mut CollectLines(&mut dist_lines),
-        )?;
+    let root = sandbox.root(layers).map_err(sandbox_error)?;
+    let read = root.inspect("reading the SBOM's inputs", |merged| {
+        let status = merged.read("var/lib/dpkg/status")?.unwrap_or_default();
+        let npm_lock = merged.read("nua/app/node_modules/.package-lock.json")?;
+        let mut dist_lines = Vec::new();
+        // Only a root with a virtual environment is asked.
+        if merged.read("nua/venv/pyvenv.cfg")?.is_some() {
+            dist_lines = dist_info_lines(merged)?;
+        }
+        Ok(SbomInputs {
+            status,
+            npm_lock,
+            dist_lines,
+        })
+    });
+    read.map_err(sandbox_error)
+}
+
+/// Each distribution of `/nua/venv/lib/python3*/site-packages`: `@@dist-info NAME`, then the
+/// headers of its METADATA (up to the first empty line: name as published, version,
+/// license), folders and lines in bytewise order as the shell's glob gives them.
+fn dist_info_lines(merged: &nua_sandbox::Merged) -> nua_sandbox::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let lib = "nua/venv/lib";
+    for python in merged.list(lib)?.unwrap_or_default() {
+        if !python.starts_with("python3") {
+            continue;
+        }
+        let packages = format!("{lib}/{python}/site-packages");
+        for name in merged.list(&packages)?.unwrap_or_default() {
+            if name.starts_with('.') || !name.ends_with(".dist-info") {
+                continue;
+            }
+            let dir = format!("{packages}/{name}");
+            if merged.list(&dir)?.is_none() {
+                continue;
+            }
+            lines.push(format!("@@dist-info {name}"));
+            let metadata = merged.read(&format!("{dir}/METADATA"))?.unwrap_or_default();
+            let headers = metadata.split(|b| *b == b'\n');
+            for line in headers.take_while(|line| !line.is_empty()) {
+                lines.push(String::from_utf8_lossy(line).into_owned());
+            }
+        }
     }
-    Ok(SbomInputs {
-        status,
-        npm_lock,
-        dist_lines,
-    })
+    Ok(lines)
 }
 
 /// The key of the SBOM's inputs for `layers`: the DiffIDs of the layers that may change
@@ -349,16 +356,6 @@ pub fn test_step(
 }
 
 /// A reporter that keeps the output lines of a command (and nothing else).
-struct CollectLines<'a>(&'a mut Vec<String>);
-
-impl Reporter for CollectLines<'_> {
-    fn event(&mut self, event: Event<'_>) {
-        if let Event::Output { line } = event {
-            self.0.push(line.to_owned());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 pub use error::{Error, Result};
 pub use idmap::Mapping;
-pub use root::Root;
+pub use root::{Merged, Root};
 pub use touches::unpacked_touches;
 
 use error::IoContext;

@@ -214,10 +214,20 @@ impl Root {
     /// Read a file of the merged view (upper, then lowers, whiteouts honoured; symlinks
     /// resolved inside the root); `Ok(None)` when absent.
     pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let (dir, lowerdir) = (self.dir.clone(), self.lowerdir("upper"));
         let rel = path.trim_start_matches('/').to_owned();
         let task = format!("reading `{path}` from the root");
-        userns::in_namespace(&self.sandbox.inner.mapping, &task, move || {
+        self.inspect(&task, move |merged| merged.read(&rel))
+    }
+
+    /// Run `look` on the merged view, mounted read-only once for all it reads (one user
+    /// namespace, no process in the root: the image needs no shell); its result.
+    pub fn inspect<T, F>(&self, task: &str, look: F) -> Result<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnOnce(&Merged) -> Result<T>,
+    {
+        let (dir, lowerdir) = (self.dir.clone(), self.lowerdir("upper"));
+        userns::in_namespace(&self.sandbox.inner.mapping, task, move || {
             std::env::set_current_dir(&dir).at(&dir)?;
             let opts = cstring(format!("lowerdir={lowerdir},{OVERLAY_OPTIONS}"))
                 .ok_or_else(|| Error::Command("NUL in paths".into()))?;
@@ -232,8 +242,8 @@ impl Root {
                 step: "mounting the root read-only".into(),
                 source,
             })?;
-            let merged = unpack::open_dir(libc::AT_FDCWD, c"merged").at(dir.join("merged"))?;
-            open_in_root(&merged, &rel)
+            let root = unpack::open_dir(libc::AT_FDCWD, c"merged").at(dir.join("merged"))?;
+            look(&Merged { root })
         })
     }
 
@@ -275,6 +285,35 @@ impl Drop for Root {
     }
 }
 
+/// A root's merged view, read-only, as [`Root::inspect`] gives it: paths are relative to
+/// the root, and symlinks resolve inside it.
+pub struct Merged {
+    root: OwnedFd,
+}
+
+impl Merged {
+    /// The content of a file; `None` when absent or not a file.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        open_in_root(&self.root, rel)
+    }
+
+    /// The names in a folder, sorted bytewise (as the C locale's `ls` and globs do); `None`
+    /// when it is absent or not a folder.
+    pub fn list(&self, rel: &str) -> Result<Option<Vec<String>>> {
+        let Some(dir) = open_at(&self.root, rel, libc::O_DIRECTORY)? else {
+            return Ok(None);
+        };
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let mut names: Vec<String> = fs::read_dir(&path)
+            .at(rel)?
+            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .at(rel)?;
+        names.sort();
+        Ok(Some(names))
+    }
+}
+
 #[repr(C)]
 struct OpenHow {
     flags: u64,
@@ -283,13 +322,29 @@ struct OpenHow {
 }
 
 /// Read `rel` below `root` with `openat2(RESOLVE_IN_ROOT)`: symlinks resolve inside it.
+/// `None` when it is absent or a folder.
 fn open_in_root(root: &OwnedFd, rel: &str) -> Result<Option<Vec<u8>>> {
+    let Some(fd) = open_at(root, rel, 0)? else {
+        return Ok(None);
+    };
+    let mut file = fs::File::from(fd);
+    let mut out = Vec::new();
+    match std::io::Read::read_to_end(&mut file, &mut out) {
+        Ok(_) => Ok(Some(out)),
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Ok(None),
+        Err(e) => Err(e).at(rel),
+    }
+}
+
+/// Open `rel` below `root` read-only, with `flags` added (`O_DIRECTORY`), resolving inside
+/// it; `None` when absent (or, with `O_DIRECTORY`, not a folder).
+fn open_at(root: &OwnedFd, rel: &str, flags: i32) -> Result<Option<OwnedFd>> {
     const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
     const RESOLVE_IN_ROOT: u64 = 0x10;
     let name = cstring(if rel.is_empty() { "." } else { rel })
         .ok_or_else(|| Error::Command("NUL in path".into()))?;
     let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | flags) as u64,
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
@@ -318,10 +373,7 @@ fn open_in_root(root: &OwnedFd, rel: &str) -> Result<Option<Vec<u8>>> {
         }
     };
     // SAFETY: a fresh descriptor owned by nobody else.
-    let mut file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut out).at(rel)?;
-    Ok(Some(out))
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
 
 /// Create `dir` and its missing parents below `base`, each 0755 whatever the umask: the
