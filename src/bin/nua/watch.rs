@@ -37,9 +37,8 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
     // Changes made during the first build are seen: the watch starts before it.
     let mut changes = Changes::watch(app)?;
     let (layout, config) = build_layout(app, &knobs)?;
-    let (image, _) = load_layout(engine, layout.path(), knobs.quiet)?;
+    let (image, details) = load(engine, layout.path(), knobs.quiet)?;
     let config = Some(config);
-    let details = image_details(engine, &image)?;
     // The layout of the image the standby is of: what a new image is compared with.
     let mut standby = Some(layout);
     let mut no_standby_said = false;
@@ -175,10 +174,8 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
             let result = match result {
                 Some(result) => result,
                 None => {
-                    let loaded = load_layout(engine, layout.path(), true)
-                        .and_then(|(image, _)| Ok((image_details(engine, &image)?, image)));
-                    match loaded {
-                        Ok((details, image)) => {
+                    match load(engine, layout.path(), true) {
+                        Ok((image, details)) => {
                             next.image = image;
                             next.details = details;
                         }
@@ -221,10 +218,8 @@ pub fn run(engine: &Docker, app: &Path, args: &RunArgs) -> anyhow::Result<ExitCo
                         // The new version serves from the previous image with its files
                         // written over; Docker gets the new image now, for the app's tag and
                         // the next standby.
-                        match load_layout(engine, layout.path(), true)
-                            .and_then(|(image, _)| Ok((image_details(engine, &image)?, image)))
-                        {
-                            Ok((details, image)) => {
+                        match load(engine, layout.path(), true) {
+                            Ok((image, details)) => {
                                 next.image = image;
                                 next.details = details;
                             }
@@ -491,10 +486,17 @@ fn forget_images(engine: &Docker, leftovers: &mut Vec<String>, serving: &str) {
     });
 }
 
-fn image_details(engine: &Docker, image: &str) -> anyhow::Result<nua_runtime::ImageDetails> {
-    engine
-        .image(image)?
-        .with_context(|| format!("Docker has no image `{image}` after loading it"))
+/// Load a layout the build wrote: the image's name, and what Docker says of it.
+fn load(
+    engine: &Docker,
+    layout: &Path,
+    quiet: bool,
+) -> anyhow::Result<(String, nua_runtime::ImageDetails)> {
+    let (image, _) = load_layout(engine, layout, quiet)?;
+    let details = engine
+        .image(&image)?
+        .with_context(|| format!("Docker has no image `{image}` after loading it"))?;
+    Ok((image, details))
 }
 
 /// `app.py`, `app.py, templates/index.html and 3 more`: the paths that exist now (an
