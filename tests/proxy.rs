@@ -91,6 +91,7 @@ fn instance(label: &str, domain: &str, port: u16) -> Desired {
         domain: Some(domain.to_owned()),
         app_id: "test".to_owned(),
         network: format!("nua-{label}"),
+        engine: Default::default(),
         containers: vec![Container {
             name: format!("nua-{label}"),
             component: "app".to_owned(),

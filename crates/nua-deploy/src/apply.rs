@@ -16,21 +16,28 @@
 //! Applying twice changes nothing the second time; applying after a crash anywhere
 //! finishes what was left.
 
-use std::collections::BTreeMap;
+mod containers;
+mod services;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
 use nua_runtime::{
-    ContainerSpec, Engine, HealthStatus, Labels, LogOptions, PortBinding, Protocol, State,
+    ContainerInfo, ContainerSpec, Engine, Labels, PortBinding, Protocol, Swarm, VolumeSpec,
 };
 
-use crate::instance::{Container, Desired, Role, GENERATION_LABEL, INSTANCE_LABEL, ROLE_LABEL};
+use crate::instance::{
+    Container, Desired, EngineKind, Role, GENERATION_LABEL, INSTANCE_LABEL, ROLE_LABEL,
+};
 use crate::local::{volume_mount, VolumeMount};
 use crate::state;
-use crate::supervise;
 use crate::values::{self, Component, Deployment};
+
+pub use containers::Containers;
+pub use services::Services;
 
 /// The component a container is (`app` or a provider's name).
 pub const COMPONENT_LABEL: &str = "nua.component";
@@ -73,15 +80,16 @@ pub enum Error {
     Volume(#[from] crate::local::Error),
     #[error("`[docker]` of `{name}`: {message}")]
     Options { name: String, message: String },
+    #[error("`{label}` runs on Docker Swarm, and this Docker Engine is not a manager of a swarm")]
+    NoSwarm { label: String },
     #[error("the proxy cannot send `{label}`'s requests to its new app: {message}")]
     Proxy { label: String, message: String },
-    #[error("{what} of `{label}` is not ready after {}s ({why}); its last lines:\n{tail}", timeout.as_secs())]
+    #[error("{what} of `{label}` is not ready ({why}); its last lines:\n{tail}")]
     NotReady {
         label: String,
         /// `provider `database`` or `the app`.
         what: String,
         why: String,
-        timeout: Duration,
         tail: String,
     },
 }
@@ -96,6 +104,9 @@ pub trait Routes {
 /// Where and how to apply.
 pub struct Context<'a> {
     pub engine: &'a dyn Engine,
+    /// The Swarm the engine manages, for instances deployed on it (`None`: the engine is
+    /// not asked to be one).
+    pub swarm: Option<&'a dyn Swarm>,
     pub external_ip: Option<String>,
     pub ready_timeout: Duration,
     /// The instance is stopped on purpose: its containers are made, not started, and
@@ -109,6 +120,62 @@ pub struct Context<'a> {
     pub drain: Duration,
 }
 
+/// What a component is to run: its container as Docker would create it (the environment
+/// resolved, secrets included), the volumes to make for it, and which of its variables
+/// hold secrets.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub spec: ContainerSpec,
+    /// Managed volumes it mounts (an existing one is kept: it holds the data).
+    pub volumes: Vec<VolumeSpec>,
+    /// The variables of `spec.env` whose value is a generated secret, or read from one.
+    pub secret: BTreeSet<String>,
+    /// A digest of `spec` (its `nua.spec` label): another one means it must be replaced.
+    pub digest: String,
+}
+
+/// Where an instance runs: containers on this Docker Engine ([`Containers`]) or services of
+/// a Swarm ([`Services`]). [`apply`] decides what each component should be; a platform makes
+/// it so, in its own way.
+pub trait Platform {
+    /// Make the instance's private network.
+    fn network(&self, desired: &Desired) -> Result<(), Error>;
+    /// Make `container` run as `unit` says, replacing what runs now (health-gated, without
+    /// a failed request where the platform can), and wait until it is ready; with
+    /// `ctx.stopped`, make it without running it.
+    fn converge(
+        &self,
+        desired: &Desired,
+        container: &Container,
+        unit: Unit,
+        ctx: &Context<'_>,
+        applied: &mut Applied,
+    ) -> Result<(), Error>;
+    /// Stop the instance's components (it is stopped on purpose): the app first.
+    fn stop(&self, desired: &Desired, applied: &mut Applied) -> Result<(), Error>;
+    /// Remove what the instance runs that `desired` no longer has (its volumes stay).
+    fn prune(&self, desired: &Desired, applied: &mut Applied) -> Result<(), Error>;
+    /// Remove everything the instance `label` runs, volumes aside; what was removed.
+    fn remove(&self, label: &str, network: &str) -> Result<Vec<String>, Error>;
+    /// The container running `container` now on this machine, if there is one (what
+    /// `nua status` shows, where backups run their commands).
+    fn running(&self, container: &Container) -> Result<Option<ContainerInfo>, Error>;
+}
+
+/// The platform of an instance: Docker's containers, or a Swarm's services (the engine
+/// must then be a manager of one).
+pub fn platform<'a>(desired: &Desired, ctx: &Context<'a>) -> Result<Box<dyn Platform + 'a>, Error> {
+    Ok(match desired.engine {
+        EngineKind::Docker => Box::new(Containers { engine: ctx.engine }),
+        EngineKind::Swarm => {
+            let swarm = ctx.swarm.ok_or_else(|| Error::NoSwarm {
+                label: desired.label.clone(),
+            })?;
+            Box::new(Services::new(ctx.engine, swarm, &desired.label)?)
+        }
+    })
+}
+
 /// Make the engine match `desired`, generation `generation`; values are generated and kept
 /// in `state`.
 pub fn apply(
@@ -117,7 +184,7 @@ pub fn apply(
     ctx: &Context<'_>,
     state: &mut state::State,
 ) -> Result<Applied, Error> {
-    let engine = ctx.engine;
+    let platform = platform(desired, ctx)?;
     let mut applied = Applied::default();
     let components: Vec<Component> = desired
         .containers
@@ -136,222 +203,104 @@ pub fn apply(
     };
     let env =
         values::resolve(&components, &deployment, state).map_err(|e| Error::Values(Box::new(e)))?;
-    let instance = Labels::from([(INSTANCE_LABEL.to_owned(), desired.label.clone())]);
-    engine.create_network(&desired.network, &instance)?;
+    let secret = values::secret_keys(&components);
+    platform.network(desired)?;
     for container in &desired.containers {
-        let options =
-            crate::options::run_options(&container.docker).map_err(|message| Error::Options {
-                name: container.name.clone(),
-                message,
-            })?;
-        let mut labels = instance.clone();
-        labels.insert(ROLE_LABEL.to_owned(), role(container.role).to_owned());
-        labels.insert(COMPONENT_LABEL.to_owned(), container.component.clone());
-        let mut spec = ContainerSpec {
-            name: container.name.clone(),
-            image: container.image.clone(),
-            env: env[&container.component]
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect(),
-            ports: bindings(container),
-            mounts: Vec::new(),
-            labels,
-            network: Some(desired.network.clone()),
-            aliases: vec![container.component.clone()],
-            restart: options.restart,
-            limits: options.limits,
-            init: options.init.unwrap_or(container.role == Role::App),
-            command: None,
-            ..ContainerSpec::default()
-        };
-        for volume in &container.volumes {
-            let VolumeMount {
-                mount,
-                volume,
-                directory,
-            } = volume_mount(volume, &|name| name.to_owned(), instance.clone(), true)?;
-            if let Some(dir) = directory {
-                std::fs::create_dir_all(&dir).map_err(|source| nua_runtime::Error::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-            }
-            if let Some(volume) = volume {
-                // An existing volume is kept as it is: it holds the data.
-                if !engine
-                    .volumes(INSTANCE_LABEL, &desired.label)?
-                    .contains(&volume.name)
-                {
-                    engine.create_volume(&volume)?;
-                    applied.volumes_created.push(volume.name.clone());
-                }
-            }
-            spec.mounts.push(mount);
-        }
-        let digest = spec_digest(&spec);
-        spec.labels.insert(SPEC_LABEL.to_owned(), digest.clone());
-        spec.labels
-            .insert(GENERATION_LABEL.to_owned(), generation.to_string());
-        let existing = engine.container(&container.name)?;
-        let keep = existing
-            .as_ref()
-            .is_some_and(|c| c.labels.get(SPEC_LABEL) == Some(&digest));
-        // An app serving a domain through the proxy is replaced without a failed request.
-        let proxy = match (&existing, ctx.proxy) {
-            (Some(old), Some(proxy))
-                if !keep
-                    && !ctx.stopped
-                    && container.role == Role::App
-                    && desired.domain.is_some()
-                    && old.state == State::Running =>
-            {
-                Some((old, proxy))
-            }
-            _ => None,
-        };
-        let mut maintenance = None;
-        match proxy {
-            Some((old, proxy)) if !container.single_writer && apart(&old.ports, &spec.ports) => {
-                switch(desired, container, spec, proxy, ctx, &mut applied)?;
-                continue;
-            }
-            Some((_, proxy)) => {
-                // It must not run twice: its requests get 503 while it is replaced.
-                proxy.route(desired, true).map_err(|message| Error::Proxy {
-                    label: desired.label.clone(),
-                    message,
-                })?;
-                maintenance = Some(proxy);
-            }
-            None => {}
-        }
-        if !keep {
-            if existing.is_some() {
-                engine.stop_container(&container.name, Duration::from_secs(10))?;
-                engine.remove_container(&container.name)?;
-                applied.removed.push(container.name.clone());
-            }
-            engine.create_container(&spec)?;
-            applied.created.push(container.name.clone());
-        }
-        if ctx.stopped {
-            continue;
-        }
-        let info = engine.container(&container.name)?;
-        if info.as_ref().is_some_and(|c| c.state == State::Paused) {
-            // Frozen on purpose (`nua pause`): left so until thawed.
-            continue;
-        }
-        let restarts = info.as_ref().map_or(0, |c| c.restart_count);
-        if !info.is_some_and(|c| c.state == State::Running) {
-            engine.start_container(&container.name)?;
-            applied.started.push(container.name.clone());
-        }
-        // The next container starts once this one is ready; the deploy ends once the
-        // app is.
-        ready(desired, container, &container.name, ctx, restarts)?;
-        if let Some(proxy) = maintenance {
-            proxy
-                .route(desired, false)
-                .map_err(|message| Error::Proxy {
-                    label: desired.label.clone(),
-                    message,
-                })?;
-        }
+        let unit = unit(desired, container, generation, &env, &secret)?;
+        platform.converge(desired, container, unit, ctx, &mut applied)?;
     }
     if ctx.stopped {
-        // The app first, then what it depends on.
-        for container in desired.containers.iter().rev() {
-            let state = engine.container(&container.name)?.map(|c| c.state);
-            if state == Some(State::Paused) {
-                engine.set_paused(&container.name, false)?;
-            }
-            if matches!(
-                state,
-                Some(State::Running | State::Restarting | State::Paused)
-            ) {
-                engine.stop_container(&container.name, Duration::from_secs(10))?;
-                applied.stopped.push(container.name.clone());
-            }
-        }
+        platform.stop(desired, &mut applied)?;
     }
-    // Containers of the instance the desired state no longer has (a provider removed from
+    // Components of the instance the desired state no longer has (a provider removed from
     // the config); their volumes stay.
-    for found in engine.containers(INSTANCE_LABEL)? {
-        let ours = found.labels.get(INSTANCE_LABEL) == Some(&desired.label);
-        // The app a switch replaced is kept, stopped, for a rollback.
-        let wanted = desired
-            .containers
-            .iter()
-            .any(|c| c.name == found.name || previous_name(&c.name) == found.name);
-        if ours && !wanted {
-            engine.stop_container(&found.name, Duration::from_secs(10))?;
-            engine.remove_container(&found.name)?;
-            applied.removed.push(found.name);
-        }
-    }
+    platform.prune(desired, &mut applied)?;
     Ok(applied)
+}
+
+/// What `container` of `desired` is to run at generation `generation`.
+fn unit(
+    desired: &Desired,
+    container: &Container,
+    generation: u64,
+    env: &BTreeMap<String, Vec<(String, String)>>,
+    secret: &BTreeSet<(String, String)>,
+) -> Result<Unit, Error> {
+    let options =
+        crate::options::run_options(&container.docker).map_err(|message| Error::Options {
+            name: container.name.clone(),
+            message,
+        })?;
+    let instance = Labels::from([(INSTANCE_LABEL.to_owned(), desired.label.clone())]);
+    let mut labels = instance.clone();
+    labels.insert(ROLE_LABEL.to_owned(), role(container.role).to_owned());
+    labels.insert(COMPONENT_LABEL.to_owned(), container.component.clone());
+    let env = &env[&container.component];
+    let mut spec = ContainerSpec {
+        name: container.name.clone(),
+        image: container.image.clone(),
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        ports: bindings(container),
+        mounts: Vec::new(),
+        labels,
+        network: Some(desired.network.clone()),
+        aliases: vec![container.component.clone()],
+        restart: options.restart,
+        limits: options.limits,
+        init: options.init.unwrap_or(container.role == Role::App),
+        command: None,
+        ..ContainerSpec::default()
+    };
+    let mut volumes = Vec::new();
+    for volume in &container.volumes {
+        let VolumeMount {
+            mount,
+            volume,
+            directory,
+        } = volume_mount(volume, &|name| name.to_owned(), instance.clone(), true)?;
+        if let Some(dir) = directory {
+            std::fs::create_dir_all(&dir).map_err(|source| nua_runtime::Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        volumes.extend(volume);
+        spec.mounts.push(mount);
+    }
+    let digest = spec_digest(&spec);
+    spec.labels.insert(SPEC_LABEL.to_owned(), digest.clone());
+    spec.labels
+        .insert(GENERATION_LABEL.to_owned(), generation.to_string());
+    let secret = env
+        .iter()
+        .filter(|(key, _)| secret.contains(&(container.component.clone(), key.clone())))
+        .map(|(key, _)| key.clone())
+        .collect();
+    Ok(Unit {
+        spec,
+        volumes,
+        secret,
+        digest,
+    })
+}
+
+/// `container` of `desired` did not get ready, for `why`; `lines` are its last ones.
+fn not_ready(desired: &Desired, container: &Container, why: String, lines: &[String]) -> Error {
+    let what = match container.role {
+        Role::App => "the app".to_owned(),
+        Role::Provider => format!("provider `{}`", container.component),
+    };
+    Error::NotReady {
+        label: desired.label.clone(),
+        what,
+        why,
+        tail: lines.join("\n"),
+    }
 }
 
 /// The name of the app container a switch replaced, kept for a rollback.
 pub fn previous_name(app: &str) -> String {
     format!("{app}-previous")
-}
-
-/// Whether the new container publishes none of the host ports of the old one, so both can
-/// run at once.
-fn apart(old: &[PortBinding], new: &[PortBinding]) -> bool {
-    !new.is_empty() && new.iter().all(|n| old.iter().all(|o| o.host != n.host))
-}
-
-/// Replace the running app `container` by one made from `spec` without a failed request:
-/// the new one starts beside it (as `NAME-next`, on its own port); once it is ready, the
-/// proxy sends it the requests, the old one finishes its own for `ctx.drain`, then stops
-/// and is kept as `NAME-previous`; the new one takes the name. Until the proxy has switched,
-/// a failure removes the new one and leaves the old one serving.
-fn switch(
-    desired: &Desired,
-    container: &Container,
-    mut spec: ContainerSpec,
-    proxy: &dyn Routes,
-    ctx: &Context<'_>,
-    applied: &mut Applied,
-) -> Result<(), Error> {
-    let engine = ctx.engine;
-    let name = &container.name;
-    let next = format!("{name}-next");
-    // A switch interrupted earlier left its new container behind.
-    if engine.container(&next)?.is_some() {
-        engine.remove_container(&next)?;
-    }
-    spec.name = next.clone();
-    engine.create_container(&spec)?;
-    let started = engine
-        .start_container(&next)
-        .map_err(Error::from)
-        .and_then(|()| ready(desired, container, &next, ctx, 0))
-        .and_then(|()| {
-            proxy.route(desired, false).map_err(|message| Error::Proxy {
-                label: desired.label.clone(),
-                message,
-            })
-        });
-    if let Err(err) = started {
-        let _ = engine.remove_container(&next);
-        return Err(err);
-    }
-    std::thread::sleep(ctx.drain);
-    engine.stop_container(name, Duration::from_secs(10))?;
-    let previous = previous_name(name);
-    if engine.container(&previous)?.is_some() {
-        engine.remove_container(&previous)?;
-    }
-    engine.rename_container(name, &previous)?;
-    engine.rename_container(&next, name)?;
-    applied.created.push(name.clone());
-    applied.stopped.push(previous);
-    Ok(())
 }
 
 fn role(role: Role) -> &'static str {
@@ -407,87 +356,6 @@ fn spec_digest(spec: &ContainerSpec) -> String {
     let labels: BTreeMap<_, _> = spec.labels.iter().collect();
     field(&format!("{labels:?}"));
     hex::encode(&hasher.finalize()[..16])
-}
-
-/// How often readiness is looked at (Docker's state and health, the ready check).
-const POLL: Duration = Duration::from_millis(200);
-
-/// Wait for `container` to be ready: Docker says it is healthy, or its ready check (the
-/// app's health check, a provider's protocol check, run as soon as it runs rather than after
-/// Docker's first interval) passes, or, with neither, it has kept running for
-/// [`supervise::SETTLE`]. An error with its last lines when it exits, is unhealthy, or is not
-/// ready in time, or exits and is restarted by Docker (more than `restarts` times).
-fn ready(
-    desired: &Desired,
-    container: &Container,
-    name: &str,
-    ctx: &Context<'_>,
-    restarts: i64,
-) -> Result<(), Error> {
-    let engine = ctx.engine;
-    let started = Instant::now();
-    let why = loop {
-        let info = engine
-            .container(name)?
-            .ok_or_else(|| nua_runtime::Error::NoSuchContainer {
-                name: name.to_owned(),
-            })?;
-        if matches!(info.state, State::Exited | State::Dead) {
-            break format!("it exited with code {}", info.exit_code.unwrap_or(-1));
-        }
-        // Under a restart policy, an exit shows as a restart rather than as `exited`.
-        if info.restart_count > restarts {
-            break match info.exit_code {
-                Some(code) => format!("it exited with code {code} and Docker restarted it"),
-                None => "it exited and Docker restarted it".to_owned(),
-            };
-        }
-        let health = info.health.as_ref().map(|h| h.status);
-        match health {
-            Some(HealthStatus::Healthy) => return Ok(()),
-            Some(HealthStatus::Unhealthy) => break "its health check fails".to_owned(),
-            _ => {}
-        }
-        if info.state == State::Running {
-            match &container.ready_check {
-                Some(check) => {
-                    let argv: Vec<&str> = check.iter().map(String::as_str).collect();
-                    // A container still starting may refuse an exec: asked again next time.
-                    if engine.exec(name, &argv).is_ok_and(|o| o.exit_code == 0) {
-                        return Ok(());
-                    }
-                }
-                None if health.is_none() && started.elapsed() >= supervise::SETTLE => {
-                    return Ok(());
-                }
-                None => {}
-            }
-        }
-        if started.elapsed() > ctx.ready_timeout {
-            break "its health check has not passed yet".to_owned();
-        }
-        std::thread::sleep(POLL);
-    };
-    let mut lines = Vec::new();
-    let options = LogOptions {
-        follow: false,
-        tail: Some(20),
-    };
-    let _ = engine.logs(name, options, &mut |line| {
-        lines.push(format!("  {}", line.text));
-        std::ops::ControlFlow::Continue(())
-    });
-    let what = match container.role {
-        Role::App => "the app".to_owned(),
-        Role::Provider => format!("provider `{}`", container.component),
-    };
-    Err(Error::NotReady {
-        label: desired.label.clone(),
-        what,
-        why,
-        timeout: ctx.ready_timeout,
-        tail: lines.join("\n"),
-    })
 }
 
 #[cfg(test)]

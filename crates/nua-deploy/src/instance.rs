@@ -43,6 +43,47 @@ pub struct Desired {
     pub network: String,
     /// Providers first, in start order, then the app.
     pub containers: Vec<Container>,
+    /// Where it runs (`NUA_ENGINE`); absent in what earlier versions recorded: Docker.
+    #[serde(default, skip_serializing_if = "EngineKind::is_docker")]
+    pub engine: EngineKind,
+}
+
+/// What runs an instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Containers on this server's Docker Engine.
+    #[default]
+    Docker,
+    /// Services of the Docker Swarm this server's engine manages.
+    Swarm,
+}
+
+impl EngineKind {
+    fn is_docker(&self) -> bool {
+        *self == EngineKind::Docker
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Swarm => "swarm",
+        }
+    }
+}
+
+impl Desired {
+    /// The same instance to run on `engine`. A Swarm's services publish nothing on the
+    /// host: the cluster's proxy reaches them on their network, by name.
+    pub fn on(mut self, engine: EngineKind) -> Desired {
+        self.engine = engine;
+        if engine == EngineKind::Swarm {
+            for port in self.containers.iter_mut().flat_map(|c| c.ports.iter_mut()) {
+                port.host = None;
+            }
+        }
+        self
+    }
 }
 
 /// Whether a container is the app or one of its providers.
@@ -332,6 +373,7 @@ pub fn plan(
         domain: site.domain.clone(),
         app_id: config.id().to_owned(),
         containers,
+        engine: EngineKind::Docker,
     })
 }
 

@@ -16,7 +16,7 @@
 //!
 //! Values referring to other components are resolved once those are; a cycle is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nua_config::{EnvKind, EnvValue};
 
@@ -133,6 +133,40 @@ pub fn resolve(
         env.entry(component).or_default().push((key, value));
     }
     Ok(env)
+}
+
+/// The variables (component, key) that hold a secret: a `random` value, or one read with
+/// `from` + `key` from a variable that holds one. A platform that can keep them apart from
+/// the rest of the environment (Swarm secrets) does.
+pub fn secret_keys(components: &[Component]) -> BTreeSet<(String, String)> {
+    let mut secret: BTreeSet<(String, String)> = BTreeSet::new();
+    // Each round marks the variables that read one marked in the round before; a chain of
+    // reads is at most as long as there are variables.
+    loop {
+        let before = secret.len();
+        for component in components {
+            for (key, value) in &component.env {
+                let EnvValue::Spec(spec) = value else {
+                    continue;
+                };
+                let holds = match value.kind() {
+                    EnvKind::Random => true,
+                    EnvKind::From => {
+                        let from = spec.from.clone().unwrap_or_default();
+                        let read = spec.key.clone().unwrap_or_default();
+                        secret.contains(&(from, read))
+                    }
+                    _ => false,
+                };
+                if holds {
+                    secret.insert((component.name.clone(), key.clone()));
+                }
+            }
+        }
+        if secret.len() == before {
+            return secret;
+        }
+    }
 }
 
 /// The text of one value; `None` while it reads a value not resolved yet.
@@ -329,6 +363,28 @@ mod tests {
 
     fn get<'a>(env: &'a BTreeMap<String, Vec<(String, String)>>, c: &str, k: &str) -> &'a str {
         &env[c].iter().find(|(key, _)| key == k).unwrap().1
+    }
+
+    #[test]
+    fn a_random_value_and_what_reads_it_are_secrets_and_nothing_else() {
+        let mut components = postgres_app();
+        // A chain: the app's copy of the password is read by a third component.
+        components.push(component(
+            "worker",
+            None,
+            "[env]\nPASSWORD = { from = \"app\", key = \"DB_PASSWORD\" }\n\
+             HOST = { from = \"database\", key = \"hostname\" }\n",
+        ));
+        let secret = secret_keys(&components);
+        let expected: BTreeSet<(String, String)> = [
+            ("app", "DB_PASSWORD"),
+            ("database", "POSTGRES_PASSWORD"),
+            ("worker", "PASSWORD"),
+        ]
+        .iter()
+        .map(|(c, k)| ((*c).to_owned(), (*k).to_owned()))
+        .collect();
+        assert_eq!(secret, expected);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod docker;
 pub mod fake;
 mod load;
 mod patch;
+pub mod swarm;
 mod types;
 
 use std::ops::ControlFlow;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub use docker::Docker;
 pub use load::{chain_ids, describe_image, read_image_file, thin_archive, ArchivePlan};
 pub use patch::{patch_between, Patch};
+pub use swarm::Swarm;
 pub use types::*;
 
 /// A container engine. Every method blocks; an engine can be shared between threads (one
@@ -147,6 +149,9 @@ pub enum Error {
     NoSuchContainer { name: String },
     #[error("a container named `{name}` already exists")]
     NameTaken { name: String },
+    /// Docker refuses to remove it: something uses it (a service, a secret's service).
+    #[error("{what} is in use")]
+    InUse { what: String },
     #[error("there is no image `{reference}` in Docker")]
     NoSuchImage { reference: String },
     /// The output of a command run with [`Engine::exec_stream`] could not be written (its

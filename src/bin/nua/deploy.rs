@@ -20,7 +20,7 @@ use nua_config::{NuaConfig, Provider, Site};
 use nua_deploy::apply::{self, Applied, Context};
 use nua_deploy::image;
 use nua_deploy::instance::{
-    self, Desired, Placement, Role, TakenPorts, INSTANCE_LABEL, PORT_RANGE,
+    self, Desired, EngineKind, Placement, Role, TakenPorts, INSTANCE_LABEL, PORT_RANGE,
 };
 use nua_deploy::state::{self, Kind, State};
 use nua_deploy::target::Target;
@@ -94,6 +94,20 @@ fn recorded_ports(state: &State, except: &str) -> anyhow::Result<BTreeMap<u16, S
         }
     }
     Ok(held)
+}
+
+/// What runs the instances `nua deploy` makes: `docker` (this server's engine; the
+/// default) or `swarm` (services of the Docker Swarm this server's engine manages).
+pub const NUA_ENGINE: &str = "NUA_ENGINE";
+
+pub fn engine_kind() -> anyhow::Result<EngineKind> {
+    match std::env::var(NUA_ENGINE).unwrap_or_default().as_str() {
+        "" | "docker" => Ok(EngineKind::Docker),
+        "swarm" => Ok(EngineKind::Swarm),
+        other => Err(anyhow::anyhow!(
+            "`{NUA_ENGINE}={other}` is neither `docker` nor `swarm`"
+        )),
+    }
 }
 
 /// Which provider images `nua deploy` prefers: `own` (Nua's, built from Debian, when it has
@@ -217,7 +231,30 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
+    let kind = engine_kind()?;
     let engine = docker()?;
+    if kind == EngineKind::Swarm && nua_runtime::Swarm::manager(&engine)?.is_none() {
+        return Err(anyhow::anyhow!(
+            "`{NUA_ENGINE}=swarm`, and this Docker Engine is not a manager of a swarm"
+        )
+        .context(Hint(
+            "run `docker swarm init` (or join a swarm as a manager), or unset `NUA_ENGINE`".into(),
+        )));
+    }
+    if kind == EngineKind::Swarm {
+        if let Some(domain) = loaded.deploy.site.iter().find_map(|s| s.domain.as_ref()) {
+            return Err(anyhow::anyhow!(
+                "`{}` asks for the domain `{domain}`, and this Nua's proxy does not serve \
+                 instances on Docker Swarm yet; nothing was deployed",
+                args.file.display()
+            )
+            .context(Hint(
+                "deploy without `domain` (the app answers on its overlay network by name), \
+                 or with `NUA_ENGINE=docker`"
+                    .into(),
+            )));
+        }
+    }
     let mut state = open_state()?;
     let knobs = Knobs {
         debian: args.debian.clone(),
@@ -275,6 +312,7 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
                     replace: args.replace,
                     no_backup: args.no_backup,
                     quiet: args.quiet,
+                    kind,
                     busy: &busy,
                     range: range.clone(),
                 },
@@ -316,6 +354,8 @@ struct SiteToDeploy<'a> {
     replace: bool,
     no_backup: bool,
     quiet: bool,
+    /// What runs it.
+    kind: EngineKind,
     /// Host ports found taken by an earlier attempt.
     busy: &'a [u16],
     range: std::ops::RangeInclusive<u16>,
@@ -378,9 +418,28 @@ fn deploy_site(
             &|p| s.images.get(&p.name).cloned(),
             &placement,
         )
+        .map(|d| d.on(s.kind))
     };
     let mut desired = plan(own.clone(), before.as_ref())
         .with_context(|| format!("cannot deploy `{label}` of `{}`", s.file.display()))?;
+    if let Some(before) = &before {
+        if before.engine != s.kind {
+            return Err(anyhow::anyhow!(
+                "`{label}` runs on {}, and `{NUA_ENGINE}` asks for {}: Nua does not move a \
+                 running instance from one to the other",
+                before.engine.name(),
+                s.kind.name()
+            )
+            .context(Hint(
+                format!(
+                    "deploy it with `{NUA_ENGINE}={}`, or `nua remove {label}` first (its \
+                     volumes stay on this node)",
+                    before.engine.name()
+                )
+                .into(),
+            )));
+        }
+    }
     if let Some(previous) = &previous {
         let previous_app = previous.desired["app_id"].as_str().unwrap_or_default();
         if previous_app != desired.app_id && !s.replace {
@@ -418,6 +477,7 @@ fn deploy_site(
     }
     let ctx = Context {
         engine: ctx.engine,
+        swarm: ctx.swarm,
         external_ip: ctx.external_ip.clone(),
         ready_timeout: ctx.ready_timeout,
         stopped: ctx.stopped,
@@ -463,6 +523,7 @@ fn deploy_site(
             if let (Some(previous), Some(before)) = (&previous, &before) {
                 let ctx = Context {
                     engine: ctx.engine,
+                    swarm: ctx.swarm,
                     external_ip: ctx.external_ip.clone(),
                     ready_timeout: ctx.ready_timeout,
                     stopped: previous.stopped,
@@ -608,11 +669,13 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     let mut shown = Vec::new();
+    let ctx = apply_context(&engine);
     for instance in instances {
         if args.label.as_ref().is_some_and(|l| *l != instance.label) {
             continue;
         }
         let desired: Desired = serde_json::from_value(instance.desired.clone())?;
+        let platform = apply::platform(&desired, &ctx)?;
         let mut entry = Shown {
             label: instance.label.clone(),
             domain: desired.domain.clone(),
@@ -624,7 +687,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             providers: Vec::new(),
         };
         for container in &desired.containers {
-            let info = engine.container(&container.name)?;
+            let info = platform.running(container)?;
             match container.role {
                 Role::App => {
                     entry.image = container.image.clone();
@@ -682,16 +745,10 @@ pub fn remove(args: &RemoveArgs) -> anyhow::Result<ExitCode> {
     };
     let desired: Desired = serde_json::from_value(instance.desired.clone())?;
     let generation = state.begin(&args.label, Kind::Remove, &actor(), &instance.desired)?;
+    let ctx = apply_context(&engine);
     let removed = (|| -> anyhow::Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for found in engine.containers(INSTANCE_LABEL)? {
-            if found.labels.get(INSTANCE_LABEL) == Some(&args.label) {
-                engine.stop_container(&found.name, Duration::from_secs(10))?;
-                engine.remove_container(&found.name)?;
-                removed.push(found.name);
-            }
-        }
-        engine.remove_network(&desired.network)?;
+        let platform = apply::platform(&desired, &ctx)?;
+        let mut removed = platform.remove(&args.label, &desired.network)?;
         if args.volumes {
             for volume in engine.volumes(INSTANCE_LABEL, &args.label)? {
                 engine.remove_volume(&volume)?;
@@ -756,6 +813,7 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
 pub fn apply_context(engine: &Docker) -> Context<'_> {
     Context {
         engine,
+        swarm: Some(engine),
         external_ip: std::env::var("NUA_EXTERNAL_IP")
             .ok()
             .filter(|v| !v.is_empty()),
@@ -835,6 +893,15 @@ pub fn pause(args: &LabelArgs, paused: bool) -> anyhow::Result<ExitCode> {
         .context(Hint(format!("`nua start {label}` runs it").into())));
     }
     let desired: Desired = serde_json::from_value(instance.desired)?;
+    if desired.engine == EngineKind::Swarm {
+        return Err(anyhow::anyhow!(
+            "`{label}` runs on Docker Swarm, which cannot freeze a service"
+        )
+        .context(Hint(
+            format!("`nua stop {label}` stops its tasks, `nua start {label}` runs them again")
+                .into(),
+        )));
+    }
     let mut order: Vec<_> = desired.containers.iter().collect();
     if paused {
         order.reverse();

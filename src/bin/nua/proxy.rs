@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use nua::cli::Hint;
-use nua_deploy::instance::Desired;
+use nua_deploy::instance::{Desired, EngineKind};
 use nua_deploy::proxy::{self, acme, acme::Acme, nginx::Nginx};
 use nua_deploy::state::{self, State};
 
@@ -123,7 +123,10 @@ pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
     let instances: Vec<Desired> = state
         .instances()?
         .into_iter()
-        .filter_map(|i| serde_json::from_value(i.desired).ok())
+        .filter_map(|i| serde_json::from_value::<Desired>(i.desired).ok())
+        // This server's nginx reaches what runs on this server's engine; a Swarm's services
+        // are on their overlay networks.
+        .filter(|d| d.engine == EngineKind::Docker)
         .collect();
     let certificate = |host: &str| acme.as_ref().and_then(|a| a.certificate(host));
     let domains = proxy::domains(&instances, &certificate).context("cannot configure the proxy")?;

@@ -2,9 +2,11 @@ use std::path::Path;
 
 use nua_config::{deploy, Format, LoadOptions, NuaConfig};
 use nua_runtime::fake::{FakeEngine, Script};
-use nua_runtime::{Health, HealthStatus, ImageDetails, LogLine, Stream};
+use nua_runtime::{Health, HealthStatus, ImageDetails, LogLine, State, Stream};
 
 use super::*;
+
+mod swarm;
 use crate::instance::{plan, Placement, TakenPorts, PORT_RANGE};
 
 const CONFIG: &str = r#"
@@ -106,12 +108,29 @@ fn engine(pg_health: HealthStatus) -> FakeEngine {
 fn ctx(engine: &FakeEngine) -> Context<'_> {
     Context {
         engine,
+        swarm: None,
         external_ip: None,
         ready_timeout: Duration::from_secs(5),
         stopped: false,
         proxy: None,
         drain: Duration::ZERO,
     }
+}
+
+/// [`CONFIG`] without its database, and without what the app read of it.
+fn without_provider() -> String {
+    CONFIG
+        .split("[[provider]]")
+        .next()
+        .unwrap()
+        .replace(
+            "DB_HOST = { from = \"database\", key = \"hostname\" }\n",
+            "",
+        )
+        .replace(
+            "DB_PASSWORD = { from = \"database\", key = \"POSTGRES_PASSWORD\" }\n",
+            "",
+        )
 }
 
 fn env_of(engine: &FakeEngine, name: &str, key: &str) -> String {
@@ -243,18 +262,7 @@ fn a_provider_the_config_no_longer_has_is_removed_and_its_volume_kept() {
     let mut state = state::State::open(tmp.path()).unwrap();
     let engine = engine(HealthStatus::Healthy);
     apply(&desired(CONFIG, APP_IMAGE), 1, &ctx(&engine), &mut state).unwrap();
-    let alone = CONFIG
-        .split("[[provider]]")
-        .next()
-        .unwrap()
-        .replace(
-            "DB_HOST = { from = \"database\", key = \"hostname\" }\n",
-            "",
-        )
-        .replace(
-            "DB_PASSWORD = { from = \"database\", key = \"POSTGRES_PASSWORD\" }\n",
-            "",
-        );
+    let alone = without_provider();
     let applied = apply(&desired(&alone, APP_IMAGE), 2, &ctx(&engine), &mut state).unwrap();
     assert!(
         applied.removed.contains(&"nua-n-database".to_owned()),

@@ -60,6 +60,7 @@ fn desired() -> Desired {
         app_id: "app".to_owned(),
         network: "nua-x".to_owned(),
         containers: vec![database, cache, app],
+        engine: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ fn desired(label: &str, domain: Option<&str>, ports: &[(&str, u16)]) -> Desired 
         domain: domain.map(str::to_owned),
         app_id: "app".to_owned(),
         network: format!("nua-{label}"),
+        engine: Default::default(),
         containers: vec![Container {
             name: format!("nua-{label}"),
             component: "app".to_owned(),

@@ -253,7 +253,7 @@ fn restart_policy(restart: Restart) -> models::RestartPolicy {
     }
 }
 
-fn mount(mount: &Mount) -> models::Mount {
+pub(super) fn mount(mount: &Mount) -> models::Mount {
     match mount {
         Mount::Volume {
             name,

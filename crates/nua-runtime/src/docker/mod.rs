@@ -7,6 +7,7 @@ mod containers;
 mod exec;
 mod output;
 mod storage;
+mod swarm;
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;

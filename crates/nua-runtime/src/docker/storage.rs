@@ -56,6 +56,17 @@ impl Docker {
     }
 
     pub(super) fn network(&self, name: &str, labels: &Labels) -> Result<(), Error> {
+        self.network_of(name, labels, "bridge")
+    }
+
+    /// Create a network of `driver` (an `overlay` one attachable by containers), unless one
+    /// of that name exists.
+    pub(super) fn network_of(
+        &self,
+        name: &str,
+        labels: &Labels,
+        driver: &str,
+    ) -> Result<(), Error> {
         let existing = self.runtime.block_on(
             self.client
                 .inspect_network(name, None::<query::InspectNetworkOptions>),
@@ -67,7 +78,8 @@ impl Docker {
         }
         let request = models::NetworkCreateRequest {
             name: name.to_owned(),
-            driver: Some("bridge".to_owned()),
+            driver: Some(driver.to_owned()),
+            attachable: (driver == "overlay").then_some(true),
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
