@@ -153,6 +153,8 @@ pub trait Platform {
     ) -> Result<(), Error>;
     /// Stop the instance's components (it is stopped on purpose): the app first.
     fn stop(&self, desired: &Desired, applied: &mut Applied) -> Result<(), Error>;
+    /// Stop `container` until the next apply runs it again (its data is being restored).
+    fn halt(&self, container: &Container) -> Result<(), Error>;
     /// Remove what the instance runs that `desired` no longer has (its volumes stay).
     fn prune(&self, desired: &Desired, applied: &mut Applied) -> Result<(), Error>;
     /// Remove everything the instance `label` runs, volumes aside; what was removed.

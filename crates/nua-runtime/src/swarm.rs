@@ -196,6 +196,8 @@ pub trait Swarm: Sync {
     /// Create the service, or update it to `spec`. Swarm carries the update out after this
     /// returns: [`Swarm::service`] tells how it went.
     fn put_service(&self, spec: &ServiceSpec) -> Result<(), Error>;
+    /// Run `replicas` tasks of a service, its spec otherwise unchanged.
+    fn scale(&self, name: &str, replicas: u64) -> Result<(), Error>;
     /// Remove a service and its tasks; one that does not exist is no error.
     fn remove_service(&self, name: &str) -> Result<(), Error>;
     /// The tasks of a service that Swarm still lists, newest first.

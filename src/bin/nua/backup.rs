@@ -22,6 +22,7 @@ use crate::load::docker;
 use nua::cli::progress::{human_bytes, human_duration};
 use nua::cli::Hint;
 use nua::outln;
+use nua_deploy::apply;
 use nua_deploy::backup::{self, restic::Repository, schedule, Backups, Component, Part};
 use nua_deploy::instance::{Desired, Role};
 use nua_deploy::state::{self, State};
@@ -108,7 +109,7 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let mut shown = Vec::new();
     for label in &labels {
         let (desired, generation, _) = instance(&state, label)?;
-        let mut components = backup::plan(&desired, args.all)?;
+        let mut components = located(&engine, &desired, backup::plan(&desired, args.all)?)?;
         if let Some(name) = &args.component {
             components = backup::only(label, components, name)?;
         }
@@ -243,6 +244,18 @@ fn restorable(
     Ok(out)
 }
 
+/// `components` of `desired`, each where its commands run now (on Swarm, in the container
+/// of its task on this node).
+fn located(
+    engine: &Docker,
+    desired: &Desired,
+    components: Vec<Component>,
+) -> anyhow::Result<Vec<Component>> {
+    let ctx = apply_context(engine);
+    let platform = apply::platform(desired, &ctx)?;
+    Ok(backup::locate(components, desired, platform.as_ref())?)
+}
+
 /// `nua restore LABEL [--backup ID] [--component NAME]`.
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let engine = docker()?;
@@ -286,7 +299,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         quiet: args.quiet,
     };
     let outcome = put_back(
-        &backups, &mut state, &desired, generation, &targets, chosen.id, args.quiet,
+        &engine, &backups, &mut state, &desired, generation, &targets, chosen.id, args.quiet,
     )?;
     // The app runs again, health-gated, on the data now there.
     let ctx = nua_deploy::apply::Context {
@@ -313,7 +326,9 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
 /// first, the app stopped, each component restored; when one fails, what was there is put
 /// back from the safety backup. The app is left stopped, for the caller to run the
 /// generation it wants on the data. The safety backup's id, or why the restore failed.
+#[allow(clippy::too_many_arguments)]
 fn put_back(
+    engine: &Docker,
     backups: &Backups<'_>,
     state: &mut State,
     desired: &Desired,
@@ -323,6 +338,19 @@ fn put_back(
     quiet: bool,
 ) -> anyhow::Result<Result<u64, String>> {
     let label = &desired.label;
+    let ctx = apply_context(engine);
+    let platform = apply::platform(desired, &ctx)?;
+    // Each where its commands run now.
+    let locate = |targets: &[(Component, String, u64)]| -> anyhow::Result<_> {
+        let components = targets.iter().map(|(c, _, _)| c.clone()).collect();
+        let located = backup::locate(components, desired, platform.as_ref())?;
+        Ok(targets
+            .iter()
+            .zip(located)
+            .map(|((_, snapshot, bytes), c)| (c, snapshot.clone(), *bytes))
+            .collect::<Vec<_>>())
+    };
+    let targets = locate(targets)?;
     let components: Vec<Component> = targets.iter().map(|(c, _, _)| c.clone()).collect();
     let (safety, safety_parts, ok) = backups
         .back_up(state, desired, generation, &components, "safety")
@@ -344,22 +372,22 @@ fn put_back(
             }
         }
     }
+    let ctx = apply_context(engine);
+    let platform = apply::platform(desired, &ctx)?;
     if let Some(app) = desired.containers.iter().find(|c| c.role == Role::App) {
         if !quiet {
             eprintln!("stopping the app of {label} while its data is restored");
         }
-        backups
-            .engine
-            .stop_container(&app.name, Duration::from_secs(30))?;
+        platform.halt(app)?;
     }
-    for (component, snapshot, bytes) in targets {
+    for (component, snapshot, bytes) in &targets {
         if let Err(error) = backups.restore_component(label, component, snapshot, *bytes) {
             let failure = format!("{}: {error}", component.name);
             eprintln!(
                 "error: the restore of `{label}` failed ({failure}); putting back what was \
                  there before it started, from the safety backup {safety}"
             );
-            let back = restorable(label, desired, &safety_parts, None)?;
+            let back = locate(&restorable(label, desired, &safety_parts, None)?)?;
             for (component, snapshot, bytes) in &back {
                 if let Err(error) = backups.restore_component(label, component, snapshot, *bytes) {
                     eprintln!(
@@ -417,7 +445,7 @@ pub fn data_for_rollback(
         quiet,
     };
     match put_back(
-        &backups, state, &desired, generation, &targets, chosen.id, quiet,
+        engine, &backups, state, &desired, generation, &targets, chosen.id, quiet,
     )? {
         Ok(_) => Ok(chosen.id),
         Err(failure) => {
@@ -459,7 +487,7 @@ pub fn before_upgrade(
 ) -> anyhow::Result<()> {
     let label = &desired.label;
     let components = match backup::plan(desired, false) {
-        Ok(components) => components,
+        Ok(components) => located(engine, desired, components)?,
         Err(backup::Error::Nothing { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
@@ -532,7 +560,7 @@ pub fn scheduled(engine: &Docker, state: &mut State) -> anyhow::Result<()> {
             continue;
         }
         let components = match backup::plan(&desired, false) {
-            Ok(c) => c,
+            Ok(c) => located(engine, &desired, c)?,
             Err(backup::Error::Nothing { .. }) => continue,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -133,6 +133,12 @@ impl Platform for Containers<'_> {
         Ok(())
     }
 
+    fn halt(&self, container: &Container) -> Result<(), Error> {
+        Ok(self
+            .engine
+            .stop_container(&container.name, Duration::from_secs(30))?)
+    }
+
     fn prune(&self, desired: &Desired, applied: &mut Applied) -> Result<(), Error> {
         let engine = self.engine;
         for found in engine.containers(INSTANCE_LABEL)? {

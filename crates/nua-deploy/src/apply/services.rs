@@ -287,6 +287,21 @@ impl<'a> Services<'a> {
         Ok(())
     }
 
+    /// Wait (a minute at most) until service `name` runs no task.
+    fn down(&self, name: &str) -> Result<(), Error> {
+        let until = Instant::now() + Duration::from_secs(60);
+        while self
+            .swarm
+            .tasks(name)?
+            .iter()
+            .any(|t| matches!(t.state, TaskState::Running | TaskState::Starting))
+            && Instant::now() < until
+        {
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
     fn ours<'s>(&self, services: &'s [ServiceInfo], label: &str) -> Vec<&'s ServiceInfo> {
         services
             .iter()
@@ -353,19 +368,15 @@ impl Platform for Services<'_> {
 
     fn stop(&self, desired: &Desired, _applied: &mut Applied) -> Result<(), Error> {
         // Each service was scaled to no task as it converged; wait until they are down.
-        let until = Instant::now() + Duration::from_secs(60);
         for container in desired.containers.iter().rev() {
-            while self
-                .swarm
-                .tasks(&container.name)?
-                .iter()
-                .any(|t| t.state == TaskState::Running || t.state == TaskState::Starting)
-                && Instant::now() < until
-            {
-                std::thread::sleep(POLL);
-            }
+            self.down(&container.name)?;
         }
         Ok(())
+    }
+
+    fn halt(&self, container: &Container) -> Result<(), Error> {
+        self.swarm.scale(&container.name, 0)?;
+        self.down(&container.name)
     }
 
     fn prune(&self, desired: &Desired, applied: &mut Applied) -> Result<(), Error> {

@@ -81,12 +81,22 @@ pub fn sh(script: &str, args: &[&str]) -> Vec<String> {
     let mut argv = vec![
         "sh".to_owned(),
         "-c".to_owned(),
-        script.to_owned(),
+        format!("{SWARM_SECRETS}{script}"),
         "nua".to_owned(),
     ];
     argv.extend(args.iter().map(|a| (*a).to_owned()));
     argv
 }
+
+/// A task of a Swarm service keeps its secret variables in files (`apply::Services`): a
+/// database image's own as `KEY_FILE`, the others in `/run/secrets/nua-env`. A command run
+/// in it sees them as a container of this server's engine has them, in its environment.
+const SWARM_SECRETS: &str = r#"if [ -r /run/secrets/nua-env ]; then . /run/secrets/nua-env; fi
+for v in POSTGRES_USER POSTGRES_DB MARIADB_ROOT_PASSWORD MARIADB_DATABASE MYSQL_ROOT_PASSWORD MYSQL_DATABASE; do
+  eval "f=\${${v}_FILE:-}"
+  if [ -n "$f" ] && [ -r "$f" ]; then eval "$v=\$(cat \"\$f\")"; export "$v"; fi
+done
+"#;
 
 /// PostgreSQL's user and database as the official image's contract names them.
 const PG_ENV: &str = r#"export PGUSER="${POSTGRES_USER:-postgres}"

@@ -197,6 +197,28 @@ pub fn plan(desired: &Desired, all: bool) -> Result<Vec<Component>, Error> {
     Ok(chosen)
 }
 
+/// `components` of `desired`, each with the container its commands run in now: the one its
+/// platform runs it in on this machine (a Swarm task's container is named by Swarm).
+pub fn locate(
+    mut components: Vec<Component>,
+    desired: &Desired,
+    platform: &dyn crate::apply::Platform,
+) -> Result<Vec<Component>, crate::apply::Error> {
+    for component in &mut components {
+        let Some(container) = desired
+            .containers
+            .iter()
+            .find(|c| c.name == component.container)
+        else {
+            continue;
+        };
+        if let Some(running) = platform.running(container)? {
+            component.container = running.name;
+        }
+    }
+    Ok(components)
+}
+
 /// The frequencies the `[backup]` sections of `desired` ask for (none: not scheduled).
 pub fn frequencies(desired: &Desired) -> Result<Vec<schedule::Frequency>, Error> {
     let backups = desired.containers.iter().flat_map(|c| {

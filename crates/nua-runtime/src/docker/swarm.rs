@@ -379,6 +379,34 @@ impl Docker {
         })
     }
 
+    pub(super) fn service_scale(&self, name: &str, replicas: u64) -> Result<(), Error> {
+        self.runtime.block_on(async {
+            let service =
+                self.inspect_service(name)
+                    .await?
+                    .ok_or_else(|| Error::NoSuchContainer {
+                        name: name.to_owned(),
+                    })?;
+            let version = service.version.and_then(|v| v.index).unwrap_or(0);
+            let mut spec = service.spec.unwrap_or_default();
+            spec.mode = Some(models::ServiceSpecMode {
+                replicated: Some(models::ServiceSpecModeReplicated {
+                    replicas: Some(i64::try_from(replicas).unwrap_or(i64::MAX)),
+                }),
+                ..Default::default()
+            });
+            let options = query::UpdateServiceOptions {
+                version: i32::try_from(version).unwrap_or(i32::MAX),
+                ..Default::default()
+            };
+            self.client
+                .update_service(name, spec, options, None)
+                .await
+                .map(|_| ())
+                .map_err(api("POST /services/{id}/update"))
+        })
+    }
+
     pub(super) fn delete_service(&self, name: &str) -> Result<(), Error> {
         match self.runtime.block_on(self.client.delete_service(name)) {
             Err(e) if status(&e) == Some(404) => Ok(()),
@@ -459,6 +487,10 @@ impl Swarm for Docker {
 
     fn put_service(&self, spec: &ServiceSpec) -> Result<(), Error> {
         self.service_put(spec)
+    }
+
+    fn scale(&self, name: &str, replicas: u64) -> Result<(), Error> {
+        self.service_scale(name, replicas)
     }
 
     fn remove_service(&self, name: &str) -> Result<(), Error> {

@@ -220,6 +220,15 @@ impl Swarm for FakeSwarm {
         Ok(())
     }
 
+    fn scale(&self, name: &str, replicas: u64) -> Result<(), Error> {
+        let mut world = self.world();
+        world.calls.push(format!("scale {name} {replicas}"));
+        if let Some(kept) = world.services.get_mut(name) {
+            kept.spec.replicas = replicas;
+        }
+        Ok(())
+    }
+
     fn remove_service(&self, name: &str) -> Result<(), Error> {
         let mut world = self.world();
         world.calls.push(format!("remove {name}"));
