@@ -130,7 +130,10 @@ pub struct Unit {
     pub volumes: Vec<VolumeSpec>,
     /// The variables of `spec.env` whose value is a generated secret, or read from one.
     pub secret: BTreeSet<String>,
-    /// A digest of `spec` (its `nua.spec` label): another one means it must be replaced.
+    /// Swarm placement constraints (`[docker] placement`).
+    pub placement: Vec<String>,
+    /// A digest of `spec` and `placement` (its `nua.spec` label): another one means it must
+    /// be replaced.
     pub digest: String,
 }
 
@@ -138,6 +141,8 @@ pub struct Unit {
 /// a Swarm ([`Services`]). [`apply`] decides what each component should be; a platform makes
 /// it so, in its own way.
 pub trait Platform {
+    /// Whether it can run `unit` as asked: an error that says why not.
+    fn accepts(&self, container: &Container, unit: &Unit) -> Result<(), Error>;
     /// Make the instance's private network.
     fn network(&self, desired: &Desired) -> Result<(), Error>;
     /// Make `container` run as `unit` says, replacing what runs now (health-gated, without
@@ -206,9 +211,16 @@ pub fn apply(
     let env =
         values::resolve(&components, &deployment, state).map_err(|e| Error::Values(Box::new(e)))?;
     let secret = values::secret_keys(&components);
-    platform.network(desired)?;
+    // What each component is to run, and whether the platform can: all found before
+    // anything is made.
+    let mut units = Vec::new();
     for container in &desired.containers {
         let unit = unit(desired, container, generation, &env, &secret)?;
+        platform.accepts(container, &unit)?;
+        units.push(unit);
+    }
+    platform.network(desired)?;
+    for (container, unit) in desired.containers.iter().zip(units) {
         platform.converge(desired, container, unit, ctx, &mut applied)?;
     }
     if ctx.stopped {
@@ -253,6 +265,7 @@ fn unit(
         command: None,
         ..ContainerSpec::default()
     };
+    let placement = options.placement;
     let mut volumes = Vec::new();
     for volume in &container.volumes {
         let VolumeMount {
@@ -269,7 +282,18 @@ fn unit(
         volumes.extend(volume);
         spec.mounts.push(mount);
     }
-    let digest = spec_digest(&spec);
+    let mut digest = spec_digest(&spec);
+    if !placement.is_empty() {
+        // Without one, the digest is what it always was: a container is not recreated
+        // because Nua learnt about placements.
+        let mut hasher = Sha256::new();
+        hasher.update(digest.as_bytes());
+        for constraint in &placement {
+            hasher.update([0]);
+            hasher.update(constraint.as_bytes());
+        }
+        digest = hex::encode(&hasher.finalize()[..16]);
+    }
     spec.labels.insert(SPEC_LABEL.to_owned(), digest.clone());
     spec.labels
         .insert(GENERATION_LABEL.to_owned(), generation.to_string());
@@ -282,6 +306,7 @@ fn unit(
         spec,
         volumes,
         secret,
+        placement,
         digest,
     })
 }

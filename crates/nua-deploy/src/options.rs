@@ -13,6 +13,8 @@
 //! - `init`: Docker's init (tini) as PID 1, forwarding signals; by default yes for an app (so
 //!   one whose process ignores SIGTERM as PID 1 still stops at once, and a switch does not
 //!   wait for the kill timeout) and no for a provider, whose server handles its signals;
+//! - `placement`: Swarm placement constraints (`"node.labels.db == yes"`, or a list of
+//!   them) for an instance on Docker Swarm; an instance on one Docker Engine refuses it;
 //! - `detach` (containers always run detached) and `auto_remove = false`: accepted, nothing
 //!   to do.
 
@@ -23,17 +25,19 @@ use serde_json::Value;
 use nua_runtime::{Limits, Restart};
 
 /// What the options ask of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOptions {
     pub restart: Restart,
     pub limits: Limits,
     /// `init`: Docker's init as PID 1 (`None`: Nua's default, yes for apps).
     pub init: Option<bool>,
+    /// Swarm placement constraints.
+    pub placement: Vec<String>,
 }
 
 /// The options Nua applies.
-const KNOWN: &str =
-    "restart_policy, mem_limit, shm_size, nano_cpus, pids_limit, init, detach, auto_remove";
+const KNOWN: &str = "restart_policy, mem_limit, shm_size, nano_cpus, pids_limit, init, \
+                     placement, detach, auto_remove";
 
 /// Read the options; an error says which one is wrong and why (without its location, which
 /// the caller adds).
@@ -42,6 +46,7 @@ pub fn run_options(docker: &BTreeMap<String, Value>) -> Result<RunOptions, Strin
         restart: Restart::UnlessStopped,
         limits: Limits::default(),
         init: None,
+        placement: Vec::new(),
     };
     for (key, value) in docker {
         match key.as_str() {
@@ -57,6 +62,7 @@ pub fn run_options(docker: &BTreeMap<String, Value>) -> Result<RunOptions, Strin
                         .ok_or_else(|| format!("`init = {value}` is neither true nor false"))?,
                 )
             }
+            "placement" => options.placement = placement(value)?,
             "detach" => {}
             "auto_remove" if value == &Value::Bool(false) => {}
             "auto_remove" => {
@@ -81,6 +87,30 @@ pub fn run_options(docker: &BTreeMap<String, Value>) -> Result<RunOptions, Strin
         }
     }
     Ok(options)
+}
+
+/// Swarm placement constraints: `attribute == value` or `attribute != value` each.
+fn placement(value: &Value) -> Result<Vec<String>, String> {
+    let items: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let text = item.as_str().unwrap_or_default();
+            let ok = (text.contains("==") || text.contains("!="))
+                && text.starts_with(|c: char| c.is_ascii_alphabetic());
+            if ok {
+                Ok(text.to_owned())
+            } else {
+                Err(format!(
+                    "`placement` `{item}` is not a constraint: give `attribute == value` or \
+                     `attribute != value`, such as \"node.labels.db == yes\""
+                ))
+            }
+        })
+        .collect()
 }
 
 fn restart(value: &Value) -> Result<Restart, String> {
@@ -265,5 +295,25 @@ mod tests {
         assert!(err.contains("applies to `on-failure` only"), "{err}");
         let err = options(json!({"restart_policy": {"nme": "always"}})).unwrap_err();
         assert!(err.contains("`restart_policy.nme`"), "{err}");
+    }
+
+    #[test]
+    fn placement_is_one_constraint_or_a_list_of_them() {
+        assert_eq!(
+            options(json!({"placement": "node.labels.db == yes"}))
+                .unwrap()
+                .placement,
+            ["node.labels.db == yes"]
+        );
+        assert_eq!(
+            options(json!({"placement": ["node.role==manager", "node.hostname != a"]}))
+                .unwrap()
+                .placement,
+            ["node.role==manager", "node.hostname != a"]
+        );
+        for bad in [json!("anywhere"), json!(3), json!(["== x"])] {
+            let err = options(json!({ "placement": bad })).unwrap_err();
+            assert!(err.contains("is not a constraint"), "{err}");
+        }
     }
 }

@@ -40,6 +40,9 @@ pub enum NuaCommand {
     Status(StatusArgs),
     /// Remove a deployed instance (its volumes and secrets stay unless `--volumes`)
     Remove(RemoveArgs),
+    /// List the nodes of the Docker Swarm this server manages, and the instances' tasks on each
+    #[command(mut_arg("json", |a| a.help("Print one object per node as JSON")))]
+    Nodes(NodesArgs),
     /// Show the journal of deployments: who deployed what, when, and how it ended
     #[command(mut_arg("json", |a| a.help("Print the journal as JSON")))]
     History(HistoryArgs),
@@ -184,6 +187,12 @@ pub struct DeployArgs {
 pub struct StatusArgs {
     /// Only this instance
     pub label: Option<String>,
+    #[command(flatten)]
+    pub output: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
     #[command(flatten)]
     pub output: JsonArgs,
 }

@@ -8,6 +8,7 @@ mod args;
 mod backup;
 mod deploy;
 mod load;
+mod nodes;
 mod proxy;
 mod ps;
 mod run;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         NuaCommand::Status(args) => deploy::status(args),
         NuaCommand::Remove(args) => deploy::remove(args),
         NuaCommand::History(args) => deploy::history(args),
+        NuaCommand::Nodes(args) => nodes::nodes(args),
         NuaCommand::Start(args) => deploy::start(args),
         NuaCommand::Restart(args) => deploy::restart(args),
         NuaCommand::Certs(args) => proxy::certs(args),

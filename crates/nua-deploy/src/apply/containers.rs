@@ -19,6 +19,18 @@ pub struct Containers<'a> {
 }
 
 impl Platform for Containers<'_> {
+    fn accepts(&self, container: &Container, unit: &Unit) -> Result<(), Error> {
+        if unit.placement.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Options {
+            name: container.name.clone(),
+            message: "`placement` places the services of a Docker Swarm, and this instance \
+                      runs on one Docker Engine (`NUA_ENGINE=swarm` deploys on a swarm)"
+                .to_owned(),
+        })
+    }
+
     fn network(&self, desired: &Desired) -> Result<(), Error> {
         let instance =
             nua_runtime::Labels::from([(INSTANCE_LABEL.to_owned(), desired.label.clone())]);

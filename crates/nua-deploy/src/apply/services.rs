@@ -123,14 +123,20 @@ impl<'a> Services<'a> {
             ]);
             command = Some(argv);
         }
-        // Where the data is, the component stays.
+        // Where the data is, the component stays: on the node it was first made on, unless
+        // the deploy file places it.
         let mut constraints = Vec::new();
         if !unit.volumes.is_empty() {
             let pinned = existing
                 .and_then(|s| s.constraints.iter().find(|c| c.starts_with("node.id==")))
                 .cloned();
-            constraints.push(pinned.unwrap_or_else(|| format!("node.id=={}", self.node)));
+            let here = unit
+                .placement
+                .is_empty()
+                .then(|| format!("node.id=={}", self.node));
+            constraints.extend(pinned.or(here));
         }
+        constraints.extend(unit.placement.iter().cloned());
         let health_check = match (&container.ready_check, container.role) {
             (Some(check), Role::Provider) => Some(check.clone()),
             _ => details.and_then(|d| d.health_check).and_then(|test| {
@@ -311,6 +317,10 @@ impl<'a> Services<'a> {
 }
 
 impl Platform for Services<'_> {
+    fn accepts(&self, _: &Container, _: &Unit) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn network(&self, desired: &Desired) -> Result<(), Error> {
         let labels = Self::instance_labels(&desired.label);
         self.swarm.create_overlay(&desired.network, &labels)?;

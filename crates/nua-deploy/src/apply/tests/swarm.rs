@@ -254,3 +254,26 @@ fn an_instance_on_swarm_needs_a_manager_and_makes_nothing_without_one() {
     assert!(swarm.calls().is_empty());
     assert!(engine.calls().is_empty());
 }
+
+#[test]
+fn a_placement_places_a_service_and_is_refused_on_one_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = images();
+    let swarm = FakeSwarm::new();
+    let ctx = swarm_ctx(&engine, &swarm);
+    let site = "[[site]]\nimage = \"notes\"\nlabel = \"n\"\n\
+                docker = { placement = \"node.labels.web == yes\" }\n";
+    let placed = planned(CONFIG, APP_IMAGE, site, &Free);
+    apply(&on_swarm(placed.clone()), 1, &ctx, &mut state).unwrap();
+    assert_eq!(
+        swarm.spec("nua-n").unwrap().constraints,
+        ["node.labels.web == yes"]
+    );
+    let err = apply(&placed, 1, &ctx, &mut state).unwrap_err().to_string();
+    assert!(
+        err.contains("`placement` places the services of a Docker Swarm"),
+        "{err}"
+    );
+    assert!(engine.spec("nua-n-database").is_none(), "nothing is made");
+}
