@@ -251,9 +251,11 @@ impl<'a> Services<'a> {
             std::thread::sleep(POLL);
         };
         let tasks = self.swarm.tasks(name).unwrap_or_default();
-        let failed = tasks
-            .iter()
-            .find(|t| t.digest.as_deref() == Some(digest) && t.state != TaskState::Running);
+        // The newest task of this version that failed, else the newest that did not run.
+        let ours = || tasks.iter().filter(|t| t.digest.as_deref() == Some(digest));
+        let failed = ours()
+            .find(|t| matches!(t.state, TaskState::Failed | TaskState::Rejected))
+            .or_else(|| ours().find(|t| t.state != TaskState::Running));
         let mut lines = Vec::new();
         if let Some(task) = failed {
             let error = task.error.clone().unwrap_or_else(|| task.message.clone());
