@@ -1,7 +1,8 @@
 //! `NUA_ENGINE=swarm` on a real single-node Docker Swarm on 127.0.0.1: the PostgreSQL counter
-//! as two services on an overlay network, its generated password a Swarm secret that no
-//! `docker service inspect` shows, an upgrade Swarm rolls back when the new version never
-//! gets healthy, and a backup restored. The swarm is made for the test and left after it,
+//! as two services on an overlay network, served by Nua's nginx as a third; its generated
+//! password a Swarm secret that no `docker service inspect` shows; upgrades under load
+//! without a failed request, one Swarm rolls back when the new version never gets healthy;
+//! a backup restored. The swarm is made for the test and left after it,
 //! unless the machine was in one before.
 
 mod common;
@@ -9,6 +10,7 @@ mod common;
 use std::process::Command;
 
 use common::deploy::*;
+use common::docker::http_get_host;
 use common::*;
 
 /// A swarm for the test: `docker swarm init` on 127.0.0.1 when the engine is in none, and
@@ -40,6 +42,13 @@ impl SwarmGuard {
 
 impl Drop for SwarmGuard {
     fn drop(&mut self) {
+        // The proxy's service outlives instances; the test's goes with the test.
+        for what in [
+            ["service", "rm", "nua-proxy"],
+            ["network", "rm", "nua-proxy"],
+        ] {
+            let _ = Command::new("docker").args(what).output();
+        }
         if self.made {
             let _ = Command::new("docker")
                 .args(["swarm", "leave", "--force"])
@@ -51,27 +60,6 @@ impl Drop for SwarmGuard {
             }
         }
     }
-}
-
-/// What the app answers at `path`, asked from a container on the instance's overlay network
-/// (the host cannot reach into it), by the app's name there.
-fn ask(label: &str, image: &str, path: &str) -> String {
-    let code = format!(
-        "import urllib.request, urllib.error\n\
-         try:\n    print(urllib.request.urlopen('http://app:8000{path}', timeout=10).read().decode(), end='')\n\
-         except urllib.error.HTTPError as e:\n    print(e.code)"
-    );
-    run_ok(Command::new("docker").args([
-        "run",
-        "--rm",
-        "--network",
-        &format!("nua-{label}"),
-        "--entrypoint",
-        "python3",
-        image,
-        "-c",
-        &code,
-    ]))
 }
 
 fn docker(args: &[&str]) -> String {
@@ -88,28 +76,48 @@ fn task_container(service: &str) -> String {
 }
 
 #[test]
-fn an_instance_on_swarm_keeps_its_secrets_out_of_sight_rolls_back_and_restores() {
+fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_and_secrets() {
     let (work, env) = setup("9300-9349");
     let _swarm = SwarmGuard::new();
     let (label, _deployed) = Deployed::label("counter-s", &env);
+    let host = format!("{label}.example.com");
     let file = work.path().join("deploy.toml");
     let write = |extra: &str| {
         let text = format!(
-            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\n{extra}",
+            "[[site]]\nimage = \"{}\"\nlabel = \"{label}\"\ndomain = \"{host}\"\n{extra}",
             fixture_app("pg-counter").display()
         );
         std::fs::write(&file, text).unwrap();
     };
     write("");
     let file = file.to_str().unwrap();
-    let swarm = [("NUA_ENGINE", "swarm")];
-    let out = env.nua_with(&["deploy", file], &swarm);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let proxy_port = 7280;
+    let (http, https) = (proxy_port.to_string(), (proxy_port + 1).to_string());
+    let proxy_dir = work.path().join("proxy");
+    let vars = [
+        ("NUA_ENGINE", "swarm"),
+        ("NUA_PROXY", "swarm"),
+        ("NUA_ACME", "off"),
+        ("NUA_HTTP_PORT", http.as_str()),
+        ("NUA_HTTPS_PORT", https.as_str()),
+        ("NUA_PROXY_DIR", proxy_dir.to_str().unwrap()),
+        ("NUA_DRAIN_SECONDS", "1"),
+    ];
+    let nua = |args: &[&str]| {
+        let out = env.nua_with(args, &vars);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &stderr,
+        )
+    };
+    let get = |path: &str| http_get_host(proxy_port, &host, path).unwrap().1;
+    let (code, said) = nua(&["deploy", file]);
+    assert_eq!(code, Some(0), "{said}");
 
-    // Two services, converged: each runs its one task.
+    // Two services, converged, and Nua's nginx as a third, found by name on its network.
     let (app, db) = (format!("nua-{label}"), format!("nua-{label}-database"));
-    for service in [&app, &db] {
+    for service in [app.as_str(), db.as_str(), "nua-proxy"] {
         let replicas = docker(&[
             "service",
             "ls",
@@ -120,17 +128,7 @@ fn an_instance_on_swarm_keeps_its_secrets_out_of_sight_rolls_back_and_restores()
         ]);
         assert!(replicas.contains(&format!("{service} 1/1")), "{replicas}");
     }
-    let image = docker(&["service", "inspect", "-f", "{{.Spec.Labels}}", &app]);
-    assert!(image.contains("nua.instance:"), "{image}");
-    let app_image = docker(&[
-        "service",
-        "inspect",
-        "-f",
-        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-        &app,
-    ]);
-    let app_image = app_image.trim().split('@').next().unwrap().to_owned();
-    assert_eq!(ask(&label, &app_image, "/hit"), format!("{label} hits=1\n"));
+    assert_eq!(get("/hit"), format!("{label} hits=1\n"));
 
     // The database's password is a Swarm secret: the database reads it from a file, the
     // app's copy is read by a shell before its command; neither service's spec nor the
@@ -154,44 +152,69 @@ fn an_instance_on_swarm_keeps_its_secrets_out_of_sight_rolls_back_and_restores()
     }
     let container = docker(&["inspect", &task_container(&app)]);
     assert!(!container.contains(&password));
-    assert!(container.contains("POSTGRES_PASSWORD") || container.contains("nua-env"));
+    assert!(container.contains("nua-env"), "{container}");
 
-    // An upgrade whose new version never gets healthy: Swarm rolls it back, the deploy
-    // fails with the new task's last lines, and the old version answers with its data.
-    write("env = { DB_NAME = \"missing\" }\n");
-    let out = env.nua_with(&["deploy", file, "--no-backup"], &swarm);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("Swarm rolled the update back"), "{stderr}");
+    // An upgrade under load: Swarm starts the new task first, nginx finds it by name, and
+    // not one request fails.
+    write("env = { GREETING = \"v2\" }\n");
+    let load = Load::start(proxy_port, &host, "/health");
+    let (code, said) = nua(&["deploy", file]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    load.finish_without_loss();
+    assert_eq!(code, Some(0), "{said}");
     assert!(
-        stderr.contains("database \"missing\" does not exist"),
-        "{stderr}"
+        said.contains("holds the data of generation 1, verified"),
+        "{said}"
     );
-    assert_eq!(ask(&label, &app_image, "/hit"), format!("{label} hits=2\n"));
+    assert_eq!(get("/"), format!("{label} hits=1 v2\n"));
+
+    // A new version that never gets healthy, under load: Swarm rolls it back, the deploy
+    // fails with the new task's last lines, and every request was answered by the old one.
+    write("env = { GREETING = \"v2\", DB_NAME = \"missing\" }\n");
+    let load = Load::start(proxy_port, &host, "/health");
+    let (code, said) = nua(&["deploy", file, "--no-backup"]);
+    load.finish_without_loss();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("Swarm rolled the update back"), "{said}");
+    assert!(
+        said.contains("database \"missing\" does not exist"),
+        "{said}"
+    );
+    assert_eq!(get("/hit"), format!("{label} hits=2 v2\n"));
+
+    // Going back a generation is an update of the service too, under the same load.
+    let load = Load::start(proxy_port, &host, "/health");
+    let (code, said) = nua(&["rollback", &label]);
+    load.finish_without_loss();
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(get("/"), format!("{label} hits=2\n"));
 
     // A backup, verified; what comes after it is undone by a restore.
-    write("");
-    let out = env.nua_with(&["backup", &label], &swarm);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("database verified"), "{stderr}");
-    assert_eq!(ask(&label, &app_image, "/hit"), format!("{label} hits=3\n"));
-    let out = env.nua_with(&["restore", &label], &swarm);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(ask(&label, &app_image, "/hit"), format!("{label} hits=3\n"));
+    let (code, said) = nua(&["backup", &label]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("database verified"), "{said}");
+    assert_eq!(get("/hit"), format!("{label} hits=3\n"));
+    let (code, said) = nua(&["restore", &label]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(get("/hit"), format!("{label} hits=3\n"));
 
-    // `nua nodes` shows this node running both.
-    let nodes: serde_json::Value = serde_json::from_str(&env.ok(&["nodes", "--json"])).unwrap();
+    // `nua nodes` shows this node running all three.
+    let (code, said) = nua(&["nodes", "--json"]);
+    assert_eq!(code, Some(0), "{said}");
+    let nodes: serde_json::Value = serde_json::from_str(said.lines().next().unwrap()).unwrap();
     let running = nodes[0]["running"].as_array().unwrap();
-    assert!(running.contains(&serde_json::json!(app)), "{nodes}");
-    assert!(running.contains(&serde_json::json!(db)), "{nodes}");
+    for service in [&app, &db] {
+        assert!(running.contains(&serde_json::json!(service)), "{nodes}");
+    }
 
-    // Removed with its volumes: no service, secret, network or volume is left.
-    env.ok(&["remove", &label, "--volumes"]);
+    // Removed with its volumes: no service, secret or volume of it is left, and the proxy
+    // no longer serves its host.
+    let (code, said) = nua(&["remove", &label, "--volumes"]);
+    assert_eq!(code, Some(0), "{said}");
     let left = docker(&["service", "ls", "--format", "{{.Name}}"])
         + &docker(&["secret", "ls", "--format", "{{.Name}}"])
         + &docker(&["network", "ls", "--format", "{{.Name}}"])
         + &docker(&["volume", "ls", "--format", "{{.Name}}"]);
     assert!(!left.contains(&app), "{left}");
+    assert!(get("/").contains("404"), "{}", get("/"));
 }

@@ -268,3 +268,66 @@ impl MaintenanceLoad {
         self.thread.join().unwrap()
     }
 }
+
+/// Requests through the proxy from two threads, as fast as they come back, until stopped:
+/// how many were sent, and the failures (no answer, or not a 200) with what they got.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
+    started: std::time::Instant,
+}
+
+impl Load {
+    pub fn start(port: u16, host: &str, path: &str) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..2)
+            .map(|_| {
+                let (stop, host, path) = (stop.clone(), host.to_owned(), path.to_owned());
+                std::thread::spawn(move || {
+                    let (mut sent, mut failed) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        sent += 1;
+                        match super::docker::http_get_host(port, &host, &path) {
+                            Ok((status, _)) if status.contains(" 200 ") => {}
+                            other => failed.push(format!("{other:?}")),
+                        }
+                    }
+                    (sent, failed)
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Stop, and assert that not one request failed.
+    pub fn finish_without_loss(self) {
+        let (sent, failed) = self.finish();
+        assert!(
+            failed.is_empty(),
+            "{} of {sent} failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+    }
+
+    pub fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seconds = self.started.elapsed().as_secs_f64();
+        let (mut sent, mut failed) = (0, Vec::new());
+        for thread in self.threads {
+            let (s, f) = thread.join().unwrap();
+            sent += s;
+            failed.extend(f);
+        }
+        eprintln!(
+            "load: {sent} requests in {seconds:.1} s ({:.0}/s), {} failed",
+            sent as f64 / seconds,
+            failed.len()
+        );
+        (sent, failed)
+    }
+}

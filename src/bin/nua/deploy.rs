@@ -149,10 +149,7 @@ fn provider_image(engine: &Docker, provider: &Provider, quiet: bool) -> anyhow::
         .prefix("provider-")
         .tempdir_in(&runs)?;
     let (tag, how) = match own {
-        Some((_, _, base)) => {
-            let tag = nua::cli::commands::base::write_base_layout(base, None, layout.path())?;
-            (tag, "built from Debian")
-        }
+        Some((_, _, base)) => (own_image(engine, base)?, "built from Debian"),
         None if link.is_empty() => {
             return Err(anyhow::anyhow!(
                 "provider `{}` has no image: give its `module-name` or a `base-image` in its \
@@ -178,19 +175,36 @@ fn provider_image(engine: &Docker, provider: &Provider, quiet: bool) -> anyhow::
             (link.clone(), "pulled")
         }
     };
-    if engine.image(&tag)?.is_none() {
-        let trusted = LoadOptions {
-            thin: true,
-            verify: false,
-        };
-        engine
-            .load_image(layout.path(), trusted)
-            .with_context(|| format!("cannot load the image of provider `{}`", provider.name))?;
-    }
+    load_unless_there(engine, layout.path(), &tag)
+        .with_context(|| format!("cannot load the image of provider `{}`", provider.name))?;
     if !quiet {
         eprintln!("provider `{}` runs {tag} ({how})", provider.name);
     }
     Ok(tag)
+}
+
+/// Nua's image of base `base` (`base-images/`), built from Debian (cached) and loaded into
+/// Docker unless it is there; its tag.
+pub fn own_image(engine: &Docker, base: &str) -> anyhow::Result<String> {
+    let runs = settings::cache_dir()?.join("run");
+    fs_err::create_dir_all(&runs)?;
+    let layout = tempfile::Builder::new().prefix("base-").tempdir_in(&runs)?;
+    let tag = nua::cli::commands::base::write_base_layout(base, None, layout.path())?;
+    load_unless_there(engine, layout.path(), &tag)
+        .with_context(|| format!("cannot load Nua's `{base}` image"))?;
+    Ok(tag)
+}
+
+/// Load the image `layout` holds (written here, from hashed blobs) unless Docker has `tag`.
+fn load_unless_there(engine: &Docker, layout: &Path, tag: &str) -> anyhow::Result<()> {
+    if engine.image(tag)?.is_none() {
+        let trusted = LoadOptions {
+            thin: true,
+            verify: false,
+        };
+        engine.load_image(layout, trusted)?;
+    }
+    Ok(())
 }
 
 /// The image of `site` in Docker (built or loaded as needed) and its nua-config.
@@ -240,20 +254,6 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         .context(Hint(
             "run `docker swarm init` (or join a swarm as a manager), or unset `NUA_ENGINE`".into(),
         )));
-    }
-    if kind == EngineKind::Swarm {
-        if let Some(domain) = loaded.deploy.site.iter().find_map(|s| s.domain.as_ref()) {
-            return Err(anyhow::anyhow!(
-                "`{}` asks for the domain `{domain}`, and this Nua's proxy does not serve \
-                 instances on Docker Swarm yet; nothing was deployed",
-                args.file.display()
-            )
-            .context(Hint(
-                "deploy without `domain` (the app answers on its overlay network by name), \
-                 or with `NUA_ENGINE=docker`"
-                    .into(),
-            )));
-        }
     }
     let mut state = open_state()?;
     let knobs = Knobs {

@@ -2,7 +2,8 @@
 //! with the recorded instances after every change.
 //!
 //! Settings: `NUA_PROXY` (`own`, the default: Nua's own nginx; `none`: no proxy, put your own
-//! in front of the 127.0.0.1 ports), `NUA_HTTP_PORT` and `NUA_HTTPS_PORT` (80 and 443),
+//! in front of the 127.0.0.1 ports; `swarm`, the default with `NUA_ENGINE=swarm`: Nua's nginx
+//! image as a Swarm service that reaches the apps on their overlay network), `NUA_HTTP_PORT` and `NUA_HTTPS_PORT` (80 and 443),
 //! `NUA_NGINX` (the nginx binary, `/usr/sbin/nginx`), `NUA_PROXY_DIR` (its tree; beside the
 //! state folder, `/var/lib/nua-proxy` as root), `NUA_PROXY_INCLUDE` (a file of directives
 //! added to every server block).
@@ -36,14 +37,28 @@ pub const SYSTEM_INCLUDE: &str = "/etc/nginx/conf.d/nua.conf";
 /// set it up), its own (`own`, the default otherwise), or none (`none`).
 pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
     let mode = std::env::var("NUA_PROXY").unwrap_or_default();
-    let system = match mode.as_str() {
-        "" => std::path::Path::new(SYSTEM_INCLUDE).exists(),
-        "own" => false,
-        "system" => true,
+    let on_swarm = crate::deploy::engine_kind()? == EngineKind::Swarm;
+    let (system, swarm) = match mode.as_str() {
+        "" if on_swarm => (false, true),
+        "" => (std::path::Path::new(SYSTEM_INCLUDE).exists(), false),
+        "own" | "system" if on_swarm => {
+            return Err(anyhow::anyhow!(
+                "`NUA_PROXY={mode}` is nginx on this host, which cannot reach the overlay \
+                 networks of the apps `NUA_ENGINE=swarm` deploys"
+            )
+            .context(Hint(
+                "leave `NUA_PROXY` unset (or `swarm`): Nua's nginx then runs as a Swarm \
+                 service; `none` puts no proxy in front"
+                    .into(),
+            )))
+        }
+        "own" => (false, false),
+        "system" => (true, false),
+        "swarm" => (false, true),
         "none" => return Ok(None),
         other => {
             return Err(anyhow::anyhow!(
-                "`NUA_PROXY={other}` is none of `own`, `system` and `none`"
+                "`NUA_PROXY={other}` is none of `own`, `system`, `swarm` and `none`"
             ))
         }
     };
@@ -74,6 +89,10 @@ pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
     nginx.settings.include = std::env::var_os("NUA_PROXY_INCLUDE")
         .filter(|i| !i.is_empty())
         .map(PathBuf::from);
+    if swarm {
+        nginx.task = Some(Box::new(swarm_proxy(&nginx)?));
+        nginx.settings.resolver = Some(DOCKER_DNS.to_owned());
+    }
     if system {
         let path = |name: &str, default: &str| {
             std::env::var_os(name)
@@ -86,6 +105,39 @@ pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
         });
     }
     Ok(Some(nginx))
+}
+
+/// Docker's DNS server, on every container's loopback: it knows the services of the
+/// networks a container is on.
+const DOCKER_DNS: &str = "127.0.0.11";
+
+/// The Swarm service that runs `nginx` on a swarm: Nua's nginx image, built from Debian once.
+fn swarm_proxy(nginx: &Nginx) -> anyhow::Result<proxy::swarm::SwarmProxy> {
+    let docker = std::sync::Arc::new(crate::load::docker()?);
+    if nua_runtime::Swarm::manager(docker.as_ref())?.is_none() {
+        return Err(anyhow::anyhow!(
+            "`NUA_PROXY=swarm` runs the proxy as a Swarm service, and this Docker Engine is not \
+             a manager of a swarm"
+        )
+        .context(Hint(
+            "run `docker swarm init`, or choose another `NUA_PROXY`".into(),
+        )));
+    }
+    let image = crate::deploy::own_image(&docker, "nginx")?;
+    let certs = state::default_dir().join("certs");
+    fs_err::create_dir_all(&certs)?;
+    fs_err::create_dir_all(&nginx.dir)?;
+    let mut read_only = vec![certs];
+    read_only.extend(nginx.settings.include.clone());
+    Ok(proxy::swarm::SwarmProxy {
+        engine: docker.clone(),
+        swarm: docker,
+        image,
+        dir: nginx.dir.clone(),
+        read_only,
+        http_port: nginx.settings.http_port,
+        https_port: nginx.settings.https_port,
+    })
 }
 
 /// Certificates from ACME, unless `NUA_ACME=off`: `NUA_ACME_DIRECTORY` (Let's Encrypt's
@@ -125,12 +177,12 @@ pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|i| serde_json::from_value::<Desired>(i.desired).ok())
         // This server's nginx reaches what runs on this server's engine; a Swarm's services
-        // are on their overlay networks.
-        .filter(|d| d.engine == EngineKind::Docker)
+        // are on their overlay networks, where the proxy on a swarm runs.
+        .filter(|d| (d.engine == EngineKind::Swarm) == nginx.task.is_some())
         .collect();
     let certificate = |host: &str| acme.as_ref().and_then(|a| a.certificate(host));
     let domains = proxy::domains(&instances, &certificate).context("cannot configure the proxy")?;
-    if domains.is_empty() && nginx.running().is_none() {
+    if domains.is_empty() && !nginx.serving()? {
         return Ok(());
     }
     apply_domains(&nginx, &domains, quiet)?;

@@ -111,10 +111,10 @@ macro_rules! embedded {
 
 /// The definitions compiled in; a test checks this list against the folders.
 const BASES: &[(&str, &str)] = embedded!("base-images":
-    "debian-bookworm", "debian-trixie", "mariadb-10.11", "node-18", "node-20", "postgres-15",
-    "python", "redis-7", "ruby");
+    "debian-bookworm", "debian-trixie", "mariadb-10.11", "nginx", "node-18", "node-20",
+    "postgres-15", "python", "redis-7", "ruby");
 const LAYERS: &[(&str, &str)] =
-    embedded!("layers": "mariadb", "node", "nua", "postgres", "python", "redis", "ruby");
+    embedded!("layers": "mariadb", "nginx", "node", "nua", "postgres", "python", "redis", "ruby");
 /// The files layers copy into images, by their path under `layers/`.
 const FILES: &[(&str, &[u8])] = &[
     (
@@ -164,6 +164,7 @@ const LOCKS: &[(&str, &str)] = &[
         "redis-7",
         include_str!("../../../../base-images/redis-7.lock"),
     ),
+    ("nginx", include_str!("../../../../base-images/nginx.lock")),
 ];
 
 impl Catalog {

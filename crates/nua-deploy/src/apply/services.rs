@@ -154,6 +154,11 @@ impl<'a> Services<'a> {
                 }
             }),
         };
+        // An app with a domain is on the proxy's network too, where nginx finds it by name.
+        let mut networks = vec![(desired.network.clone(), spec.aliases.clone())];
+        if container.role == Role::App && desired.domain.is_some() {
+            networks.push((crate::proxy::swarm::NETWORK.to_owned(), Vec::new()));
+        }
         let mut service_labels = spec.labels.clone();
         service_labels.insert(SPEC_LABEL.to_owned(), unit.digest.clone());
         Ok(ServiceSpec {
@@ -161,7 +166,7 @@ impl<'a> Services<'a> {
             image: spec.image.clone(),
             env,
             labels: service_labels,
-            networks: vec![(desired.network.clone(), spec.aliases.clone())],
+            networks,
             mounts: spec.mounts.clone(),
             volumes: unit.volumes.clone(),
             secrets,
@@ -326,6 +331,11 @@ impl Platform for Services<'_> {
     fn network(&self, desired: &Desired) -> Result<(), Error> {
         let labels = Self::instance_labels(&desired.label);
         self.swarm.create_overlay(&desired.network, &labels)?;
+        if desired.domain.is_some() {
+            let proxy = Labels::from([(crate::proxy::swarm::LABEL.to_owned(), "swarm".to_owned())]);
+            self.swarm
+                .create_overlay(crate::proxy::swarm::NETWORK, &proxy)?;
+        }
         Ok(())
     }
 

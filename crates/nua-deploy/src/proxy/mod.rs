@@ -13,13 +13,14 @@
 pub mod acme;
 pub mod nginx;
 mod render;
+pub mod swarm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::instance::{Desired, PlacedPort, Role};
+use crate::instance::{Desired, EngineKind, PlacedPort, Role};
 
 pub use render::{render_common, render_main, render_site, render_stream};
 
@@ -34,6 +35,9 @@ pub struct Settings {
     /// A file of nginx directives included in every server block (`NUA_PROXY_INCLUDE`): the
     /// operator's own additions.
     pub include: Option<PathBuf>,
+    /// The DNS server nginx asks for the addresses of the routes' upstreams (Docker's,
+    /// `127.0.0.11`, for a proxy on a swarm).
+    pub resolver: Option<String>,
 }
 
 /// Where requests under one path of a host go.
@@ -45,8 +49,12 @@ pub struct Route {
     pub path: String,
     /// The nginx location: `/`, or `/notes/`.
     pub location: String,
-    /// The app's web port on 127.0.0.1.
+    /// The app's web port: on 127.0.0.1, or on `upstream`.
     pub port: u16,
+    /// The name the app answers to on the proxy's network (a Swarm service's), looked up
+    /// again every second so that a replaced task is found; `None`: the app is on
+    /// 127.0.0.1.
+    pub upstream: Option<String>,
     /// nginx's `client_max_body_size`.
     pub max_body: String,
     pub connect_timeout: u64,
@@ -195,12 +203,24 @@ pub fn domains<'a>(
             Some((host, path)) => (host, format!("/{}", path.trim_matches('/'))),
             None => (domain.as_str(), "/".to_owned()),
         };
-        let port = web_port(desired)
-            .and_then(|p| p.host)
-            .ok_or_else(|| Error::NoWebPort {
-                label: desired.label.clone(),
-                domain: domain.clone(),
-            })?;
+        let web = web_port(desired);
+        // A Swarm service is reached on the proxy's overlay network, by its name.
+        let upstream = match desired.engine {
+            EngineKind::Docker => None,
+            EngineKind::Swarm => desired
+                .containers
+                .iter()
+                .find(|c| c.role == Role::App)
+                .map(|c| c.name.clone()),
+        };
+        let port = match &upstream {
+            Some(_) => web.map(|p| p.container),
+            None => web.and_then(|p| p.host),
+        };
+        let port = port.ok_or_else(|| Error::NoWebPort {
+            label: desired.label.clone(),
+            domain: domain.clone(),
+        })?;
         let host = host.to_ascii_lowercase();
         streams
             .entry(host.clone())
@@ -230,6 +250,7 @@ pub fn domains<'a>(
             path,
             location,
             port,
+            upstream,
             max_body: options
                 .max_body_mb
                 .map_or_else(|| MAX_BODY.to_owned(), |mb| format!("{mb}m")),

@@ -92,12 +92,27 @@ pub struct System {
     pub pid_file: PathBuf,
 }
 
-/// Nua's nginx: its own, in `dir`, or the system's, with Nua's sites in `dir`.
+/// nginx run elsewhere than in this machine's process table: a Swarm service's task, which
+/// has the files of [`Nginx::dir`] mounted at the same path.
+pub trait Task: Send + Sync {
+    /// `nginx ARGS` where that nginx runs (or, when none does, where its image runs); the
+    /// message nginx gives when it fails.
+    fn nginx(&self, args: &[String]) -> Result<Result<(), String>, Error>;
+    /// Whether it serves now.
+    fn running(&self) -> Result<bool, Error>;
+    /// Make it serve with the main configuration `main`, and wait until it does.
+    fn start(&self, main: &Path) -> Result<(), Error>;
+}
+
+/// Nua's nginx: its own, in `dir`, or the system's, with Nua's sites in `dir`, or a task
+/// of a Swarm service.
 pub struct Nginx {
     pub binary: PathBuf,
     pub dir: PathBuf,
     pub settings: Settings,
     pub system: Option<System>,
+    /// Where it runs when it is not a process of this machine.
+    pub task: Option<Box<dyn Task>>,
 }
 
 impl Nginx {
@@ -108,12 +123,22 @@ impl Nginx {
             https_port,
             challenges: dir.join("acme"),
             include: None,
+            resolver: None,
         };
         Nginx {
             binary,
             dir,
             settings,
             system: None,
+            task: None,
+        }
+    }
+
+    /// Whether it serves now.
+    pub fn serving(&self) -> Result<bool, Error> {
+        match &self.task {
+            Some(task) => task.running(),
+            None => Ok(self.running().is_some()),
         }
     }
 
@@ -168,6 +193,16 @@ impl Nginx {
     /// `nginx ARGS` with its prefix; stderr when it fails.
     fn nginx(&self, args: &[&str]) -> Result<Result<(), String>, Error> {
         let errors = self.dir.join("logs/error.log");
+        if let Some(task) = &self.task {
+            let mut argv = vec![
+                "-p".to_owned(),
+                self.dir.display().to_string(),
+                "-e".to_owned(),
+                errors.display().to_string(),
+            ];
+            argv.extend(args.iter().map(|a| (*a).to_owned()));
+            return task.nginx(&argv);
+        }
         let out = Command::new(&self.binary)
             .arg("-p")
             .arg(&self.dir)
@@ -204,7 +239,8 @@ impl Nginx {
             }
         }
         let module = Path::new(STREAM_MODULE);
-        let module = module.exists().then_some(module);
+        // Nua's nginx image has it.
+        let module = (self.task.is_some() || module.exists()).then_some(module);
         if files.iter().any(|(name, _)| name.ends_with(".stream")) {
             if self.system.is_some() {
                 return Err(Error::Streams {
@@ -287,7 +323,20 @@ impl Nginx {
         let loaded = std::fs::read_to_string(&loaded_file).unwrap_or_default();
         let stale =
             loaded.trim() != set || !synced.changed.is_empty() || !synced.removed.is_empty();
-        match self.running() {
+        if let Some(task) = &self.task {
+            if !task.running()? {
+                task.start(&main)?;
+                synced.started = true;
+            } else if stale {
+                self.nginx(&["-s", "reload", "-c", &main_arg])?
+                    .map_err(|message| Error::Start { message })?;
+                // The signal is sent; its master starts new workers within moments.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                synced.reloaded = true;
+            }
+        }
+        match self.running().filter(|_| self.task.is_none()) {
+            _ if self.task.is_some() => {}
             Some(pid) if stale => {
                 // SIGHUP: nginx rereads its configuration, starts new workers, and tells the
                 // old ones to finish their requests and stop accepting. The reload is done
@@ -342,7 +391,7 @@ impl Nginx {
     /// Stop Nua's own nginx (`-s quit`: its workers finish their requests first) and wait
     /// for it; the system's is never stopped.
     pub fn stop(&self) -> Result<(), Error> {
-        if self.system.is_some() {
+        if self.system.is_some() || self.task.is_some() {
             return Ok(());
         }
         let Some(pid) = self.running() else {

@@ -65,6 +65,8 @@ pub fn render_site(domain: &Domain, settings: &Settings) -> Result<String, Error
     let host = &domain.host;
     let mut texts: Vec<String> = vec![host.clone(), settings.challenges.display().to_string()];
     texts.extend(domain.routes.iter().map(|r| r.path.clone()));
+    texts.extend(domain.routes.iter().filter_map(|r| r.upstream.clone()));
+    texts.extend(settings.resolver.clone());
     if let Some(tls) = &domain.tls {
         texts.push(tls.certificate.display().to_string());
         texts.push(tls.key.display().to_string());
@@ -84,6 +86,10 @@ pub fn render_site(domain: &Domain, settings: &Settings) -> Result<String, Error
     context.insert("https_port", &settings.https_port);
     context.insert("challenges", &settings.challenges);
     context.insert("include", &settings.include);
+    context.insert(
+        "upstreams",
+        &domain.routes.iter().any(|r| r.upstream.is_some()),
+    );
     render("site.conf", &context, host)
 }
 
@@ -127,5 +133,6 @@ pub fn render_main(
     context.insert("sites", sites);
     context.insert("http_port", &settings.http_port);
     context.insert("stream_module", &stream_module);
+    context.insert("resolver", &settings.resolver);
     render("main.conf", &context, "-")
 }

@@ -46,6 +46,7 @@ fn settings() -> Settings {
         https_port: 8443,
         challenges: PathBuf::from("/var/lib/nua-proxy/acme"),
         include: None,
+        resolver: None,
     }
 }
 
@@ -312,4 +313,63 @@ fn the_apps_proxy_options_set_its_body_size_and_timeouts() {
     assert!(text.contains("client_max_body_size 512m;"), "{text}");
     assert!(text.contains("proxy_read_timeout 3600s;"), "{text}");
     assert!(text.contains("proxy_connect_timeout 10s;"), "{text}");
+}
+
+#[test]
+fn an_app_on_swarm_is_reached_by_its_service_name_looked_up_again_and_again() {
+    let mut a = desired("a", Some("example.com/a"), &[("web", 8101)]);
+    let mut root = desired("root", Some("example.com"), &[("web", 8102)]);
+    for d in [&mut a, &mut root] {
+        d.engine = crate::instance::EngineKind::Swarm;
+        d.containers[0].ports[0].container = 8000;
+        d.containers[0].ports[0].host = None;
+    }
+    let served = domains([&a, &root], &|_| None).unwrap();
+    let routes: Vec<(Option<&str>, u16)> = served[0]
+        .routes
+        .iter()
+        .map(|r| (r.upstream.as_deref(), r.port))
+        .collect();
+    assert_eq!(routes, [(Some("nua-a"), 8000), (Some("nua-root"), 8000)]);
+    let text = render_site(&served[0], &settings()).unwrap();
+    // Under a path, the prefix is stripped by a rewrite (a URI cannot go with a variable).
+    assert!(
+        text.contains(
+            "set $nua_upstream nua-a;\n        rewrite ^/a/(.*)$ /$1 break;\n        \
+             proxy_pass http://$nua_upstream:8000;"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("set $nua_upstream nua-root;\n        proxy_pass http://$nua_upstream:8000;"),
+        "{text}"
+    );
+    // No task answers: 503 with `Retry-After`, never a bare 502.
+    assert!(
+        text.contains("error_page 502 504 = @nua_unavailable;"),
+        "{text}"
+    );
+    assert!(text.contains("location @nua_unavailable {"), "{text}");
+    let settings = Settings {
+        resolver: Some("127.0.0.11".to_owned()),
+        ..settings()
+    };
+    let main = render_main(
+        std::path::Path::new("/p"),
+        std::path::Path::new("/p/sites"),
+        &settings,
+        None,
+    )
+    .unwrap();
+    assert!(
+        main.contains("resolver 127.0.0.11 valid=1s ipv6=off;"),
+        "{main}"
+    );
+    // On one engine, none of it.
+    let plain = desired("b", Some("b.example.com"), &[("web", 8103)]);
+    let text = render_site(&domains([&plain], &|_| None).unwrap()[0], &settings).unwrap();
+    assert!(
+        !text.contains("nua_upstream") && !text.contains("@nua_unavailable"),
+        "{text}"
+    );
 }

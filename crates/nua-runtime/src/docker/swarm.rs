@@ -419,10 +419,11 @@ impl Docker {
         let options = query::ListTasksOptionsBuilder::default()
             .filters(&filters)
             .build();
-        let tasks = self
-            .runtime
-            .block_on(self.client.list_tasks(Some(options)))
-            .map_err(api("GET /tasks"))?;
+        let tasks = match self.runtime.block_on(self.client.list_tasks(Some(options))) {
+            // No such service: no task.
+            Err(e) if status(&e) == Some(404) => Vec::new(),
+            other => other.map_err(api("GET /tasks"))?,
+        };
         let mut tasks: Vec<(u64, TaskInfo)> = tasks
             .into_iter()
             .map(|t| {
