@@ -31,6 +31,7 @@ fn every_base_is_listed_with_a_fresh_lock() {
             "debian-bookworm",
             "debian-trixie",
             "mariadb-10.11",
+            "nginx",
             "node-18",
             "node-20",
             "postgres-15",
@@ -42,7 +43,7 @@ fn every_base_is_listed_with_a_fresh_lock() {
     for base in &list {
         assert_eq!(base["lock"], "fresh", "{base}");
     }
-    let python = &list[6];
+    let python = &list[7];
     assert_eq!(python["from"], "debian-bookworm");
     assert_eq!(python["layers"], serde_json::json!(["python"]));
 }

@@ -77,7 +77,7 @@ fn task_container(service: &str) -> String {
 
 #[test]
 fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_and_secrets() {
-    let (work, env) = setup("9300-9349");
+    let (work, env) = setup_with("9300-9349", &["postgres-15", "nginx"]);
     let _swarm = SwarmGuard::new();
     let (label, _deployed) = Deployed::label("counter-s", &env);
     let host = format!("{label}.example.com");
