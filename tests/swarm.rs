@@ -217,4 +217,46 @@ fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_a
         + &docker(&["volume", "ls", "--format", "{{.Name}}"]);
     assert!(!left.contains(&app), "{left}");
     assert!(get("/").contains("404"), "{}", get("/"));
+
+    // An app that must never run twice is stopped first (`stop-first`): meanwhile the proxy
+    // answers 503 with `Retry-After`, never a connection error or a bare 502.
+    let (single, _single) = Deployed::label("single-s", &env);
+    let single_host = format!("{single}.example.com");
+    let write_single = |greeting: &str| {
+        let text = format!(
+            "[[site]]\nimage = \"{}\"\nlabel = \"{single}\"\ndomain = \"{single_host}\"\n\
+             env = {{ GREETING = \"{greeting}\" }}\n",
+            fixture_app("single-writer").display()
+        );
+        std::fs::write(work.path().join("single.toml"), text).unwrap();
+    };
+    let single_file = work.path().join("single.toml");
+    let single_file = single_file.to_str().unwrap();
+    write_single("v1");
+    let (code, said) = nua(&["deploy", single_file]);
+    assert_eq!(code, Some(0), "{said}");
+    let order = docker(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{.Spec.UpdateConfig.Order}}",
+        &format!("nua-{single}"),
+    ]);
+    assert_eq!(order.trim(), "stop-first");
+    let load = MaintenanceLoad::start(proxy_port, &single_host);
+    write_single("v2");
+    let (code, said) = nua(&["deploy", single_file]);
+    let (ok, unavailable, failed) = load.finish();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(
+        unavailable > 0,
+        "no 503 while it was replaced ({ok} answered)"
+    );
+    assert!(ok > 0);
 }
