@@ -919,23 +919,12 @@ fn a_single_writer_app_is_replaced_behind_503s_never_connection_errors() {
     let load = MaintenanceLoad::start(proxy_port, &host);
     write("v2");
     let out = env.nua_with(&["deploy", file], &[("NUA_DRAIN_SECONDS", "1")]);
-    let (ok, unavailable, failed) = load.finish();
+    load.finish_with_503s_only();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        failed.is_empty(),
-        "{} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(3)]
-    );
-    assert!(
-        unavailable > 0,
-        "no 503 while it was replaced ({ok} answered)"
-    );
-    assert!(ok > 0);
     // It never ran twice: the old container was removed, not kept beside the new one.
     assert!(!container_named(&format!("nua-{label}-previous")));
     assert!(http_get_host(proxy_port, &host, "/")

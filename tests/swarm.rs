@@ -246,17 +246,6 @@ fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_a
     let load = MaintenanceLoad::start(proxy_port, &single_host);
     write_single("v2");
     let (code, said) = nua(&["deploy", single_file]);
-    let (ok, unavailable, failed) = load.finish();
+    load.finish_with_503s_only();
     assert_eq!(code, Some(0), "{said}");
-    assert!(
-        failed.is_empty(),
-        "{} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(3)]
-    );
-    assert!(
-        unavailable > 0,
-        "no 503 while it was replaced ({ok} answered)"
-    );
-    assert!(ok > 0);
 }

@@ -267,6 +267,23 @@ impl MaintenanceLoad {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap()
     }
+
+    /// Stop, and assert that every request got a 200 or a 503 with `Retry-After`, some of
+    /// each (the app was down for a while, and answered before and after).
+    pub fn finish_with_503s_only(self) {
+        let (ok, unavailable, failed) = self.finish();
+        assert!(
+            failed.is_empty(),
+            "{} failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(3)]
+        );
+        assert!(
+            unavailable > 0,
+            "no 503 while it was replaced ({ok} answered)"
+        );
+        assert!(ok > 0);
+    }
 }
 
 /// Requests through the proxy from two threads, as fast as they come back, until stopped:
