@@ -189,6 +189,22 @@ fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_a
     assert_eq!(code, Some(0), "{said}");
     assert_eq!(get("/"), format!("{label} hits=2\n"));
 
+    // `nua deploy` killed while Swarm updates the app: Swarm goes on by itself, and `nua
+    // reconcile` puts back the generation the journal recorded as running, on its data,
+    // every request answered meanwhile.
+    write("env = { GREETING = \"v3\" }\n");
+    let load = Load::start(proxy_port, &host, "/health");
+    let mut deploy = env.spawn_with(&["deploy", file, "--no-backup"], &vars);
+    wait_until(60, "Swarm updating the app", || {
+        docker(&["service", "inspect", "-f", "{{.UpdateStatus.State}}", &app]).trim() == "updating"
+    });
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+    let (code, said) = nua(&["reconcile", &label]);
+    load.finish_without_loss();
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(get("/"), format!("{label} hits=2\n"));
+
     // A backup, verified; what comes after it is undone by a restore.
     let (code, said) = nua(&["backup", &label]);
     assert_eq!(code, Some(0), "{said}");

@@ -9,6 +9,7 @@ use crate::load::docker;
 use nua::cli::Hint;
 use nua::outln;
 use nua_deploy::apps;
+use nua_deploy::instance::{Container, Desired};
 use nua_runtime::{ContainerInfo, Engine, HealthStatus, LogOptions, State, Stream};
 
 /// The image an app was run from, as it was named (`nua run --watch` starts some of its
@@ -138,18 +139,24 @@ fn hint_apps(err: apps::Error) -> anyhow::Error {
 }
 
 /// The container of instance `label` (its app, or `provider`), when `label` is one.
-fn instance_container(label: &str, provider: Option<&str>) -> anyhow::Result<Option<String>> {
+fn instance_container(
+    label: &str,
+    provider: Option<&str>,
+) -> anyhow::Result<Option<(Desired, Container)>> {
     let Some(state) = crate::deploy::existing_state()? else {
         return Ok(None);
     };
     let Some(instance) = state.instance(label)? else {
         return Ok(None);
     };
-    let desired: nua_deploy::instance::Desired = serde_json::from_value(instance.desired)?;
+    let desired: Desired = serde_json::from_value(instance.desired)?;
     let wanted = provider.unwrap_or(nua_deploy::values::APP);
     let found = desired.containers.iter().find(|c| c.component == wanted);
     match found {
-        Some(container) => Ok(Some(container.name.clone())),
+        Some(container) => {
+            let container = container.clone();
+            Ok(Some((desired, container)))
+        }
         None => {
             let known: Vec<&str> = desired
                 .containers
@@ -169,7 +176,14 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let engine = docker()?;
     let name = match instance_container(&args.name, args.provider.as_deref())? {
-        Some(container) => container,
+        // Where it runs now (on Swarm, its task's container on this node).
+        Some((desired, container)) => {
+            let ctx = crate::deploy::apply_context(&engine);
+            let platform = nua_deploy::apply::platform(&desired, &ctx)?;
+            platform
+                .running(&container)?
+                .map_or(container.name, |running| running.name)
+        }
         None if args.provider.is_some() => {
             return Err(anyhow::anyhow!("there is no instance `{}`", args.name)
                 .context(Hint("`nua status` lists the deployed instances".into())));
