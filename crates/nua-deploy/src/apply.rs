@@ -80,8 +80,20 @@ pub enum Error {
     Volume(#[from] crate::local::Error),
     #[error("`[docker]` of `{name}`: {message}")]
     Options { name: String, message: String },
-    #[error("`{label}` runs on Docker Swarm, and this Docker Engine is not a manager of a swarm")]
+    #[error(
+        "`{label}` runs on Docker Swarm, and this Docker Engine is not a manager of a swarm: \
+         run Nua on a manager (`docker node ls` lists them), or make this one a manager \
+         (`docker swarm init`, or `docker swarm join` with a manager token)"
+    )]
     NoSwarm { label: String },
+    #[error("the service `{name}` still runs a task on node `{node}` after {seconds}s")]
+    StillRunning {
+        name: String,
+        node: String,
+        seconds: u64,
+    },
+    #[error("`{name}` on Docker Swarm: {message}")]
+    NotOnSwarm { name: String, message: String },
     #[error("the proxy cannot send `{label}`'s requests to its new app: {message}")]
     Proxy { label: String, message: String },
     #[error("{what} of `{label}` is not ready ({why}); its last lines:\n{tail}")]

@@ -147,6 +147,8 @@ pub enum Error {
     PortTaken { port: u16 },
     #[error("there is no container `{name}`")]
     NoSuchContainer { name: String },
+    #[error("there is no Swarm service `{name}`")]
+    NoSuchService { name: String },
     #[error("a container named `{name}` already exists")]
     NameTaken { name: String },
     /// Docker refuses to remove it: something uses it (a service, a secret's service).

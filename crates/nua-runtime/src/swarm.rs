@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{Error, Labels, Limits, Mount, VolumeSpec};
+use crate::{Error, Labels, Limits, Mount, Restart, VolumeSpec};
 
 /// A service: one replicated component, as Swarm is asked to run it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,6 +47,9 @@ pub struct ServiceSpec {
     pub stop_grace: Duration,
     pub init: bool,
     pub limits: Limits,
+    /// When Swarm starts a task again: `unless-stopped` and `always` are any exit (a
+    /// stopped service has no task to start), `on-failure` a failed one, `no` never.
+    pub restart: Restart,
     /// The health check, replacing the image's (`argv`, run without a shell); the image's
     /// when absent.
     pub health_check: Option<Vec<String>>,

@@ -100,14 +100,37 @@ fn recorded_ports(state: &State, except: &str) -> anyhow::Result<BTreeMap<u16, S
 /// default) or `swarm` (services of the Docker Swarm this server's engine manages).
 pub const NUA_ENGINE: &str = "NUA_ENGINE";
 
+/// What runs this server's instances: `NUA_ENGINE` when it is set, else what the recorded
+/// instances run on (so `nua server`, or a command run without the setting, keeps serving a
+/// swarm's instances), else Docker.
 pub fn engine_kind() -> anyhow::Result<EngineKind> {
     match std::env::var(NUA_ENGINE).unwrap_or_default().as_str() {
-        "" | "docker" => Ok(EngineKind::Docker),
-        "swarm" => Ok(EngineKind::Swarm),
-        other => Err(anyhow::anyhow!(
-            "`{NUA_ENGINE}={other}` is neither `docker` nor `swarm`"
-        )),
+        "docker" => return Ok(EngineKind::Docker),
+        "swarm" => return Ok(EngineKind::Swarm),
+        "" => {}
+        other => {
+            return Err(anyhow::anyhow!(
+                "`{NUA_ENGINE}={other}` is neither `docker` nor `swarm`"
+            ))
+        }
     }
+    Ok(recorded_engines()?
+        .into_iter()
+        .next()
+        .unwrap_or(EngineKind::Docker))
+}
+
+/// The engines the recorded instances run on.
+fn recorded_engines() -> anyhow::Result<std::collections::BTreeSet<EngineKind>> {
+    let mut engines = std::collections::BTreeSet::new();
+    if let Some(state) = existing_state()? {
+        for instance in state.instances()? {
+            if let Ok(desired) = serde_json::from_value::<Desired>(instance.desired) {
+                engines.insert(desired.engine);
+            }
+        }
+    }
+    Ok(engines)
 }
 
 /// Which provider images `nua deploy` prefers: `own` (Nua's, built from Debian, when it has
@@ -246,6 +269,27 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let kind = engine_kind()?;
+    // One proxy serves one engine's instances: nginx on this host cannot reach a swarm's
+    // overlay networks, nor nginx on a swarm this host's ports.
+    let proxied = std::env::var("NUA_PROXY").unwrap_or_default() != "none";
+    if let Some(other) = recorded_engines()?.into_iter().find(|e| *e != kind) {
+        if proxied {
+            return Err(anyhow::anyhow!(
+                "this server's instances run on {}, and `{NUA_ENGINE}` asks for {}: one proxy \
+                 serves the instances of one engine; nothing was deployed",
+                other.name(),
+                kind.name()
+            )
+            .context(Hint(
+                format!(
+                    "deploy with `{NUA_ENGINE}={}`, or remove those instances first (or run \
+                     with `NUA_PROXY=none` and put your own proxy in front)",
+                    other.name()
+                )
+                .into(),
+            )));
+        }
+    }
     let engine = docker()?;
     if kind == EngineKind::Swarm && nua_runtime::Swarm::manager(&engine)?.is_none() {
         return Err(anyhow::anyhow!(
@@ -460,8 +504,9 @@ fn deploy_site(
     // An upgrade of an app whose domain the proxy serves: the new app gets ports of its own,
     // so that it starts beside the old one and the proxy switches over once it is ready.
     // A port the app pins cannot be had twice: it is replaced in place.
-    let switcher = match (&previous, &desired.domain) {
-        (Some(_), Some(_)) => crate::proxy::Switcher::new(state, label)?,
+    // (On Swarm, the proxy finds the new task by name: nothing is switched.)
+    let switcher = match (&previous, &desired.domain, desired.engine) {
+        (Some(_), Some(_), EngineKind::Docker) => crate::proxy::Switcher::new(state, label)?,
         _ => None,
     };
     let single_writer = desired.containers.iter().any(|c| c.single_writer);
@@ -1041,9 +1086,9 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     }
     // Behind the proxy, going back is the same switch as going forward: the app of the
     // earlier generation starts on ports of its own beside the running one.
-    let switcher = match &desired.domain {
-        Some(_) => crate::proxy::Switcher::new(&state, label)?,
-        None => None,
+    let switcher = match (&desired.domain, desired.engine) {
+        (Some(_), EngineKind::Docker) => crate::proxy::Switcher::new(&state, label)?,
+        _ => None,
     };
     if switcher.is_some() && !desired.containers.iter().any(|c| c.single_writer) {
         place_apart(&mut desired, &engine, &state, label)?;

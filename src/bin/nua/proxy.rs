@@ -80,6 +80,9 @@ pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
                 .join(format!("{name}-proxy"))
         }
     };
+    // The swarm's nginx has a tree of its own: the pid it writes is its container's, which
+    // must never be taken for a process of this host.
+    let dir = if swarm { dir.join("swarm") } else { dir };
     let mut nginx = Nginx::own(
         binary,
         dir,
@@ -107,6 +110,12 @@ pub fn own_nginx() -> anyhow::Result<Option<Nginx>> {
     Ok(Some(nginx))
 }
 
+/// Whether `nginx` can reach the app of `desired`: nginx on this host, what runs on this
+/// host's engine; the proxy on a swarm, a swarm's services on their overlay networks.
+fn served_by(desired: &Desired, nginx: &Nginx) -> bool {
+    (desired.engine == EngineKind::Swarm) == nginx.task.is_some()
+}
+
 /// Docker's DNS server, on every container's loopback: it knows the services of the
 /// networks a container is on.
 const DOCKER_DNS: &str = "127.0.0.11";
@@ -123,7 +132,19 @@ fn swarm_proxy(nginx: &Nginx) -> anyhow::Result<proxy::swarm::SwarmProxy> {
             "run `docker swarm init`, or choose another `NUA_PROXY`".into(),
         )));
     }
-    let image = crate::deploy::own_image(&docker, "nginx")?;
+    // Built (or found) once per process, when the service or a check needs it.
+    let image = {
+        let docker = docker.clone();
+        let tag: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        move || -> Result<String, String> {
+            if let Some(tag) = tag.get() {
+                return Ok(tag.clone());
+            }
+            let made = crate::deploy::own_image(&docker, "nginx")
+                .map_err(|e| format!("Nua's nginx image: {e:#}"))?;
+            Ok(tag.get_or_init(|| made).clone())
+        }
+    };
     let certs = state::default_dir().join("certs");
     fs_err::create_dir_all(&certs)?;
     fs_err::create_dir_all(&nginx.dir)?;
@@ -132,7 +153,7 @@ fn swarm_proxy(nginx: &Nginx) -> anyhow::Result<proxy::swarm::SwarmProxy> {
     Ok(proxy::swarm::SwarmProxy {
         engine: docker.clone(),
         swarm: docker,
-        image,
+        image: Box::new(image),
         dir: nginx.dir.clone(),
         read_only,
         http_port: nginx.settings.http_port,
@@ -176,9 +197,7 @@ pub fn sync(state: &State, quiet: bool, now: bool) -> anyhow::Result<()> {
         .instances()?
         .into_iter()
         .filter_map(|i| serde_json::from_value::<Desired>(i.desired).ok())
-        // This server's nginx reaches what runs on this server's engine; a Swarm's services
-        // are on their overlay networks, where the proxy on a swarm runs.
-        .filter(|d| (d.engine == EngineKind::Swarm) == nginx.task.is_some())
+        .filter(|d| served_by(d, &nginx))
         .collect();
     let certificate = |host: &str| acme.as_ref().and_then(|a| a.certificate(host));
     let domains = proxy::domains(&instances, &certificate).context("cannot configure the proxy")?;
@@ -292,7 +311,8 @@ impl Switcher {
             .instances()?
             .into_iter()
             .filter(|i| i.label != label)
-            .filter_map(|i| serde_json::from_value(i.desired).ok())
+            .filter_map(|i| serde_json::from_value::<Desired>(i.desired).ok())
+            .filter(|d| served_by(d, &nginx))
             .collect();
         let acme = acme(&nginx)?;
         Ok(Some(Switcher {

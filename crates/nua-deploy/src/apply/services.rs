@@ -37,8 +37,22 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const FAILED_TASKS: usize = 3;
 /// The file, under `/run/secrets/`, of the secret variables an image cannot read from files.
 pub const ENV_FILE: &str = "nua-env";
+/// How long a service's tasks have to stop.
+const DOWN: Duration = Duration::from_secs(60);
 /// How often the service and its tasks are looked at.
 const POLL: Duration = Duration::from_millis(250);
+
+/// What a wait compares with: what the service was before this converge.
+struct Since {
+    /// A spec was sent (else the service is as wanted, and only its readiness is awaited).
+    put: bool,
+    /// When its latest update before started.
+    update: Option<String>,
+    /// Swarm replaces running tasks: the update's outcome is what counts.
+    updating: bool,
+    /// Its tasks before (their failures are not this version's).
+    tasks: BTreeSet<String>,
+}
 
 /// Services of a Swarm, through one of its managers.
 pub struct Services<'a> {
@@ -137,9 +151,13 @@ impl<'a> Services<'a> {
             constraints.extend(pinned.or(here));
         }
         constraints.extend(unit.placement.iter().cloned());
+        let image_check = details.as_ref().and_then(|d| d.health_check.clone());
         let health_check = match (&container.ready_check, container.role) {
             (Some(check), Role::Provider) => Some(check.clone()),
-            _ => details.and_then(|d| d.health_check).and_then(|test| {
+            // An image without a `HEALTHCHECK` (a wrapped or pulled one) is gated by the
+            // nua-config's check all the same.
+            (Some(check), Role::App) if image_check.is_none() => Some(check.clone()),
+            _ => image_check.and_then(|test| {
                 // `CMD-SHELL x` is `/bin/sh -c x`; `CMD a b` is `a b`.
                 match test.split_first() {
                     Some((kind, rest)) if kind == "CMD-SHELL" => Some(
@@ -183,6 +201,7 @@ impl<'a> Services<'a> {
             stop_grace: Duration::from_secs(10),
             init: spec.init,
             limits: spec.limits,
+            restart: spec.restart,
             health_check,
             health_interval: HEALTH_INTERVAL,
             host_ports: Vec::new(),
@@ -197,8 +216,7 @@ impl<'a> Services<'a> {
         desired: &Desired,
         container: &Container,
         digest: &str,
-        update_before: Option<&str>,
-        updating: bool,
+        since: &Since,
         ctx: &Context<'_>,
     ) -> Result<(), Error> {
         let name = &container.name;
@@ -207,17 +225,31 @@ impl<'a> Services<'a> {
             let service = self
                 .swarm
                 .service(name)?
-                .ok_or_else(|| nua_runtime::Error::NoSuchContainer { name: name.clone() })?;
+                .ok_or_else(|| nua_runtime::Error::NoSuchService { name: name.clone() })?;
             let tasks = self.swarm.tasks(name)?;
             let ready = tasks.iter().any(|t| {
                 t.desired == TaskState::Running
                     && t.state == TaskState::Running
                     && t.digest.as_deref() == Some(digest)
             });
+            let in_progress = service.update.as_ref().is_some_and(|u| {
+                matches!(
+                    u.state,
+                    UpdateState::Updating | UpdateState::RollbackStarted
+                )
+            });
+            if !since.put {
+                // Nothing was asked: an update in progress (a deploy killed while Swarm
+                // carries it out) is awaited, one that ended is the past.
+                if ready && !in_progress {
+                    return Ok(());
+                }
+            }
+            // What this put made Swarm do: an update that started after it.
             let update = service
                 .update
                 .as_ref()
-                .filter(|u| Some(u.started.as_str()) != update_before);
+                .filter(|u| since.put && Some(&u.started) != since.update.as_ref());
             match update.map(|u| u.state) {
                 Some(UpdateState::Completed) if ready => return Ok(()),
                 Some(
@@ -233,31 +265,46 @@ impl<'a> Services<'a> {
                     break format!("Swarm paused the update ({message})");
                 }
                 Some(_) => {}
-                None if ready && !updating => return Ok(()),
+                None if ready && !since.updating && since.put => return Ok(()),
                 None => {}
             }
+            // Tasks of this version that failed since: those of its history do not count.
             let failed = tasks
                 .iter()
                 .filter(|t| {
                     matches!(t.state, TaskState::Failed | TaskState::Rejected)
                         && t.digest.as_deref() == Some(digest)
+                        && !since.tasks.contains(&t.id)
                 })
                 .count();
             // An update rolls itself back; a new service's tasks are restarted forever.
-            if !updating && failed >= FAILED_TASKS {
+            if !since.updating && failed >= FAILED_TASKS {
                 break format!("{failed} of its tasks failed");
             }
             if started.elapsed() > ctx.ready_timeout {
-                break format!(
-                    "its health check has not passed in {}s",
-                    ctx.ready_timeout.as_secs()
-                );
+                let seconds = ctx.ready_timeout.as_secs();
+                let pending = tasks
+                    .iter()
+                    .find(|t| t.digest.as_deref() == Some(digest) && t.state == TaskState::Pending);
+                break match pending {
+                    // Not placed, or its image not found: Swarm says why.
+                    Some(task) => format!(
+                        "Swarm has not started a task of it in {seconds}s ({}); `nua nodes` \
+                         shows the nodes, and `[docker] placement` where it may run",
+                        task.error.clone().unwrap_or_else(|| task.message.clone())
+                    ),
+                    None => format!("its health check has not passed in {seconds}s"),
+                };
             }
             std::thread::sleep(POLL);
         };
         let tasks = self.swarm.tasks(name).unwrap_or_default();
         // The newest task of this version that failed, else the newest that did not run.
-        let ours = || tasks.iter().filter(|t| t.digest.as_deref() == Some(digest));
+        let ours = || {
+            tasks
+                .iter()
+                .filter(|t| t.digest.as_deref() == Some(digest) && !since.tasks.contains(&t.id))
+        };
         let failed = ours()
             .find(|t| matches!(t.state, TaskState::Failed | TaskState::Rejected))
             .or_else(|| ours().find(|t| t.state != TaskState::Running));
@@ -300,19 +347,28 @@ impl<'a> Services<'a> {
         Ok(())
     }
 
-    /// Wait (a minute at most) until service `name` runs no task.
+    /// Wait (a minute at most) until service `name` runs no task; an error when one still
+    /// runs then.
     fn down(&self, name: &str) -> Result<(), Error> {
-        let until = Instant::now() + Duration::from_secs(60);
-        while self
-            .swarm
-            .tasks(name)?
-            .iter()
-            .any(|t| matches!(t.state, TaskState::Running | TaskState::Starting))
-            && Instant::now() < until
-        {
-            std::thread::sleep(POLL);
+        let until = Instant::now() + DOWN;
+        loop {
+            let running = self
+                .swarm
+                .tasks(name)?
+                .into_iter()
+                .find(|t| matches!(t.state, TaskState::Running | TaskState::Starting));
+            match running {
+                None => return Ok(()),
+                Some(task) if Instant::now() > until => {
+                    return Err(Error::StillRunning {
+                        name: name.to_owned(),
+                        node: task.node,
+                        seconds: DOWN.as_secs(),
+                    })
+                }
+                Some(_) => std::thread::sleep(POLL),
+            }
         }
-        Ok(())
     }
 
     fn ours<'s>(&self, services: &'s [ServiceInfo], label: &str) -> Vec<&'s ServiceInfo> {
@@ -324,7 +380,56 @@ impl<'a> Services<'a> {
 }
 
 impl Platform for Services<'_> {
-    fn accepts(&self, _: &Container, _: &Unit) -> Result<(), Error> {
+    fn accepts(&self, container: &Container, unit: &Unit) -> Result<(), Error> {
+        let refuse = |message: String| {
+            Err(Error::NotOnSwarm {
+                name: container.name.clone(),
+                message,
+            })
+        };
+        if unit.spec.limits.shm_bytes.is_some() {
+            return refuse(
+                "`shm_size`: a Swarm service has no size of `/dev/shm` to set; remove the \
+                 option"
+                    .to_owned(),
+            );
+        }
+        if let Some(port) = container.ports.iter().find(|p| p.proxy.is_some()) {
+            return refuse(format!(
+                "port `{}` asks the proxy for a TCP stream, which Nua's proxy on a swarm does \
+                 not serve yet",
+                port.name
+            ));
+        }
+        // What a shell reads from `nua-env` must be a shell variable's name.
+        let shell_name = |key: &str| {
+            key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let module = container.module.as_deref();
+        if let Some(key) = unit
+            .secret
+            .iter()
+            .find(|k| !reads_file(module, k) && !shell_name(k))
+        {
+            return refuse(format!(
+                "the variable `{key}` holds a secret, which a task reads from a file as a \
+                 shell variable, and `{key}` is not a shell variable's name; rename it"
+            ));
+        }
+        // Data stays on one node: a placement must name it.
+        let names_a_node = unit
+            .placement
+            .iter()
+            .any(|c| c.starts_with("node.id") || c.starts_with("node.hostname"));
+        if !unit.volumes.is_empty() && !unit.placement.is_empty() && !names_a_node {
+            return refuse(
+                "`placement` of a component with volumes must name its node (`node.hostname \
+                 == NAME` or `node.id == ID`): its data is on that node's disk, and Swarm \
+                 would start it empty on another"
+                    .to_owned(),
+            );
+        }
         Ok(())
     }
 
@@ -349,18 +454,30 @@ impl Platform for Services<'_> {
     ) -> Result<(), Error> {
         let name = &container.name;
         let existing = self.swarm.service(name)?;
-        let spec = self.service_spec(desired, container, &unit, existing.as_ref(), ctx.stopped)?;
+        let replicas = u64::from(!ctx.stopped);
         let same = existing
             .as_ref()
             .is_some_and(|s| s.labels.get(SPEC_LABEL) == Some(&unit.digest));
-        let update_before = existing
-            .as_ref()
-            .and_then(|s| s.update.as_ref())
-            .map(|u| u.started.clone());
-        let scaled = existing
-            .as_ref()
-            .is_some_and(|s| s.replicas != spec.replicas);
-        if !same || scaled || existing.is_none() {
+        let scaled = existing.as_ref().is_some_and(|s| s.replicas != replicas);
+        let put = !same || scaled;
+        let since = Since {
+            put,
+            update: existing
+                .as_ref()
+                .and_then(|s| s.update.as_ref())
+                .map(|u| u.started.clone()),
+            // Swarm replaces running tasks by an update, whose outcome is awaited; a service
+            // that ran none starts its new task at once.
+            updating: !same && existing.as_ref().is_some_and(|s| s.replicas > 0),
+            tasks: if put {
+                self.swarm.tasks(name)?.into_iter().map(|t| t.id).collect()
+            } else {
+                BTreeSet::new()
+            },
+        };
+        if put {
+            let spec =
+                self.service_spec(desired, container, &unit, existing.as_ref(), ctx.stopped)?;
             self.swarm.put_service(&spec)?;
             match (&existing, same) {
                 (None, _) | (Some(_), false) => applied.created.push(name.clone()),
@@ -372,15 +489,7 @@ impl Platform for Services<'_> {
             return Ok(());
         }
         // The next component starts once this one is ready; the deploy ends once the app is.
-        let updating = existing.is_some() && !same;
-        let waited = self.wait(
-            desired,
-            container,
-            &unit.digest,
-            update_before.as_deref(),
-            updating,
-            ctx,
-        );
+        let waited = self.wait(desired, container, &unit.digest, &since, ctx);
         if waited.is_err() {
             // The secrets of a version Swarm rolled back are not needed.
             let _ = self.sweep_secrets(&desired.label);

@@ -54,11 +54,17 @@ impl Error {
                 "start it (`systemctl start nginx`), or let Nua run its own: `NUA_PROXY=own`"
                     .into(),
             ),
-            Error::Start { message } if message.contains("Address already in use") => Some(
-                "another program holds the port: stop it, or choose other ports with \
-                 `NUA_HTTP_PORT` and `NUA_HTTPS_PORT`"
-                    .into(),
-            ),
+            Error::Start { message }
+                if message.contains("Address already in use")
+                    || message.contains("port already in use") =>
+            {
+                Some(
+                    "another program holds the port (nginx on this host, when the proxy moves \
+                     to a swarm): stop it, or choose other ports with `NUA_HTTP_PORT` and \
+                     `NUA_HTTPS_PORT`"
+                        .into(),
+                )
+            }
             _ => None,
         }
     }
@@ -100,8 +106,12 @@ pub trait Task: Send + Sync {
     fn nginx(&self, args: &[String]) -> Result<Result<(), String>, Error>;
     /// Whether it serves now.
     fn running(&self) -> Result<bool, Error>;
-    /// Make it serve with the main configuration `main`, and wait until it does.
-    fn start(&self, main: &Path) -> Result<(), Error>;
+    /// Make it serve with the main configuration `main` as its settings say, starting it
+    /// again when they changed, and wait until it does; whether it was (re)started.
+    fn ensure(&self, main: &Path) -> Result<bool, Error>;
+    /// `nginx ARGS -s reload`, returning once a new worker serves and the old ones stop
+    /// taking connections; the message nginx gives when it fails.
+    fn reload(&self, args: &[String]) -> Result<Result<(), String>, Error>;
 }
 
 /// Nua's nginx: its own, in `dir`, or the system's, with Nua's sites in `dir`, or a task
@@ -324,14 +334,19 @@ impl Nginx {
         let stale =
             loaded.trim() != set || !synced.changed.is_empty() || !synced.removed.is_empty();
         if let Some(task) = &self.task {
-            if !task.running()? {
-                task.start(&main)?;
+            if task.ensure(&main)? {
                 synced.started = true;
             } else if stale {
-                self.nginx(&["-s", "reload", "-c", &main_arg])?
+                let args = [
+                    "-p".to_owned(),
+                    self.dir.display().to_string(),
+                    "-e".to_owned(),
+                    self.dir.join("logs/error.log").display().to_string(),
+                    "-c".to_owned(),
+                    main_arg.clone(),
+                ];
+                task.reload(&args)?
                     .map_err(|message| Error::Start { message })?;
-                // The signal is sent; its master starts new workers within moments.
-                std::thread::sleep(std::time::Duration::from_millis(300));
                 synced.reloaded = true;
             }
         }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use nua_runtime::swarm::{HostPort, Order, ServiceSpec, TaskState};
 use nua_runtime::{ContainerSpec, Engine, Labels, Mount, State, Swarm};
+use sha2::{Digest as _, Sha256};
 
 use super::nginx::{Error, Task};
 
@@ -24,6 +25,40 @@ pub const NETWORK: &str = "nua-proxy";
 /// The label on both.
 pub const LABEL: &str = "nua.proxy";
 
+/// The label of the proxy's service that says which settings it runs with.
+const SPEC: &str = "nua.spec";
+
+/// `nginx ARGS -s reload` in the task, done once a new worker runs and each old one has
+/// gone or is shutting down (its title says so before it closes its listening sockets), as
+/// nginx on the host is reloaded; 5 s at most. nginx is the task's PID 1: its workers are
+/// the processes whose parent is 1.
+const RELOAD: &str = r#"workers() {
+    for stat in /proc/[0-9]*/stat; do
+        read -r pid comm state ppid rest <"$stat" 2>/dev/null || continue
+        [ "$ppid" = 1 ] && printf ' %s ' "$pid"
+    done
+}
+before=$(workers)
+nginx "$@" -s reload || exit 1
+i=0
+while [ "$i" -lt 250 ]; do
+    now=$(workers)
+    new=
+    retired=yes
+    for p in $now; do
+        case "$before" in *" $p "*) ;; *) new=yes ;; esac
+    done
+    for p in $before; do
+        case "$now" in
+        *" $p "*) grep -q 'shutting down' "/proc/$p/cmdline" 2>/dev/null || retired= ;;
+        esac
+    done
+    [ -n "$new" ] && [ -n "$retired" ] && exit 0
+    sleep 0.02
+    i=$((i + 1))
+done
+"#;
+
 /// How long the proxy's task has to start.
 const START: Duration = Duration::from_secs(60);
 
@@ -31,8 +66,9 @@ const START: Duration = Duration::from_secs(60);
 pub struct SwarmProxy {
     pub engine: Arc<dyn Engine + Send + Sync>,
     pub swarm: Arc<dyn Swarm + Send + Sync>,
-    /// Nua's nginx image, as the engine names it.
-    pub image: String,
+    /// Nua's nginx image, as the engine names it: asked for only when a container or the
+    /// service is made (building it takes a while); the message when it cannot be had.
+    pub image: Box<dyn Fn() -> Result<String, String> + Send + Sync>,
     /// Folders and files of this node the task sees at the same paths: the proxy's folder
     /// (written by nginx: logs, pid, temporary files), then read-only ones.
     pub dir: PathBuf,
@@ -65,6 +101,23 @@ impl SwarmProxy {
             .and_then(|t| t.container))
     }
 
+    /// `COMMAND ARGS` in `container`; what it wrote on stderr when it fails.
+    fn exec(
+        &self,
+        container: &str,
+        command: &[&str],
+        args: &[String],
+    ) -> Result<Result<(), String>, Error> {
+        let mut argv = command.to_vec();
+        argv.extend(args.iter().map(String::as_str));
+        let out = self.engine.exec(container, &argv).map_err(engine)?;
+        Ok(if out.exit_code == 0 {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        })
+    }
+
     /// `nginx ARGS` in a container of the image made for it (no task runs yet), removed after.
     fn once(&self, args: &[String]) -> Result<Result<(), String>, Error> {
         let name = format!("nua-proxy-check-{}", std::process::id());
@@ -73,7 +126,7 @@ impl SwarmProxy {
         command.extend(args.iter().cloned());
         let spec = ContainerSpec {
             name: name.clone(),
-            image: self.image.clone(),
+            image: (self.image)().map_err(|message| Error::Start { message })?,
             mounts: self.mounts(),
             network: Some("none".to_owned()),
             entrypoint: Some(command),
@@ -123,31 +176,20 @@ impl Task for SwarmProxy {
         let Some(container) = self.task_container()? else {
             return self.once(args);
         };
-        let mut argv = vec!["nginx"];
-        argv.extend(args.iter().map(String::as_str));
-        let out = self.engine.exec(&container, &argv).map_err(engine)?;
-        Ok(if out.exit_code == 0 {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        })
+        self.exec(&container, &["nginx"], args)
     }
 
     fn running(&self) -> Result<bool, Error> {
         Ok(self.task_container()?.is_some())
     }
 
-    fn start(&self, main: &Path) -> Result<(), Error> {
+    fn ensure(&self, main: &Path) -> Result<bool, Error> {
         let labels = Labels::from([(LABEL.to_owned(), "swarm".to_owned())]);
-        self.swarm
-            .create_overlay(NETWORK, &labels)
-            .map_err(engine)?;
         let node = self.swarm.manager().map_err(engine)?.unwrap_or_default();
         let errors = self.dir.join("logs/error.log");
-        let spec = ServiceSpec {
+        let mut spec = ServiceSpec {
             name: SERVICE.to_owned(),
-            image: self.image.clone(),
-            labels,
+            labels: labels.clone(),
             networks: vec![(NETWORK.to_owned(), Vec::new())],
             mounts: self.mounts(),
             entrypoint: Some(vec!["nginx".to_owned()]),
@@ -179,29 +221,58 @@ impl Task for SwarmProxy {
             ],
             ..ServiceSpec::default()
         };
+        // What it runs with, but its image (built again, it has the same tag or a newer
+        // one): a change is a restart.
+        let digest = {
+            let mut hasher = Sha256::new();
+            hasher.update(format!("{spec:?}").as_bytes());
+            hex::encode(&hasher.finalize()[..16])
+        };
+        spec.labels.insert(SPEC.to_owned(), digest.clone());
+        let existing = self.swarm.service(SERVICE).map_err(engine)?;
+        if existing.is_some_and(|s| s.labels.get(SPEC) == Some(&digest)) && self.running()? {
+            return Ok(false);
+        }
+        spec.image = (self.image)().map_err(|message| Error::Start { message })?;
+        self.swarm
+            .create_overlay(NETWORK, &labels)
+            .map_err(engine)?;
         self.swarm.put_service(&spec).map_err(engine)?;
         let until = Instant::now() + START;
         loop {
-            if self.running()? {
-                return Ok(());
-            }
-            let failed = self
-                .swarm
-                .tasks(SERVICE)
-                .map_err(engine)?
-                .into_iter()
-                .find(|t| matches!(t.state, TaskState::Failed | TaskState::Rejected));
-            if let Some(task) = failed.filter(|_| Instant::now() > until) {
-                return Err(Error::Start {
-                    message: task.error.unwrap_or(task.message),
-                });
+            let tasks = self.swarm.tasks(SERVICE).map_err(engine)?;
+            let serving = tasks.iter().any(|t| {
+                t.node == node
+                    && t.desired == TaskState::Running
+                    && t.state == TaskState::Running
+                    && t.digest.as_deref() == Some(digest.as_str())
+            });
+            if serving {
+                return Ok(true);
             }
             if Instant::now() > until {
+                let why = tasks
+                    .iter()
+                    .find(|t| t.digest.as_deref() == Some(digest.as_str()))
+                    .map_or_else(
+                        || "no task was made".to_owned(),
+                        |t| t.error.clone().unwrap_or_else(|| t.message.clone()),
+                    );
                 return Err(Error::Start {
-                    message: format!("the service `{SERVICE}` has no running task"),
+                    message: format!(
+                        "the service `{SERVICE}` has no running task after {}s ({why})",
+                        START.as_secs()
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    fn reload(&self, args: &[String]) -> Result<Result<(), String>, Error> {
+        let Some(container) = self.task_container()? else {
+            return Ok(Err(format!("the service `{SERVICE}` has no running task")));
+        };
+        self.exec(&container, &["sh", "-c", RELOAD, "reload"], args)
     }
 }

@@ -122,8 +122,18 @@ fn service_spec(spec: &ServiceSpec, secret_ids: &HashMap<String, String>) -> mod
                 reservations: None,
             }),
             restart_policy: Some(models::TaskSpecRestartPolicy {
-                condition: Some(models::TaskSpecRestartPolicyConditionEnum::ANY),
+                condition: Some(match spec.restart {
+                    Restart::No => models::TaskSpecRestartPolicyConditionEnum::NONE,
+                    Restart::OnFailure(_) => models::TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+                    Restart::Always | Restart::UnlessStopped => {
+                        models::TaskSpecRestartPolicyConditionEnum::ANY
+                    }
+                }),
                 delay: Some(nanos(std::time::Duration::from_secs(2))),
+                max_attempts: match spec.restart {
+                    Restart::OnFailure(n) if n > 0 => Some(i64::from(n)),
+                    _ => None,
+                },
                 ..Default::default()
             }),
             placement: Some(models::TaskSpecPlacement {
@@ -384,7 +394,7 @@ impl Docker {
             let service =
                 self.inspect_service(name)
                     .await?
-                    .ok_or_else(|| Error::NoSuchContainer {
+                    .ok_or_else(|| Error::NoSuchService {
                         name: name.to_owned(),
                     })?;
             let version = service.version.and_then(|v| v.index).unwrap_or(0);

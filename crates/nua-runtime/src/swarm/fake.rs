@@ -205,7 +205,8 @@ impl Swarm for FakeSwarm {
                     replicas: spec.replicas,
                     ..kept.spec.clone()
                 };
-                if template != *spec {
+                // A service that ran no task has none to replace: no update.
+                if template != *spec && kept.spec.replicas > 0 {
                     kept.updates += 1;
                     kept.update = Some(Update {
                         state: UpdateState::Completed,

@@ -277,3 +277,52 @@ fn a_placement_places_a_service_and_is_refused_on_one_engine() {
     );
     assert!(engine.spec("nua-n-database").is_none(), "nothing is made");
 }
+
+#[test]
+fn an_earlier_version_applied_while_the_app_is_halted_starts_it_at_once() {
+    // What `nua rollback --with-data` does: the app is halted for the data to be put back,
+    // then an earlier generation (another spec) runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = images();
+    let swarm = FakeSwarm::new();
+    let ctx = swarm_ctx(&engine, &swarm);
+    let upgraded = on_swarm(desired(CONFIG, "nua-notes:2.0"));
+    apply(&upgraded, 2, &ctx, &mut state).unwrap();
+    let platform = platform(&upgraded, &ctx).unwrap();
+    platform.halt(&upgraded.containers[1]).unwrap();
+    assert_eq!(swarm.spec("nua-n").unwrap().replicas, 0);
+    let earlier = on_swarm(desired(CONFIG, APP_IMAGE));
+    let applied = apply(&earlier, 3, &ctx, &mut state).unwrap();
+    assert_eq!(applied.created, ["nua-n"]);
+    let app = swarm.spec("nua-n").unwrap();
+    assert_eq!((app.image.as_str(), app.replicas), (APP_IMAGE, 1));
+}
+
+#[test]
+fn options_a_swarm_cannot_honour_are_refused_by_name_before_anything_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = images();
+    let swarm = FakeSwarm::new();
+    let ctx = swarm_ctx(&engine, &swarm);
+    for (docker, expected) in [
+        ("{ shm_size = \"64m\" }", "`shm_size`"),
+        (
+            "{ placement = \"node.labels.db == yes\" }",
+            "must name its node",
+        ),
+    ] {
+        let site = format!(
+            "[[site]]\nimage = \"notes\"\nlabel = \"n\"\n\
+             [[site.provider]]\nname = \"database\"\ndocker = {docker}\n"
+        );
+        let want = on_swarm(planned(CONFIG, APP_IMAGE, &site, &Free));
+        let err = apply(&want, 1, &ctx, &mut state).unwrap_err().to_string();
+        assert!(
+            err.starts_with("`nua-n-database` on Docker Swarm") && err.contains(expected),
+            "{err}"
+        );
+    }
+    assert!(swarm.calls().is_empty(), "{:?}", swarm.calls());
+}
