@@ -14,26 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::deploy::*;
-use common::docker::http_get;
-use common::*;
+use common::docker::{http_get, restart_dockerd};
 
 /// Held by each test: a restart stops the containers of the others.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Restart the dockerd `scripts/test-env.sh` started; every container stops.
-#[track_caller]
-fn restart_dockerd() {
-    let restarted = Command::new("bash")
-        .arg(root().join("scripts/test-env.sh"))
-        .arg("restart-dockerd")
-        .output()
-        .unwrap();
-    assert!(
-        restarted.status.success(),
-        "cannot restart the test dockerd (run the suite with scripts/test.sh):\n{}",
-        String::from_utf8_lossy(&restarted.stderr)
-    );
-}
 
 #[test]
 fn after_dockerd_restarts_nua_server_brings_the_instance_back_with_its_data() {

@@ -2,15 +2,17 @@
 //! as two services on an overlay network, served by Nua's nginx as a third; its generated
 //! password a Swarm secret that no `docker service inspect` shows; upgrades under load
 //! without a failed request, one Swarm rolls back when the new version never gets healthy;
-//! a backup restored. The swarm is made for the test and left after it,
-//! unless the machine was in one before.
+//! a deploy killed mid-update and a restart of Docker, both converged; a backup restored.
+//! The swarm is made for the test and left after it, unless the machine was in one before.
+//! In a test binary of its own, one test: it restarts the dockerd `scripts/test-env.sh`
+//! started.
 
 mod common;
 
 use std::process::Command;
 
 use common::deploy::*;
-use common::docker::http_get_host;
+use common::docker::{http_get_host, restart_dockerd};
 use common::*;
 
 /// A swarm for the test: `docker swarm init` on 127.0.0.1 when the engine is in none, and
@@ -203,6 +205,19 @@ fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_a
     let (code, said) = nua(&["reconcile", &label]);
     load.finish_without_loss();
     assert_eq!(code, Some(0), "{said}");
+    assert_eq!(get("/"), format!("{label} hits=2\n"));
+
+    // Docker restarted under it (a reboot, an upgrade of Docker): Swarm starts the tasks
+    // again by itself, on their data, nginx among them, and `nua reconcile` finds everything
+    // as recorded.
+    restart_dockerd();
+    wait_until(180, "the app answering through the proxy again", || {
+        http_get_host(proxy_port, &host, "/health")
+            .is_ok_and(|(status, _)| status.contains(" 200 "))
+    });
+    let (code, said) = nua(&["reconcile", &label]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains(&format!("{label}: unchanged")), "{said}");
     assert_eq!(get("/"), format!("{label} hits=2\n"));
 
     // A backup, verified; what comes after it is undone by a restore.

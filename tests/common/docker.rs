@@ -125,3 +125,18 @@ pub fn spdx_validator() -> std::path::PathBuf {
     }
     tool
 }
+
+/// Restart the dockerd `scripts/test-env.sh` started; every container stops.
+#[track_caller]
+pub fn restart_dockerd() {
+    let restarted = Command::new("bash")
+        .arg(super::root().join("scripts/test-env.sh"))
+        .arg("restart-dockerd")
+        .output()
+        .unwrap();
+    assert!(
+        restarted.status.success(),
+        "cannot restart the test dockerd (run the suite with scripts/test.sh):\n{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+}

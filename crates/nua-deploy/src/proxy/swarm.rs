@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nua_runtime::swarm::{HostPort, Order, ServiceSpec, TaskState};
-use nua_runtime::{ContainerSpec, Engine, Labels, Mount, State, Swarm};
+use nua_runtime::{ContainerSpec, Engine, Labels, Mount, Restart, State, Swarm};
 use sha2::{Digest as _, Sha256};
 
 use super::nginx::{Error, Task};
@@ -205,6 +205,8 @@ impl Task for SwarmProxy {
             ]),
             constraints: vec![format!("node.id=={node}")],
             replicas: 1,
+            // Started again whenever it stops (a restart of Docker stops every task).
+            restart: Restart::Always,
             // Its ports are the node's: two tasks cannot hold them at once.
             order: Order::StopFirst,
             monitor: Duration::from_secs(1),
