@@ -720,7 +720,8 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let desired: Desired = serde_json::from_value(instance.desired.clone())?;
-        let platform = apply::platform(&desired, &ctx)?;
+        // An instance whose engine cannot be asked (a swarm this engine left) is shown so.
+        let platform = apply::platform(&desired, &ctx);
         let mut entry = Shown {
             label: instance.label.clone(),
             domain: desired.domain.clone(),
@@ -730,6 +731,16 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             health: None,
             ports: Vec::new(),
             providers: Vec::new(),
+        };
+        let Ok(platform) = platform else {
+            entry.state = "unreachable".to_owned();
+            entry.image = desired
+                .containers
+                .last()
+                .map(|c| c.image.clone())
+                .unwrap_or_default();
+            shown.push(entry);
+            continue;
         };
         for container in &desired.containers {
             let info = platform.running(container)?;
