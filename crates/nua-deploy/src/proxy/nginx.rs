@@ -200,16 +200,21 @@ impl Nginx {
         (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
     }
 
+    /// The arguments that give nginx its tree: `-p DIR -e DIR/logs/error.log`.
+    fn prefix_args(&self) -> Vec<String> {
+        vec![
+            "-p".to_owned(),
+            self.dir.display().to_string(),
+            "-e".to_owned(),
+            self.dir.join("logs/error.log").display().to_string(),
+        ]
+    }
+
     /// `nginx ARGS` with its prefix; stderr when it fails.
     fn nginx(&self, args: &[&str]) -> Result<Result<(), String>, Error> {
         let errors = self.dir.join("logs/error.log");
         if let Some(task) = &self.task {
-            let mut argv = vec![
-                "-p".to_owned(),
-                self.dir.display().to_string(),
-                "-e".to_owned(),
-                errors.display().to_string(),
-            ];
+            let mut argv = self.prefix_args();
             argv.extend(args.iter().map(|a| (*a).to_owned()));
             return task.nginx(&argv);
         }
@@ -337,55 +342,49 @@ impl Nginx {
             if task.ensure(&main)? {
                 synced.started = true;
             } else if stale {
-                let args = [
-                    "-p".to_owned(),
-                    self.dir.display().to_string(),
-                    "-e".to_owned(),
-                    self.dir.join("logs/error.log").display().to_string(),
-                    "-c".to_owned(),
-                    main_arg.clone(),
-                ];
+                let mut args = self.prefix_args();
+                args.extend(["-c".to_owned(), main_arg.clone()]);
                 task.reload(&args)?
                     .map_err(|message| Error::Start { message })?;
                 synced.reloaded = true;
             }
-        }
-        match self.running().filter(|_| self.task.is_none()) {
-            _ if self.task.is_some() => {}
-            Some(pid) if stale => {
-                // SIGHUP: nginx rereads its configuration, starts new workers, and tells the
-                // old ones to finish their requests and stop accepting. The reload is done
-                // once a new worker runs and every old one is shutting down (its title says
-                // so before it closes its listening sockets); a few seconds at most.
-                let before = workers(pid);
-                // SAFETY: a signal to nginx's master, whose pid it wrote.
-                unsafe { libc::kill(pid, libc::SIGHUP) };
-                for _ in 0..250 {
-                    let now = workers(pid);
-                    let started = now.iter().any(|w| !before.contains(w));
-                    let retired = before.iter().all(|w| !now.contains(w) || shutting_down(*w));
-                    if started && retired {
-                        break;
+        } else {
+            match self.running() {
+                Some(pid) if stale => {
+                    // SIGHUP: nginx rereads its configuration, starts new workers, and tells the
+                    // old ones to finish their requests and stop accepting. The reload is done
+                    // once a new worker runs and every old one is shutting down (its title says
+                    // so before it closes its listening sockets); a few seconds at most.
+                    let before = workers(pid);
+                    // SAFETY: a signal to nginx's master, whose pid it wrote.
+                    unsafe { libc::kill(pid, libc::SIGHUP) };
+                    for _ in 0..250 {
+                        let now = workers(pid);
+                        let started = now.iter().any(|w| !before.contains(w));
+                        let retired = before.iter().all(|w| !now.contains(w) || shutting_down(*w));
+                        if started && retired {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    synced.reloaded = true;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                synced.reloaded = true;
-            }
-            Some(_) => {}
-            None if self.system.is_some() => {
-                return Err(Error::Start {
-                    message: format!(
-                        "the system's nginx does not run (no live pid in `{}`); Nua's sites \
+                Some(_) => {}
+                None if self.system.is_some() => {
+                    return Err(Error::Start {
+                        message: format!(
+                            "the system's nginx does not run (no live pid in `{}`); Nua's sites \
                          are in place for when it starts",
-                        self.pid_file().display()
-                    ),
-                })
-            }
-            None => {
-                self.nginx(&["-c", &main_arg])?
-                    .map_err(|message| Error::Start { message })?;
-                synced.started = true;
+                            self.pid_file().display()
+                        ),
+                    })
+                }
+                None => {
+                    self.nginx(&["-c", &main_arg])?
+                        .map_err(|message| Error::Start { message })?;
+                    synced.started = true;
+                }
             }
         }
         if synced.reloaded || synced.started {
