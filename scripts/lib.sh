@@ -29,7 +29,9 @@ apt_mirror() {
 }
 
 # make_rootfs OUT: a minimal Debian bookworm root filesystem tarball with busybox (whose httpd
-# serves the static-site sample), made once with mmdebstrap and reused while OUT exists.
+# serves the static-site sample), made once with mmdebstrap and reused while OUT exists. No
+# /dev entries: run as root, mmdebstrap writes device nodes there, which a layer may not carry
+# (the sandbox refuses them; it and Docker mount their own /dev).
 make_rootfs() {
     local out=$1
     if [ -s "$out" ]; then
@@ -39,7 +41,13 @@ make_rootfs() {
     log "bootstrapping a Debian bookworm root filesystem into $out (once)"
     mkdir -p "$(dirname "$out")"
     rm -rf "$out.partial"
-    SOURCE_DATE_EPOCH=0 as_root mmdebstrap --quiet --format=tar --variant=essential \
-        --include=busybox bookworm "$out.partial" "$(apt_mirror)" </dev/null
+    # Checked here: a caller that sources this file may not run under `set -e`, and an empty
+    # tarball must never take OUT's place.
+    if ! SOURCE_DATE_EPOCH=0 as_root mmdebstrap --quiet --format=tar --variant=essential \
+        --include=busybox --skip=output/dev bookworm "$out.partial" "$(apt_mirror)" </dev/null; then
+        rm -f "$out.partial"
+        log "mmdebstrap failed: no root filesystem at $out"
+        return 1
+    fi
     mv "$out.partial" "$out"
 }

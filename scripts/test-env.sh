@@ -116,8 +116,9 @@ case "${1:-setup}" in
         ensure_rootless_user
         ensure_single_id_user
         start_dockerd
-        NUA_TEST_BASE_ROOTFS="$NUA_TEST_CACHE/rootfs-bookworm-essential-busybox.tar"
-        make_rootfs "$NUA_TEST_BASE_ROOTFS"
+        NUA_TEST_BASE_ROOTFS="$NUA_TEST_CACHE/rootfs-bookworm-essential-busybox-nodev.tar"
+        # Sourced or run, a failure is the caller's to see.
+        make_rootfs "$NUA_TEST_BASE_ROOTFS" || { return 1 2>/dev/null || exit 1; }
         export NUA_TEST_BASE_ROOTFS
         ;;
     stop)
