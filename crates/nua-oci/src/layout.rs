@@ -147,16 +147,27 @@ pub fn write_layout_dir(
 
 /// Write `image` as a hybrid OCI layout / `docker save` tarball at `out`.
 ///
-/// The archive appears at `out` only once complete (temporary file + rename).
+/// The archive appears at `out` only once complete (temporary file + rename). A device or a
+/// pipe (`/dev/null`, `/dev/stdout`, a shell's `>(…)`) is written into, never replaced.
 pub fn write_tarball(
     store: &BlobStore,
     image: &ImageRef,
     names: &[ImageName],
     out: &Path,
 ) -> Result<()> {
+    if is_stream(out) {
+        let mut file = fs::OpenOptions::new().write(true).open(out).at(out)?;
+        return write_tarball_to(store, image, names, out, &mut file);
+    }
     write_atomic_with(out, READABLE_BY_ALL, |file| {
         write_tarball_to(store, image, names, out, file)
     })
+}
+
+/// Whether `path` (its links followed) is something other than a file or a folder: a device,
+/// a pipe, a socket.
+fn is_stream(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// The tarball of [`write_tarball`] into `file`; errors name `out`.
@@ -252,6 +263,10 @@ pub fn tarball_is_current(image: &ImageRef, names: &[ImageName], out: &Path) -> 
         return false;
     };
     let same = || -> io::Result<bool> {
+        // Never opened for reading unless a file: a pipe would block, or lose what it holds.
+        if !fs::metadata(out)?.is_file() {
+            return Ok(false);
+        }
         let mut file = fs::File::open(out)?;
         if !file.metadata()?.is_file() || file.metadata()?.len() != length {
             return Ok(false);

@@ -68,6 +68,33 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// `-o /dev/null` or a pipe: the tarball goes into it, which stays what it was (renaming a
+/// temporary file over it would have replaced the host's `/dev/null` with a file).
+#[test]
+fn tarball_into_a_pipe_is_written_into_it() {
+    let (_store_dir, store) = temp_store();
+    let image = sample_image(&store);
+    let out = tempfile::tempdir().unwrap();
+    let names = [ImageName::parse("nua-foo:1.0-1").unwrap()];
+    let file = out.path().join("a.tar");
+    write_tarball(&store, &image, &names, &file).unwrap();
+    let fifo = out.path().join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    assert!(!nua_oci::tarball_is_current(&image, &names, &fifo));
+    write_tarball(&store, &image, &names, &fifo).unwrap();
+    assert_eq!(reader.join().unwrap(), fs::read(&file).unwrap());
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let entries = fs::read_dir(out.path()).unwrap().count();
+    assert_eq!(entries, 2, "no temporary file left next to the pipe");
+}
+
 #[test]
 fn hybrid_tarball_is_deterministic_and_has_both_manifests() {
     let (_store_dir, store) = temp_store();
