@@ -183,18 +183,153 @@ fn deleted_file_and_replaced_directory_survive_commit_and_umoci() {
     assert_eq!(doc, ["new-file"]);
 }
 
+/// A committed upper directory is kept as the layer's folder in the cache, the same as a
+/// fresh unpack of the layer in every way a root stacking it can see: types, modes, owners,
+/// mtimes (clamped, folders' too), opaque markers, whiteouts, hard links and contents, with
+/// what was left out gone. A FIFO, which unpacking makes otherwise, keeps it from being kept.
+#[test]
+fn committed_upper_is_kept_as_the_unpacked_layer() {
+    let e = env();
+    let opts = LayerOptions {
+        source_date_epoch: 1_000_000_000,
+        ..LayerOptions::default()
+    };
+    // A token makes the layer new to the cache on every run.
+    let token = format!("{:?}", std::time::SystemTime::now());
+    let script = format!(
+        "set -e; rm /etc/debian_version; rm -rf /usr/share/doc; mkdir /usr/share/doc; \
+         echo x > /usr/share/doc/new; mkdir -p /opt/t/sub /var/cache/apt/archives; \
+         echo '{token}' > /opt/t/token; echo a > /opt/t/a; ln /opt/t/a /opt/t/b; \
+         ln -s a /opt/t/link; echo s > /opt/t/sub/f; echo old > /opt/t/old; \
+         touch -d @946684800 /opt/t/old /opt/t/sub; echo cached > /var/cache/apt/archives/p; \
+         chown 1000:1000 /opt/t/a; chmod 4755 /opt/t/a"
+    );
+    let mut root = root();
+    let (status, lines) = sh(&mut root, Command::shell(&script));
+    assert!(status.success(), "{lines:?}");
+    let layer = root.commit_without(&opts, &["/var/cache/apt"]).unwrap();
+    let kept = e.dir.join("sandbox/layers").join(layer.diff_id.hex());
+    assert!(kept.is_dir(), "the upper directory was not kept");
+    assert!(!kept.join("var/cache/apt").exists(), "left out, yet kept");
+
+    let fresh_dir = tempfile::tempdir_in(&e.dir).unwrap();
+    let fresh = nua_sandbox::Sandbox::new(fresh_dir.path(), &e.store).unwrap();
+    drop(fresh.root(std::slice::from_ref(&layer)).unwrap());
+    let unpacked = fresh_dir.path().join("layers").join(layer.diff_id.hex());
+    let (kept_entries, unpacked_entries) = (entries(&kept), entries(&unpacked));
+    fresh.forget_unpacked(&|_| false).unwrap();
+    assert_eq!(kept_entries, unpacked_entries);
+    let names: Vec<&str> = kept_entries.iter().map(|e| e.path.as_str()).collect();
+    for name in [
+        "etc/debian_version",
+        "usr/share/doc",
+        "opt/t/b",
+        "opt/t/old",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+
+    let mut fifo_root = common::sandbox::root();
+    let script = format!("set -e; mkfifo /opt/fifo; echo '{token}' > /opt/token");
+    let (status, lines) = sh(&mut fifo_root, Command::shell(&script));
+    assert!(status.success(), "{lines:?}");
+    let layer = fifo_root.commit(&opts).unwrap();
+    let hex = layer.diff_id.hex();
+    assert!(!e.dir.join("sandbox/layers").join(hex).exists());
+    let mut next = e.sandbox.root(&[e.base.clone(), layer]).unwrap();
+    let (status, lines) = sh(
+        &mut next,
+        Command::shell("test -p /opt/fifo && cat /opt/token"),
+    );
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(stdout(&lines), [token.as_str()]);
+}
+
+/// What a root stacking a layer's folder sees of one entry (see [`entries`]).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    path: String,
+    mode: u32,
+    owner: (u32, u32),
+    /// None for a symlink or a whiteout: the time they were made.
+    mtime: Option<i64>,
+    rdev: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
+    /// The content, or the link's target.
+    content: Vec<u8>,
+    /// Every path of the same file (hard links).
+    links: Vec<String>,
+}
+
+/// Each entry under `dir`, by path.
+fn entries(dir: &Path) -> Vec<Entry> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut by_inode: std::collections::HashMap<u64, Vec<String>> = Default::default();
+    let mut found = Vec::new();
+    for path in walk(dir) {
+        let rel = path
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let md = std::fs::symlink_metadata(&path).unwrap();
+        let ty = md.file_type();
+        let mut xattrs: Vec<(String, Vec<u8>)> = xattr::list(&path)
+            .unwrap()
+            .filter_map(|n| Some((n.to_str()?.to_owned(), xattr::get(&path, &n).ok()??)))
+            .collect();
+        xattrs.sort();
+        let content = if ty.is_file() {
+            std::fs::read(&path).unwrap()
+        } else if ty.is_symlink() {
+            std::fs::read_link(&path)
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
+        } else {
+            Vec::new()
+        };
+        by_inode.entry(md.ino()).or_default().push(rel.clone());
+        let entry = Entry {
+            path: rel,
+            mode: md.mode(),
+            owner: (md.uid(), md.gid()),
+            mtime: (!ty.is_symlink() && !ty.is_char_device()).then(|| md.mtime()),
+            rdev: md.rdev(),
+            xattrs,
+            content,
+            links: Vec::new(),
+        };
+        found.push((entry, md.ino()));
+    }
+    let mut entries: Vec<Entry> = found
+        .into_iter()
+        .map(|(mut entry, ino)| {
+            entry.links = by_inode[&ino].clone();
+            entry.links.sort();
+            entry
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
 /// The hostile fixture as a registry layer would arrive: raw tar straight into the store.
-fn hostile(name: &str) -> Result<Root, nua_sandbox::Error> {
+fn hostile_layer(name: &str) -> Layer {
     let bytes = std::fs::read(common::root().join("fixtures/hostile").join(name)).unwrap();
     let info = env().store.put_bytes(&bytes).unwrap();
-    let layer = Layer {
+    Layer {
         descriptor: Descriptor::new(
             "application/vnd.oci.image.layer.v1.tar",
             info.digest.clone(),
             info.size,
         ),
         diff_id: info.digest,
-    };
+    }
+}
+
+fn hostile(name: &str) -> Result<Root, nua_sandbox::Error> {
+    let layer = hostile_layer(name);
     // Unpacked afresh: the cache may hold it from a run under other rules.
     let hex = layer.diff_id.hex().to_owned();
     env().sandbox.forget_unpacked(&|name| name != hex).unwrap();
@@ -206,14 +341,22 @@ static HOSTILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn refused(name: &str, entry: &str) {
     let _one = HOSTILE.lock().unwrap_or_else(|e| e.into_inner());
-    let before = tree(&env().dir.join("sandbox"));
+    // Other tests' commits keep their layers unpacked meanwhile: only this layer's folder
+    // and half-unpacked ones count.
+    let hex = hostile_layer(name).diff_id.hex().to_owned();
+    let sandbox = env().dir.join("sandbox");
+    let ours = |p: &PathBuf| match p.strip_prefix(sandbox.join("layers")) {
+        Ok(rel) => rel.to_string_lossy().starts_with(['.']) || rel.starts_with(&hex),
+        Err(_) => true,
+    };
+    let before = tree(&sandbox);
     let err = hostile(name).map(drop).unwrap_err().to_string();
     assert!(
         err.contains("refusing entry") && err.contains(entry),
         "{name}: {err}"
     );
-    let after = tree(&env().dir.join("sandbox"));
-    let new: Vec<_> = after.difference(&before).collect();
+    let after = tree(&sandbox);
+    let new: Vec<_> = after.difference(&before).filter(|p| ours(p)).collect();
     assert!(new.is_empty(), "{name} left files behind: {new:?}");
 }
 
@@ -263,7 +406,7 @@ fn as_unprivileged_user() {
             "2",
         ],
     );
-    assert!(text.contains("12 passed"), "{text}");
+    assert!(text.contains("13 passed"), "{text}");
 }
 
 /// Every path under `dir`, sorted (to compare before and after).

@@ -6,12 +6,18 @@
 //! Overlay's own markers are translated: a 0:0 character device is a whiteout
 //! (`.wh.<name>`), an opaque directory gets `.wh..wh..opq`, and `*.overlay.*` xattrs are
 //! never recorded. Hard links between upper files stay hard links.
+//!
+//! Once written, the upper directory can be made what unpacking its layer gives
+//! ([`into_unpacked`]) and become the layer's folder in the cache, so the next step stacks it
+//! without decompressing and writing every file again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+
+use super::sys::{cstring, cvt};
 
 use super::error::{Error, IoContext, Result};
 use super::unpack::OPAQUE_XATTRS;
@@ -58,11 +64,7 @@ impl Walker<'_> {
                 ))
             })?;
             let rel = format!("{prefix}{name}");
-            let left_out = self.leave_out.iter().any(|p| {
-                rel.strip_prefix(p.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            });
-            if !left_out {
+            if !left_out(self.leave_out, &rel) {
                 self.entry(&path, &rel)?;
             }
         }
@@ -154,4 +156,135 @@ fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         }
     }
     Ok(out)
+}
+
+/// Make `upper`, just written as a layer with `opts` leaving out `leave_out`, exactly what
+/// `unpack.rs` makes of that layer: what was left out removed, and so are sockets; mtimes
+/// clamped as the layer has them (atime the same, as unpacking sets them); only the xattrs
+/// unpacking restores (opaque markers on folders, the recorded ones on files). `Ok(false)`
+/// when it holds what an unpacked layer never does (a device other than a whiteout, a FIFO,
+/// an xattr outside `user.*` on a file): the caller removes it then. Call inside the
+/// namespace, after [`commit`].
+pub(crate) fn into_unpacked(
+    upper: &Path,
+    opts: &LayerOptions,
+    leave_out: &[String],
+) -> Result<bool> {
+    Tidy {
+        epoch: opts.source_date_epoch,
+        leave_out,
+    }
+    .dir(upper, "")
+}
+
+struct Tidy<'a> {
+    epoch: u64,
+    leave_out: &'a [String],
+}
+
+impl Tidy<'_> {
+    /// Tidy what is in `dir` (relative path `prefix`), children before their folder.
+    fn dir(&self, dir: &Path, prefix: &str) -> Result<bool> {
+        let names: Vec<_> = fs::read_dir(dir)
+            .at(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()
+            .at(dir)?;
+        for name in names {
+            let path = dir.join(&name);
+            let rel = format!("{prefix}{}", name.to_string_lossy());
+            if left_out(self.leave_out, &rel) {
+                // Never followed: `path` is reached through folders only.
+                remove(&path)?;
+                continue;
+            }
+            let md = fs::symlink_metadata(&path).at(&path)?;
+            let ty = md.file_type();
+            let kept = if ty.is_dir() {
+                // Unpacking marks an opaque folder with the first of OPAQUE_XATTRS only.
+                let marker = OPAQUE_XATTRS[0];
+                let marked = matches!(xattr::get(&path, marker), Ok(Some(v)) if v == b"y");
+                self.dir(&path, &format!("{rel}/"))?
+                    && (marked || !is_opaque(&path))
+                    && only_xattrs(&path, |n| marked && n == marker)?
+            } else if ty.is_file() {
+                only_xattrs(&path, |n| {
+                    !n.starts_with("user.overlay.") && !nua_oci::layer::host_specific_xattr(n)
+                })? && xattrs(&path)?.keys().all(|n| n.starts_with("user."))
+            } else if ty.is_socket() {
+                remove(&path)?;
+                continue;
+            } else {
+                // Symlinks and whiteouts are made as they are here.
+                ty.is_symlink() || ty.is_char_device() && md.rdev() == 0
+            };
+            if !kept {
+                return Ok(false);
+            }
+            if ty.is_dir() || ty.is_file() {
+                let mtime = (md.mtime().max(0) as u64).min(self.epoch);
+                set_times(&path, mtime as i64)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Whether `rel` is at or below one of the paths of `leave_out`.
+fn left_out(leave_out: &[String], rel: &str) -> bool {
+    leave_out.iter().any(|p| {
+        rel.strip_prefix(p.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+fn remove(path: &Path) -> Result<()> {
+    let md = fs::symlink_metadata(path).at(path)?;
+    if md.is_dir() {
+        fs::remove_dir_all(path).at(path)
+    } else {
+        fs::remove_file(path).at(path)
+    }
+}
+
+/// Remove the xattrs of `path` that `keep` does not want; whether that could be done.
+fn only_xattrs(path: &Path, keep: impl Fn(&str) -> bool) -> Result<bool> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(true),
+        Err(e) => return Err(e).at(path),
+    };
+    for name in names {
+        if name.to_str().is_some_and(&keep) {
+            continue;
+        }
+        // `trusted.*` and `security.*` may not be ours to remove: not adopted then.
+        if xattr::remove(path, &name).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Set the atime and mtime of `path` (never a symlink) to `mtime`, whole seconds.
+fn set_times(path: &Path, mtime: i64) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let at = libc::timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    let name = cstring(path.as_os_str().as_bytes())
+        .ok_or_else(|| Error::Command(format!("`{}` contains NUL", path.display())))?;
+    let times = [at, at];
+    // SAFETY: NUL-terminated path; `times` has the two entries utimensat reads.
+    cvt(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            name.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .at(path)?;
+    Ok(())
 }

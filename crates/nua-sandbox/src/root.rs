@@ -247,8 +247,8 @@ impl Root {
         })
     }
 
-    /// Turn what changed (the upper directory) into a layer of the store, then remove the
-    /// root. Mount points the sandbox made live in the scaffold, never in the layer.
+    /// Turn what changed (the upper directory) into a layer of the store, keep it as that
+    /// layer's unpacked folder, then remove the root. Mount points the sandbox made live in the scaffold, never in the layer.
     pub fn commit(self, opts: &LayerOptions) -> Result<oci::Layer> {
         self.commit_without(opts, &[])
     }
@@ -266,9 +266,18 @@ impl Root {
             .iter()
             .map(|p| p.trim_matches('/').to_owned())
             .collect();
+        let layers = self.sandbox.inner.cache_dir.join("layers");
         let task = format!("committing `{}`", upper.display());
         let layer = userns::in_namespace(&self.sandbox.inner.mapping, &task, move || {
-            commit::commit(&upper, &store, &opts, &leave_out)
+            let layer = commit::commit(&upper, &store, &opts, &leave_out)?;
+            // What the layer holds is here already: tidied into what unpacking it gives, the
+            // upper directory becomes the layer's folder in the cache (only a slower next
+            // step is lost when it cannot).
+            let dest = layers.join(layer.diff_id.hex());
+            if !dest.exists() && commit::into_unpacked(&upper, &opts, &leave_out).unwrap_or(false) {
+                let _ = fs::rename(&upper, &dest);
+            }
+            Ok(layer)
         })?;
         // The layer is written: failing to clean up is not failing to commit (Drop tries
         // again, and the next `Sandbox::new` collects what is left).
