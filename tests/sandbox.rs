@@ -185,7 +185,7 @@ fn deleted_file_and_replaced_directory_survive_commit_and_umoci() {
 
 /// A committed upper directory is kept as the layer's folder in the cache, the same as a
 /// fresh unpack of the layer in every way a root stacking it can see: types, modes, owners,
-/// mtimes (clamped, folders' too), opaque markers, whiteouts, hard links and contents, with
+/// mtimes as a later layer records them, opaque markers, whiteouts, hard links and contents, with
 /// what was left out gone. A FIFO, which unpacking makes otherwise, keeps it from being kept.
 #[test]
 fn committed_upper_is_kept_as_the_unpacked_layer() {
@@ -201,7 +201,7 @@ fn committed_upper_is_kept_as_the_unpacked_layer() {
          echo x > /usr/share/doc/new; mkdir -p /opt/t/sub /var/cache/apt/archives; \
          echo '{token}' > /opt/t/token; echo a > /opt/t/a; ln /opt/t/a /opt/t/b; \
          ln -s a /opt/t/link; echo s > /opt/t/sub/f; echo old > /opt/t/old; \
-         touch -d @946684800 /opt/t/old /opt/t/sub; echo cached > /var/cache/apt/archives/p; \
+         mkdir /opt/t/empty; touch -d @946684800 /opt/t/old /opt/t/sub /opt/t/empty; echo cached > /var/cache/apt/archives/p; \
          chown 1000:1000 /opt/t/a; chmod 4755 /opt/t/a"
     );
     let mut root = root();
@@ -216,7 +216,8 @@ fn committed_upper_is_kept_as_the_unpacked_layer() {
     let fresh = nua_sandbox::Sandbox::new(fresh_dir.path(), &e.store).unwrap();
     drop(fresh.root(std::slice::from_ref(&layer)).unwrap());
     let unpacked = fresh_dir.path().join("layers").join(layer.diff_id.hex());
-    let (kept_entries, unpacked_entries) = (entries(&kept), entries(&unpacked));
+    let epoch = opts.source_date_epoch as i64;
+    let (kept_entries, unpacked_entries) = (entries(&kept, epoch), entries(&unpacked, epoch));
     fresh.forget_unpacked(&|_| false).unwrap();
     assert_eq!(kept_entries, unpacked_entries);
     let names: Vec<&str> = kept_entries.iter().map(|e| e.path.as_str()).collect();
@@ -251,7 +252,8 @@ struct Entry {
     path: String,
     mode: u32,
     owner: (u32, u32),
-    /// None for a symlink or a whiteout: the time they were made.
+    /// As a later layer records it, clamped to the epoch; none for a symlink or a whiteout
+    /// (the time they were made, never recorded).
     mtime: Option<i64>,
     rdev: u64,
     xattrs: Vec<(String, Vec<u8>)>,
@@ -261,8 +263,8 @@ struct Entry {
     links: Vec<String>,
 }
 
-/// Each entry under `dir`, by path.
-fn entries(dir: &Path) -> Vec<Entry> {
+/// Each entry under `dir`, by path, with mtimes clamped to `epoch`.
+fn entries(dir: &Path, epoch: i64) -> Vec<Entry> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut by_inode: std::collections::HashMap<u64, Vec<String>> = Default::default();
     let mut found = Vec::new();
@@ -294,7 +296,7 @@ fn entries(dir: &Path) -> Vec<Entry> {
             path: rel,
             mode: md.mode(),
             owner: (md.uid(), md.gid()),
-            mtime: (!ty.is_symlink() && !ty.is_char_device()).then(|| md.mtime()),
+            mtime: (!ty.is_symlink() && !ty.is_char_device()).then(|| md.mtime().min(epoch)),
             rdev: md.rdev(),
             xattrs,
             content,

@@ -160,7 +160,8 @@ fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 
 /// Make `upper`, just written as a layer with `opts` leaving out `leave_out`, exactly what
 /// `unpack.rs` makes of that layer: what was left out removed, and so are sockets; mtimes
-/// clamped as the layer has them (atime the same, as unpacking sets them); only the xattrs
+/// clamped as the layer has them (atime the same, as unpacking sets them), but a folder with
+/// entries gets the time of now, as unpacking leaves it; only the xattrs
 /// unpacking restores (opaque markers on folders, the recorded ones on files). `Ok(false)`
 /// when it holds what an unpacked layer never does (a device other than a whiteout, a FIFO,
 /// an xattr outside `user.*` on a file): the caller removes it then. Call inside the
@@ -221,9 +222,13 @@ impl Tidy<'_> {
             if !kept {
                 return Ok(false);
             }
-            if ty.is_dir() || ty.is_file() {
+            if ty.is_file() || ty.is_dir() && is_empty(&path)? {
                 let mtime = (md.mtime().max(0) as u64).min(self.epoch);
-                set_times(&path, mtime as i64)?;
+                set_times(&path, Some(mtime as i64))?;
+            } else if ty.is_dir() {
+                // Unpacking sets a folder's time before making what is in it: a folder with
+                // entries is left with the time it was unpacked at.
+                set_times(&path, None)?;
             }
         }
         Ok(true)
@@ -266,12 +271,22 @@ fn only_xattrs(path: &Path, keep: impl Fn(&str) -> bool) -> Result<bool> {
     Ok(true)
 }
 
-/// Set the atime and mtime of `path` (never a symlink) to `mtime`, whole seconds.
-fn set_times(path: &Path, mtime: i64) -> Result<()> {
+fn is_empty(dir: &Path) -> Result<bool> {
+    Ok(fs::read_dir(dir).at(dir)?.next().is_none())
+}
+
+/// Set the atime and mtime of `path` (never a symlink) to `mtime`, whole seconds, or to now.
+fn set_times(path: &Path, mtime: Option<i64>) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let at = libc::timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
+    let at = match mtime {
+        Some(mtime) => libc::timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        },
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
     };
     let name = cstring(path.as_os_str().as_bytes())
         .ok_or_else(|| Error::Command(format!("`{}` contains NUL", path.display())))?;

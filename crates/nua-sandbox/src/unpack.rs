@@ -53,16 +53,14 @@ fn unpack_checked(store: &BlobStore, layer: &Layer, dest: &Path) -> Result<()> {
     let entries = archive
         .entries()
         .map_err(|e| stream_error(&name, "reading", e))?;
-    let extract = Extract {
-        root: &root,
-        layer: &name,
-        dir_times: Default::default(),
-    };
     for entry in entries {
         let mut entry = entry.map_err(|e| stream_error(&name, "reading the next entry of", e))?;
-        extract.entry(&mut entry)?;
+        Extract {
+            root: &root,
+            layer: &name,
+        }
+        .entry(&mut entry)?;
     }
-    extract.set_dir_times();
     // Trailing padding after the end-of-archive blocks is part of the DiffID too.
     io::copy(&mut hashed, &mut io::sink()).map_err(|e| stream_error(&name, "draining", e))?;
     let actual = Digest::from_hash(hashed.hasher.finalize().into());
@@ -133,9 +131,6 @@ pub(crate) fn walk(root: &OwnedFd, components: &[&[u8]], create: bool) -> io::Re
 struct Extract<'a> {
     root: &'a OwnedFd,
     layer: &'a str,
-    /// The folders made and their mtimes, set once everything is in them (making an entry
-    /// in a folder changes its mtime).
-    dir_times: std::cell::RefCell<Vec<(Vec<u8>, i64)>>,
 }
 
 impl Extract<'_> {
@@ -165,24 +160,6 @@ impl Extract<'_> {
         Ok((dir, name))
     }
 
-    /// The folders' mtimes, the last made first (a folder listed twice gets its last
-    /// entry's); a folder a later entry replaced is skipped (never followed through a link).
-    fn set_dir_times(&self) {
-        let mut done = std::collections::HashSet::new();
-        for (path, mtime) in self.dir_times.borrow().iter().rev() {
-            if !done.insert(path) {
-                continue;
-            }
-            let comps: Vec<&[u8]> = path
-                .split(|&b| b == b'/')
-                .filter(|c| !c.is_empty())
-                .collect();
-            if let Ok(dir) = walk(self.root, &comps, false) {
-                set_times(&dir, *mtime);
-            }
-        }
-    }
-
     fn entry<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         use tar::EntryType as T;
         let raw = entry.path_bytes().into_owned();
@@ -206,13 +183,7 @@ impl Extract<'_> {
         }
         let meta = Meta::of(entry.header());
         match entry.header().entry_type() {
-            T::Directory => {
-                self.directory(&at, &meta)?;
-                self.dir_times
-                    .borrow_mut()
-                    .push((path.to_vec(), meta.mtime));
-                Ok(())
-            }
+            T::Directory => self.directory(&at, &meta),
             T::Regular | T::Continuous | T::GNUSparse => self.regular(&at, &meta, entry),
             T::Symlink => self.symlink(&at, &meta, entry),
             T::Link => self.hard_link(&at, entry),
@@ -402,21 +373,20 @@ fn remove(dir: &OwnedFd, name: &CString) {
 
 /// Owner (ignored when the id is not mapped), then mode (chown clears setuid), then mtime.
 fn set_meta(fd: &OwnedFd, owner: (libc::uid_t, libc::gid_t), mode: u32, mtime: i64) {
-    // SAFETY: valid descriptor.
+    let times = [
+        libc::timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        },
+    ];
+    // SAFETY: valid descriptor; `times` has the two entries futimens reads.
     unsafe {
         libc::fchown(fd.as_raw_fd(), owner.0, owner.1);
         libc::fchmod(fd.as_raw_fd(), mode);
+        libc::futimens(fd.as_raw_fd(), times.as_ptr());
     }
-    set_times(fd, mtime);
-}
-
-/// atime and mtime, whole seconds.
-fn set_times(fd: &OwnedFd, mtime: i64) {
-    let at = libc::timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
-    let times = [at, at];
-    // SAFETY: valid descriptor; `times` has the two entries futimens reads.
-    unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) };
 }
