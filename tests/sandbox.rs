@@ -185,8 +185,9 @@ fn deleted_file_and_replaced_directory_survive_commit_and_umoci() {
 
 /// A committed upper directory is kept as the layer's folder in the cache, the same as a
 /// fresh unpack of the layer in every way a root stacking it can see: types, modes, owners,
-/// mtimes as a later layer records them, opaque markers, whiteouts, hard links and contents, with
-/// what was left out gone. A FIFO, which unpacking makes otherwise, keeps it from being kept.
+/// mtimes as a later layer records them, opaque markers, whiteouts, hard links and contents,
+/// with what was left out gone. A FIFO, or a name unpacking reads as a whiteout, keeps it
+/// from being kept.
 #[test]
 fn committed_upper_is_kept_as_the_unpacked_layer() {
     let e = env();
@@ -197,11 +198,11 @@ fn committed_upper_is_kept_as_the_unpacked_layer() {
     // A token makes the layer new to the cache on every run.
     let token = format!("{:?}", std::time::SystemTime::now());
     let script = format!(
-        "set -e; rm /etc/debian_version; rm -rf /usr/share/doc; mkdir /usr/share/doc; \
+        "set -e; rm /etc/debian_version /etc/issue; rm -rf /usr/share/doc; mkdir /usr/share/doc; \
          echo x > /usr/share/doc/new; mkdir -p /opt/t/sub /var/cache/apt/archives; \
          echo '{token}' > /opt/t/token; echo a > /opt/t/a; ln /opt/t/a /opt/t/b; \
          ln -s a /opt/t/link; echo s > /opt/t/sub/f; echo old > /opt/t/old; \
-         mkdir /opt/t/empty; touch -d @946684800 /opt/t/old /opt/t/sub /opt/t/empty; echo cached > /var/cache/apt/archives/p; \
+         mkdir /opt/t/empty; touch -d @946684800 /opt/t/old /opt/t/sub /opt/t/empty; touch -h -d @946684800 /opt/t/link; echo cached > /var/cache/apt/archives/p; \
          chown 1000:1000 /opt/t/a; chmod 4755 /opt/t/a"
     );
     let mut root = root();
@@ -226,24 +227,36 @@ fn committed_upper_is_kept_as_the_unpacked_layer() {
         "usr/share/doc",
         "opt/t/b",
         "opt/t/old",
+        "opt/t/empty",
+        "etc/issue",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
 
-    let mut fifo_root = common::sandbox::root();
-    let script = format!("set -e; mkfifo /opt/fifo; echo '{token}' > /opt/token");
-    let (status, lines) = sh(&mut fifo_root, Command::shell(&script));
-    assert!(status.success(), "{lines:?}");
-    let layer = fifo_root.commit(&opts).unwrap();
-    let hex = layer.diff_id.hex();
-    assert!(!e.dir.join("sandbox/layers").join(hex).exists());
-    let mut next = e.sandbox.root(&[e.base.clone(), layer]).unwrap();
-    let (status, lines) = sh(
-        &mut next,
-        Command::shell("test -p /opt/fifo && cat /opt/token"),
-    );
-    assert!(status.success(), "{lines:?}");
-    assert_eq!(stdout(&lines), [token.as_str()]);
+    // Not kept, yet the layer stacks as made.
+    for (make, check) in [
+        ("mkfifo /opt/fifo", "test -p /opt/fifo"),
+        ("touch /opt/.wh.x", "test -e /opt/.wh.x"),
+    ] {
+        let mut other = common::sandbox::root();
+        let script = format!("set -e; {make}; echo '{token}' > /opt/token");
+        let (status, lines) = sh(&mut other, Command::shell(&script));
+        assert!(status.success(), "{lines:?}");
+        let layer = other.commit(&opts).unwrap();
+        let hex = layer.diff_id.hex();
+        assert!(
+            !e.dir.join("sandbox/layers").join(hex).exists(),
+            "{make}: kept"
+        );
+        let mut next = e.sandbox.root(&[e.base.clone(), layer]).unwrap();
+        let script = format!("{check} && cat /opt/token");
+        let (status, lines) = sh(&mut next, Command::shell(&script));
+        match make.contains(".wh.") {
+            // Unpacked, the name is a whiteout of `x`, as any registry layer would have it.
+            true => assert!(!status.success(), "{make}: {lines:?}"),
+            false => assert_eq!(stdout(&lines), [token.as_str()], "{make}"),
+        }
+    }
 }
 
 /// What a root stacking a layer's folder sees of one entry (see [`entries`]).
@@ -252,8 +265,9 @@ struct Entry {
     path: String,
     mode: u32,
     owner: (u32, u32),
-    /// As a later layer records it, clamped to the epoch; none for a symlink or a whiteout
-    /// (the time they were made, never recorded).
+    /// A file's or an empty folder's; clamped to the epoch, as a later layer records it,
+    /// for a folder with entries or a symlink (the time they were made); none for a whiteout
+    /// (never recorded).
     mtime: Option<i64>,
     rdev: u64,
     xattrs: Vec<(String, Vec<u8>)>,
@@ -278,7 +292,10 @@ fn entries(dir: &Path, epoch: i64) -> Vec<Entry> {
         let ty = md.file_type();
         let mut xattrs: Vec<(String, Vec<u8>)> = xattr::list(&path)
             .unwrap()
-            .filter_map(|n| Some((n.to_str()?.to_owned(), xattr::get(&path, &n).ok()??)))
+            .map(|n| {
+                let value = xattr::get(&path, &n).unwrap().unwrap_or_default();
+                (n.to_string_lossy().into_owned(), value)
+            })
             .collect();
         xattrs.sort();
         let content = if ty.is_file() {
@@ -296,7 +313,14 @@ fn entries(dir: &Path, epoch: i64) -> Vec<Entry> {
             path: rel,
             mode: md.mode(),
             owner: (md.uid(), md.gid()),
-            mtime: (!ty.is_symlink() && !ty.is_char_device()).then(|| md.mtime().min(epoch)),
+            mtime: match () {
+                _ if ty.is_char_device() => None,
+                _ if ty.is_file() => Some(md.mtime()),
+                _ if ty.is_dir() && std::fs::read_dir(&path).unwrap().next().is_none() => {
+                    Some(md.mtime())
+                }
+                _ => Some(md.mtime().min(epoch)),
+            },
             rdev: md.rdev(),
             xattrs,
             content,

@@ -159,13 +159,21 @@ fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 }
 
 /// Make `upper`, just written as a layer with `opts` leaving out `leave_out`, exactly what
-/// `unpack.rs` makes of that layer: what was left out removed, and so are sockets; mtimes
-/// clamped as the layer has them (atime the same, as unpacking sets them), but a folder with
-/// entries gets the time of now, as unpacking leaves it; only the xattrs
-/// unpacking restores (opaque markers on folders, the recorded ones on files). `Ok(false)`
-/// when it holds what an unpacked layer never does (a device other than a whiteout, a FIFO,
-/// an xattr outside `user.*` on a file): the caller removes it then. Call inside the
-/// namespace, after [`commit`].
+/// `unpack.rs` makes of that layer, as far as any later step can see:
+/// - what was left out is removed, and so are sockets;
+/// - files get their mtime as the layer has it (clamped; atime the same), and so do empty
+///   folders; a folder with entries, and a symlink, get the time of now, as unpacking
+///   leaves them;
+/// - whiteouts are made again (mode 0, owned by root, no longer linked to each other as
+///   overlay links them);
+/// - only the xattrs unpacking restores stay: the opaque marker on folders, the recorded
+///   `user.*` ones on files (host-specific ones, which neither records nor removes, are left
+///   to the host).
+///
+/// `Ok(false)` when it holds what unpacking would make otherwise: a device other than a
+/// whiteout, a FIFO, a name unpacking reads as a whiteout (`.wh.*`), a name, link or xattr a
+/// PAX record cannot carry whole (a newline; `=` in an xattr's name), an xattr outside
+/// `user.*`. The caller removes it then. Call inside the namespace, after [`commit`].
 pub(crate) fn into_unpacked(
     upper: &Path,
     opts: &LayerOptions,
@@ -199,35 +207,53 @@ impl Tidy<'_> {
                 remove(&path)?;
                 continue;
             }
+            if rel.contains('\n') || name.to_string_lossy().starts_with(".wh.") {
+                return Ok(false);
+            }
             let md = fs::symlink_metadata(&path).at(&path)?;
             let ty = md.file_type();
             let kept = if ty.is_dir() {
                 // Unpacking marks an opaque folder with the first of OPAQUE_XATTRS only.
                 let marker = OPAQUE_XATTRS[0];
                 let marked = matches!(xattr::get(&path, marker), Ok(Some(v)) if v == b"y");
+                // Unpacking restores no other xattr on a folder.
                 self.dir(&path, &format!("{rel}/"))?
                     && (marked || !is_opaque(&path))
-                    && only_xattrs(&path, |n| marked && n == marker)?
+                    && only_xattrs(&path, |n, _| match marked && n == marker {
+                        true => Xattr::Keep,
+                        false => Xattr::Remove,
+                    })?
             } else if ty.is_file() {
-                only_xattrs(&path, |n| {
-                    !n.starts_with("user.overlay.") && !nua_oci::layer::host_specific_xattr(n)
-                })? && xattrs(&path)?.keys().all(|n| n.starts_with("user."))
+                only_xattrs(&path, |n, value| {
+                    if n.starts_with("user.overlay.") {
+                        Xattr::Remove
+                    } else if n.starts_with("user.") && !n.contains('=') && !value.contains(&b'\n')
+                    {
+                        Xattr::Keep
+                    } else {
+                        Xattr::Refuse
+                    }
+                })?
             } else if ty.is_socket() {
                 remove(&path)?;
                 continue;
+            } else if ty.is_symlink() {
+                let target = fs::read_link(&path).at(&path)?;
+                !target.as_os_str().as_bytes().contains(&b'\n')
+            } else if ty.is_char_device() && md.rdev() == 0 {
+                whiteout_again(&path)?;
+                continue;
             } else {
-                // Symlinks and whiteouts are made as they are here.
-                ty.is_symlink() || ty.is_char_device() && md.rdev() == 0
+                false
             };
             if !kept {
                 return Ok(false);
             }
-            if ty.is_file() || ty.is_dir() && is_empty(&path)? {
+            let empty = ty.is_dir() && is_empty(&path)?;
+            if ty.is_file() || empty {
                 let mtime = (md.mtime().max(0) as u64).min(self.epoch);
                 set_times(&path, Some(mtime as i64))?;
-            } else if ty.is_dir() {
-                // Unpacking sets a folder's time before making what is in it: a folder with
-                // entries is left with the time it was unpacked at.
+            } else {
                 set_times(&path, None)?;
             }
         }
@@ -252,32 +278,58 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
-/// Remove the xattrs of `path` that `keep` does not want; whether that could be done.
-fn only_xattrs(path: &Path, keep: impl Fn(&str) -> bool) -> Result<bool> {
+/// What becomes of an xattr of a kept upper directory.
+enum Xattr {
+    Keep,
+    Remove,
+    /// Unpacking would not make it the same: the folder is not kept.
+    Refuse,
+}
+
+/// Apply `rule` (name, value) to the xattrs of `path`, but the host's own (SELinux labels,
+/// ACLs: neither recorded nor restored); whether none was refused.
+fn only_xattrs(path: &Path, rule: impl Fn(&str, &[u8]) -> Xattr) -> Result<bool> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(true),
         Err(e) => return Err(e).at(path),
     };
     for name in names {
-        if name.to_str().is_some_and(&keep) {
+        let Some(text) = name.to_str() else {
+            return Ok(false);
+        };
+        if nua_oci::layer::host_specific_xattr(text) {
             continue;
         }
-        // `trusted.*` and `security.*` may not be ours to remove: not adopted then.
-        if xattr::remove(path, &name).is_err() {
-            return Ok(false);
+        let value = xattr::get(path, &name).at(path)?.unwrap_or_default();
+        match rule(text, &value) {
+            Xattr::Keep => {}
+            Xattr::Refuse => return Ok(false),
+            // What is not ours to remove (`trusted.*`) keeps it from being kept.
+            Xattr::Remove if xattr::remove(path, &name).is_err() => return Ok(false),
+            Xattr::Remove => {}
         }
     }
     Ok(true)
+}
+
+/// Make the whiteout at `path` again as unpacking makes one: its own inode, mode 0, owned by
+/// the namespace's root.
+fn whiteout_again(path: &Path) -> Result<()> {
+    fs::remove_file(path).at(path)?;
+    let name = cstring(path.as_os_str().as_bytes())
+        .ok_or_else(|| Error::Command(format!("`{}` contains NUL", path.display())))?;
+    // SAFETY: a NUL-terminated path; a 0:0 character device is a whiteout.
+    cvt(unsafe { libc::mknod(name.as_ptr(), libc::S_IFCHR, 0) }).at(path)?;
+    Ok(())
 }
 
 fn is_empty(dir: &Path) -> Result<bool> {
     Ok(fs::read_dir(dir).at(dir)?.next().is_none())
 }
 
-/// Set the atime and mtime of `path` (never a symlink) to `mtime`, whole seconds, or to now.
+/// Set the atime and mtime of `path` (a symlink's own) to `mtime`, whole seconds, or to now.
 fn set_times(path: &Path, mtime: Option<i64>) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     let at = match mtime {
         Some(mtime) => libc::timespec {
             tv_sec: mtime,

@@ -266,19 +266,33 @@ impl Root {
             .iter()
             .map(|p| p.trim_matches('/').to_owned())
             .collect();
-        let layers = self.sandbox.inner.cache_dir.join("layers");
         let task = format!("committing `{}`", upper.display());
-        let layer = userns::in_namespace(&self.sandbox.inner.mapping, &task, move || {
-            let layer = commit::commit(&upper, &store, &opts, &leave_out)?;
-            // What the layer holds is here already: tidied into what unpacking it gives, the
-            // upper directory becomes the layer's folder in the cache (only a slower next
-            // step is lost when it cannot).
-            let dest = layers.join(layer.diff_id.hex());
-            if !dest.exists() && commit::into_unpacked(&upper, &opts, &leave_out).unwrap_or(false) {
-                let _ = fs::rename(&upper, &dest);
-            }
-            Ok(layer)
-        })?;
+        let layer = {
+            let (upper, leave_out) = (upper.clone(), leave_out.clone());
+            userns::in_namespace(&self.sandbox.inner.mapping, &task, move || {
+                commit::commit(&upper, &store, &opts, &leave_out)
+            })?
+        };
+        // What the layer holds is here already: tidied into what unpacking it gives, the
+        // upper directory becomes the layer's folder in the cache. Apart, so that nothing
+        // going wrong there fails the commit: only a slower next step is lost.
+        let dest = self
+            .sandbox
+            .inner
+            .cache_dir
+            .join("layers")
+            .join(layer.diff_id.hex());
+        if !dest.exists() {
+            let task = format!("keeping `{}` as layer {}", upper.display(), layer.diff_id);
+            let _ = userns::in_namespace(&self.sandbox.inner.mapping, &task, move || {
+                if commit::into_unpacked(&upper, &opts, &leave_out)? {
+                    // Another builder may have put the same layer there meanwhile: its copy
+                    // stays (a folder is never renamed over one that is not empty).
+                    let _ = fs::rename(&upper, &dest);
+                }
+                Ok(())
+            });
+        }
         // The layer is written: failing to clean up is not failing to commit (Drop tries
         // again, and the next `Sandbox::new` collects what is left).
         self.removed = self.sandbox.remove_tree(&self.dir).is_ok();
