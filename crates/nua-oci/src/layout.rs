@@ -147,27 +147,75 @@ pub fn write_layout_dir(
 
 /// Write `image` as a hybrid OCI layout / `docker save` tarball at `out`.
 ///
-/// The archive appears at `out` only once complete (temporary file + rename). A device or a
-/// pipe (`/dev/null`, `/dev/stdout`, a shell's `>(…)`) is written into, never replaced.
+/// The archive appears at `out` only once complete (temporary file + rename); through a
+/// symlink, at the file it names. A character device or a pipe (`/dev/null`, `/dev/stdout`
+/// on a terminal or a pipe, a shell's `>(…)`) is written into, never replaced; a block device
+/// or a socket is refused.
 pub fn write_tarball(
     store: &BlobStore,
     image: &ImageRef,
     names: &[ImageName],
     out: &Path,
 ) -> Result<()> {
-    if is_stream(out) {
-        let mut file = fs::OpenOptions::new().write(true).open(out).at(out)?;
-        return write_tarball_to(store, image, names, out, &mut file);
+    let write = |file: &mut File| write_tarball_to(store, image, names, out, file);
+    match Destination::of(out)? {
+        Destination::Stream => {
+            let mut file = fs::OpenOptions::new().write(true).open(out).at(out)?;
+            // What was checked is what was opened.
+            if Destination::kind(&file.metadata().at(out)?) != Some(Destination::Stream) {
+                return Err(not_a_destination(out));
+            }
+            write(&mut file)
+        }
+        Destination::File(path) => write_atomic_with(&path, READABLE_BY_ALL, write),
     }
-    write_atomic_with(out, READABLE_BY_ALL, |file| {
-        write_tarball_to(store, image, names, out, file)
-    })
 }
 
-/// Whether `path` (its links followed) is something other than a file or a folder: a device,
-/// a pipe, a socket.
-fn is_stream(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+/// Where a tarball goes.
+#[derive(Debug, PartialEq)]
+enum Destination {
+    /// A character device or a pipe, written into.
+    Stream,
+    /// A file replaced once complete (or made): `out` itself, or the file its links name.
+    File(std::path::PathBuf),
+}
+
+impl Destination {
+    fn of(out: &Path) -> Result<Destination> {
+        let Ok(meta) = fs::metadata(out) else {
+            return Ok(Destination::File(out.to_owned()));
+        };
+        match Destination::kind(&meta) {
+            Some(Destination::Stream) => Ok(Destination::Stream),
+            // A folder gets the error renaming over it gives.
+            _ if meta.is_dir() => Ok(Destination::File(out.to_owned())),
+            None => Err(not_a_destination(out)),
+            Some(_) if fs::symlink_metadata(out).at(out)?.is_symlink() => {
+                Ok(Destination::File(fs::canonicalize(out).at(out)?))
+            }
+            Some(_) => Ok(Destination::File(out.to_owned())),
+        }
+    }
+
+    /// `Stream`, `File` (a regular file, with no path), or neither.
+    fn kind(meta: &fs::Metadata) -> Option<Destination> {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        match () {
+            _ if kind.is_char_device() || kind.is_fifo() => Some(Destination::Stream),
+            _ if kind.is_file() => Some(Destination::File(Default::default())),
+            _ => None,
+        }
+    }
+}
+
+fn not_a_destination(out: &Path) -> Error {
+    Error::Io {
+        path: out.to_owned(),
+        source: io::Error::other(
+            "a block device or a socket cannot take an image: give a file, a pipe or /dev/null",
+        ),
+    }
 }
 
 /// The tarball of [`write_tarball`] into `file`; errors name `out`.

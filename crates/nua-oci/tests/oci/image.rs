@@ -87,12 +87,28 @@ fn tarball_into_a_pipe_is_written_into_it() {
         std::thread::spawn(move || fs::read(fifo).unwrap())
     };
     assert!(!nua_oci::tarball_is_current(&image, &names, &fifo));
-    write_tarball(&store, &image, &names, &fifo).unwrap();
-    assert_eq!(reader.join().unwrap(), fs::read(&file).unwrap());
-    use std::os::unix::fs::FileTypeExt;
+    let written = write_tarball(&store, &image, &names, &fifo);
+    if written.is_err() {
+        // Let the reader, waiting for a writer, end.
+        drop(fs::OpenOptions::new().write(true).open(&fifo));
+    }
+    let read = reader.join().unwrap();
+    written.unwrap();
+    assert_eq!(read, fs::read(&file).unwrap());
+    use std::os::unix::fs::{symlink, FileTypeExt};
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A link to a file (`-o /dev/stdout > image.tar`): the file it names gets the image, and
+    // the link stays.
+    let target = out.path().join("target.tar");
+    fs::write(&target, b"").unwrap();
+    let link = out.path().join("link");
+    symlink(&target, &link).unwrap();
+    write_tarball(&store, &image, &names, &link).unwrap();
+    assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(fs::read(&target).unwrap(), fs::read(&file).unwrap());
     let entries = fs::read_dir(out.path()).unwrap().count();
-    assert_eq!(entries, 2, "no temporary file left next to the pipe");
+    assert_eq!(entries, 4, "no temporary file left beside the outputs");
 }
 
 #[test]
