@@ -162,7 +162,7 @@ pub fn write_tarball(
         Destination::Stream => {
             let mut file = fs::OpenOptions::new().write(true).open(out).at(out)?;
             // What was checked is what was opened.
-            if Destination::kind(&file.metadata().at(out)?) != Some(Destination::Stream) {
+            if !is_stream(&file.metadata().at(out)?) {
                 return Err(not_a_destination(out));
             }
             write(&mut file)
@@ -172,7 +172,6 @@ pub fn write_tarball(
 }
 
 /// Where a tarball goes.
-#[derive(Debug, PartialEq)]
 enum Destination {
     /// A character device or a pipe, written into.
     Stream,
@@ -185,28 +184,23 @@ impl Destination {
         let Ok(meta) = fs::metadata(out) else {
             return Ok(Destination::File(out.to_owned()));
         };
-        match Destination::kind(&meta) {
-            Some(Destination::Stream) => Ok(Destination::Stream),
+        if is_stream(&meta) {
+            Ok(Destination::Stream)
+        } else if meta.is_file() && fs::symlink_metadata(out).at(out)?.is_symlink() {
+            Ok(Destination::File(fs::canonicalize(out).at(out)?))
+        } else if meta.is_file() || meta.is_dir() {
             // A folder gets the error renaming over it gives.
-            _ if meta.is_dir() => Ok(Destination::File(out.to_owned())),
-            None => Err(not_a_destination(out)),
-            Some(_) if fs::symlink_metadata(out).at(out)?.is_symlink() => {
-                Ok(Destination::File(fs::canonicalize(out).at(out)?))
-            }
-            Some(_) => Ok(Destination::File(out.to_owned())),
+            Ok(Destination::File(out.to_owned()))
+        } else {
+            Err(not_a_destination(out))
         }
     }
+}
 
-    /// `Stream`, `File` (a regular file, with no path), or neither.
-    fn kind(meta: &fs::Metadata) -> Option<Destination> {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = meta.file_type();
-        match () {
-            _ if kind.is_char_device() || kind.is_fifo() => Some(Destination::Stream),
-            _ if kind.is_file() => Some(Destination::File(Default::default())),
-            _ => None,
-        }
-    }
+/// A character device or a pipe.
+fn is_stream(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_char_device() || meta.file_type().is_fifo()
 }
 
 fn not_a_destination(out: &Path) -> Error {

@@ -17,10 +17,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use super::sys::{cstring, cvt};
+use super::sys::cvt;
 
 use super::error::{Error, IoContext, Result};
-use super::unpack::OPAQUE_XATTRS;
+use super::unpack::{path_c, OPAQUE_XATTRS};
 use nua_oci::{BlobStore, DeviceKind, Layer, LayerOptions, LayerWriter, Meta};
 
 /// Write the changes recorded in `upper` as a layer of `store`, but those at or below the
@@ -317,8 +317,7 @@ fn only_xattrs(path: &Path, rule: impl Fn(&str, &[u8]) -> Xattr) -> Result<bool>
 /// the namespace's root.
 fn whiteout_again(path: &Path) -> Result<()> {
     fs::remove_file(path).at(path)?;
-    let name = cstring(path.as_os_str().as_bytes())
-        .ok_or_else(|| Error::Command(format!("`{}` contains NUL", path.display())))?;
+    let name = path_c(path)?;
     // SAFETY: a NUL-terminated path; a 0:0 character device is a whiteout.
     cvt(unsafe { libc::mknod(name.as_ptr(), libc::S_IFCHR, 0) }).at(path)?;
     Ok(())
@@ -340,8 +339,7 @@ fn set_times(path: &Path, mtime: Option<i64>) -> Result<()> {
             tv_nsec: libc::UTIME_NOW,
         },
     };
-    let name = cstring(path.as_os_str().as_bytes())
-        .ok_or_else(|| Error::Command(format!("`{}` contains NUL", path.display())))?;
+    let name = path_c(path)?;
     let times = [at, at];
     // SAFETY: NUL-terminated path; `times` has the two entries utimensat reads.
     cvt(unsafe {

@@ -248,7 +248,8 @@ impl Root {
     }
 
     /// Turn what changed (the upper directory) into a layer of the store, keep it as that
-    /// layer's unpacked folder, then remove the root. Mount points the sandbox made live in the scaffold, never in the layer.
+    /// layer's unpacked folder, then remove the root. Mount points the sandbox made live in
+    /// the scaffold, never in the layer.
     pub fn commit(self, opts: &LayerOptions) -> Result<oci::Layer> {
         self.commit_without(opts, &[])
     }

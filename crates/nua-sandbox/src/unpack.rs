@@ -81,7 +81,8 @@ fn stream_error(layer: &str, doing: &str, source: io::Error) -> Error {
     })
 }
 
-fn path_c(path: &Path) -> Result<CString> {
+/// `path` for a system call.
+pub(crate) fn path_c(path: &Path) -> Result<CString> {
     use std::os::unix::ffi::OsStrExt;
     cstring(path.as_os_str().as_bytes())
         .ok_or_else(|| Error::Command(format!("path `{}` contains NUL", path.display())))
