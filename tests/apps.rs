@@ -327,3 +327,127 @@ fn flask_hello_builds_rootless_to_the_same_image() {
     // Unpacked layers belong to the user's subordinate ids: root removes them.
     run_ok(Command::new("rm").arg("-rf").arg(&cache));
 }
+
+/// The files, links and other non-folders of each layer of an image tarball: path → content
+/// (the content of files of at most 1 MiB only).
+fn layer_files(tarball: &Path) -> Vec<std::collections::BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    let mut blobs = std::collections::HashMap::new();
+    let mut outer = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        blobs.insert(path, bytes);
+    }
+    let manifest: Value = serde_json::from_slice(&blobs["manifest.json"]).unwrap();
+    manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let gz = flate2::read::GzDecoder::new(&blobs[layer.as_str().unwrap()][..]);
+            let mut files = std::collections::BTreeMap::new();
+            for entry in tar::Archive::new(gz).entries().unwrap() {
+                let mut entry = entry.unwrap();
+                if entry.header().entry_type().is_dir() {
+                    continue;
+                }
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                if entry.size() <= 1 << 20 {
+                    entry.read_to_end(&mut bytes).unwrap();
+                }
+                files.insert(path, bytes);
+            }
+            files
+        })
+        .collect()
+}
+
+/// flask-hello's `requirements.txt` is installed by uv (fetched by the build, bound outside
+/// the root): the same files as pip installs, byte for byte, `.pyc` compiled from the same
+/// sources the same way, and nothing of uv in the image (its lock, its cache).
+#[test]
+fn uv_installs_what_pip_installs() {
+    let work = temp_dir();
+    let built = |name: &str, installer: &str| {
+        let cache = cache_with_base("python", &work.path().join(name));
+        let out = work.path().join(format!("{name}.tar"));
+        let mut cmd = build_command(&fixture_app("flask-hello"), &cache, &out, &[]);
+        let mut events = build_events(cmd.env("NUA_PIP_INSTALLER", installer));
+        assert_eq!(events.pop().unwrap()["event"], "result");
+        let shown: Vec<String> = events
+            .iter()
+            .filter(|e| e["event"] == "output")
+            .map(|e| e["line"].as_str().unwrap().to_owned())
+            .filter(|line| line.starts_with("$ "))
+            .collect();
+        let deps = layer_files(&out)
+            .into_iter()
+            .find(|files| {
+                files
+                    .keys()
+                    .any(|p| p.ends_with("site-packages/flask/app.py"))
+            })
+            .expect("a layer holds flask");
+        (shown, deps, cache)
+    };
+    let (uv_shown, by_uv, uv_cache) = built("uv", "uv");
+    let (pip_shown, by_pip, _) = built("pip", "pip");
+    assert!(
+        uv_shown.iter().any(|l| l.contains("/run/nua/uv-")),
+        "{uv_shown:?}"
+    );
+    assert!(
+        pip_shown.iter().any(|l| l.starts_with("$ pip install -r ")),
+        "{pip_shown:?}"
+    );
+    assert!(
+        uv_cache.join("tools").read_dir().unwrap().next().is_some(),
+        "uv is kept in the cache's tools folder"
+    );
+    // Who installed it, and the list of what it installed, say the installer: the rest is
+    // the same.
+    let own = |path: &str| {
+        !path.ends_with(".dist-info/INSTALLER") && !path.ends_with(".dist-info/RECORD")
+    };
+    let paths = |files: &std::collections::BTreeMap<String, Vec<u8>>| -> Vec<String> {
+        files.keys().filter(|p| own(p)).cloned().collect()
+    };
+    let (uv_paths, pip_paths) = (paths(&by_uv), paths(&by_pip));
+    let only_uv: Vec<_> = uv_paths.iter().filter(|p| !pip_paths.contains(p)).collect();
+    let only_pip: Vec<_> = pip_paths.iter().filter(|p| !uv_paths.contains(p)).collect();
+    assert!(
+        only_uv.is_empty() && only_pip.is_empty(),
+        "only uv: {only_uv:?}\nonly pip: {only_pip:?}"
+    );
+    for path in &uv_paths {
+        let (a, b) = (&by_uv[path], &by_pip[path]);
+        if path.contains("/venv/bin/") {
+            // Scripts: the shebang names the venv's `python` or `python3`.
+            assert!(a.starts_with(b"#!/nua/venv/bin/python"), "{path}");
+            assert!(b.starts_with(b"#!/nua/venv/bin/python"), "{path}");
+        } else if path.ends_with(".pyc") {
+            // Magic number, flags (3: checked hash, as `SOURCE_DATE_EPOCH` asks) and the
+            // source's hash; the marshalled code may share objects differently.
+            assert_eq!(a[..16], b[..16], "{path}");
+            assert_eq!(a[4..8], [3, 0, 0, 0], "{path} is not checked-hash");
+        } else {
+            assert!(a == b, "{path} differs");
+        }
+    }
+    let pyc = by_uv.keys().filter(|p| p.ends_with(".pyc")).count();
+    assert!(pyc > 100, "uv compiled {pyc} files");
+    assert!(
+        !by_uv
+            .keys()
+            .any(|p| p.ends_with("venv/.lock") || p.contains("cache/nua")),
+        "{:?}",
+        by_uv
+            .keys()
+            .filter(|p| !p.contains("site-packages"))
+            .collect::<Vec<_>>()
+    );
+}

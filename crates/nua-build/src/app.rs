@@ -20,7 +20,7 @@ use super::plan::{AppPlan, Dependencies, DEPS_DIR, NUA_DIR_MOUNT};
 use super::run::{self, Job, World};
 use super::steps::{self, Step};
 use super::why::{self, History, Inputs};
-use super::{source_layer, BuildOptions, Error, Event, Reporter};
+use super::{source_layer, uv, BuildOptions, Error, Event, Reporter};
 use nua_config::Loaded;
 use nua_debian as debian;
 use nua_oci as oci;
@@ -68,7 +68,7 @@ impl Build<'_> {
         step: &str,
         jobs: &[Job<'_>],
         mut inputs: Inputs,
-        extra: &[Bind],
+        extra: &dyn Fn() -> Result<Vec<Bind>, Error>,
         reporter: &mut dyn Reporter,
     ) -> Result<(), Error> {
         let commands: Vec<String> = jobs
@@ -87,6 +87,8 @@ impl Build<'_> {
         key_parts.extend(parts.iter().map(String::as_str));
         let key = key_of(&chain.key, &key_parts);
         self.explained_step(chain, key, step, &inputs, reporter, |chain, reporter| {
+            // Only a step that runs needs what it mounts (uv is fetched then).
+            let extra = extra()?;
             run::layer_step(
                 chain,
                 &stage.options,
@@ -94,7 +96,7 @@ impl Build<'_> {
                 &stage.world,
                 step,
                 jobs,
-                extra,
+                &extra,
                 reporter,
             )
         })?;
@@ -361,8 +363,16 @@ impl Build<'_> {
             inputs.insert(format!("file:{file}"), why::digest(&bytes));
             binds.push(Bind::read_only(path, format!("{DEPS_DIR}/{file}")));
         }
-        let jobs: Vec<Job<'_>> = deps
-            .commands
+        let uv = deps
+            .requirements
+            .as_deref()
+            .filter(|_| uv::usable(self.options.installer, &self.below.world.env))
+            .map(uv::install_command);
+        let commands = match &uv {
+            Some(command) => std::slice::from_ref(command),
+            None => deps.commands.as_slice(),
+        };
+        let jobs: Vec<Job<'_>> = commands
             .iter()
             .map(|command| Job {
                 command,
@@ -370,13 +380,20 @@ impl Build<'_> {
                 shown: true,
             })
             .collect();
+        let extra = || {
+            let mut binds = binds.clone();
+            if uv.is_some() {
+                binds.push(uv::bind(&self.options.cache_dir)?);
+            }
+            Ok(binds)
+        };
         self.command_step(
             chain,
             &self.below,
             "dependencies",
             &jobs,
             inputs,
-            &binds,
+            &extra,
             reporter,
         )
     }
@@ -411,7 +428,8 @@ impl Build<'_> {
             })?);
             binds.push(Bind::read_only(dir, NUA_DIR_MOUNT));
         }
-        self.command_step(chain, &self.above, "build", &jobs, inputs, &binds, reporter)
+        let extra = || Ok(binds.clone());
+        self.command_step(chain, &self.above, "build", &jobs, inputs, &extra, reporter)
     }
 
     /// The layer of the files of the app's `nua/` folder `dir`, if it has any.

@@ -102,6 +102,15 @@ pub enum Error {
     Fetch {
         source: Box<super::fetch::FetchError>,
     },
+    #[error(
+        "cannot get uv {version}, the installer of the `dependencies` step{}: {reason}",
+        at(url)
+    )]
+    Uv {
+        version: &'static str,
+        url: String,
+        reason: String,
+    },
     #[error("cannot make the SBOM of the image")]
     Sbom {
         #[source]
@@ -109,6 +118,14 @@ pub enum Error {
     },
     #[error(transparent)]
     Oci(oci::Error),
+}
+
+/// `, from `URL``, when there is one.
+fn at(url: &str) -> String {
+    match url {
+        "" => String::new(),
+        url => format!(", from `{url}`"),
+    }
 }
 
 impl Error {
@@ -121,6 +138,16 @@ impl Error {
             Error::Packages { source, .. } => source.hint(),
             Error::Sandbox { source, .. } => source.hint(),
             Error::Fetch { source } => source.hint(),
+            Error::StepFailed { command, .. } if command.contains(super::uv::TARGET) => Some(
+                "uv installed the requirements.txt; to see whether pip installs it, build \
+                 with NUA_PIP_INSTALLER=pip"
+                    .to_owned(),
+            ),
+            Error::Uv { .. } => Some(
+                "check that this machine reaches files.pythonhosted.org, or install with pip: \
+                 NUA_PIP_INSTALLER=pip"
+                    .to_owned(),
+            ),
             Error::PackagesNeedDebian { .. } => Some(
                 "build on a Debian-based image (`python:3.12-slim`, `node:20-bookworm`) or a \
                  base of `nua-pack base list`, or install them in the image you build on"
@@ -161,5 +188,32 @@ mod tests {
             },
         ));
         assert_eq!(err.hint().as_deref(), Some("enable them"));
+    }
+
+    #[test]
+    fn uv_not_fetched_names_where_from_and_how_to_do_without() {
+        let err = Error::Uv {
+            version: "0.13.9",
+            url: "https://files.pythonhosted.org/p/uv.whl".into(),
+            reason: "HTTP status 404 (after 0 retries)".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot get uv 0.13.9, the installer of the `dependencies` step, from \
+             `https://files.pythonhosted.org/p/uv.whl`: HTTP status 404 (after 0 retries)"
+        );
+        assert!(err.hint().unwrap().contains("NUA_PIP_INSTALLER=pip"));
+        let failed = |command: String| Error::StepFailed {
+            step: "dependencies".into(),
+            command,
+            status: "exit status: 1".into(),
+            tail: String::new(),
+        };
+        let by_uv = failed(crate::uv::install_command("/run/nua/deps/requirements.txt"));
+        assert!(by_uv.hint().unwrap().contains("NUA_PIP_INSTALLER=pip"));
+        assert_eq!(
+            failed("pip install -r requirements.txt".into()).hint(),
+            None
+        );
     }
 }

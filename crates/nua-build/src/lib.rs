@@ -25,6 +25,7 @@ pub mod sbom;
 mod source;
 mod source_layer;
 mod steps;
+pub mod uv;
 mod why;
 mod wrap;
 
@@ -65,6 +66,8 @@ pub struct BuildOptions {
     pub ca_bundle: Option<PathBuf>,
     /// Caches in registries (`--cache-from`, `--cache-to`).
     pub remote: layers::Remote,
+    /// What installs a `requirements.txt` (`NUA_PIP_INSTALLER`).
+    pub installer: uv::Installer,
 }
 
 /// Where the image is written.

@@ -31,6 +31,9 @@ pub struct Dependencies {
     pub files: Vec<String>,
     /// Commands run as `nua` in `/nua/app`.
     pub commands: Vec<String>,
+    /// A stand-alone `requirements.txt` (its path under [`DEPS_DIR`]), which uv may install
+    /// instead of `commands` (see [`crate::uv`]).
+    pub requirements: Option<String>,
 }
 
 /// Where the manifest files of [`Dependencies`] are seen by its commands.
@@ -305,9 +308,13 @@ pub fn detect(src: &Path) -> (Option<Dependencies>, Vec<String>) {
         let text = std::fs::read_to_string(src.join("requirements.txt")).unwrap_or_default();
         if requirements_stand_alone(&text) {
             deps = Some(Dependencies {
-                title: "pip install -r requirements.txt".into(),
+                // uv, where it installs what pip would (`crate::uv`).
+                title: "uv pip install -r requirements.txt (pip where the base has no \
+                        /nua/venv, or with NUA_PIP_INSTALLER=pip)"
+                    .into(),
                 files: vec!["requirements.txt".into()],
                 commands: vec![format!("pip install -r {DEPS_DIR}/requirements.txt")],
+                requirements: Some(format!("{DEPS_DIR}/requirements.txt")),
             });
         } else {
             after.push("pip install -r requirements.txt".to_owned());
@@ -344,6 +351,7 @@ pub fn detect(src: &Path) -> (Option<Dependencies>, Vec<String>) {
                     copy.join(" ")
                 )],
                 files,
+                requirements: None,
             });
         }
     } else if has("yarn.lock") && package_json.is_some() {

@@ -36,6 +36,7 @@ const CA_VARIABLES: &[&str] = &[
 /// Package caches shared by builds: (folder under `<cache>/packages`, target, variables).
 const SHARED_CACHES: &[(&str, &str, &[&str])] = &[
     ("pip", "/var/cache/nua/pip", &["PIP_CACHE_DIR"]),
+    ("uv", "/var/cache/nua/uv", &["UV_CACHE_DIR"]),
     ("npm", "/var/cache/nua/npm", &["npm_config_cache"]),
     ("yarn", "/var/cache/nua/yarn", &["YARN_CACHE_FOLDER"]),
 ];
@@ -48,6 +49,8 @@ const LEFTOVERS: &[&str] = &[
     "/nua/.node-gyp",
     "/nua/.npm",
     "/nua/.yarnrc",
+    // uv's lock of the environment it installs into (`crate::uv`).
+    "/nua/venv/.lock",
     "/root/.cache",
     "/root/.node-gyp",
     "/root/.npm",
@@ -122,6 +125,7 @@ impl World {
             }
         } else {
             set("PIP_NO_CACHE_DIR", "1");
+            set("UV_NO_CACHE", "1");
         }
         World { env, mounts }
     }
@@ -138,7 +142,7 @@ impl World {
                     .iter()
                     .flat_map(|(_, _, vars)| vars.iter().copied()),
             )
-            .chain(["PIP_NO_CACHE_DIR"])
+            .chain(["PIP_NO_CACHE_DIR", "UV_NO_CACHE"])
             .collect();
         let mut env: Vec<(&str, &str)> = self
             .env
