@@ -31,11 +31,14 @@
 #    timed command. From the command's start until v2's text answers (as compare_run.sh).
 #    Target ≤ 0.8×.
 # 3. Cold: `nua run APP` with an NUA_CACHE_DIR holding the base only (its blobs, layer index
-#    and unpacked layers, as compare_apps.sh's cold builds: nothing of the app) against
+#    and unpacked layers, as compare_apps.sh's cold builds: nothing of the app; and uv, the
+#    installer nua fetches once, in `tools/`) against
 #    BuildKit `docker build --no-cache` + `docker run -d -p`, after `docker builder prune
 #    -af`. Docker holds the base (nua's `python` base, `nua base build` + `docker load`, tag
 #    nua-base/python:bench) and not the app's image (removed before every run). From the
-#    command's start until the app's text answers. Both install the dependencies from PyPI.
+#    command's start until the app's text answers. Both install the dependencies from PyPI,
+#    the Dockerfile with pip, nua with uv (its `dependencies` step of a requirements.txt), both
+#    byte-compiling them, neither with a download cache.
 #    Target ≤ 0.8×. How many layers nua's thin load sent is shown, and the images of others
 #    through which Docker already held some of the app's own layers, if any (nua's layers are
 #    reproducible: any earlier build of flask-hello's dependencies has the same layer).
@@ -354,12 +357,15 @@ NUA_CACHE_DIR=$work/warm "$NUA" build "$work/prime" -q -o "$work/prime.tar" >"$w
 rm -rf "$work/prime" "$work/prime.tar"
 unpacked=0
 for d in $base_diff_ids; do [ ! -d "$work/warm/sandbox/layers/$d" ] || unpacked=$((unpacked + 1)); done
-# cold_cache DIR: the base only (blobs, layer index, the unpacked layers).
+# cold_cache DIR: the base only (blobs, layer index, the unpacked layers), and nua's own
+# installer (uv, fetched once per cache folder as the warm build fetched it, as a machine keeps
+# it; Docker keeps its own tools too).
 cold_cache() {
     local d
     rm -rf "$1"
     mkdir -p "$1/sandbox/layers"
     cp -al "$work/base-cache/blobs" "$work/base-cache/layers" "$1/"
+    [ ! -d "$work/warm/tools" ] || cp -al "$work/warm/tools" "$1/"
     for d in $base_diff_ids; do
         [ ! -d "$work/warm/sandbox/layers/$d" ] || cp -al "$work/warm/sandbox/layers/$d" "$1/sandbox/layers/"
     done
@@ -602,7 +608,7 @@ echo "| \`nua run APP\` (cache: the base only) | $(m cold_nua) | $(vals cold_nua
 echo "| \`docker build --no-cache\` (BuildKit, builder pruned) + \`docker run -d -p\` | $(m cold_docker) | $(vals cold_docker) |"
 echo "| **nua / Docker** (target ≤ 0.8×) | $(ratio "$(med cold_nua)" "$(med cold_docker)") | |"
 echo
-echo "- nua's thin load, per run: $(printf '%s; ' "${layers_sent[@]}" | sed 's/; $//'). Its cache held $unpacked of the base's $(wc -w <<<"$base_diff_ids") layers unpacked; its \`dependencies\` step (pip install, the layer made), median: $(m cold_nua_deps)."
+echo "- nua's thin load, per run: $(printf '%s; ' "${layers_sent[@]}" | sed 's/; $//'). Its cache held $unpacked of the base's $(wc -w <<<"$base_diff_ids") layers unpacked; its \`dependencies\` step (uv pip install and byte-compiling, the layer made), median: $(m cold_nua_deps)."
 echo "- \`nua run\`, from its start (medians): \`dependencies running\` at $(m cold_at_deps), done at $(m cold_at_deps_done), \`loaded\` at $(m cold_at_loaded), \`started\` at $(m cold_at_started), first answer at $(m cold_nua)."
 [ -z "$held_by" ] || echo "- Not quite cold for nua: Docker already held layers of the app (not the base's), which its thin load did not send, through images this script did not make: $held_by."
 echo
