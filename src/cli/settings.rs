@@ -16,6 +16,16 @@ pub const NUA_REGISTRY_MIRROR: &str = "NUA_REGISTRY_MIRROR";
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// The upper bound of every timestamp in a built image (reproducible-builds.org).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// What installs the `requirements.txt` of the dependencies step: `uv` (default) or `pip`.
+pub const NUA_PIP_INSTALLER: &str = "NUA_PIP_INSTALLER";
+
+/// `NUA_PIP_INSTALLER`: uv unless it says `pip`.
+pub fn pip_installer() -> anyhow::Result<nua_build::uv::Installer> {
+    let value = std::env::var(NUA_PIP_INSTALLER).unwrap_or_default();
+    nua_build::uv::Installer::parse(&value).ok_or_else(|| {
+        anyhow::anyhow!("{NUA_PIP_INSTALLER} is `{value}`: give `uv` (the default) or `pip`")
+    })
+}
 
 pub fn cache_dir() -> anyhow::Result<PathBuf> {
     // Absolute: the sandbox changes its working folder before it uses the cache's paths.

@@ -69,23 +69,17 @@ pub enum Installer {
     /// uv where it installs what pip would, else pip.
     #[default]
     Uv,
-    /// Always pip (`NUA_PIP_INSTALLER=pip`).
+    /// Always pip (`NUA_PIP_INSTALLER=pip`, read by the CLI).
     Pip,
 }
 
 impl Installer {
-    /// `NUA_PIP_INSTALLER`: `uv` (the default, also when unset or empty) or `pip`.
-    pub fn from_env() -> Result<Installer, String> {
-        Installer::parse(&std::env::var("NUA_PIP_INSTALLER").unwrap_or_default())
-    }
-
-    fn parse(value: &str) -> Result<Installer, String> {
+    /// `uv` (also when empty) or `pip`; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Installer> {
         match value {
-            "" | "uv" => Ok(Installer::Uv),
-            "pip" => Ok(Installer::Pip),
-            other => Err(format!(
-                "NUA_PIP_INSTALLER is `{other}`: give `uv` (the default) or `pip`"
-            )),
+            "" | "uv" => Some(Installer::Uv),
+            "pip" => Some(Installer::Pip),
+            _ => None,
         }
     }
 }
@@ -259,10 +253,9 @@ mod tests {
 
     #[test]
     fn the_environment_variable_chooses_the_installer() {
-        assert_eq!(Installer::parse(""), Ok(Installer::Uv));
-        assert_eq!(Installer::parse("uv"), Ok(Installer::Uv));
-        assert_eq!(Installer::parse("pip"), Ok(Installer::Pip));
-        let err = Installer::parse("poetry").unwrap_err();
-        assert!(err.contains("`poetry`") && err.contains("`pip`"), "{err}");
+        assert_eq!(Installer::parse(""), Some(Installer::Uv));
+        assert_eq!(Installer::parse("uv"), Some(Installer::Uv));
+        assert_eq!(Installer::parse("pip"), Some(Installer::Pip));
+        assert_eq!(Installer::parse("poetry"), None);
     }
 }

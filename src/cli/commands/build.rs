@@ -167,7 +167,7 @@ pub fn build_app(
         no_cache: args.no_cache,
         ca_bundle: args.ca_bundle.clone().or_else(settings::ssl_cert_file),
         remote: build::Remote(remote.clone().map(|r| r as Arc<dyn build::RemoteCache>)),
-        installer: build::uv::Installer::from_env().map_err(anyhow::Error::msg)?,
+        installer: settings::pip_installer()?,
     };
     match build::build(&app, &options, &mut reporter) {
         Ok(result) => {
