@@ -388,12 +388,32 @@ pub fn normalize(path: &[u8], dir: bool) -> Result<Option<Vec<u8>>> {
     Ok(Some(out))
 }
 
-/// [`normalize`] for the entries API, where the root itself is not a valid entry.
+/// [`normalize`] for the entries API, where the root itself is not a valid entry, nor a
+/// name only whiteouts may have.
 fn entry_path(path: &[u8], dir: bool) -> Result<Vec<u8>> {
-    normalize(path, dir)?.ok_or_else(|| Error::InvalidPath {
+    let normalized = normalize(path, dir)?.ok_or_else(|| Error::InvalidPath {
         path: printable(path),
         reason: "an entry needs a name (the layer root cannot be added)",
-    })
+    })?;
+    for name in normalized.split(|&b| b == b'/') {
+        refuse_whiteout_name(name, &normalized)?;
+    }
+    Ok(normalized)
+}
+
+/// The image spec (layer, "Whiteouts") reads an entry named `.wh.<name>` as the deletion of
+/// `<name>`, so no file of an image can have such a name: written as it is, it would delete
+/// `<name>` from the layers below.
+pub(crate) fn refuse_whiteout_name(name: &[u8], path: &[u8]) -> Result<()> {
+    if name.starts_with(b".wh.") {
+        return Err(Error::InvalidPath {
+            path: printable(path),
+            reason: "a name beginning with `.wh.` means a deleted file in a layer (OCI image \
+                     spec, whiteouts), so no file of an image can have it: rename it, or \
+                     leave it out",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -416,5 +436,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn only_whiteouts_have_whiteout_names() {
+        for (path, dir) in [
+            ("opt/.wh.x", false),
+            ("./.wh.etc", false),
+            ("a/.wh.b/", true),
+        ] {
+            let err = entry_path(path.as_bytes(), dir).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidPath { reason, .. } if reason.contains("`.wh.`")),
+                "{path}: {err}"
+            );
+        }
+        // Nor a folder of theirs, which writing `c` would make.
+        assert!(entry_path(b"a/.wh.b/c", false).is_err());
+        assert!(entry_path(b"opt/x.wh.y", false).is_ok_and(|p| p == b"opt/x.wh.y"));
+        assert!(entry_path(b"opt/.whx", false).is_ok());
     }
 }

@@ -290,6 +290,31 @@ fn short_file_is_an_error_naming_the_entry() {
     assert!(err.to_string().contains("a/b.txt"), "{err}");
 }
 
+/// A file named like a whiteout would delete its namesake from the layers below: refused,
+/// named, unless the filter leaves it out.
+#[test]
+fn a_tree_file_named_like_a_whiteout_is_refused() {
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir(src.path().join("static")).unwrap();
+    fs::write(src.path().join("static/.wh.index.html"), "x").unwrap();
+    let (_store_dir, store) = temp_store();
+    let mut w = LayerWriter::new(&store, opts()).unwrap();
+    let err = w
+        .append_dir_tree(src.path(), "nua/app", Some((0, 0)), |_, _| true)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidPath { path, reason }
+            if path == "nua/app/static/.wh.index.html" && reason.contains("rename it")),
+        "{err}"
+    );
+    let mut w = LayerWriter::new(&store, opts()).unwrap();
+    w.append_dir_tree(src.path(), "nua/app", Some((0, 0)), |rel, _| {
+        !rel.to_string_lossy().contains(".wh.")
+    })
+    .unwrap();
+    w.finish().unwrap();
+}
+
 #[test]
 fn tree_xattrs_are_recorded_when_the_file_system_has_them() {
     let src = tempfile::tempdir().unwrap();

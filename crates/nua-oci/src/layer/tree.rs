@@ -135,6 +135,7 @@ impl LayerWriter {
                 continue;
             }
             let mut target = [dest, name.as_bytes()].concat();
+            super::refuse_whiteout_name(name.as_bytes(), &target)?;
             let ft = md.file_type();
             let meta = walk.meta(&path, &md)?;
             if ft.is_dir() {
