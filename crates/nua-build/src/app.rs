@@ -366,7 +366,7 @@ impl Build<'_> {
         let uv = deps
             .requirements
             .as_deref()
-            .filter(|_| uv::usable(self.options.installer, &self.below.world.env))
+            .filter(|_| uv::usable(self.options.installer, &self.image_env))
             .map(uv::install_command);
         let commands = match &uv {
             Some(command) => std::slice::from_ref(command),

@@ -89,23 +89,13 @@ fn wheel() -> Option<&'static Wheel> {
     WHEELS.iter().find(|w| w.arch == std::env::consts::ARCH)
 }
 
-/// Whether a step with the image's variables `env` may run uv: it can on this machine, and
-/// nothing configures pip in a way uv would not read.
-pub fn usable(installer: Installer, env: &[(String, String)]) -> bool {
-    // Set by the build itself, for pip's output: nothing uv needs to know.
-    const OURS: &[&str] = &[
-        "PIP_DISABLE_PIP_VERSION_CHECK",
-        "PIP_NO_INPUT",
-        "PIP_PROGRESS_BAR",
-        "PIP_CACHE_DIR",
-        "PIP_NO_CACHE_DIR",
-        "PIP_CERT",
-    ];
+/// Whether the dependencies step of an image with the variables `image_env` (`KEY=VALUE`)
+/// may run uv: it can on this machine, and none of them configures pip, which uv would not
+/// read (the build's own `PIP_*` settings, for pip's output, are not the image's).
+pub fn usable(installer: Installer, image_env: &[String]) -> bool {
     installer == Installer::Uv
         && wheel().is_some()
-        && !env
-            .iter()
-            .any(|(k, _)| k.starts_with("PIP_") && !OURS.contains(&k.as_str()))
+        && !image_env.iter().any(|kv| kv.starts_with("PIP_"))
 }
 
 /// The command installing `requirements` (a path in the sandbox): uv into the base's
@@ -188,19 +178,15 @@ fn program_of(wheel: &[u8], sha256: &str) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn pip_settings_uv_would_not_read_keep_pip() {
-        let ours = env(&[("PIP_NO_INPUT", "1"), ("PIP_CERT", "/run/nua/ca.crt")]);
-        assert_eq!(usable(Installer::Uv, &ours), wheel().is_some());
-        assert!(!usable(Installer::Pip, &ours));
-        let index = env(&[("PIP_INDEX_URL", "https://mirror/simple")]);
+        let plain = [
+            "PATH=/nua/venv/bin:/usr/bin".to_owned(),
+            "LANG=C.UTF-8".to_owned(),
+        ];
+        assert_eq!(usable(Installer::Uv, &plain), wheel().is_some());
+        assert!(!usable(Installer::Pip, &plain));
+        let index = ["PIP_INDEX_URL=https://mirror/simple".to_owned()];
         assert!(!usable(Installer::Uv, &index));
     }
 

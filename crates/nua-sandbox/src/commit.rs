@@ -171,9 +171,8 @@ fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 ///   to the host).
 ///
 /// `Ok(false)` when it holds what unpacking would make otherwise: a device other than a
-/// whiteout, a FIFO, a name unpacking reads as a whiteout (`.wh.*`), a name, link or xattr a
-/// PAX record cannot carry whole (a newline; `=` in an xattr's name), an xattr outside
-/// `user.*`. The caller removes it then. Call inside the namespace, after [`commit`].
+/// whiteout, a FIFO, a name, link or xattr a PAX record cannot carry whole (a newline; `=` in
+/// an xattr's name), an xattr outside `user.*`. The caller removes it then. Call inside the namespace, after [`commit`].
 pub(crate) fn into_unpacked(
     upper: &Path,
     opts: &LayerOptions,
@@ -207,7 +206,8 @@ impl Tidy<'_> {
                 remove(&path)?;
                 continue;
             }
-            if rel.contains('\n') || name.to_string_lossy().starts_with(".wh.") {
+            // (No name begins with `.wh.`: the layer writer refused it, and so the commit.)
+            if rel.contains('\n') {
                 return Ok(false);
             }
             let md = fs::symlink_metadata(&path).at(&path)?;
