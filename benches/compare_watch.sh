@@ -42,6 +42,11 @@
 #    Target ≤ 0.8×. How many layers nua's thin load sent is shown, and the images of others
 #    through which Docker already held some of the app's own layers, if any (nua's layers are
 #    reproducible: any earlier build of flask-hello's dependencies has the same layer).
+# Polling, measures 2 and 3: each timed command has its poller started beforehand (Python up,
+# blocked on a FIFO), told to go with t0 just after nua is started, or once `docker run` has
+# returned; nua's port is read from its stderr by the poller itself. A second of `settle`
+# comes before each timed command. So neither side's window holds Python's start, a
+# process per look for the port, or the teardown of the run before it.
 # Order: setup (the base: `nua base build python` into an empty cache, Debian packages
 # downloaded, ~15 s; `docker load`; a warm nua cache: the app built once), then measure 3,
 # 2, 1. For the `nua run`s of measures 2 and 3, each line of its stderr is stamped as it comes, which
@@ -152,25 +157,43 @@ fail_with() {
 }
 
 # --- the poller -------------------------------------------------------------------------------
-# poll.py --port P --text T (--t0 EPOCH | --write SRC DST [--rename]): GET / every 10 ms, a new
-# connection each time, until it answers 200 with the text T (stripped), then 0.5 s more. With
-# --write, SRC's bytes are written over DST (in place, or renamed over it) and t0 taken just
-# before. Prints: seconds from t0 to T, failed polls before, seconds from t0 to the first
-# failure (-1: none), failed polls after, other answers after (the old text), the longest
-# poll in ms, polls in all, the failures by kind.
+# poll.py (--port P | --port-from FILE) --text T (--t0 EPOCH | --write SRC DST [--rename] |
+# --ready FILE --go FILE): GET / every 10 ms, a new connection each time, until it answers 200
+# with the text T (stripped), then 0.5 s more. With --write, SRC's bytes are written over DST
+# (in place, or renamed over it) and t0 taken just before. With --ready/--go, it is started
+# ahead of the timed commands: it creates the ready file once Python is up, then waits, blocked
+# on the go FIFO, for the script's `T0 [PID]` and polls from then on. With --port-from, the
+# port is the first `http://127.0.0.1:PORT` FILE shows, waited for in the poller itself (no
+# process per look: a loop of `grep`s would take a core from the command being measured);
+# it fails if PID ends first. Prints: seconds from t0 to T, failed polls before, seconds from
+# t0 to the first failure (-1: none), failed polls after, other answers after (the old text),
+# the longest poll in ms, polls in all, the failures by kind.
 cat >"$work/poll.py" <<'PY'
-import argparse, http.client, os, signal, sys, time
+import argparse, http.client, os, re, signal, sys, time
 signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 p = argparse.ArgumentParser()
-p.add_argument("--port", type=int, required=True)
+p.add_argument("--port", type=int)
+p.add_argument("--port-from")
 p.add_argument("--text", required=True)
 p.add_argument("--t0", type=float)
 p.add_argument("--write", nargs=2)
 p.add_argument("--rename", action="store_true")
+p.add_argument("--ready")
+p.add_argument("--go")
 p.add_argument("--timeout", type=float, default=300)
 p.add_argument("--after", type=float, default=0.5)
 p.add_argument("--interval", type=float, default=0.01)
 a = p.parse_args()
+pid = None
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 def get():
     c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=10)
@@ -197,8 +220,28 @@ if a.write:
         t0 = time.time()
         with open(dst, "wb") as f:
             f.write(data)
+elif a.go:
+    open(a.ready, "w").close()
+    with open(a.go) as go:  # a FIFO: blocks, using no CPU, until the script writes to it
+        words = go.readline().split()
+    t0, pid = float(words[0]), int(words[1]) if len(words) > 1 else None
 else:
     t0 = a.t0
+if a.port_from:
+    a.port = None
+    while a.port is None:
+        try:
+            found_port = re.search(r"http://127\.0\.0\.1:([0-9]+)", open(a.port_from).read())
+        except FileNotFoundError:
+            found_port = None
+        if found_port:
+            a.port = int(found_port.group(1))
+        elif time.time() - t0 > a.timeout or (pid is not None and not alive(pid)):
+            sys.stderr.write("poll: %s shows no port (http://127.0.0.1:PORT)%s\n"
+                             % (a.port_from, "" if pid is None or alive(pid) else ": it has ended"))
+            sys.exit(1)
+        else:
+            time.sleep(a.interval)
 kinds, failed, first_fail, polls, longest = {}, 0, -1.0, 0, 0.0
 found = None
 after_failed = after_other = 0
@@ -233,6 +276,39 @@ print("%.3f %d %.3f %d %d %.0f %d %s" % (found, failed, first_fail, after_failed
 PY
 # poll ARGS...: the poller's line, or the script fails.
 poll() { python3 "$work/poll.py" "$@" || fail "no answer: poll $*"; }
+# poll_ahead OUT ARGS...: a poller started before anything is timed, its Python up; it polls
+# once told `go_poll T0 [PID]`, and `poll_done OUT [LOG]` waits for it and sets `out` to its
+# line (or fails, showing the end of LOG). The same for nua and Docker, so that neither pays
+# for starting Python in its timed window.
+poll_ahead() {
+    local out=$1 _
+    shift
+    rm -f "$work/poll.ready" "$work/poll.go"
+    mkfifo "$work/poll.go"
+    python3 "$work/poll.py" --ready "$work/poll.ready" --go "$work/poll.go" "$@" >"$out" &
+    poll_pid=$!
+    for _ in $(seq 1 1000); do
+        [ ! -e "$work/poll.ready" ] || return 0
+        kill -0 "$poll_pid" 2>/dev/null || break
+        sleep 0.01
+    done
+    fail "the poller did not start: poll $*"
+}
+go_poll() { printf '%s\n' "$*" >"$work/poll.go"; }
+# settle: before each timed command of measures 2 and 3, nua's and Docker's alike, what the
+# previous run left to finish in the background (a container's network namespace torn down,
+# written pages flushed) is given a second, so that it is not timed in the next run.
+settle() { sync; sleep 1; }
+poll_done() {
+    local status=0
+    wait "$poll_pid" || status=$?
+    poll_pid=
+    if [ "$status" != 0 ]; then
+        [ -z "${2:-}" ] || fail_with "$2" "no answer (the poller's exit status: $status)"
+        fail "no answer (the poller's exit status: $status)"
+    fi
+    out=$(cat "$1")
+}
 
 # --- helpers ----------------------------------------------------------------------------------
 declare -A R             # R[what] = space-separated values, one per run
@@ -261,18 +337,6 @@ stamp() { local l; while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$
 at_line() {
     awk -v t0="$2" -v re="$3" '{ ts = $1; sub(/^[^ ]+ /, ""); if ($0 ~ re) { printf "%.3f", ts - t0; found = 1; exit } }
         END { if (!found) print "n/a" }' "$1"
-}
-# wait_port FILE PID SECONDS: the host port of the first `http://127.0.0.1:PORT` FILE shows,
-# while PID runs.
-wait_port() {
-    local file=$1 pid=$2 n=$(($3 * 100)) port _
-    for _ in $(seq 1 "$n"); do
-        port=$(grep -o 'http://127.0.0.1:[0-9]*' "$file" 2>/dev/null | head -n 1 | cut -d: -f3 || true)
-        [ -z "$port" ] || { echo "$port"; return 0; }
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.01
-    done
-    return 1
 }
 # wait_line FILE REGEX PID SECONDS
 wait_line() {
@@ -382,12 +446,15 @@ for i in $(seq 1 "$RUNS"); do
     "$DOCKER" rm -f "$COLD_NAME" "$COLD_DOCKER_NAME" >/dev/null 2>&1 || true
     "$DOCKER" rmi "$COLD_TAG" "$COLD_DOCKER_TAG" >/dev/null 2>&1 || true
     cold_cache "$work/cold-cache"
+    rm -f "$work/cold.err"
+    settle
+    poll_ahead "$work/poll.txt" --port-from "$work/cold.err" --text "$cold_text" --timeout 900
     t0=$EPOCHREALTIME
     NUA_CACHE_DIR=$work/cold-cache "$NUA" run "$work/cold" --name "$COLD_NAME" \
         >"$work/cold.out" 2> >(stamp >"$work/cold.err") &
     fg_pid=$!
-    port=$(wait_port "$work/cold.err" "$fg_pid" 900) || fail_with "$work/cold.err" "cold nua run: no port"
-    out=$(poll --port "$port" --text "$cold_text" --t0 "$t0")
+    go_poll "$t0" "$fg_pid"
+    poll_done "$work/poll.txt" "$work/cold.err"
     rec cold_nua "${out%% *}"
     stop "$fg_pid"
     fg_pid=
@@ -405,10 +472,13 @@ for i in $(seq 1 "$RUNS"); do
     "$DOCKER" builder prune -af >/dev/null
     pruned=1
     port=$(free_port)
+    settle
+    poll_ahead "$work/poll.txt" --port "$port" --text "$cold_text" --timeout 900
     t0=$EPOCHREALTIME
     id=$(docker_build "$work/cold" "$COLD_DOCKER_TAG" --no-cache) || fail "docker build --no-cache"
     "$DOCKER" run -d --name "$COLD_DOCKER_NAME" -p "127.0.0.1:$port:8000" "$COLD_DOCKER_TAG" >/dev/null
-    out=$(poll --port "$port" --text "$cold_text" --t0 "$t0")
+    go_poll "$t0"
+    poll_done "$work/poll.txt"
     rec cold_docker "${out%% *}"
     image_ids+=("$id")
     "$DOCKER" rm -f "$COLD_DOCKER_NAME" >/dev/null
@@ -432,11 +502,14 @@ for i in $(seq 1 "$RUNS"); do
     log "run, run $i of $RUNS: nua run"
     "$DOCKER" rm -f "$RUN_NAME" "$RUN_DOCKER_NAME" >/dev/null 2>&1 || true
     "$DOCKER" rmi "$V2" >/dev/null 2>&1 || true
+    rm -f "$work/run.err"
+    settle
+    poll_ahead "$work/poll.txt" --port-from "$work/run.err" --text "run-v2-$$"
     t0=$EPOCHREALTIME
     NUA_CACHE_DIR=$work/warm "$NUA" run "$work/run" --name "$RUN_NAME" >"$work/run.out" 2> >(stamp >"$work/run.err") &
     fg_pid=$!
-    port=$(wait_port "$work/run.err" "$fg_pid" 300) || fail_with "$work/run.err" "nua run: no port"
-    out=$(poll --port "$port" --text "run-v2-$$" --t0 "$t0")
+    go_poll "$t0" "$fg_pid"
+    poll_done "$work/poll.txt" "$work/run.err"
     rec run_nua "${out%% *}"
     rec run_at_loaded "$(at_line "$work/run.err" "$t0" '^loaded ')"
     rec run_at_started "$(at_line "$work/run.err" "$t0" '^started ')"
@@ -447,10 +520,13 @@ for i in $(seq 1 "$RUNS"); do
     "$DOCKER" rm -f "$RUN_NAME" >/dev/null 2>&1 || true
     "$DOCKER" rmi "$V2" >/dev/null 2>&1 || true
     port=$(free_port)
+    settle
+    poll_ahead "$work/poll.txt" --port "$port" --text "run-v2-$$"
     t0=$EPOCHREALTIME
     "$DOCKER" load -q -i "$work/v2.tar" >/dev/null
     "$DOCKER" run -d --name "$RUN_DOCKER_NAME" -p "127.0.0.1:$port:8000" "$V2" >/dev/null
-    out=$(poll --port "$port" --text "run-v2-$$" --t0 "$t0")
+    go_poll "$t0"
+    poll_done "$work/poll.txt"
     rec run_docker "${out%% *}"
     "$DOCKER" rm -f "$RUN_DOCKER_NAME" >/dev/null
 done
