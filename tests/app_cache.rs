@@ -182,6 +182,14 @@ fn cache_ls_names_the_steps_and_prune_removes_what_was_not_used() {
     std::fs::write(&old, b"half a blob").unwrap();
     std::fs::write(&recent, b"half a blob").unwrap();
     age_a_month(&old);
+    // A tool of an earlier nua, not run for a month, goes; this one's stays.
+    let tools = cache.join("tools");
+    let (old_tool, tool) = (tools.join("uv-0.0.1-x86_64"), tools.join("uv-9.9.9-x86_64"));
+    for dir in [&old_tool, &tool] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("uv"), b"a program").unwrap();
+    }
+    age_a_month(&old_tool.join("uv"));
     let pruned = run_ok(
         nua_pack()
             .args(["cache", "prune", "--json"])
@@ -191,6 +199,9 @@ fn cache_ls_names_the_steps_and_prune_removes_what_was_not_used() {
     assert!(pruned["layer_entries"].as_u64().unwrap() >= 2, "{pruned}");
     assert!(pruned["blobs"].as_u64().unwrap() >= 2, "{pruned}");
     assert!(!old.exists() && recent.exists());
+    assert_eq!(pruned["tools"], 1, "{pruned}");
+    assert_eq!(pruned["tool_bytes"], 9, "{pruned}");
+    assert!(!old_tool.exists() && tool.join("uv").is_file());
     let left = ls(&cache)["layers"].clone();
     let steps = left.to_string();
     assert!(

@@ -4,9 +4,9 @@
 //! A layer entry's time is when a build last used it ([`LayerCache::get`] touches it).
 //! Pruning removes the entries unused for the given time, then what only they kept: blobs
 //! no remaining entry names (and not written lately: a running build's newest blobs have no
-//! entry yet), unpacked copies of layers no entry names, and old package resolutions, test
-//! results, explanations and the bytes of failed downloads. Everything it removes is remade by the next build that needs
-//! it.
+//! entry yet), unpacked copies of layers no entry names, tools (uv) no build ran lately, and
+//! old package resolutions, test results, explanations and the bytes of failed downloads.
+//! Everything it removes is remade by the next build that needs it.
 //!
 //! [`LayerCache::get`]: super::cache::LayerCache::get
 
@@ -50,6 +50,9 @@ pub struct Pruned {
     pub blobs: u64,
     pub blob_bytes: u64,
     pub unpacked_layers: u64,
+    /// Folders of `tools/` (a pinned uv per version and machine) no build used lately.
+    pub tools: u64,
+    pub tool_bytes: u64,
     pub other_files: u64,
 }
 
@@ -155,6 +158,30 @@ pub fn prune(cache_dir: &Path, keep: Duration) -> Result<Pruned, Error> {
             fs_err::remove_file(blob.path()).map_err(io_error(&blob.path()))?;
             pruned.blobs += 1;
             pruned.blob_bytes += size;
+        }
+    }
+    // `tools/`: one folder per program and version (uv), its program touched by each build
+    // that binds it; one no build used for `keep` goes (as blobs: a running build may be
+    // using it), the next build that needs it fetches it again.
+    for tool in entries(&cache_dir.join("tools"))? {
+        if !tool.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let files = entries(&tool.path())?;
+        let used = files
+            .iter()
+            .map(|f| age(f, now))
+            .min()
+            .unwrap_or(age(&tool, now));
+        if used > blob_keep {
+            let size: u64 = files
+                .iter()
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            fs_err::remove_dir_all(tool.path()).map_err(io_error(&tool.path()))?;
+            pruned.tools += 1;
+            pruned.tool_bytes += size;
         }
     }
     // `partial/`: bytes of failed downloads, kept for the next pull to resume from.

@@ -18,6 +18,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use nua_oci::http::Http;
 use nua_oci::Digest;
@@ -125,6 +126,8 @@ fn binary(cache_dir: &Path) -> Result<PathBuf, Error> {
         .join(format!("uv-{VERSION}-{}", wheel.arch));
     let path = dir.join("uv");
     if path.is_file() {
+        // Its time says when a build last used it: `cache prune` goes by it.
+        let _ = fs_err::File::open(&path).and_then(|f| f.file().set_modified(SystemTime::now()));
         return Ok(path);
     }
     let failed = |reason: String| Error::Uv {
@@ -188,6 +191,29 @@ mod tests {
         assert!(!usable(Installer::Pip, &plain));
         let index = ["PIP_INDEX_URL=https://mirror/simple".to_owned()];
         assert!(!usable(Installer::Uv, &index));
+    }
+
+    #[test]
+    fn a_kept_binary_is_used_without_a_download_and_marked_used() {
+        let Some(wheel) = wheel() else { return };
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache
+            .path()
+            .join("tools")
+            .join(format!("uv-{VERSION}-{}", wheel.arch));
+        fs_err::create_dir_all(&dir).unwrap();
+        let kept = dir.join("uv");
+        fs_err::write(&kept, b"#!/bin/sh\n").unwrap();
+        let month_ago = SystemTime::now() - std::time::Duration::from_secs(30 * 24 * 3600);
+        fs_err::File::open(&kept)
+            .unwrap()
+            .file()
+            .set_modified(month_ago)
+            .unwrap();
+        // No network is asked: the kept file is the one bound.
+        assert_eq!(binary(cache.path()).unwrap(), kept);
+        let used = fs_err::metadata(&kept).unwrap().modified().unwrap();
+        assert!(used > month_ago + std::time::Duration::from_secs(29 * 24 * 3600));
     }
 
     #[test]

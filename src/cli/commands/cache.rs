@@ -66,12 +66,14 @@ fn prune(cache_dir: &Path, args: &CachePruneArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
-        "removed {} layer entries, {} blobs ({}), {} unpacked layers and {} other files not \
-         used in {} days",
+        "removed {} layer entries, {} blobs ({}), {} unpacked layers, {} tools ({}) and {} other \
+         files not used in {} days",
         pruned.layer_entries,
         pruned.blobs,
         human_bytes(pruned.blob_bytes),
         pruned.unpacked_layers,
+        pruned.tools,
+        human_bytes(pruned.tool_bytes),
         pruned.other_files,
         args.keep_days
     )?;
