@@ -132,6 +132,21 @@ pub fn outer_root_run() -> bool {
 
 /// Re-run this test binary as `user` with `args` (test filters), with a copy of the base root
 /// filesystem it can read; panics unless the run passes, returns its stdout.
+/// How many tests this test binary holds, ignored ones too, but for `but`: what a rerun
+/// with `--include-ignored --skip BUT` must report as passed.
+pub fn tests_of_this_binary(but: &str) -> usize {
+    let out = Proc::new(std::env::current_exe().unwrap())
+        .args(["--list", "--include-ignored"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .filter(|name| !name.contains(but))
+        .count()
+}
+
 pub fn rerun_as(user: &str, args: &[&str]) -> String {
     let rootfs = super::test_env();
     // The user cannot read root's cache: give it a copy of the base root filesystem.
