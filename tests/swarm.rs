@@ -250,7 +250,8 @@ fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_a
     assert!(get("/").contains("404"), "{}", get("/"));
 
     // An app that must never run twice is stopped first (`stop-first`): meanwhile the proxy
-    // answers 503 with `Retry-After`, never a connection error or a bare 502.
+    // answers 503 with `Retry-After`, never a connection error, a bare 502 or nothing. Its
+    // route says so itself while the task is replaced, rather than try a task going away.
     let (single, _single) = Deployed::label("single-s", &env);
     let single_host = format!("{single}.example.com");
     let write_single = |greeting: &str| {
@@ -277,6 +278,12 @@ fn an_instance_on_swarm_is_served_through_the_proxy_service_and_keeps_its_data_a
     let load = MaintenanceLoad::start(proxy_port, &single_host);
     write_single("v2");
     let (code, said) = nua(&["deploy", single_file]);
-    load.finish_with_503s_only();
+    let unavailable = load.finish_with_503s_only();
     assert_eq!(code, Some(0), "{said}");
+    assert!(
+        unavailable
+            .iter()
+            .any(|body| body.contains(&format!("{single} is being upgraded"))),
+        "{unavailable:?}"
+    );
 }

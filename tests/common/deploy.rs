@@ -224,8 +224,17 @@ pub fn get(port: u16, path: &str) -> String {
 /// must get a 200, or a 503 that says when to come back (`Retry-After: 5`).
 pub struct MaintenanceLoad {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(usize, usize, Vec<String>)>,
+    thread: std::thread::JoinHandle<Answers>,
 }
+
+/// What a [`MaintenanceLoad`] got: how many 200s, the bodies of its 503s (each once), and
+/// the other answers.
+type Answers = (
+    usize,
+    std::collections::BTreeSet<String>,
+    usize,
+    Vec<String>,
+);
 
 impl MaintenanceLoad {
     pub fn start(port: u16, host: &str) -> MaintenanceLoad {
@@ -234,6 +243,7 @@ impl MaintenanceLoad {
         let thread = std::thread::spawn(move || {
             use std::io::{Read as _, Write as _};
             let (mut ok, mut unavailable, mut failed) = (0, 0, Vec::new());
+            let mut said = std::collections::BTreeSet::new();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let answer = (|| -> std::io::Result<String> {
                     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
@@ -248,12 +258,14 @@ impl MaintenanceLoad {
                     Ok(text)
                         if text.starts_with("HTTP/1.1 503") && text.contains("Retry-After: 5") =>
                     {
-                        unavailable += 1
+                        unavailable += 1;
+                        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                        said.insert(body.trim().to_owned());
                     }
                     other => failed.push(format!("{other:?}")),
                 }
             }
-            (ok, unavailable, failed)
+            (ok, said, unavailable, failed)
         });
         // A few answers before what is measured starts.
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -263,15 +275,21 @@ impl MaintenanceLoad {
     /// Stop (after a few more answers): how many got a 200, how many a 503, and what the
     /// others got.
     pub fn finish(self) -> (usize, usize, Vec<String>) {
+        let (ok, _, unavailable, failed) = self.stop_and_join();
+        (ok, unavailable, failed)
+    }
+
+    fn stop_and_join(self) -> Answers {
         std::thread::sleep(std::time::Duration::from_millis(300));
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap()
     }
 
     /// Stop, and assert that every request got a 200 or a 503 with `Retry-After`, some of
-    /// each (the app was down for a while, and answered before and after).
-    pub fn finish_with_503s_only(self) {
-        let (ok, unavailable, failed) = self.finish();
+    /// each (the app was down for a while, and answered before and after): the bodies of
+    /// the 503s, each once.
+    pub fn finish_with_503s_only(self) -> std::collections::BTreeSet<String> {
+        let (ok, said, unavailable, failed) = self.stop_and_join();
         assert!(
             failed.is_empty(),
             "{} failed: {:?}",
@@ -283,6 +301,7 @@ impl MaintenanceLoad {
             "no 503 while it was replaced ({ok} answered)"
         );
         assert!(ok > 0);
+        said
     }
 }
 

@@ -113,6 +113,16 @@ pub trait Routes {
     fn route(&self, desired: &Desired, maintenance: bool) -> Result<(), String>;
 }
 
+/// Route `desired`'s domain to its app through `proxy`, or answer it 503 (`maintenance`).
+fn route(proxy: &dyn Routes, desired: &Desired, maintenance: bool) -> Result<(), Error> {
+    proxy
+        .route(desired, maintenance)
+        .map_err(|message| Error::Proxy {
+            label: desired.label.clone(),
+            message,
+        })
+}
+
 /// Where and how to apply.
 pub struct Context<'a> {
     pub engine: &'a dyn Engine,

@@ -504,12 +504,16 @@ fn deploy_site(
     // An upgrade of an app whose domain the proxy serves: the new app gets ports of its own,
     // so that it starts beside the old one and the proxy switches over once it is ready.
     // A port the app pins cannot be had twice: it is replaced in place.
-    // (On Swarm, the proxy finds the new task by name: nothing is switched.)
+    // On Swarm, the proxy finds the new task by name: nothing is switched, but a
+    // `single-writer` app's domain is answered 503 while its one task is replaced.
+    let single_writer = desired.containers.iter().any(|c| c.single_writer);
     let switcher = match (&previous, &desired.domain, desired.engine) {
         (Some(_), Some(_), EngineKind::Docker) => crate::proxy::Switcher::new(state, label)?,
+        (Some(_), Some(_), EngineKind::Swarm) if single_writer => {
+            crate::proxy::Switcher::new(state, label)?
+        }
         _ => None,
     };
-    let single_writer = desired.containers.iter().any(|c| c.single_writer);
     if switcher.is_some() && !single_writer {
         let others: Vec<u16> = own
             .iter()
@@ -1097,11 +1101,16 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     }
     // Behind the proxy, going back is the same switch as going forward: the app of the
     // earlier generation starts on ports of its own beside the running one.
+    // On Swarm, as in an upgrade, only a `single-writer` app's domain is switched: to 503.
+    let single_writer = desired.containers.iter().any(|c| c.single_writer);
     let switcher = match (&desired.domain, desired.engine) {
         (Some(_), EngineKind::Docker) => crate::proxy::Switcher::new(&state, label)?,
+        (Some(_), EngineKind::Swarm) if single_writer => {
+            crate::proxy::Switcher::new(&state, label)?
+        }
         _ => None,
     };
-    if switcher.is_some() && !desired.containers.iter().any(|c| c.single_writer) {
+    if switcher.is_some() && !single_writer {
         place_apart(&mut desired, &engine, &state, label)?;
     }
     let generation = state.begin(

@@ -8,7 +8,7 @@ use nua_runtime::{
 };
 
 use super::{
-    not_ready, previous_name, Applied, Context, Error, Platform, Routes, Unit, SPEC_LABEL,
+    not_ready, previous_name, route, Applied, Context, Error, Platform, Routes, Unit, SPEC_LABEL,
 };
 use crate::instance::{Container, Desired, Role, INSTANCE_LABEL};
 use crate::supervise;
@@ -82,10 +82,7 @@ impl Platform for Containers<'_> {
             }
             Some((_, proxy)) => {
                 // It must not run twice: its requests get 503 while it is replaced.
-                proxy.route(desired, true).map_err(|message| Error::Proxy {
-                    label: desired.label.clone(),
-                    message,
-                })?;
+                route(proxy, desired, true)?;
                 maintenance = Some(proxy);
             }
             None => {}
@@ -116,12 +113,7 @@ impl Platform for Containers<'_> {
         // app is.
         ready(engine, desired, container, &container.name, ctx, restarts)?;
         if let Some(proxy) = maintenance {
-            proxy
-                .route(desired, false)
-                .map_err(|message| Error::Proxy {
-                    label: desired.label.clone(),
-                    message,
-                })?;
+            route(proxy, desired, false)?;
         }
         Ok(())
     }
@@ -220,12 +212,7 @@ fn switch(
         .start_container(&next)
         .map_err(Error::from)
         .and_then(|()| ready(engine, desired, container, &next, ctx, 0))
-        .and_then(|()| {
-            proxy.route(desired, false).map_err(|message| Error::Proxy {
-                label: desired.label.clone(),
-                message,
-            })
-        });
+        .and_then(|()| route(proxy, desired, false));
     if let Err(err) = started {
         let _ = engine.remove_container(&next);
         return Err(err);

@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use nua_runtime::swarm::{Order, SecretFile, ServiceInfo, ServiceSpec, TaskState, UpdateState};
 use nua_runtime::{ContainerInfo, Engine, Labels, LogOptions, Swarm};
 
-use super::{not_ready, Applied, Context, Error, Platform, Unit, SPEC_LABEL};
+use super::{not_ready, route, Applied, Context, Error, Platform, Unit, SPEC_LABEL};
 use crate::instance::{Container, Desired, Role, INSTANCE_LABEL};
 
 /// How long an updated task is watched before the update is done: a task failing in that
@@ -475,6 +475,22 @@ impl Platform for Services<'_> {
                 BTreeSet::new()
             },
         };
+        // A `single-writer` app is stopped before its new task starts: meanwhile the proxy
+        // answers 503 with `Retry-After` itself, rather than try a task that is going away
+        // (whose address Docker's DNS and nginx may still give for a second).
+        let maintenance = match ctx.proxy {
+            Some(proxy)
+                if since.updating
+                    && !ctx.stopped
+                    && container.single_writer
+                    && container.role == Role::App
+                    && desired.domain.is_some() =>
+            {
+                route(proxy, desired, true)?;
+                Some(proxy)
+            }
+            _ => None,
+        };
         if put {
             let spec =
                 self.service_spec(desired, container, &unit, existing.as_ref(), ctx.stopped)?;
@@ -493,6 +509,13 @@ impl Platform for Services<'_> {
         if waited.is_err() {
             // The secrets of a version Swarm rolled back are not needed.
             let _ = self.sweep_secrets(&desired.label);
+        }
+        // Served again, whatever the outcome: by the new task, or by the old version Swarm
+        // rolled back to; while no task answers, the proxy's own 503 stands in.
+        if let Some(proxy) = maintenance {
+            let routed = route(proxy, desired, false);
+            waited?;
+            return routed;
         }
         waited
     }

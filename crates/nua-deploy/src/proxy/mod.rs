@@ -101,6 +101,12 @@ pub struct Domain {
 pub const MAX_BODY: &str = "64m";
 /// Seconds to connect to the app, and to wait for its answer (or a websocket's next frame).
 pub const CONNECT_TIMEOUT: u64 = 10;
+/// Seconds to connect to a task of a Swarm service. On the overlay network a connection is
+/// made in milliseconds, or its first SYN is resent after one second; a task that went away
+/// while Docker's DNS (or nginx, for a second) still gives its address answers nothing at
+/// all, and the request then goes to the next task, or gets the proxy's 503, after this
+/// rather than after [`CONNECT_TIMEOUT`].
+pub const SWARM_CONNECT_TIMEOUT: u64 = 2;
 pub const READ_TIMEOUT: u64 = 300;
 
 #[derive(Debug, thiserror::Error)]
@@ -254,7 +260,10 @@ pub fn domains<'a>(
             max_body: options
                 .max_body_mb
                 .map_or_else(|| MAX_BODY.to_owned(), |mb| format!("{mb}m")),
-            connect_timeout: options.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            connect_timeout: options.connect_timeout.unwrap_or(match desired.engine {
+                EngineKind::Docker => CONNECT_TIMEOUT,
+                EngineKind::Swarm => SWARM_CONNECT_TIMEOUT,
+            }),
             read_timeout: options.read_timeout.unwrap_or(READ_TIMEOUT),
             maintenance: false,
         });

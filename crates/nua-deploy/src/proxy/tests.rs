@@ -350,6 +350,16 @@ fn an_app_on_swarm_is_reached_by_its_service_name_looked_up_again_and_again() {
         "{text}"
     );
     assert!(text.contains("location @nua_unavailable {"), "{text}");
+    // A task gone while its address is still given is given up on within seconds, not ten;
+    // an app's own setting still wins.
+    assert!(text.contains("proxy_connect_timeout 2s;"), "{text}");
+    assert!(!text.contains("proxy_connect_timeout 10s;"), "{text}");
+    a.containers[0].proxy = Some(nua_config::ProxyOptions {
+        connect_timeout: Some(7),
+        ..Default::default()
+    });
+    let text = render_site(&domains([&a], &|_| None).unwrap()[0], &settings()).unwrap();
+    assert!(text.contains("proxy_connect_timeout 7s;"), "{text}");
     let settings = Settings {
         resolver: Some("127.0.0.11".to_owned()),
         ..settings()
@@ -372,4 +382,5 @@ fn an_app_on_swarm_is_reached_by_its_service_name_looked_up_again_and_again() {
         !text.contains("nua_upstream") && !text.contains("@nua_unavailable"),
         "{text}"
     );
+    assert!(text.contains("proxy_connect_timeout 10s;"), "{text}");
 }

@@ -326,3 +326,81 @@ fn options_a_swarm_cannot_honour_are_refused_by_name_before_anything_is_made() {
     }
     assert!(swarm.calls().is_empty(), "{:?}", swarm.calls());
 }
+
+/// The proxy as the reconciler drives it on a swarm: each change of route, with the image
+/// the app's service had then.
+struct SwarmRoutes<'a> {
+    swarm: &'a FakeSwarm,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl Routes for SwarmRoutes<'_> {
+    fn route(&self, desired: &Desired, maintenance: bool) -> Result<(), String> {
+        let what = if maintenance { "503" } else { "serve" };
+        let image = self.swarm.spec("nua-n").map(|s| s.image);
+        let label = &desired.label;
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{what} {label} while {image:?}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn on_swarm_a_single_writer_app_is_answered_503_by_the_proxy_while_its_task_is_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = state::State::open(tmp.path()).unwrap();
+    let engine = images();
+    let swarm = FakeSwarm::new();
+    let routes = SwarmRoutes {
+        swarm: &swarm,
+        seen: Default::default(),
+    };
+    let ctx = Context {
+        proxy: Some(&routes),
+        ..swarm_ctx(&engine, &swarm)
+    };
+    let single = CONFIG.replace("[run]\n", "[run]\nsingle-writer = true\n");
+    let site = |image: &str| on_swarm(with_domain(&single, image, 0));
+    // Made: nothing to stand in for.
+    apply(&site(APP_IMAGE), 1, &ctx, &mut state).unwrap();
+    assert!(routes.seen.lock().unwrap().is_empty());
+    // Upgraded: 503 before the old task is asked to stop, served once the new one is ready.
+    apply(&site("nua-notes:2.0"), 2, &ctx, &mut state).unwrap();
+    assert_eq!(
+        *routes.seen.lock().unwrap(),
+        [
+            format!("503 n while Some({APP_IMAGE:?})"),
+            "serve n while Some(\"nua-notes:2.0\")".to_owned(),
+        ]
+    );
+    // An update Swarm rolls back: served again, by the old version, and the error said.
+    routes.seen.lock().unwrap().clear();
+    swarm.fail_image("nua-notes:3.0");
+    let err = apply(&site("nua-notes:3.0"), 3, &ctx, &mut state).unwrap_err();
+    assert!(err.to_string().contains("rolled the update back"), "{err}");
+    let seen = routes.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].starts_with("503 n") && seen[1].starts_with("serve n"),
+        "{seen:?}"
+    );
+    // An app that may run twice is never taken off the proxy: Swarm starts the new task first.
+    routes.seen.lock().unwrap().clear();
+    apply(
+        &on_swarm(with_domain(CONFIG, APP_IMAGE, 0)),
+        4,
+        &ctx,
+        &mut state,
+    )
+    .unwrap();
+    apply(
+        &on_swarm(with_domain(CONFIG, "nua-notes:2.0", 0)),
+        5,
+        &ctx,
+        &mut state,
+    )
+    .unwrap();
+    assert!(routes.seen.lock().unwrap().is_empty());
+}
