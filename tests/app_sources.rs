@@ -43,6 +43,17 @@ fn a_src_url_archive_is_built_served_and_needs_no_network_once_cached() {
     // looks, and here finds nothing to do.
     assert_eq!(made(&events), vec!["source", "build", "metadata"]);
     let result = events.last().unwrap().clone();
+    // A build step ran above the source: the metadata, describing what it installed, stays
+    // the top layer.
+    let top: Vec<&str> = result["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .take(3)
+        .map(|l| l["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(top, ["metadata", "build", "source"], "{result}");
 
     let _image = load(&out, "nua-src-url:1.0-1");
     let name = format!("nua-test-src-url-{}", std::process::id());

@@ -5,6 +5,8 @@
 //! the manifests alone, so a source edit keeps them) → source → build commands → the app's
 //! `nua/` files → metadata (with the SBOM of what the image holds) → tests. The layers of
 //! the build packages are below every later step while building, and left out of the image.
+//! When the source is the last layer made, the image has the metadata layer just below it:
+//! the layer an edit changes is then the top one, and the only one Docker registers anew.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -277,7 +279,14 @@ pub fn build_layers(
     if let Some(dir) = &plan.nua_dir {
         layers.extend(build.nua_files_step(&mut chain, dir, reporter)?);
     }
-    layers.push(build.metadata_step(&mut chain, &layers, reporter)?);
+    let metadata = build.metadata_step(&mut chain, &layers, reporter)?;
+    match layers.last() {
+        // The source is the top layer, the one an edit changes: the metadata goes below it,
+        // so that an edit is one new layer for Docker to register (its SBOM, made from every
+        // layer, source included, keeps its bytes when the source installs no package).
+        Some(top) if top.step == Step::Source.name() => layers.insert(layers.len() - 1, metadata),
+        _ => layers.push(metadata),
+    }
     let image_key = chain.key.clone();
     super::finish::test_step(build, plan, &mut chain, &layers, &image_key, reporter)?;
     Ok(layers)
