@@ -45,7 +45,8 @@ pub enum CacheCommand {
     Ls(CacheLsArgs),
     /// Remove the layers no build used for a while, and what only they needed
     ///
-    /// Also deletes the blobs `cache verify` or a build moved aside as corrupt.
+    /// Also removes the tools nua fetched (uv) that no build ran in that time, fetched again
+    /// when needed, and deletes the blobs `cache verify` or a build moved aside as corrupt.
     #[command(mut_arg("json", |a| a.help("Print what was removed as JSON")))]
     Prune(CachePruneArgs),
     /// Check every cached blob against its digest, moving corrupt ones aside
