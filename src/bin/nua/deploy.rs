@@ -591,6 +591,11 @@ fn deploy_site(
                         anyhow::Error::new(e)
                     ),
                 }
+                // Its domain is routed to what runs again now, not left answering 503 should
+                // a later site of the file stop the deploy before its last sync.
+                if before.domain.is_some() {
+                    let _ = crate::proxy::sync(state, true, false);
+                }
             }
             Ok(Deployed::Failed)
         }
@@ -1139,6 +1144,9 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
         Err(err) => {
             let err = anyhow::Error::new(err);
             state.finish(label, generation, Err(&format!("{err:#}")))?;
+            // The proxy serves what is recorded, not a route left answering 503 while the
+            // app was replaced; should that fail too, the rollback's error is the one told.
+            let _ = crate::proxy::sync(&state, true, false);
             Err(err.context(format!("cannot roll `{label}` back")))
         }
     }

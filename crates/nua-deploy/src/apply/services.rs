@@ -475,6 +475,11 @@ impl Platform for Services<'_> {
                 BTreeSet::new()
             },
         };
+        let spec = if put {
+            Some(self.service_spec(desired, container, &unit, existing.as_ref(), ctx.stopped)?)
+        } else {
+            None
+        };
         // A `single-writer` app is stopped before its new task starts: meanwhile the proxy
         // answers 503 with `Retry-After` itself, rather than try a task that is going away
         // (whose address Docker's DNS and nginx may still give for a second).
@@ -491,33 +496,38 @@ impl Platform for Services<'_> {
             }
             _ => None,
         };
-        if put {
-            let spec =
-                self.service_spec(desired, container, &unit, existing.as_ref(), ctx.stopped)?;
-            self.swarm.put_service(&spec)?;
-            match (&existing, same) {
-                (None, _) | (Some(_), false) => applied.created.push(name.clone()),
-                (Some(_), true) if ctx.stopped => applied.stopped.push(name.clone()),
-                (Some(_), true) => applied.started.push(name.clone()),
+        let updated = (|| {
+            if let Some(spec) = &spec {
+                self.swarm.put_service(spec)?;
+                match (&existing, same) {
+                    (None, _) | (Some(_), false) => applied.created.push(name.clone()),
+                    (Some(_), true) if ctx.stopped => applied.stopped.push(name.clone()),
+                    (Some(_), true) => applied.started.push(name.clone()),
+                }
             }
+            if ctx.stopped {
+                return Ok(());
+            }
+            // The next component starts once this one is ready; the deploy ends once the app
+            // is.
+            let waited = self.wait(desired, container, &unit.digest, &since, ctx);
+            if waited.is_err() {
+                // The secrets of a version Swarm rolled back are not needed.
+                let _ = self.sweep_secrets(&desired.label);
+            }
+            waited
+        })();
+        // Served again, whatever the outcome: by the new task, or by the old version when
+        // Swarm was refused the update or rolled it back (the deploy then routes the version
+        // it records); while no task answers, the proxy's own 503 stands in. The update's
+        // error comes first.
+        match maintenance {
+            Some(proxy) => {
+                let routed = route(proxy, desired, false);
+                updated.and(routed)
+            }
+            None => updated,
         }
-        if ctx.stopped {
-            return Ok(());
-        }
-        // The next component starts once this one is ready; the deploy ends once the app is.
-        let waited = self.wait(desired, container, &unit.digest, &since, ctx);
-        if waited.is_err() {
-            // The secrets of a version Swarm rolled back are not needed.
-            let _ = self.sweep_secrets(&desired.label);
-        }
-        // Served again, whatever the outcome: by the new task, or by the old version Swarm
-        // rolled back to; while no task answers, the proxy's own 503 stands in.
-        if let Some(proxy) = maintenance {
-            let routed = route(proxy, desired, false);
-            waited?;
-            return routed;
-        }
-        waited
     }
 
     fn stop(&self, desired: &Desired, _applied: &mut Applied) -> Result<(), Error> {

@@ -14,6 +14,7 @@ struct World {
     secrets: BTreeMap<String, (Vec<u8>, Labels)>,
     services: BTreeMap<String, Kept>,
     failing: BTreeSet<String>,
+    refused: BTreeSet<String>,
     calls: Vec<String>,
 }
 
@@ -61,6 +62,11 @@ impl FakeSwarm {
     /// Tasks of `image` never get healthy.
     pub fn fail_image(&self, image: &str) {
         self.world().failing.insert(image.to_owned());
+    }
+
+    /// Make the manager refuse any service spec of `image` (as it does a malformed one).
+    pub fn refuse_image(&self, image: &str) {
+        self.world().refused.insert(image.to_owned());
     }
 
     /// The spec a service runs now.
@@ -178,6 +184,15 @@ impl Swarm for FakeSwarm {
                     },
                 });
             }
+        }
+        if world.refused.contains(&spec.image) {
+            return Err(Error::Api {
+                call: "POST /services/update",
+                source: bollard::errors::Error::DockerResponseServerError {
+                    status_code: 400,
+                    message: format!("invalid image {}", spec.image),
+                },
+            });
         }
         let failing = world.failing.contains(&spec.image);
         match world.services.get_mut(&spec.name) {

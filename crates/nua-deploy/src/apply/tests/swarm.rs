@@ -25,7 +25,8 @@ fn images() -> FakeEngine {
     };
     engine.add_image(APP_IMAGE, app.clone());
     engine.add_image("nua-notes:2.0", app.clone());
-    engine.add_image("nua-notes:3.0", app);
+    engine.add_image("nua-notes:3.0", app.clone());
+    engine.add_image("nua-notes:4.0", app);
     engine
 }
 
@@ -386,18 +387,30 @@ fn on_swarm_a_single_writer_app_is_answered_503_by_the_proxy_while_its_task_is_r
         seen[0].starts_with("503 n") && seen[1].starts_with("serve n"),
         "{seen:?}"
     );
+    // An update the manager refuses: the old task never stopped, and is served again.
+    routes.seen.lock().unwrap().clear();
+    swarm.refuse_image("nua-notes:4.0");
+    let err = apply(&site("nua-notes:4.0"), 4, &ctx, &mut state).unwrap_err();
+    assert!(err.to_string().contains("POST /services/update"), "{err}");
+    assert_eq!(
+        *routes.seen.lock().unwrap(),
+        [
+            "503 n while Some(\"nua-notes:2.0\")".to_owned(),
+            "serve n while Some(\"nua-notes:2.0\")".to_owned(),
+        ]
+    );
     // An app that may run twice is never taken off the proxy: Swarm starts the new task first.
     routes.seen.lock().unwrap().clear();
     apply(
         &on_swarm(with_domain(CONFIG, APP_IMAGE, 0)),
-        4,
+        5,
         &ctx,
         &mut state,
     )
     .unwrap();
     apply(
         &on_swarm(with_domain(CONFIG, "nua-notes:2.0", 0)),
-        5,
+        6,
         &ctx,
         &mut state,
     )
