@@ -507,12 +507,9 @@ fn deploy_site(
     // On Swarm, the proxy finds the new task by name: nothing is switched, but a
     // `single-writer` app's domain is answered 503 while its one task is replaced.
     let single_writer = desired.containers.iter().any(|c| c.single_writer);
-    let switcher = match (&previous, &desired.domain, desired.engine) {
-        (Some(_), Some(_), EngineKind::Docker) => crate::proxy::Switcher::new(state, label)?,
-        (Some(_), Some(_), EngineKind::Swarm) if single_writer => {
-            crate::proxy::Switcher::new(state, label)?
-        }
-        _ => None,
+    let switcher = match &previous {
+        Some(_) => crate::proxy::Switcher::for_replacing(state, label, &desired)?,
+        None => None,
     };
     if switcher.is_some() && !single_writer {
         let others: Vec<u16> = own
@@ -1106,15 +1103,8 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     }
     // Behind the proxy, going back is the same switch as going forward: the app of the
     // earlier generation starts on ports of its own beside the running one.
-    // On Swarm, as in an upgrade, only a `single-writer` app's domain is switched: to 503.
     let single_writer = desired.containers.iter().any(|c| c.single_writer);
-    let switcher = match (&desired.domain, desired.engine) {
-        (Some(_), EngineKind::Docker) => crate::proxy::Switcher::new(&state, label)?,
-        (Some(_), EngineKind::Swarm) if single_writer => {
-            crate::proxy::Switcher::new(&state, label)?
-        }
-        _ => None,
-    };
+    let switcher = crate::proxy::Switcher::for_replacing(&state, label, &desired)?;
     if switcher.is_some() && !single_writer {
         place_apart(&mut desired, &engine, &state, label)?;
     }

@@ -323,6 +323,25 @@ impl Switcher {
     }
 }
 
+impl Switcher {
+    /// For replacing the app of `desired` (an upgrade, a rollback), when its domain is served
+    /// and there is something to switch: on one engine, always (the new app starts beside
+    /// the old one); on Swarm, where the proxy finds the new task by name, only for a
+    /// `single-writer` app, whose domain answers 503 while its one task is replaced.
+    pub fn for_replacing(
+        state: &State,
+        label: &str,
+        desired: &Desired,
+    ) -> anyhow::Result<Option<Switcher>> {
+        let single_writer = desired.containers.iter().any(|c| c.single_writer);
+        match (&desired.domain, desired.engine) {
+            (Some(_), EngineKind::Docker) => Switcher::new(state, label),
+            (Some(_), EngineKind::Swarm) if single_writer => Switcher::new(state, label),
+            _ => Ok(None),
+        }
+    }
+}
+
 impl nua_deploy::apply::Routes for Switcher {
     fn route(&self, desired: &Desired, maintenance: bool) -> Result<(), String> {
         let all: Vec<&Desired> = self.others.iter().chain([desired]).collect();
